@@ -1,0 +1,8 @@
+//! Quantised block formats and scalar reference dequantisation to f32.
+//!
+//! The scalar code here is the reference every SIMD and CUDA kernel is tested against.
+
+pub mod blocks;
+pub mod dequant;
+
+pub use blocks::{as_blocks, as_blocks_mut, block_bytes, f16_le, Block};

@@ -1,0 +1,8 @@
+//! sluice: run LLMs larger than memory by streaming their layers from NVMe.
+//!
+//! Data flows disk → `sluice_runtime` (extents into a ring of host buffers) → backend
+//! (`cpu`) → engine (model graph, executor, sampler) → the user (`cli`).
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod cli;
+pub mod cpu;
