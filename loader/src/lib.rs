@@ -7,6 +7,7 @@
 //! quant block formats with scalar reference dequantisation, and the tokenizer.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod cache;
 pub mod extents;
 pub mod ggml_type;
 pub mod gguf;
