@@ -1,0 +1,3 @@
+//! The engine: sampler, executor and residency planner on top of the model graph.
+
+pub mod sampler;
