@@ -7,3 +7,4 @@
 pub mod cli;
 pub mod cpu;
 pub mod engine;
+pub mod model;
