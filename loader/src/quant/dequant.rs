@@ -106,6 +106,8 @@ fn per_element<const N: usize>(src: &[u8], dst: &mut [f32], f: fn([u8; N]) -> f3
 
 /// Block types: one block into `N` outputs at a time (lengths already checked).
 fn per_block<B: Block, const N: usize>(src: &[u8], dst: &mut [f32], f: fn(&B, &mut [f32; N])) {
+    const { assert!(N == B::ELEMS, "block function writes one block's elements") };
+    // `check_lengths` made `src` whole blocks, so the view exists; the fallback is never taken.
     let blocks = as_blocks::<B>(src).unwrap_or(&[]);
     for (b, chunk) in blocks.iter().zip(dst.chunks_exact_mut(N)) {
         let mut out = [0.0f32; N];
