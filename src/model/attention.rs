@@ -29,7 +29,11 @@ pub struct AttnScratch {
 impl AttnScratch {
     /// Scratch for heads of `head_dim` over up to `n_ctx` cached positions.
     pub fn new(head_dim: usize, n_ctx: usize) -> AttnScratch {
-        AttnScratch { q16: vec![0; 2 * head_dim], scores: vec![0.0; n_ctx], p16: vec![0; 2 * n_ctx] }
+        AttnScratch {
+            q16: vec![0; 2 * head_dim],
+            scores: vec![0.0; n_ctx],
+            p16: vec![0; 2 * n_ctx],
+        }
     }
 }
 
@@ -45,7 +49,11 @@ pub fn attend(
     scratch: &mut AttnScratch,
     out: &mut [f32],
 ) {
-    let AttnShape { n_head, n_head_kv, head_dim } = shape;
+    let AttnShape {
+        n_head,
+        n_head_kv,
+        head_dim,
+    } = shape;
     debug_assert!(n_kv % KV_PAD == 0 && pos < n_kv && n_kv <= cache.n_ctx());
     debug_assert_eq!(q.len(), n_head * head_dim);
     let group = n_head / n_head_kv;
@@ -79,7 +87,11 @@ mod tests {
 
     #[test]
     fn single_position_returns_its_value() {
-        let shape = AttnShape { n_head: 4, n_head_kv: 2, head_dim: 8 };
+        let shape = AttnShape {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 8,
+        };
         let mut cache = KvCache::new(1, 16, 32);
         let k: Vec<f32> = (0..16).map(|i| i as f32 * 0.1).collect();
         let v: Vec<f32> = (0..16).map(|i| i as f32 - 3.0).collect();
@@ -97,15 +109,37 @@ mod tests {
 
     #[test]
     fn causal_mask_ignores_later_positions() {
-        let shape = AttnShape { n_head: 1, n_head_kv: 1, head_dim: 4 };
+        let shape = AttnShape {
+            n_head: 1,
+            n_head_kv: 1,
+            head_dim: 4,
+        };
         let mut cache = KvCache::new(1, 4, 32);
         cache.store(0, 0, &[1.0, 0.0, 0.0, 0.0], &[1.0, 1.0, 1.0, 1.0]);
         cache.store(0, 1, &[0.0, 1.0, 0.0, 0.0], &[9.0, 9.0, 9.0, 9.0]);
         let mut out = [0.0f32; 4];
         let mut s = AttnScratch::new(4, 32);
-        attend(&cache, 0, shape, &[1.0, 1.0, 0.0, 0.0], 0, 32, &mut s, &mut out);
+        attend(
+            &cache,
+            0,
+            shape,
+            &[1.0, 1.0, 0.0, 0.0],
+            0,
+            32,
+            &mut s,
+            &mut out,
+        );
         assert_eq!(out, [1.0; 4]);
-        attend(&cache, 0, shape, &[1.0, 1.0, 0.0, 0.0], 1, 32, &mut s, &mut out);
+        attend(
+            &cache,
+            0,
+            shape,
+            &[1.0, 1.0, 0.0, 0.0],
+            1,
+            32,
+            &mut s,
+            &mut out,
+        );
         // Equal scores: the mean of the two values.
         assert_eq!(out, [5.0; 4]);
     }

@@ -109,7 +109,12 @@ pub struct RunState {
 
 impl RunState {
     /// Buffers for batches of up to `batch_max` tokens over a cache of `n_ctx` positions.
-    pub fn new(cfg: &Config, batch_max: usize, n_ctx: usize, rope_freq_factors: Vec<f32>) -> RunState {
+    pub fn new(
+        cfg: &Config,
+        batch_max: usize,
+        n_ctx: usize,
+        rope_freq_factors: Vec<f32>,
+    ) -> RunState {
         let b = batch_max.max(1);
         let widest = cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim());
         RunState {
@@ -186,15 +191,27 @@ fn interleave_heads(x: &mut [f32], head_dim: usize, scratch: &mut [f32]) {
 }
 
 /// Looks up the embeddings of `tokens` into the residual stream.
-pub fn embed(cfg: &Config, token_embd: &Tensor<'_>, tokens: &[u32], st: &mut RunState) -> Result<(), ForwardError> {
+pub fn embed(
+    cfg: &Config,
+    token_embd: &Tensor<'_>,
+    tokens: &[u32],
+    st: &mut RunState,
+) -> Result<(), ForwardError> {
     let row_bytes = token_embd.bytes.len() / token_embd.n_rows.max(1);
     for (t, &tok) in tokens.iter().enumerate() {
         let id = tok as usize;
         if id >= token_embd.n_rows {
-            return Err(ForwardError::Token { token: tok, n_vocab: token_embd.n_rows });
+            return Err(ForwardError::Token {
+                token: tok,
+                n_vocab: token_embd.n_rows,
+            });
         }
         let row = &token_embd.bytes[id * row_bytes..(id + 1) * row_bytes];
-        dequantize_row(token_embd.ty, row, &mut st.x[t * cfg.n_embd..(t + 1) * cfg.n_embd])?;
+        dequantize_row(
+            token_embd.ty,
+            row,
+            &mut st.x[t * cfg.n_embd..(t + 1) * cfg.n_embd],
+        )?;
     }
     Ok(())
 }
@@ -221,7 +238,11 @@ pub fn forward_layer(
     project(&w.q, &st.xb, n, &mut st.acts, &mut fresh, &mut st.q, pool)?;
     project(&w.k, &st.xb, n, &mut st.acts, &mut fresh, &mut st.k, pool)?;
     project(&w.v, &st.xb, n, &mut st.acts, &mut fresh, &mut st.v, pool)?;
-    for (bias, out, dim) in [(&w.q_bias, &mut st.q, qd), (&w.k_bias, &mut st.k, kvd), (&w.v_bias, &mut st.v, kvd)] {
+    for (bias, out, dim) in [
+        (&w.q_bias, &mut st.q, qd),
+        (&w.k_bias, &mut st.k, kvd),
+        (&w.v_bias, &mut st.v, kvd),
+    ] {
         if let Some(b) = bias {
             add_bias_rows(&mut out[..n * dim], read_vector(b, &mut st.vec_scratch)?);
         }
@@ -232,29 +253,73 @@ pub fn forward_layer(
     }
     for t in 0..n {
         st.rope.set_position(pos0 + t);
-        st.rope.apply(&mut st.q[t * qd..(t + 1) * qd], cfg.head_dim, cfg.rope_pairs);
-        st.rope.apply(&mut st.k[t * kvd..(t + 1) * kvd], cfg.head_dim, cfg.rope_pairs);
-        cache.store(layer, pos0 + t, &st.k[t * kvd..(t + 1) * kvd], &st.v[t * kvd..(t + 1) * kvd]);
+        st.rope.apply(
+            &mut st.q[t * qd..(t + 1) * qd],
+            cfg.head_dim,
+            cfg.rope_pairs,
+        );
+        st.rope.apply(
+            &mut st.k[t * kvd..(t + 1) * kvd],
+            cfg.head_dim,
+            cfg.rope_pairs,
+        );
+        cache.store(
+            layer,
+            pos0 + t,
+            &st.k[t * kvd..(t + 1) * kvd],
+            &st.v[t * kvd..(t + 1) * kvd],
+        );
     }
     let n_kv = padded_n_kv(pos0 + n, cache.n_ctx());
-    let shape = AttnShape { n_head: cfg.n_head, n_head_kv: cfg.n_head_kv, head_dim: cfg.head_dim };
+    let shape = AttnShape {
+        n_head: cfg.n_head,
+        n_head_kv: cfg.n_head_kv,
+        head_dim: cfg.head_dim,
+    };
     for t in 0..n {
-        let (q, out) = (&st.q[t * qd..(t + 1) * qd], &mut st.att[t * qd..(t + 1) * qd]);
+        let (q, out) = (
+            &st.q[t * qd..(t + 1) * qd],
+            &mut st.att[t * qd..(t + 1) * qd],
+        );
         attend(cache, layer, shape, q, pos0 + t, n_kv, &mut st.attn, out);
     }
     let mut fresh = false;
-    project(&w.o, &st.att, n, &mut st.acts, &mut fresh, &mut st.proj, pool)?;
+    project(
+        &w.o,
+        &st.att,
+        n,
+        &mut st.acts,
+        &mut fresh,
+        &mut st.proj,
+        pool,
+    )?;
     add_in_place(&mut st.x[..n * e], &st.proj[..n * e]);
 
     // Feed-forward: x += W_down · (silu(W_gate·m) ⊙ W_up·m), m = norm(x).
     let norm_w = read_vector(&w.ffn_norm, &mut st.vec_scratch)?;
     norm_rows(&st.x, norm_w, cfg.rms_eps, n, &mut st.xb);
     let mut fresh = false;
-    project(&w.gate, &st.xb, n, &mut st.acts, &mut fresh, &mut st.gate, pool)?;
+    project(
+        &w.gate,
+        &st.xb,
+        n,
+        &mut st.acts,
+        &mut fresh,
+        &mut st.gate,
+        pool,
+    )?;
     project(&w.up, &st.xb, n, &mut st.acts, &mut fresh, &mut st.up, pool)?;
     swiglu(&mut st.gate[..n * cfg.n_ff], &st.up[..n * cfg.n_ff]);
     let mut fresh = false;
-    project(&w.down, &st.gate, n, &mut st.acts, &mut fresh, &mut st.proj, pool)?;
+    project(
+        &w.down,
+        &st.gate,
+        n,
+        &mut st.acts,
+        &mut fresh,
+        &mut st.proj,
+        pool,
+    )?;
     add_in_place(&mut st.x[..n * e], &st.proj[..n * e]);
     Ok(())
 }
@@ -273,6 +338,14 @@ pub fn forward_head(
     let norm_w = read_vector(output_norm, &mut st.vec_scratch)?;
     rms_norm(last, norm_w, cfg.rms_eps, &mut st.xb[..e]);
     let mut fresh = false;
-    project(output, &st.xb, 1, &mut st.acts, &mut fresh, &mut st.logits, pool)?;
+    project(
+        output,
+        &st.xb,
+        1,
+        &mut st.acts,
+        &mut fresh,
+        &mut st.logits,
+        pool,
+    )?;
     Ok(())
 }

@@ -27,7 +27,13 @@ impl KvCache {
     pub fn new(n_layer: usize, kv_dim: usize, n_ctx: usize) -> KvCache {
         let n_ctx = n_ctx.div_ceil(KV_PAD) * KV_PAD;
         let len = n_layer * kv_dim * n_ctx * ELEM_BYTES;
-        KvCache { n_layer, kv_dim, n_ctx, k: vec![0; len], v: vec![0; len] }
+        KvCache {
+            n_layer,
+            kv_dim,
+            n_ctx,
+            k: vec![0; len],
+            v: vec![0; len],
+        }
     }
 
     /// Bytes a cache of these dimensions takes (for planning before allocating).
@@ -47,7 +53,10 @@ impl KvCache {
 
     /// Stores one position's keys and values (each `kv_dim` long), rounding to f16.
     pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        assert!(layer < self.n_layer && pos < self.n_ctx, "kv store out of range");
+        assert!(
+            layer < self.n_layer && pos < self.n_ctx,
+            "kv store out of range"
+        );
         debug_assert_eq!(k.len(), self.kv_dim);
         debug_assert_eq!(v.len(), self.kv_dim);
         let kbase = (layer * self.n_ctx + pos) * self.kv_dim * ELEM_BYTES;
@@ -81,7 +90,10 @@ mod tests {
     use half::f16;
 
     fn halfs(bytes: &[u8]) -> Vec<f32> {
-        bytes.chunks_exact(2).map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()).collect()
+        bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+            .collect()
     }
 
     #[test]
@@ -92,7 +104,10 @@ mod tests {
         let k = [1.0f32, 2.0, 3.0, 1.0 / 3.0];
         let v = [10.0f32, 20.0, 30.0, 40.0];
         c.store(1, 3, &k, &v);
-        assert_eq!(halfs(c.key(1, 3, 1, 2)), [3.0, f16::from_f32(1.0 / 3.0).to_f32()]);
+        assert_eq!(
+            halfs(c.key(1, 3, 1, 2)),
+            [3.0, f16::from_f32(1.0 / 3.0).to_f32()]
+        );
         assert_eq!(halfs(c.value_row(1, 2, 4)), [0.0, 0.0, 0.0, 30.0]);
         assert_eq!(halfs(c.key(0, 3, 0, 4)), [0.0; 4]);
     }

@@ -14,10 +14,17 @@ use crate::cpu::WeightView;
 pub enum WeightError {
     /// A required tensor is absent.
     #[error("the model has no {role:?} tensor{}", layer_suffix(*.layer))]
-    Missing { layer: Option<usize>, role: TensorRole },
+    Missing {
+        layer: Option<usize>,
+        role: TensorRole,
+    },
     /// A tensor's dims differ from what the hyper-parameters imply.
     #[error("tensor {name} has dims {got:?}, but the model's hyper-parameters imply {want:?}")]
-    Shape { name: String, got: Vec<u64>, want: Vec<u64> },
+    Shape {
+        name: String,
+        got: Vec<u64>,
+        want: Vec<u64>,
+    },
     /// A vector (norm, bias) is stored in a type sluice cannot read as floats.
     #[error("tensor {name} has type {ty}, which this engine cannot compute with")]
     Type { name: String, ty: GgmlType },
@@ -41,7 +48,12 @@ pub struct Tensor<'a> {
 impl<'a> Tensor<'a> {
     /// The view the matmul kernels take.
     pub fn matrix(&self) -> WeightView<'a> {
-        WeightView { ty: self.ty, row_elems: self.row_elems, n_rows: self.n_rows, bytes: self.bytes }
+        WeightView {
+            ty: self.ty,
+            row_elems: self.row_elems,
+            n_rows: self.n_rows,
+            bytes: self.bytes,
+        }
     }
 }
 
@@ -63,7 +75,11 @@ pub struct LayerWeights<'a> {
 }
 
 /// Finds `role` among a layer's extents; `payloads[i]` are the bytes of extent i's payload.
-fn find<'a>(extents: &[Extent], payloads: &[&'a [u8]], role: TensorRole) -> Option<(&'a [u8], &TensorSlice)> {
+fn find<'a>(
+    extents: &[Extent],
+    payloads: &[&'a [u8]],
+    role: TensorRole,
+) -> Option<(&'a [u8], &TensorSlice)> {
     for (e, p) in extents.iter().zip(payloads) {
         if let Some(s) = e.slice(role) {
             let start = s.offset_in_payload as usize;
@@ -76,17 +92,29 @@ fn find<'a>(extents: &[Extent], payloads: &[&'a [u8]], role: TensorRole) -> Opti
 fn tensor<'a>(slice: &TensorSlice, bytes: &'a [u8]) -> Tensor<'a> {
     let row_elems = slice.dims.first().copied().unwrap_or(1) as usize;
     let n_rows = slice.dims.iter().skip(1).product::<u64>() as usize;
-    Tensor { ty: slice.ty, row_elems, n_rows, bytes }
+    Tensor {
+        ty: slice.ty,
+        row_elems,
+        n_rows,
+        bytes,
+    }
 }
 
 impl<'a> LayerWeights<'a> {
     /// Views layer `layer`'s tensors in the payloads of its extents (shapes were checked once
     /// by [`check_shapes`]).
-    pub fn view(layer: usize, extents: &[Extent], payloads: &[&'a [u8]]) -> Result<LayerWeights<'a>, WeightError> {
+    pub fn view(
+        layer: usize,
+        extents: &[Extent],
+        payloads: &[&'a [u8]],
+    ) -> Result<LayerWeights<'a>, WeightError> {
         let get = |role| {
             find(extents, payloads, role)
                 .map(|(b, s)| tensor(s, b))
-                .ok_or(WeightError::Missing { layer: Some(layer), role })
+                .ok_or(WeightError::Missing {
+                    layer: Some(layer),
+                    role,
+                })
         };
         let opt = |role| find(extents, payloads, role).map(|(b, s)| tensor(s, b));
         Ok(LayerWeights {
@@ -109,7 +137,12 @@ impl<'a> LayerWeights<'a> {
 /// Checks, once at load, that every layer has every tensor with the dims the spec implies,
 /// that vectors are float types and that matrices have a CPU kernel.
 pub fn check_shapes(spec: &ModelSpec, extents: &LayerExtents) -> Result<(), WeightError> {
-    let (e, q, kv, ff) = (spec.n_embd as u64, spec.q_dim() as u64, spec.kv_dim() as u64, spec.n_ff as u64);
+    let (e, q, kv, ff) = (
+        spec.n_embd as u64,
+        spec.q_dim() as u64,
+        spec.kv_dim() as u64,
+        spec.n_ff as u64,
+    );
     let want: [(TensorRole, Vec<u64>, bool); 12] = [
         (TensorRole::AttnNorm, vec![e], true),
         (TensorRole::Q, vec![e, q], true),
@@ -128,12 +161,19 @@ pub fn check_shapes(spec: &ModelSpec, extents: &LayerExtents) -> Result<(), Weig
         for (role, dims, required) in &want {
             let Some(s) = ext.iter().find_map(|x| x.slice(*role)) else {
                 if *required {
-                    return Err(WeightError::Missing { layer: Some(layer), role: *role });
+                    return Err(WeightError::Missing {
+                        layer: Some(layer),
+                        role: *role,
+                    });
                 }
                 continue;
             };
             if &s.dims != dims {
-                return Err(WeightError::Shape { name: s.name.clone(), got: s.dims.clone(), want: dims.clone() });
+                return Err(WeightError::Shape {
+                    name: s.name.clone(),
+                    got: s.dims.clone(),
+                    want: dims.clone(),
+                });
             }
             let is_vector = dims.len() == 1;
             let ok = if is_vector {
@@ -142,7 +182,10 @@ pub fn check_shapes(spec: &ModelSpec, extents: &LayerExtents) -> Result<(), Weig
                 crate::cpu::vec_dot_type(s.ty).is_some()
             };
             if !ok {
-                return Err(WeightError::Type { name: s.name.clone(), ty: s.ty });
+                return Err(WeightError::Type {
+                    name: s.name.clone(),
+                    ty: s.ty,
+                });
             }
         }
     }
