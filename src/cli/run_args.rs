@@ -1,0 +1,71 @@
+//! The `sluice run` argument contract (DESIGN.md "Contracts").
+
+use clap::{Args, ValueEnum};
+
+use super::size::parse_size;
+
+/// Which backend computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA when a device and kernels are present, otherwise the CPU.
+    Auto,
+    /// The CPU backend.
+    Cpu,
+    /// The CUDA backend (fails when no usable GPU is present).
+    Cuda,
+}
+
+/// Options of `sluice run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Model: a GGUF file, an HF directory (safetensors + config.json), or a cache alias.
+    #[arg(long, short = 'm', default_value = sluice_loader::cache::DEFAULT_ALIAS)]
+    pub model: String,
+    /// The prompt.
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    /// Tokens to generate at most.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_tokens: u32,
+    /// Sampling temperature; 0 = greedy (argmax, ties to the lowest id).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold in (0, 1].
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens below min-p × the top probability.
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Repetition penalty over the last 64 tokens (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Seed of the random draw.
+    #[arg(long, default_value_t = 0x5eed)]
+    pub seed: u64,
+    /// No chat template; BOS exactly when the model's metadata asks for it.
+    #[arg(long)]
+    pub raw: bool,
+    /// Print one JSON object on stdout and nothing else there.
+    #[arg(long)]
+    pub json: bool,
+    /// Compute threads (default: the machine's cores).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// Bytes of layer weights kept resident in RAM (`0` streams every layer every token;
+    /// default: what fits in 75% of available memory).
+    #[arg(long, value_parser = parse_size)]
+    pub ram_budget: Option<u64>,
+    /// Bytes of layer weights kept resident on the GPU.
+    #[arg(long, value_parser = parse_size)]
+    pub vram_budget: Option<u64>,
+    /// Tokenizer source for HF directories without tokenizer.json (a GGUF file or a
+    /// tokenizer.json).
+    #[arg(long)]
+    pub tokenizer: Option<std::path::PathBuf>,
+}
