@@ -19,7 +19,9 @@ pub fn models_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("SLUICE_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(home).join("models");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("sluice").join("models")
 }
 
@@ -50,7 +52,10 @@ pub fn resolve(arg: &str) -> ModelRef {
     }
     match alias_path(arg) {
         Some(path) if path.exists() => ModelRef::Path(path),
-        Some(path) => ModelRef::MissingAlias { alias: arg.to_string(), path },
+        Some(path) => ModelRef::MissingAlias {
+            alias: arg.to_string(),
+            path,
+        },
         None => ModelRef::Unknown(arg.to_string()),
     }
 }

@@ -89,7 +89,10 @@ impl MetaArray {
             MetaArray::I16(v) => v.iter().map(|&x| x as i64).collect(),
             MetaArray::U32(v) => v.iter().map(|&x| x as i64).collect(),
             MetaArray::I32(v) => v.iter().map(|&x| x as i64).collect(),
-            MetaArray::U64(v) => v.iter().map(|&x| i64::try_from(x).ok()).collect::<Option<_>>()?,
+            MetaArray::U64(v) => v
+                .iter()
+                .map(|&x| i64::try_from(x).ok())
+                .collect::<Option<_>>()?,
             MetaArray::I64(v) => v.clone(),
             _ => return None,
         })

@@ -202,7 +202,9 @@ pub fn as_blocks_mut<B: Block>(bytes: &mut [u8]) -> Option<&mut [B]> {
 /// Views blocks as bytes (for writing fixtures and copying to devices).
 pub fn block_bytes<B: Block>(blocks: &[B]) -> &[u8] {
     // SAFETY: B is plain bytes without padding (Block contract), so every byte is initialised.
-    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks)) }
+    unsafe {
+        std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +235,9 @@ mod tests {
         assert_eq!(as_blocks::<BlockQ4_0>(&bytes).map(|b| b.len()), Some(2));
         assert!(as_blocks::<BlockQ4_0>(&bytes[..35]).is_none());
         // Unaligned start is fine: alignment is 1.
-        assert_eq!(as_blocks::<BlockQ4_0>(&bytes[..18]).map(|b| b.len()), Some(1));
+        assert_eq!(
+            as_blocks::<BlockQ4_0>(&bytes[..18]).map(|b| b.len()),
+            Some(1)
+        );
     }
 }
