@@ -235,10 +235,13 @@ fn hostile_lengths() {
     );
 }
 
+/// `(header JSON, data bytes, what the error must be)`.
+type Case = (&'static str, u64, fn(&Kind) -> bool);
+
 #[test]
 fn hostile_headers() {
     let (_d, p) = temp_file();
-    let cases: &[(&str, u64, fn(&Kind) -> bool)] = &[
+    let cases: &[Case] = &[
         ("{\"a\": ", 0, |k| matches!(k, Kind::BadJson { .. })),
         ("[1,2]", 0, |k| matches!(k, Kind::BadJson { .. })),
         (
