@@ -13,7 +13,11 @@ pub const EXIT_RUNTIME: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about = "Run LLMs larger than memory by streaming layers from NVMe")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run LLMs larger than memory by streaming layers from NVMe"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -4,7 +4,9 @@
 /// Decimal fractions are allowed with a suffix (`1.5G`). Errors are one sentence.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, suffix) = t.split_at(split);
     let mult: u64 = match suffix.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
@@ -12,13 +14,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "M" | "MB" | "MI" | "MIB" => 1 << 20,
         "G" | "GB" | "GI" | "GIB" => 1 << 30,
         "T" | "TB" | "TI" | "TIB" => 1 << 40,
-        _ => return Err(format!("'{s}' is not a size (use bytes or a suffix: 512M, 2G)")),
+        _ => {
+            return Err(format!(
+                "'{s}' is not a size (use bytes or a suffix: 512M, 2G)"
+            ))
+        }
     };
     if num.is_empty() {
-        return Err(format!("'{s}' is not a size (use bytes or a suffix: 512M, 2G)"));
+        return Err(format!(
+            "'{s}' is not a size (use bytes or a suffix: 512M, 2G)"
+        ));
     }
     if let Ok(n) = num.parse::<u64>() {
-        return n.checked_mul(mult).ok_or_else(|| format!("size '{s}' is too large"));
+        return n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("size '{s}' is too large"));
     }
     match num.parse::<f64>() {
         Ok(x) if x.is_finite() && x >= 0.0 && mult > 1 => {
@@ -29,7 +39,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 Ok(bytes as u64)
             }
         }
-        _ => Err(format!("'{s}' is not a size (use bytes or a suffix: 512M, 2G)")),
+        _ => Err(format!(
+            "'{s}' is not a size (use bytes or a suffix: 512M, 2G)"
+        )),
     }
 }
 

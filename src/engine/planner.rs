@@ -77,7 +77,13 @@ pub fn plan(input: &PlanInput) -> Plan {
             _ => break,
         }
     }
-    let streamed: u64 = input.layer_bytes.iter().zip(&resident).filter(|(_, &r)| !r).map(|(&b, _)| b).sum();
+    let streamed: u64 = input
+        .layer_bytes
+        .iter()
+        .zip(&resident)
+        .filter(|(_, &r)| !r)
+        .map(|(&b, _)| b)
+        .sum();
     let n_streamed = resident.iter().filter(|&&r| !r).count();
     let (ring_slots, depth) = if n_streamed == 0 {
         (0, 0)
@@ -94,7 +100,11 @@ pub fn plan(input: &PlanInput) -> Plan {
         resident_bytes: used,
         streamed_bytes_per_token: streamed,
         ring_slots,
-        slot_bytes: if ring_slots == 0 { 0 } else { input.extent_bytes_max },
+        slot_bytes: if ring_slots == 0 {
+            0
+        } else {
+            input.extent_bytes_max
+        },
         depth,
     }
 }
@@ -103,7 +113,10 @@ pub fn plan(input: &PlanInput) -> Plan {
 fn default_budget(input: &PlanInput) -> u64 {
     let usable = (input.mem_available as f64 * DEFAULT_BUDGET_FRACTION) as u64;
     let ring = (input.extent_bytes_max * (DEFAULT_PREFETCH_DEPTH as u64 + 1)).max(RING_BYTES_MIN);
-    usable.saturating_sub(input.kv_cache_bytes).saturating_sub(input.global_bytes).saturating_sub(ring)
+    usable
+        .saturating_sub(input.kv_cache_bytes)
+        .saturating_sub(input.global_bytes)
+        .saturating_sub(ring)
 }
 
 /// MemAvailable from /proc/meminfo, in bytes; `None` if it cannot be read.
@@ -142,7 +155,10 @@ mod tests {
     #[test]
     fn budget_keeps_the_first_layers_that_fit() {
         let p = plan(&input(Some(350 << 20)));
-        assert_eq!(p.resident, [true, true, true, false, false, false, false, false, false, false]);
+        assert_eq!(
+            p.resident,
+            [true, true, true, false, false, false, false, false, false, false]
+        );
         assert_eq!(p.resident_bytes, 300 << 20);
         assert_eq!(p.streamed_bytes_per_token, 700 << 20);
     }

@@ -45,15 +45,29 @@ impl Default for SamplerConfig {
 pub enum SamplerError {
     /// The option and the accepted range.
     #[error("--{option} must be {range}, got {value}")]
-    OutOfRange { option: &'static str, range: &'static str, value: String },
+    OutOfRange {
+        option: &'static str,
+        range: &'static str,
+        value: String,
+    },
 }
 
 impl SamplerConfig {
     /// Checks every option's range.
     pub fn validate(&self) -> Result<(), SamplerError> {
-        let bad = |option, range, value: String| Err(SamplerError::OutOfRange { option, range, value });
+        let bad = |option, range, value: String| {
+            Err(SamplerError::OutOfRange {
+                option,
+                range,
+                value,
+            })
+        };
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return bad("temperature", "a finite number ≥ 0", self.temperature.to_string());
+            return bad(
+                "temperature",
+                "a finite number ≥ 0",
+                self.temperature.to_string(),
+            );
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad("top-p", "in (0, 1]", self.top_p.to_string());
@@ -62,7 +76,11 @@ impl SamplerConfig {
             return bad("min-p", "in [0, 1)", self.min_p.to_string());
         }
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return bad("repeat-penalty", "a finite number > 0", self.repeat_penalty.to_string());
+            return bad(
+                "repeat-penalty",
+                "a finite number > 0",
+                self.repeat_penalty.to_string(),
+            );
         }
         Ok(())
     }
@@ -90,7 +108,9 @@ impl Rng {
             x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             x ^ (x >> 31)
         };
-        Rng { s: [next(), next(), next(), next()] }
+        Rng {
+            s: [next(), next(), next(), next()],
+        }
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -127,7 +147,13 @@ impl Sampler {
     pub fn new(cfg: SamplerConfig, n_vocab: usize) -> Sampler {
         let rng = Rng::new(cfg.seed);
         let recent = Vec::with_capacity(cfg.repeat_last_n);
-        Sampler { cfg, rng, cand: Vec::with_capacity(n_vocab), recent, recent_next: 0 }
+        Sampler {
+            cfg,
+            rng,
+            cand: Vec::with_capacity(n_vocab),
+            recent,
+            recent_next: 0,
+        }
     }
 
     /// Records a token the penalty should remember (prompt tokens and generated ones).
@@ -152,10 +178,15 @@ impl Sampler {
             return argmax(logits);
         }
         self.cand.clear();
-        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (l, i as u32)));
+        self.cand
+            .extend(logits.iter().enumerate().map(|(i, &l)| (l, i as u32)));
         // Highest logit first; equal logits keep the lower id first.
         let by_logit = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        let k = if self.cfg.top_k == 0 { self.cand.len() } else { self.cfg.top_k.min(self.cand.len()) };
+        let k = if self.cfg.top_k == 0 {
+            self.cand.len()
+        } else {
+            self.cfg.top_k.min(self.cand.len())
+        };
         if k < self.cand.len() {
             self.cand.select_nth_unstable_by(k - 1, by_logit);
             self.cand.truncate(k);
@@ -207,7 +238,9 @@ impl Sampler {
     }
 
     fn keep_min_p(&mut self) {
-        let Some(&(top, _)) = self.cand.first() else { return };
+        let Some(&(top, _)) = self.cand.first() else {
+            return;
+        };
         let floor = top * self.cfg.min_p;
         let keep = self.cand.iter().take_while(|c| c.0 >= floor).count();
         self.cand.truncate(keep.max(1));
@@ -241,7 +274,9 @@ pub fn argmax(logits: &[f32]) -> u32 {
 
 /// Turns sorted (logit, id) pairs into probabilities, in place.
 fn softmax_in_place(cand: &mut [(f32, u32)], scale: f32) {
-    let Some(&(max, _)) = cand.first() else { return };
+    let Some(&(max, _)) = cand.first() else {
+        return;
+    };
     let mut sum = 0.0f64;
     for c in cand.iter_mut() {
         c.0 = ((c.0 - max) * scale).exp();
@@ -258,7 +293,10 @@ mod tests {
     use super::*;
 
     fn cfg(temperature: f32) -> SamplerConfig {
-        SamplerConfig { temperature, ..SamplerConfig::default() }
+        SamplerConfig {
+            temperature,
+            ..SamplerConfig::default()
+        }
     }
 
     #[test]
@@ -270,7 +308,11 @@ mod tests {
 
     #[test]
     fn repeat_penalty_can_change_the_argmax() {
-        let c = SamplerConfig { temperature: 0.0, repeat_penalty: 2.0, ..SamplerConfig::default() };
+        let c = SamplerConfig {
+            temperature: 0.0,
+            repeat_penalty: 2.0,
+            ..SamplerConfig::default()
+        };
         let mut s = Sampler::new(c, 3);
         s.observe(0);
         s.observe(0);
@@ -283,14 +325,27 @@ mod tests {
     #[test]
     fn same_seed_same_tokens_and_top_k_1_is_greedy() {
         let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 17) as f32 * 0.3).collect();
-        let c = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..SamplerConfig::default() };
+        let c = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..SamplerConfig::default()
+        };
         let mut a = Sampler::new(c.clone(), 100);
         let mut b = Sampler::new(c, 100);
         let ta: Vec<u32> = (0..50).map(|_| a.sample(&mut logits.clone())).collect();
         let tb: Vec<u32> = (0..50).map(|_| b.sample(&mut logits.clone())).collect();
         assert_eq!(ta, tb);
-        assert!(ta.iter().any(|&t| t != ta[0]), "a temperature-1 draw over 100 tokens should vary");
-        let k1 = SamplerConfig { temperature: 1.5, top_k: 1, ..SamplerConfig::default() };
+        assert!(
+            ta.iter().any(|&t| t != ta[0]),
+            "a temperature-1 draw over 100 tokens should vary"
+        );
+        let k1 = SamplerConfig {
+            temperature: 1.5,
+            top_k: 1,
+            ..SamplerConfig::default()
+        };
         let mut s = Sampler::new(k1, 100);
         let want = argmax(&logits);
         for _ in 0..20 {
@@ -302,12 +357,24 @@ mod tests {
     fn top_p_and_min_p_cut_the_tail() {
         // Probabilities ~0.88, 0.12, ~0: top-p 0.5 keeps only the first.
         let logits = [5.0f32, 3.0, -20.0];
-        let c = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 0.5, min_p: 0.0, ..SamplerConfig::default() };
+        let c = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.5,
+            min_p: 0.0,
+            ..SamplerConfig::default()
+        };
         let mut s = Sampler::new(c, 3);
         for _ in 0..50 {
             assert_eq!(s.sample(&mut logits.clone()), 0);
         }
-        let c = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, ..SamplerConfig::default() };
+        let c = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.5,
+            ..SamplerConfig::default()
+        };
         let mut s = Sampler::new(c, 3);
         for _ in 0..50 {
             assert_eq!(s.sample(&mut logits.clone()), 0);
@@ -316,9 +383,19 @@ mod tests {
 
     #[test]
     fn out_of_range_options_are_named() {
-        let e = SamplerConfig { top_p: 0.0, ..SamplerConfig::default() }.validate().unwrap_err();
+        let e = SamplerConfig {
+            top_p: 0.0,
+            ..SamplerConfig::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.to_string().contains("--top-p"), "{e}");
-        let e = SamplerConfig { temperature: -1.0, ..SamplerConfig::default() }.validate().unwrap_err();
+        let e = SamplerConfig {
+            temperature: -1.0,
+            ..SamplerConfig::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(e.to_string().contains("--temperature"), "{e}");
         assert!(SamplerConfig::default().validate().is_ok());
     }

@@ -3,11 +3,11 @@
 //! probabilities rounded to f16, and `KQV = Vᵀ·P`, one dot product per output element over
 //! `n_kv` positions (padded to [`KV_PAD`](super::kv_cache::KV_PAD) with masked zeros).
 
-use half::f16;
-
 use super::kv_cache::{KvCache, KV_PAD};
 use super::ops::softmax_scaled;
-use crate::cpu::dot_f16;
+use crate::cpu::dot::vec_dot_f16_f16;
+use crate::cpu::quantize::convert_row_f16;
+use crate::cpu::Isa;
 
 /// Shapes of one attention layer.
 #[derive(Clone, Copy, Debug)]
@@ -19,15 +19,21 @@ pub struct AttnShape {
 
 /// Scratch for one query token, allocated once for the cache's capacity.
 pub struct AttnScratch {
-    q16: Vec<f16>,
+    /// One head's query rounded to f16 (little-endian bytes).
+    q16: Vec<u8>,
     scores: Vec<f32>,
-    p16: Vec<f16>,
+    /// The probabilities rounded to f16 (little-endian bytes).
+    p16: Vec<u8>,
 }
 
 impl AttnScratch {
     /// Scratch for heads of `head_dim` over up to `n_ctx` cached positions.
     pub fn new(head_dim: usize, n_ctx: usize) -> AttnScratch {
-        AttnScratch { q16: vec![f16::ZERO; head_dim], scores: vec![0.0; n_ctx], p16: vec![f16::ZERO; n_ctx] }
+        AttnScratch {
+            q16: vec![0; 2 * head_dim],
+            scores: vec![0.0; n_ctx],
+            p16: vec![0; 2 * n_ctx],
+        }
     }
 }
 
@@ -43,28 +49,29 @@ pub fn attend(
     scratch: &mut AttnScratch,
     out: &mut [f32],
 ) {
-    let AttnShape { n_head, n_head_kv, head_dim } = shape;
+    let AttnShape {
+        n_head,
+        n_head_kv,
+        head_dim,
+    } = shape;
     debug_assert!(n_kv % KV_PAD == 0 && pos < n_kv && n_kv <= cache.n_ctx());
     debug_assert_eq!(q.len(), n_head * head_dim);
     let group = n_head / n_head_kv;
     let scale = 1.0 / (head_dim as f32).sqrt();
+    let isa = Isa::current();
     let scores = &mut scratch.scores[..n_kv];
-    let p16 = &mut scratch.p16[..n_kv];
+    let p16 = &mut scratch.p16[..2 * n_kv];
     for h in 0..n_head {
         let kvh = h / group;
-        for (d, &x) in scratch.q16.iter_mut().zip(&q[h * head_dim..(h + 1) * head_dim]) {
-            *d = f16::from_f32(x);
-        }
+        convert_row_f16(isa, &q[h * head_dim..(h + 1) * head_dim], &mut scratch.q16);
         for (j, s) in scores[..=pos].iter_mut().enumerate() {
-            *s = dot_f16(cache.key(layer, j, kvh, head_dim), &scratch.q16);
+            *s = vec_dot_f16_f16(head_dim, cache.key(layer, j, kvh, head_dim), &scratch.q16);
         }
         softmax_scaled(scores, scale, pos + 1);
-        for (p, &s) in p16.iter_mut().zip(scores.iter()) {
-            *p = f16::from_f32(s);
-        }
+        convert_row_f16(isa, scores, p16);
         let o = &mut out[h * head_dim..(h + 1) * head_dim];
         for (d, od) in o.iter_mut().enumerate() {
-            *od = dot_f16(cache.value_row(layer, kvh * head_dim + d, n_kv), p16);
+            *od = vec_dot_f16_f16(n_kv, cache.value_row(layer, kvh * head_dim + d, n_kv), p16);
         }
     }
 }
@@ -80,7 +87,11 @@ mod tests {
 
     #[test]
     fn single_position_returns_its_value() {
-        let shape = AttnShape { n_head: 4, n_head_kv: 2, head_dim: 8 };
+        let shape = AttnShape {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 8,
+        };
         let mut cache = KvCache::new(1, 16, 32);
         let k: Vec<f32> = (0..16).map(|i| i as f32 * 0.1).collect();
         let v: Vec<f32> = (0..16).map(|i| i as f32 - 3.0).collect();
@@ -98,15 +109,37 @@ mod tests {
 
     #[test]
     fn causal_mask_ignores_later_positions() {
-        let shape = AttnShape { n_head: 1, n_head_kv: 1, head_dim: 4 };
+        let shape = AttnShape {
+            n_head: 1,
+            n_head_kv: 1,
+            head_dim: 4,
+        };
         let mut cache = KvCache::new(1, 4, 32);
         cache.store(0, 0, &[1.0, 0.0, 0.0, 0.0], &[1.0, 1.0, 1.0, 1.0]);
         cache.store(0, 1, &[0.0, 1.0, 0.0, 0.0], &[9.0, 9.0, 9.0, 9.0]);
         let mut out = [0.0f32; 4];
         let mut s = AttnScratch::new(4, 32);
-        attend(&cache, 0, shape, &[1.0, 1.0, 0.0, 0.0], 0, 32, &mut s, &mut out);
+        attend(
+            &cache,
+            0,
+            shape,
+            &[1.0, 1.0, 0.0, 0.0],
+            0,
+            32,
+            &mut s,
+            &mut out,
+        );
         assert_eq!(out, [1.0; 4]);
-        attend(&cache, 0, shape, &[1.0, 1.0, 0.0, 0.0], 1, 32, &mut s, &mut out);
+        attend(
+            &cache,
+            0,
+            shape,
+            &[1.0, 1.0, 0.0, 0.0],
+            1,
+            32,
+            &mut s,
+            &mut out,
+        );
         // Equal scores: the mean of the two values.
         assert_eq!(out, [5.0; 4]);
     }

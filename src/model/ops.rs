@@ -37,7 +37,11 @@ impl RopeTable {
     pub fn new(n_rot: usize, freq_base: f32, freq_factors: Vec<f32>) -> RopeTable {
         debug_assert!(n_rot % 2 == 0);
         debug_assert!(freq_factors.is_empty() || freq_factors.len() == n_rot / 2);
-        RopeTable { cs: vec![0.0; n_rot], theta_scale: freq_base.powf(-2.0 / n_rot as f32), freq_factors }
+        RopeTable {
+            cs: vec![0.0; n_rot],
+            theta_scale: freq_base.powf(-2.0 / n_rot as f32),
+            freq_factors,
+        }
     }
 
     /// Fills the table for position `pos`.

@@ -1,0 +1,351 @@
+//! The forward pass of the llama family, over a batch of consecutive tokens.
+//!
+//! Like llama2.c's `forward()`: one function per transformer block that reads top to bottom,
+//! a run state holding every activation buffer (allocated once for the largest batch), and no
+//! allocation per token. Matrix products are the CPU backend's quantised kernels on the weights
+//! where they lie (a ring slot or a resident buffer); a prompt is one batch, so each streamed
+//! layer is read once for the whole prompt.
+
+use sluice_loader::quant::{dequantize_row, DequantError};
+use sluice_loader::spec::{Arch, ModelSpec, RopeStyle, SourceFormat};
+use thiserror::Error;
+
+use super::attention::{attend, padded_n_kv, AttnScratch, AttnShape};
+use super::kv_cache::KvCache;
+use super::ops::{add_bias_rows, add_in_place, rms_norm, swiglu, RopePairs, RopeTable};
+use super::weights::{LayerWeights, Tensor};
+use crate::cpu::{matmul, quantize_acts, vec_dot_type, CpuError, QuantizedActs, ThreadPool};
+
+/// A failure inside the forward pass (a kernel refused its inputs).
+#[derive(Debug, Error)]
+pub enum ForwardError {
+    #[error(transparent)]
+    Cpu(#[from] CpuError),
+    #[error(transparent)]
+    Dequant(#[from] DequantError),
+    #[error("token id {token} is outside the vocabulary of {n_vocab} tokens")]
+    Token { token: u32, n_vocab: usize },
+}
+
+/// The hyper-parameters the forward pass uses, derived once from the spec.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_rot: usize,
+    pub rms_eps: f32,
+    pub rope_freq_base: f32,
+    pub rope_pairs: RopePairs,
+    /// HF llama weights hold Q/K rows in half-split order: permuting the projected q/k into
+    /// the interleaved order of llama GGUF files makes the two sources compute identically.
+    pub interleave_qk: bool,
+    pub n_vocab: usize,
+}
+
+impl Config {
+    /// Derives the forward-pass settings from a model spec.
+    pub fn from_spec(spec: &ModelSpec) -> Config {
+        let hf_llama = spec.arch == Arch::Llama && spec.source == SourceFormat::Safetensors;
+        let rope_pairs = match spec.rope_style {
+            _ if hf_llama => RopePairs::Adjacent,
+            RopeStyle::Norm => RopePairs::Adjacent,
+            RopeStyle::Neox => RopePairs::HalfSplit,
+        };
+        Config {
+            n_layer: spec.n_layer,
+            n_embd: spec.n_embd,
+            n_ff: spec.n_ff,
+            n_head: spec.n_head,
+            n_head_kv: spec.n_head_kv,
+            head_dim: spec.head_dim,
+            n_rot: spec.n_rot,
+            rms_eps: spec.rms_eps,
+            rope_freq_base: spec.rope_freq_base,
+            rope_pairs,
+            interleave_qk: hf_llama,
+            n_vocab: spec.n_vocab,
+        }
+    }
+
+    fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+}
+
+/// Every activation buffer, sized once for `batch_max` tokens.
+pub struct RunState {
+    batch_max: usize,
+    /// Residual stream `[batch][n_embd]`.
+    x: Vec<f32>,
+    /// Normalised input of a sub-block `[batch][n_embd]`.
+    xb: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    /// Attention output `[batch][q_dim]`.
+    att: Vec<f32>,
+    /// Output of the o and down projections `[batch][n_embd]`.
+    proj: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    /// A norm weight or bias as f32 (max of n_embd, q_dim).
+    vec_scratch: Vec<f32>,
+    /// One head, for the HF → interleaved permutation.
+    head_scratch: Vec<f32>,
+    acts: QuantizedActs,
+    /// Logits of the last token of the batch.
+    pub logits: Vec<f32>,
+    rope: RopeTable,
+    attn: AttnScratch,
+}
+
+impl RunState {
+    /// Buffers for batches of up to `batch_max` tokens over a cache of `n_ctx` positions.
+    pub fn new(
+        cfg: &Config,
+        batch_max: usize,
+        n_ctx: usize,
+        rope_freq_factors: Vec<f32>,
+    ) -> RunState {
+        let b = batch_max.max(1);
+        let widest = cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim());
+        RunState {
+            batch_max: b,
+            x: vec![0.0; b * cfg.n_embd],
+            xb: vec![0.0; b * cfg.n_embd.max(cfg.q_dim())],
+            q: vec![0.0; b * cfg.q_dim()],
+            k: vec![0.0; b * cfg.kv_dim()],
+            v: vec![0.0; b * cfg.kv_dim()],
+            att: vec![0.0; b * cfg.q_dim()],
+            proj: vec![0.0; b * cfg.n_embd],
+            gate: vec![0.0; b * cfg.n_ff],
+            up: vec![0.0; b * cfg.n_ff],
+            vec_scratch: vec![0.0; cfg.n_embd.max(cfg.q_dim()).max(cfg.kv_dim())],
+            head_scratch: vec![0.0; cfg.head_dim],
+            acts: QuantizedActs::for_shape(b, widest),
+            logits: vec![0.0; cfg.n_vocab],
+            rope: RopeTable::new(cfg.n_rot, cfg.rope_freq_base, rope_freq_factors),
+            attn: AttnScratch::new(cfg.head_dim, n_ctx),
+        }
+    }
+
+    /// The largest batch these buffers hold.
+    pub fn batch_max(&self) -> usize {
+        self.batch_max
+    }
+}
+
+/// `out = W · input` for `n` tokens, quantising `input` to W's activation format unless `acts`
+/// already holds it in that format (`fresh` says whether `acts` holds this input).
+fn project(
+    w: &Tensor<'_>,
+    input: &[f32],
+    n: usize,
+    acts: &mut QuantizedActs,
+    fresh: &mut bool,
+    out: &mut [f32],
+    pool: &ThreadPool,
+) -> Result<(), ForwardError> {
+    let want = vec_dot_type(w.ty).ok_or(CpuError::NotAWeightType(w.ty))?;
+    if !*fresh || acts.ty() != want || acts.rows() != n {
+        quantize_acts(w.ty, &input[..n * w.row_elems], n, acts)?;
+        *fresh = true;
+    }
+    matmul(&w.matrix(), acts, &mut out[..n * w.n_rows], pool)?;
+    Ok(())
+}
+
+/// Reads a float vector (norm weight, bias) into `out`.
+fn read_vector<'s>(t: &Tensor<'_>, out: &'s mut [f32]) -> Result<&'s [f32], ForwardError> {
+    let n = t.row_elems * t.n_rows;
+    dequantize_row(t.ty, t.bytes, &mut out[..n])?;
+    Ok(&out[..n])
+}
+
+/// RMSNorm of each of `n` rows of `x` into `out`.
+fn norm_rows(x: &[f32], w: &[f32], eps: f32, n: usize, out: &mut [f32]) {
+    let d = w.len();
+    for t in 0..n {
+        rms_norm(&x[t * d..(t + 1) * d], w, eps, &mut out[t * d..(t + 1) * d]);
+    }
+}
+
+/// Reorders each head of `x` from half-split to interleaved pairs (HF → GGUF row order).
+fn interleave_heads(x: &mut [f32], head_dim: usize, scratch: &mut [f32]) {
+    let half = head_dim / 2;
+    for head in x.chunks_exact_mut(head_dim) {
+        scratch.copy_from_slice(head);
+        for j in 0..half {
+            head[2 * j] = scratch[j];
+            head[2 * j + 1] = scratch[half + j];
+        }
+    }
+}
+
+/// Looks up the embeddings of `tokens` into the residual stream.
+pub fn embed(
+    cfg: &Config,
+    token_embd: &Tensor<'_>,
+    tokens: &[u32],
+    st: &mut RunState,
+) -> Result<(), ForwardError> {
+    let row_bytes = token_embd.bytes.len() / token_embd.n_rows.max(1);
+    for (t, &tok) in tokens.iter().enumerate() {
+        let id = tok as usize;
+        if id >= token_embd.n_rows {
+            return Err(ForwardError::Token {
+                token: tok,
+                n_vocab: token_embd.n_rows,
+            });
+        }
+        let row = &token_embd.bytes[id * row_bytes..(id + 1) * row_bytes];
+        dequantize_row(
+            token_embd.ty,
+            row,
+            &mut st.x[t * cfg.n_embd..(t + 1) * cfg.n_embd],
+        )?;
+    }
+    Ok(())
+}
+
+/// One transformer block over `n` tokens at positions `pos0..pos0+n`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_layer(
+    cfg: &Config,
+    w: &LayerWeights<'_>,
+    layer: usize,
+    pos0: usize,
+    n: usize,
+    st: &mut RunState,
+    cache: &mut KvCache,
+    pool: &ThreadPool,
+) -> Result<(), ForwardError> {
+    debug_assert!(n >= 1 && n <= st.batch_max);
+    let (e, qd, kvd) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim());
+
+    // Attention: xb = norm(x); q, k, v = W·xb (+ bias); RoPE; cache k, v; attend.
+    let norm_w = read_vector(&w.attn_norm, &mut st.vec_scratch)?;
+    norm_rows(&st.x, norm_w, cfg.rms_eps, n, &mut st.xb);
+    let mut fresh = false;
+    project(&w.q, &st.xb, n, &mut st.acts, &mut fresh, &mut st.q, pool)?;
+    project(&w.k, &st.xb, n, &mut st.acts, &mut fresh, &mut st.k, pool)?;
+    project(&w.v, &st.xb, n, &mut st.acts, &mut fresh, &mut st.v, pool)?;
+    for (bias, out, dim) in [
+        (&w.q_bias, &mut st.q, qd),
+        (&w.k_bias, &mut st.k, kvd),
+        (&w.v_bias, &mut st.v, kvd),
+    ] {
+        if let Some(b) = bias {
+            add_bias_rows(&mut out[..n * dim], read_vector(b, &mut st.vec_scratch)?);
+        }
+    }
+    if cfg.interleave_qk {
+        interleave_heads(&mut st.q[..n * qd], cfg.head_dim, &mut st.head_scratch);
+        interleave_heads(&mut st.k[..n * kvd], cfg.head_dim, &mut st.head_scratch);
+    }
+    for t in 0..n {
+        st.rope.set_position(pos0 + t);
+        st.rope.apply(
+            &mut st.q[t * qd..(t + 1) * qd],
+            cfg.head_dim,
+            cfg.rope_pairs,
+        );
+        st.rope.apply(
+            &mut st.k[t * kvd..(t + 1) * kvd],
+            cfg.head_dim,
+            cfg.rope_pairs,
+        );
+        cache.store(
+            layer,
+            pos0 + t,
+            &st.k[t * kvd..(t + 1) * kvd],
+            &st.v[t * kvd..(t + 1) * kvd],
+        );
+    }
+    let n_kv = padded_n_kv(pos0 + n, cache.n_ctx());
+    let shape = AttnShape {
+        n_head: cfg.n_head,
+        n_head_kv: cfg.n_head_kv,
+        head_dim: cfg.head_dim,
+    };
+    for t in 0..n {
+        let (q, out) = (
+            &st.q[t * qd..(t + 1) * qd],
+            &mut st.att[t * qd..(t + 1) * qd],
+        );
+        attend(cache, layer, shape, q, pos0 + t, n_kv, &mut st.attn, out);
+    }
+    let mut fresh = false;
+    project(
+        &w.o,
+        &st.att,
+        n,
+        &mut st.acts,
+        &mut fresh,
+        &mut st.proj,
+        pool,
+    )?;
+    add_in_place(&mut st.x[..n * e], &st.proj[..n * e]);
+
+    // Feed-forward: x += W_down · (silu(W_gate·m) ⊙ W_up·m), m = norm(x).
+    let norm_w = read_vector(&w.ffn_norm, &mut st.vec_scratch)?;
+    norm_rows(&st.x, norm_w, cfg.rms_eps, n, &mut st.xb);
+    let mut fresh = false;
+    project(
+        &w.gate,
+        &st.xb,
+        n,
+        &mut st.acts,
+        &mut fresh,
+        &mut st.gate,
+        pool,
+    )?;
+    project(&w.up, &st.xb, n, &mut st.acts, &mut fresh, &mut st.up, pool)?;
+    swiglu(&mut st.gate[..n * cfg.n_ff], &st.up[..n * cfg.n_ff]);
+    let mut fresh = false;
+    project(
+        &w.down,
+        &st.gate,
+        n,
+        &mut st.acts,
+        &mut fresh,
+        &mut st.proj,
+        pool,
+    )?;
+    add_in_place(&mut st.x[..n * e], &st.proj[..n * e]);
+    Ok(())
+}
+
+/// Final norm and LM head for the last of `n` tokens; the logits land in `st.logits`.
+pub fn forward_head(
+    cfg: &Config,
+    output_norm: &Tensor<'_>,
+    output: &Tensor<'_>,
+    n: usize,
+    st: &mut RunState,
+    pool: &ThreadPool,
+) -> Result<(), ForwardError> {
+    let e = cfg.n_embd;
+    let last = &st.x[(n - 1) * e..n * e];
+    let norm_w = read_vector(output_norm, &mut st.vec_scratch)?;
+    rms_norm(last, norm_w, cfg.rms_eps, &mut st.xb[..e]);
+    let mut fresh = false;
+    project(
+        output,
+        &st.xb,
+        1,
+        &mut st.acts,
+        &mut fresh,
+        &mut st.logits,
+        pool,
+    )?;
+    Ok(())
+}

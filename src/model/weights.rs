@@ -1,0 +1,193 @@
+//! Layer weights as views into the bytes of a layer's extents (a ring slot or a resident
+//! buffer): nothing is copied or dequantised; matrices are handed to the kernels as they lie.
+
+use sluice_loader::extents::{Extent, LayerExtents, TensorSlice};
+use sluice_loader::roles::TensorRole;
+use sluice_loader::spec::ModelSpec;
+use sluice_loader::GgmlType;
+use thiserror::Error;
+
+use crate::cpu::WeightView;
+
+/// A tensor the model needs is missing or has the wrong shape or type.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WeightError {
+    /// A required tensor is absent.
+    #[error("the model has no {role:?} tensor{}", layer_suffix(*.layer))]
+    Missing {
+        layer: Option<usize>,
+        role: TensorRole,
+    },
+    /// A tensor's dims differ from what the hyper-parameters imply.
+    #[error("tensor {name} has dims {got:?}, but the model's hyper-parameters imply {want:?}")]
+    Shape {
+        name: String,
+        got: Vec<u64>,
+        want: Vec<u64>,
+    },
+    /// A vector (norm, bias) is stored in a type sluice cannot read as floats.
+    #[error("tensor {name} has type {ty}, which this engine cannot compute with")]
+    Type { name: String, ty: GgmlType },
+}
+
+fn layer_suffix(layer: Option<usize>) -> String {
+    layer.map(|l| format!(" in layer {l}")).unwrap_or_default()
+}
+
+/// One tensor's bytes and shape.
+#[derive(Clone, Copy, Debug)]
+pub struct Tensor<'a> {
+    pub ty: GgmlType,
+    /// Elements per row (`ne[0]`).
+    pub row_elems: usize,
+    /// Rows (1 for vectors).
+    pub n_rows: usize,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Tensor<'a> {
+    /// The view the matmul kernels take.
+    pub fn matrix(&self) -> WeightView<'a> {
+        WeightView {
+            ty: self.ty,
+            row_elems: self.row_elems,
+            n_rows: self.n_rows,
+            bytes: self.bytes,
+        }
+    }
+}
+
+/// Every tensor of one transformer block.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerWeights<'a> {
+    pub attn_norm: Tensor<'a>,
+    pub q: Tensor<'a>,
+    pub k: Tensor<'a>,
+    pub v: Tensor<'a>,
+    pub q_bias: Option<Tensor<'a>>,
+    pub k_bias: Option<Tensor<'a>>,
+    pub v_bias: Option<Tensor<'a>>,
+    pub o: Tensor<'a>,
+    pub ffn_norm: Tensor<'a>,
+    pub gate: Tensor<'a>,
+    pub up: Tensor<'a>,
+    pub down: Tensor<'a>,
+}
+
+/// Finds `role` among a layer's extents; `payloads[i]` are the bytes of extent i's payload.
+fn find<'a>(
+    extents: &[Extent],
+    payloads: &[&'a [u8]],
+    role: TensorRole,
+) -> Option<(&'a [u8], &TensorSlice)> {
+    for (e, p) in extents.iter().zip(payloads) {
+        if let Some(s) = e.slice(role) {
+            let start = s.offset_in_payload as usize;
+            return p.get(start..start + s.n_bytes as usize).map(|b| (b, s));
+        }
+    }
+    None
+}
+
+fn tensor<'a>(slice: &TensorSlice, bytes: &'a [u8]) -> Tensor<'a> {
+    let row_elems = slice.dims.first().copied().unwrap_or(1) as usize;
+    let n_rows = slice.dims.iter().skip(1).product::<u64>() as usize;
+    Tensor {
+        ty: slice.ty,
+        row_elems,
+        n_rows,
+        bytes,
+    }
+}
+
+impl<'a> LayerWeights<'a> {
+    /// Views layer `layer`'s tensors in the payloads of its extents (shapes were checked once
+    /// by [`check_shapes`]).
+    pub fn view(
+        layer: usize,
+        extents: &[Extent],
+        payloads: &[&'a [u8]],
+    ) -> Result<LayerWeights<'a>, WeightError> {
+        let get = |role| {
+            find(extents, payloads, role)
+                .map(|(b, s)| tensor(s, b))
+                .ok_or(WeightError::Missing {
+                    layer: Some(layer),
+                    role,
+                })
+        };
+        let opt = |role| find(extents, payloads, role).map(|(b, s)| tensor(s, b));
+        Ok(LayerWeights {
+            attn_norm: get(TensorRole::AttnNorm)?,
+            q: get(TensorRole::Q)?,
+            k: get(TensorRole::K)?,
+            v: get(TensorRole::V)?,
+            q_bias: opt(TensorRole::QBias),
+            k_bias: opt(TensorRole::KBias),
+            v_bias: opt(TensorRole::VBias),
+            o: get(TensorRole::O)?,
+            ffn_norm: get(TensorRole::FfnNorm)?,
+            gate: get(TensorRole::Gate)?,
+            up: get(TensorRole::Up)?,
+            down: get(TensorRole::Down)?,
+        })
+    }
+}
+
+/// Checks, once at load, that every layer has every tensor with the dims the spec implies,
+/// that vectors are float types and that matrices have a CPU kernel.
+pub fn check_shapes(spec: &ModelSpec, extents: &LayerExtents) -> Result<(), WeightError> {
+    let (e, q, kv, ff) = (
+        spec.n_embd as u64,
+        spec.q_dim() as u64,
+        spec.kv_dim() as u64,
+        spec.n_ff as u64,
+    );
+    let want: [(TensorRole, Vec<u64>, bool); 12] = [
+        (TensorRole::AttnNorm, vec![e], true),
+        (TensorRole::Q, vec![e, q], true),
+        (TensorRole::K, vec![e, kv], true),
+        (TensorRole::V, vec![e, kv], true),
+        (TensorRole::QBias, vec![q], spec.qkv_bias),
+        (TensorRole::KBias, vec![kv], spec.qkv_bias),
+        (TensorRole::VBias, vec![kv], spec.qkv_bias),
+        (TensorRole::O, vec![q, e], true),
+        (TensorRole::FfnNorm, vec![e], true),
+        (TensorRole::Gate, vec![e, ff], true),
+        (TensorRole::Up, vec![e, ff], true),
+        (TensorRole::Down, vec![ff, e], true),
+    ];
+    for (layer, ext) in extents.layers.iter().enumerate() {
+        for (role, dims, required) in &want {
+            let Some(s) = ext.iter().find_map(|x| x.slice(*role)) else {
+                if *required {
+                    return Err(WeightError::Missing {
+                        layer: Some(layer),
+                        role: *role,
+                    });
+                }
+                continue;
+            };
+            if &s.dims != dims {
+                return Err(WeightError::Shape {
+                    name: s.name.clone(),
+                    got: s.dims.clone(),
+                    want: dims.clone(),
+                });
+            }
+            let is_vector = dims.len() == 1;
+            let ok = if is_vector {
+                matches!(s.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+            } else {
+                crate::cpu::vec_dot_type(s.ty).is_some()
+            };
+            if !ok {
+                return Err(WeightError::Type {
+                    name: s.name.clone(),
+                    ty: s.ty,
+                });
+            }
+        }
+    }
+    Ok(())
+}
