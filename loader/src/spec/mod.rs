@@ -1,9 +1,9 @@
 //! [`ModelSpec`]: every hyper-parameter the llama/qwen2 forward pass needs, from GGUF metadata
 //! or an HF `config.json`, checked against the tensors actually present.
 //!
-//! Both sources go through the same path: a reader fills [`raw::RawSpec`] with what the source
-//! declares, then [`derive`] applies llama.cpp's defaults and derivations (gguf-facts.md §4.1)
-//! and [`check`] validates every tensor's shape. Ground truths come from the tensors where the
+//! Both sources go through the same path: a reader fills `RawSpec` with what the source
+//! declares, then `derive` applies llama.cpp's defaults and derivations (gguf-facts.md §4.1)
+//! and `check` validates every tensor's shape. Ground truths come from the tensors where the
 //! metadata can be missing or wrong: `n_vocab` is `token_embd` ne\[1\], the output is tied
 //! exactly when no output tensor exists, and q/k/v biases exist exactly when their tensors do.
 
