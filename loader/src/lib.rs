@@ -13,6 +13,7 @@ pub mod ggml_type;
 pub mod gguf;
 pub mod model;
 pub mod quant;
+pub mod roles;
 pub mod safetensors;
 pub mod spec;
 pub mod tensor;

@@ -3,6 +3,7 @@
 //! Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 bad usage or bad input file. Errors
 //! are printed to stderr as one sentence naming the file and the problem.
 
+pub mod inspect;
 pub mod size;
 
 use clap::{Parser, Subcommand};
@@ -24,7 +25,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Describe a model: architecture, hyper-parameters, tensor types, layer extents, streaming cost.
+    Inspect(inspect::InspectArgs),
+}
 
 /// Parses the command line, runs it, and returns the process exit status.
 pub fn main() -> i32 {
@@ -36,5 +40,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    match cli.command {}
+    match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+    }
 }
