@@ -8,6 +8,10 @@
 
 mod util;
 
+pub(crate) mod float;
+pub(crate) mod k23;
+pub(crate) mod k456;
+pub(crate) mod legacy;
 pub(crate) mod quantize;
 
 /// Proof that this CPU supports AVX2, FMA and F16C; only [`Avx2::detect`] makes one.

@@ -1,7 +1,10 @@
 //! Tests of the CPU kernels: scalar/AVX2 identity, agreement with an independent f64
 //! reference, matmul invariance under thread count and batch size.
 
+mod dots;
+mod gen;
 mod quantizers;
+mod reference;
 mod rng;
 
 use super::Isa;

@@ -33,6 +33,13 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// Random bytes.
+    pub(super) fn fill(&mut self, out: &mut [u8]) {
+        for b in out {
+            *b = self.next_u64() as u8;
+        }
+    }
+
     /// `n` activations of mixed magnitude: mostly O(1), some outliers, a few exact zeros.
     pub(super) fn activations(&mut self, n: usize) -> Vec<f32> {
         (0..n)
