@@ -3,6 +3,7 @@
 
 mod dots;
 mod gen;
+mod matmul;
 mod quantizers;
 mod reference;
 mod rng;
