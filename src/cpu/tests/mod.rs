@@ -3,6 +3,8 @@
 
 mod dots;
 mod gen;
+mod llama_fixture;
+mod llama_oracle;
 mod matmul;
 mod quantizers;
 mod reference;
