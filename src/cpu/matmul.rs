@@ -1,0 +1,178 @@
+//! `out[t][r] = dot(row r of W, activation row t)` for one weight matrix and a batch of tokens,
+//! split across the thread pool.
+//!
+//! Work items are (tile of up to [`TOKENS_PER_TILE`] tokens) × (chunk of [`ROWS_PER_CHUNK`]
+//! weight rows); a task dots each row of its chunk with every token of its tile while the row is
+//! in L1, writing straight into the caller's output through disjoint `&mut` sub-slices handed out
+//! by a locked queue. Every output element is one call of the same deterministic dot, so results
+//! do not depend on the thread count or on how many tokens are batched.
+
+use std::slice::ChunksMut;
+use std::sync::{Mutex, PoisonError};
+
+use sluice_loader::GgmlType;
+
+use super::acts::QuantizedActs;
+use super::dispatch::Isa;
+use super::dot::RowDot;
+use super::error::CpuError;
+use super::pool::ThreadPool;
+
+/// Weight rows per work item (a multiple of 4; 16 keeps 2–16 threads balanced on small layers).
+pub const ROWS_PER_CHUNK: usize = 16;
+/// Tokens per work item: each weight row is dotted with this many tokens while hot in cache.
+pub const TOKENS_PER_TILE: usize = 8;
+
+/// A weight matrix of `n_rows` rows of `row_elems` elements of type `ty`, in file layout.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightView<'a> {
+    /// Element type of the weights.
+    pub ty: GgmlType,
+    /// Elements per row (ggml `ne[0]`).
+    pub row_elems: usize,
+    /// Number of rows (ggml `ne[1]`), i.e. output features.
+    pub n_rows: usize,
+    /// The rows back to back, `n_rows * row_bytes` bytes.
+    pub bytes: &'a [u8],
+}
+
+/// One work item: rows `r0..r0 + len` for tokens `t0..t0 + n_tok`.
+struct Item<'o> {
+    t0: usize,
+    r0: usize,
+    n_tok: usize,
+    outs: [&'o mut [f32]; TOKENS_PER_TILE],
+}
+
+/// Hands out disjoint output pieces, tile by tile, chunk by chunk.
+struct Queue<'o> {
+    tiles: ChunksMut<'o, f32>,
+    strips: [ChunksMut<'o, f32>; TOKENS_PER_TILE],
+    n_rows: usize,
+    t_next: usize,
+    t0: usize,
+    n_tok: usize,
+    r_next: usize,
+}
+
+impl<'o> Queue<'o> {
+    /// A queue over `out`, which holds whole strips of `n_rows` values (`n_rows > 0`).
+    fn new(out: &'o mut [f32], n_rows: usize) -> Queue<'o> {
+        Queue {
+            tiles: out.chunks_mut(TOKENS_PER_TILE * n_rows),
+            strips: std::array::from_fn(|_| <&mut [f32]>::default().chunks_mut(ROWS_PER_CHUNK)),
+            n_rows,
+            t_next: 0,
+            t0: 0,
+            n_tok: 0,
+            r_next: 0,
+        }
+    }
+
+    /// The next work item, or `None` when every output element has been handed out.
+    fn next_item(&mut self) -> Option<Item<'o>> {
+        if self.r_next == 0 || self.r_next >= self.n_rows {
+            let tile = self.tiles.next()?;
+            self.n_tok = tile.len() / self.n_rows;
+            for (slot, strip) in self.strips.iter_mut().zip(tile.chunks_mut(self.n_rows)) {
+                *slot = strip.chunks_mut(ROWS_PER_CHUNK);
+            }
+            self.t0 = self.t_next;
+            self.t_next += self.n_tok;
+            self.r_next = 0;
+        }
+        let r0 = self.r_next;
+        let outs = std::array::from_fn(|k| match k < self.n_tok {
+            true => self.strips[k].next().unwrap_or_default(),
+            false => <&mut [f32]>::default(),
+        });
+        self.r_next = (r0 + ROWS_PER_CHUNK).min(self.n_rows);
+        Some(Item {
+            t0: self.t0,
+            r0,
+            n_tok: self.n_tok,
+            outs,
+        })
+    }
+}
+
+/// Computes `out[t * n_rows + r] = dot(row r of w, row t of x_q)` for every token t of `x_q`,
+/// on the process-wide kernel path. `x_q` must come from `quantize_acts` with `w.ty`.
+pub fn matmul(
+    w: &WeightView<'_>,
+    x_q: &QuantizedActs,
+    out: &mut [f32],
+    pool: &ThreadPool,
+) -> Result<(), CpuError> {
+    matmul_with(Isa::current(), w, x_q, out, pool)
+}
+
+/// [`matmul`] on an explicit kernel path.
+pub fn matmul_with(
+    isa: Isa,
+    w: &WeightView<'_>,
+    x_q: &QuantizedActs,
+    out: &mut [f32],
+    pool: &ThreadPool,
+) -> Result<(), CpuError> {
+    let kernel = check(w, x_q, out.len())?;
+    if w.row_elems == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    if w.n_rows == 0 || x_q.rows() == 0 {
+        return Ok(());
+    }
+    let row_bytes = w.bytes.len() / w.n_rows;
+    let queue = Mutex::new(Queue::new(out, w.n_rows));
+    pool.run(pool.n_threads(), |_| loop {
+        let item = queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_item();
+        let Some(item) = item else { break };
+        let rows = w.bytes[item.r0 * row_bytes..].chunks_exact(row_bytes);
+        for (i, w_row) in rows.take(item.outs[0].len()).enumerate() {
+            for k in 0..item.n_tok {
+                item.outs[k][i] = kernel.dot(isa, w_row, x_q.row(item.t0 + k));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Checks that the weight, the activations and the output fit together; returns the kernel.
+fn check(w: &WeightView<'_>, x_q: &QuantizedActs, out_len: usize) -> Result<RowDot, CpuError> {
+    let kernel = RowDot::for_weight(w.ty)?;
+    if x_q.ty() != kernel.act || x_q.row_elems() != w.row_elems {
+        return Err(CpuError::ActsMismatch {
+            acts_ty: x_q.ty(),
+            acts_elems: x_q.row_elems(),
+            weight_ty: w.ty,
+            needed_ty: kernel.act,
+            row_elems: w.row_elems,
+        });
+    }
+    let expected =
+        w.ty.row_bytes(w.row_elems as u64)
+            .and_then(|b| b.checked_mul(w.n_rows as u64));
+    if expected != Some(w.bytes.len() as u64) {
+        return Err(CpuError::WeightSize {
+            ty: w.ty,
+            n_rows: w.n_rows,
+            row_elems: w.row_elems,
+            expected,
+            got: w.bytes.len(),
+        });
+    }
+    let tokens = x_q.rows();
+    if tokens.checked_mul(w.n_rows) != Some(out_len) {
+        return Err(CpuError::OutputSize {
+            got: out_len,
+            tokens,
+            n_rows: w.n_rows,
+            expected: tokens.saturating_mul(w.n_rows),
+        });
+    }
+    Ok(kernel)
+}

@@ -1,0 +1,149 @@
+//! Small AVX2 building blocks shared by the kernels: loads, unpacking, integer pair sums and the
+//! horizontal float sums whose order the scalar twins copy (`cpu::dot::lanes`).
+//!
+//! Contract of every function here: call it only while AVX2, FMA and F16C are available (i.e.
+//! from a kernel compiled with those features, itself reached through an `Avx2` token). They are
+//! `#[inline(always)]` so they become part of that kernel's code.
+
+use std::arch::x86_64::*;
+
+/// Loads 32 bytes from the start of `s` (any alignment). Panics if `s` is shorter.
+#[inline(always)]
+pub(super) unsafe fn load_u8x32(s: &[u8]) -> __m256i {
+    assert!(s.len() >= 32);
+    // SAFETY: 32 readable bytes (asserted); `loadu` takes any alignment; AVX per module contract.
+    unsafe { _mm256_loadu_si256(s.as_ptr().cast()) }
+}
+
+/// Loads 32 signed bytes from the start of `s` (any alignment). Panics if `s` is shorter.
+#[inline(always)]
+pub(super) unsafe fn load_i8x32(s: &[i8]) -> __m256i {
+    assert!(s.len() >= 32);
+    // SAFETY: 32 readable bytes (asserted); `loadu` takes any alignment; AVX per module contract.
+    unsafe { _mm256_loadu_si256(s.as_ptr().cast()) }
+}
+
+/// Loads 16 bytes from the start of `s` (any alignment). Panics if `s` is shorter.
+#[inline(always)]
+pub(super) unsafe fn load_u8x16(s: &[u8]) -> __m128i {
+    assert!(s.len() >= 16);
+    // SAFETY: 16 readable bytes (asserted); `loadu` takes any alignment; SSE2 is baseline.
+    unsafe { _mm_loadu_si128(s.as_ptr().cast()) }
+}
+
+/// Loads 8 floats from the start of `s` (any alignment). Panics if `s` is shorter.
+#[inline(always)]
+pub(super) unsafe fn load_f32x8(s: &[f32]) -> __m256 {
+    assert!(s.len() >= 8);
+    // SAFETY: 8 readable floats (asserted); `loadu` takes any alignment; AVX per module contract.
+    unsafe { _mm256_loadu_ps(s.as_ptr()) }
+}
+
+/// Stores 32 bytes at the start of `out` (any alignment). Panics if `out` is shorter.
+#[inline(always)]
+pub(super) unsafe fn store_u8x32(out: &mut [u8], v: __m256i) {
+    assert!(out.len() >= 32);
+    // SAFETY: 32 writable bytes (asserted); `storeu` takes any alignment; AVX per module contract.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) }
+}
+
+/// Stores 16 bytes at the start of `out` (any alignment). Panics if `out` is shorter.
+#[inline(always)]
+pub(super) unsafe fn store_u8x16(out: &mut [u8], v: __m128i) {
+    assert!(out.len() >= 16);
+    // SAFETY: 16 writable bytes (asserted); `storeu` takes any alignment; SSE2 is baseline.
+    unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), v) }
+}
+
+/// Converts one little-endian IEEE half to f32 with F16C (exact, like the scalar conversion).
+#[inline(always)]
+pub(super) unsafe fn f16_to_f32(h: [u8; 2]) -> f32 {
+    let bits = i32::from(u16::from_le_bytes(h));
+    // SAFETY: F16C per module contract; register-only operations.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits))) }
+}
+
+/// Sums 8 lanes as `((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7))` (twin: `Lanes8::hsum8`).
+#[inline(always)]
+pub(super) unsafe fn hsum_f32x8(v: __m256) -> f32 {
+    // SAFETY: AVX per module contract; register-only operations.
+    unsafe {
+        hsum_f32x4(_mm_add_ps(
+            _mm256_extractf128_ps::<1>(v),
+            _mm256_castps256_ps128(v),
+        ))
+    }
+}
+
+/// Sums 4 lanes as `(v0+v2)+(v1+v3)` (twin: `lanes::hsum4`).
+#[inline(always)]
+pub(super) unsafe fn hsum_f32x4(r: __m128) -> f32 {
+    // SAFETY: SSE3 (implied by AVX2) per module contract; register-only operations.
+    unsafe {
+        let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
+    }
+}
+
+/// Unpacks 16 bytes of nibbles into 32 bytes: low nibbles first, then high nibbles.
+#[inline(always)]
+pub(super) unsafe fn nibbles_32(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: AVX2 per module contract; the load reads the 16-byte array.
+    unsafe {
+        let t = load_u8x16(qs);
+        let both = _mm256_set_m128i(_mm_srli_epi16::<4>(t), t);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+    }
+}
+
+/// Expands the 32 bits of a little-endian word to 32 bytes: 0xFF where the bit is set, else 0.
+#[inline(always)]
+pub(super) unsafe fn bits_to_bytes_32(qh: [u8; 4]) -> __m256i {
+    // SAFETY: AVX2 per module contract; register-only operations.
+    unsafe {
+        let word = _mm256_set1_epi32(i32::from_le_bytes(qh));
+        // Byte i of the result reads source byte i / 8, then tests bit i % 8.
+        let pick = _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, //
+            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+        );
+        let spread = _mm256_shuffle_epi8(word, pick);
+        let bit = _mm256_set1_epi64x(i64::from_le_bytes([1, 2, 4, 8, 16, 32, 64, 128]));
+        _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
+    }
+}
+
+/// Products of unsigned `u` and signed `s` bytes summed in groups of four into 8 i32 lanes.
+/// Exact while each adjacent pair sum fits i16 (true for every weight/activation pair here).
+#[inline(always)]
+pub(super) unsafe fn dot_u8_i8_x4(u: __m256i, s: __m256i) -> __m256i {
+    // SAFETY: AVX2 per module contract; register-only operations.
+    unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)) }
+}
+
+/// Products of signed bytes summed in groups of four into 8 i32 lanes (`y` must avoid -128).
+#[inline(always)]
+pub(super) unsafe fn dot_i8_i8_x4(x: __m256i, y: __m256i) -> __m256i {
+    // SAFETY: AVX2 per module contract; register-only operations.
+    unsafe { dot_u8_i8_x4(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)) }
+}
+
+/// Loads the 16 little-endian i16 group sums of a Q8_K block.
+#[inline(always)]
+pub(super) unsafe fn load_bsums(b: &[[u8; 2]; 16]) -> __m256i {
+    // SAFETY: `[[u8; 2]; 16]` is 32 contiguous readable bytes; `loadu` takes any alignment;
+    // AVX per module contract.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// Widens two of 16 signed byte scales to i16 lanes: lanes 0..7 get `s[a]`, lanes 8..15 `s[a+1]`
+/// (one scale per 16 elements of a 32-element group).
+#[inline(always)]
+pub(super) unsafe fn pair_scales(scales: __m128i, a: usize) -> __m256i {
+    let splat = 0x0101_0101_0101_0101i64;
+    // SAFETY: AVX2 per module contract; register-only operations.
+    unsafe {
+        let pick = _mm_set_epi64x((a as i64 + 1) * splat, a as i64 * splat);
+        _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pick))
+    }
+}

@@ -1,0 +1,146 @@
+//! Matmul: results independent of the thread count, of the batch size and of the kernel path,
+//! each element equal to the single dot; malformed arguments are errors.
+
+use sluice_loader::GgmlType;
+
+use super::gen::{acts, weights, WEIGHT_TYPES};
+use super::rng::Rng;
+use crate::cpu::{
+    matmul_with, quantize_acts_with, vec_dot_with, CpuError, Isa, QuantizedActs, ThreadPool,
+    WeightView,
+};
+
+const ROW_ELEMS: usize = 512;
+const N_ROWS: usize = 37; // not a multiple of the chunk size
+
+fn run(isa: Isa, w: &WeightView<'_>, q: &QuantizedActs, pool: &ThreadPool) -> Vec<u32> {
+    let mut out = vec![f32::NAN; q.rows() * w.n_rows];
+    assert_eq!(matmul_with(isa, w, q, &mut out, pool), Ok(()));
+    out.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn results_do_not_depend_on_threads_batch_or_path() {
+    let pools = [ThreadPool::new(1), ThreadPool::new(2), ThreadPool::new(3)];
+    let mut rng = Rng::new(0x5EED_0020);
+    let paths: Vec<Isa> = [Some(Isa::scalar()), Isa::avx2()]
+        .into_iter()
+        .flatten()
+        .collect();
+    for ty in WEIGHT_TYPES {
+        let bytes = weights(&mut rng, ty, ROW_ELEMS, N_ROWS);
+        let w = WeightView {
+            ty,
+            row_elems: ROW_ELEMS,
+            n_rows: N_ROWS,
+            bytes: &bytes,
+        };
+        for tokens in [5, 19] {
+            let (x, q) = acts(&mut rng, ty, ROW_ELEMS, tokens);
+            let reference = run(Isa::scalar(), &w, &q, &pools[0]);
+            for &isa in &paths {
+                for pool in &pools {
+                    assert_eq!(
+                        run(isa, &w, &q, pool),
+                        reference,
+                        "{ty} T={tokens} {} {pool:?}",
+                        isa.name()
+                    );
+                }
+            }
+            // Token 3 alone gives the batch's column 3, and each element is the plain dot.
+            let mut one = QuantizedActs::for_shape(1, ROW_ELEMS);
+            let row3 = &x[3 * ROW_ELEMS..4 * ROW_ELEMS];
+            assert_eq!(
+                quantize_acts_with(Isa::scalar(), ty, row3, 1, &mut one),
+                Ok(())
+            );
+            assert_eq!(one.row(0), q.row(3));
+            let single = run(Isa::scalar(), &w, &one, &pools[1]);
+            assert_eq!(
+                single[..],
+                reference[3 * N_ROWS..4 * N_ROWS],
+                "{ty}: token 3 alone vs in a batch"
+            );
+            let rb = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
+            for (r, &bits) in single.iter().enumerate() {
+                let dot = vec_dot_with(
+                    Isa::scalar(),
+                    ty,
+                    ROW_ELEMS,
+                    &bytes[r * rb..(r + 1) * rb],
+                    q.row(3),
+                );
+                assert_eq!(dot.map(f32::to_bits), Ok(bits), "{ty} row {r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn malformed_arguments_are_errors() {
+    let pool = ThreadPool::new(2);
+    let mut rng = Rng::new(0x5EED_0021);
+    let bytes = weights(&mut rng, GgmlType::Q4_1, 64, 4);
+    let w = WeightView {
+        ty: GgmlType::Q4_1,
+        row_elems: 64,
+        n_rows: 4,
+        bytes: &bytes,
+    };
+    let (_, q) = acts(&mut rng, GgmlType::Q4_1, 64, 2);
+    let (_, wrong) = acts(&mut rng, GgmlType::Q8_0, 64, 2);
+    let mut out = vec![0.0; 8];
+    assert_eq!(matmul_with(Isa::scalar(), &w, &q, &mut out, &pool), Ok(()));
+    assert!(matches!(
+        matmul_with(Isa::scalar(), &w, &wrong, &mut out, &pool),
+        Err(CpuError::ActsMismatch { .. })
+    ));
+    assert!(matches!(
+        matmul_with(Isa::scalar(), &w, &q, &mut out[..7], &pool),
+        Err(CpuError::OutputSize { .. })
+    ));
+    let short = WeightView {
+        bytes: &bytes[..bytes.len() - 1],
+        ..w
+    };
+    assert!(matches!(
+        matmul_with(Isa::scalar(), &short, &q, &mut out, &pool),
+        Err(CpuError::WeightSize { .. })
+    ));
+    let act_only = WeightView {
+        ty: GgmlType::Q8K,
+        ..w
+    };
+    assert!(matches!(
+        matmul_with(Isa::scalar(), &act_only, &q, &mut out, &pool),
+        Err(CpuError::NotAWeightType(_))
+    ));
+
+    let mut small = QuantizedActs::with_capacity(10);
+    let x = vec![1.0f32; 128];
+    let err = quantize_acts_with(Isa::scalar(), GgmlType::Q4_1, &x, 2, &mut small);
+    assert!(matches!(
+        err,
+        Err(CpuError::ActsCapacity {
+            needed: 144,
+            capacity: 10
+        })
+    ));
+    let err = quantize_acts_with(Isa::scalar(), GgmlType::Q4K, &x, 2, &mut small);
+    assert!(matches!(err, Err(CpuError::ActsShape { .. })));
+}
+
+#[test]
+fn empty_shapes_are_fine() {
+    let pool = ThreadPool::new(2);
+    let w = WeightView {
+        ty: GgmlType::Q8_0,
+        row_elems: 32,
+        n_rows: 0,
+        bytes: &[],
+    };
+    let mut rng = Rng::new(1);
+    let (_, q) = acts(&mut rng, GgmlType::Q8_0, 32, 3);
+    assert_eq!(matmul_with(Isa::scalar(), &w, &q, &mut [], &pool), Ok(()));
+}
