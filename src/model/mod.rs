@@ -1,9 +1,9 @@
 //! The llama-family model graph (llama, qwen2): config, layer weights as views into a slot,
 //! run state allocated once, and a forward pass that allocates nothing per token.
 
-// (enabled once the cpu backend is merged)
-// pub mod attention;
-// pub mod forward;
-// pub mod kv_cache;
+
+pub mod attention;
+pub mod forward;
+pub mod kv_cache;
 pub mod ops;
-// pub mod weights;
+pub mod weights;

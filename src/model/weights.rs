@@ -75,11 +75,11 @@ pub struct LayerWeights<'a> {
 }
 
 /// Finds `role` among a layer's extents; `payloads[i]` are the bytes of extent i's payload.
-fn find<'a>(
-    extents: &[Extent],
+fn find<'a, 'e>(
+    extents: &'e [Extent],
     payloads: &[&'a [u8]],
     role: TensorRole,
-) -> Option<(&'a [u8], &TensorSlice)> {
+) -> Option<(&'a [u8], &'e TensorSlice)> {
     for (e, p) in extents.iter().zip(payloads) {
         if let Some(s) = e.slice(role) {
             let start = s.offset_in_payload as usize;
