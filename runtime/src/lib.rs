@@ -6,7 +6,7 @@
 //! its own threads; a [`Prefetcher`] keeps `depth` extents of a repeating sweep in flight ahead
 //! of the consumer and lends each slot through an RAII [`SlotGuard`]; [`Stats`] counts it all.
 //!
-//! ```ignore
+//! ```no_run
 //! use sluice_runtime::{Extent, HostRing, Prefetcher, Reader, ReaderConfig};
 //! # fn main() -> sluice_runtime::Result<()> {
 //! let ring = HostRing::new(4, 64 << 20)?;                   // 4 slots of 64 MiB
@@ -26,14 +26,23 @@
 mod board;
 mod error;
 mod extent;
+mod file;
+mod job;
 pub mod limits;
+mod pread;
+mod prefetch;
+mod reader;
 mod ring;
 mod slab;
 mod stats;
+mod uring;
+mod uring_loop;
 mod waker;
 
 pub use error::{Error, Result};
 pub use extent::{Extent, FileId};
+pub use prefetch::{PrefetchControl, Prefetcher, SlotGuard};
+pub use reader::{LiveThreads, Reader, ReaderChoice, ReaderConfig, ReaderKind, IO_ENV};
 pub use ring::{HostRing, SlotState, SlotStateError};
 pub use slab::{RegistrarError, SlabRegistrar};
 pub use stats::{bucket_floor_us, latency_bucket, Stats, StatsSnapshot, LATENCY_BUCKETS};
