@@ -1,0 +1,315 @@
+//! The runtime's error type, and the mapping from errno values to causes a person can act on.
+//!
+//! Every error names what failed (file and offset, extent index, setting) and why; errno values
+//! are mapped explicitly, TigerBeetle style, instead of being passed through as bare numbers.
+
+use std::path::PathBuf;
+
+use crate::ring::SlotStateError;
+
+/// Result alias for the runtime.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong between a file on disk and a slot handed to the consumer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is out of range or inconsistent with another.
+    #[error("invalid runtime configuration: {0}")]
+    Config(String),
+    /// `SLUICE_IO` holds a value other than `uring`, `pread` or `auto`.
+    #[error("SLUICE_IO={value:?} is not understood: use \"uring\", \"pread\" or \"auto\"")]
+    EnvChoice {
+        /// The value found in the environment.
+        value: String,
+    },
+    /// io_uring could not be set up.
+    #[error("io_uring setup failed (errno {errno}): {cause}")]
+    UringSetup {
+        /// The errno returned by io_uring_setup or io_uring_register.
+        errno: i32,
+        /// What it most likely means.
+        cause: &'static str,
+    },
+    /// io_uring_enter failed in a way that retrying does not fix.
+    #[error("io_uring_enter failed (errno {errno}): {cause}")]
+    UringEnter {
+        /// The errno returned by io_uring_enter.
+        errno: i32,
+        /// What it most likely means.
+        cause: &'static str,
+    },
+    /// The anonymous memory for the ring could not be mapped.
+    #[error("cannot map {bytes} bytes for the host ring (errno {errno}): {cause}")]
+    SlabMap {
+        /// The size requested.
+        bytes: usize,
+        /// The errno returned by mmap.
+        errno: i32,
+        /// What it most likely means.
+        cause: &'static str,
+    },
+    /// The slab registrar (e.g. a GPU backend page-locking the slab) refused the slab.
+    #[error("cannot register the {bytes}-byte host ring with the device: {source}")]
+    SlabRegister {
+        /// The size of the slab.
+        bytes: usize,
+        /// The registrar's own error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A model file could not be opened or queried.
+    #[error("cannot open {path}: {cause} (errno {errno})")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The errno returned by open or statx.
+        errno: i32,
+        /// What it most likely means.
+        cause: &'static str,
+    },
+    /// A file needs a direct-I/O alignment coarser than the slots provide.
+    #[error(
+        "{path} needs {align_bytes}-byte direct-I/O alignment; sluice supports at most {max_bytes}"
+    )]
+    Alignment {
+        /// The file.
+        path: PathBuf,
+        /// The alignment statx reported.
+        align_bytes: u64,
+        /// The largest alignment the ring guarantees.
+        max_bytes: u64,
+    },
+    /// More files were opened than the reader's file table holds.
+    #[error("cannot open more than {max} files in one reader")]
+    TooManyFiles {
+        /// The size of the table.
+        max: usize,
+    },
+    /// An extent names a file id that this reader never returned.
+    #[error("extent {index} names file id {file}, which this reader did not open")]
+    UnknownFile {
+        /// Position of the extent in the sweep.
+        index: usize,
+        /// The unknown id.
+        file: u32,
+    },
+    /// An extent is malformed (empty, or its payload lies outside it).
+    #[error("extent {index} ({offset}+{len_bytes}) is invalid: {reason}")]
+    ExtentInvalid {
+        /// Position of the extent in the sweep.
+        index: usize,
+        /// Its file offset.
+        offset: u64,
+        /// Its length.
+        len_bytes: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An extent's offset or length is not a multiple of its file's direct-I/O alignment.
+    #[error(
+        "extent {index} of {path} ({offset}+{len_bytes}) is not aligned to {align_bytes} bytes"
+    )]
+    ExtentMisaligned {
+        /// Position of the extent in the sweep.
+        index: usize,
+        /// The file.
+        path: PathBuf,
+        /// Its file offset.
+        offset: u64,
+        /// Its length.
+        len_bytes: u64,
+        /// The required alignment.
+        align_bytes: u64,
+    },
+    /// An extent does not fit in one slot; the ring must be sized from the largest extent.
+    #[error("extent {index} is {len_bytes} bytes but ring slots hold {slot_bytes}: size slots from the largest extent")]
+    ExtentTooLarge {
+        /// Position of the extent in the sweep.
+        index: usize,
+        /// Its length.
+        len_bytes: u64,
+        /// The ring's slot size.
+        slot_bytes: usize,
+    },
+    /// The file is shorter than an extent's payload needs: it was truncated or is not the file
+    /// the extents were computed from.
+    #[error("{path} is truncated: the extent at offset {offset} needs {needed_bytes} bytes of file but it holds {size_bytes}")]
+    FileTruncated {
+        /// The file.
+        path: PathBuf,
+        /// The extent's file offset.
+        offset: u64,
+        /// File size the extent's payload needs.
+        needed_bytes: u64,
+        /// File size found (or the position where reads hit the end of the file).
+        size_bytes: u64,
+    },
+    /// The path now names a different file than the one opened (it was replaced).
+    #[error("{path} was replaced by another file after it was opened: reload the model")]
+    FileReplaced {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The path no longer exists (the file was deleted after it was opened).
+    #[error("{path} was deleted after it was opened: reload the model")]
+    FileDeleted {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Checking a file's size or identity failed.
+    #[error("cannot check {path}: {cause} (errno {errno})")]
+    FileStat {
+        /// The file.
+        path: PathBuf,
+        /// The errno returned by stat or fstat.
+        errno: i32,
+        /// What it most likely means.
+        cause: &'static str,
+    },
+    /// A read failed.
+    #[error("read of {path} at offset {offset} failed: {cause} (errno {errno})")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The file offset of the failed chunk.
+        offset: u64,
+        /// The errno of the read.
+        errno: i32,
+        /// What it most likely means.
+        cause: &'static str,
+    },
+    /// A slot was moved through an illegal state transition (a bug in the caller or in sluice).
+    #[error(transparent)]
+    SlotState(#[from] SlotStateError),
+    /// The consumer holds every slot, so the next extent has nowhere to go.
+    #[error(
+        "the consumer holds all {slots} slots: release one before waiting for the next extent"
+    )]
+    RingExhausted {
+        /// Number of slots in the ring.
+        slots: usize,
+    },
+    /// The sweep has no extents.
+    #[error("the sweep order has no extents")]
+    EmptySweep,
+    /// The prefetcher was cancelled.
+    #[error("the prefetcher was cancelled")]
+    Cancelled,
+    /// The prefetcher stopped after an earlier error; build a new one.
+    #[error("the prefetcher stopped after an earlier error; build a new one")]
+    Stopped,
+    /// A reader thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Why io_uring_setup or io_uring_register refused, for a person to act on.
+pub fn setup_cause(errno: i32) -> &'static str {
+    match errno {
+        libc::EPERM => {
+            "io_uring is disabled by sysctl kernel.io_uring_disabled or blocked by a seccomp \
+             profile (Docker >= 25 blocks it by default); allow it, or use SLUICE_IO=pread"
+        }
+        libc::ENOSYS => {
+            "the kernel has no io_uring (CONFIG_IO_URING off) or seccomp hides it; use SLUICE_IO=pread"
+        }
+        libc::ENOMEM => "not enough lockable memory for the ring: raise `ulimit -l` (RLIMIT_MEMLOCK)",
+        libc::EINVAL => "the kernel does not support a requested io_uring feature (kernel too old)",
+        libc::EMFILE | libc::ENFILE => "too many open files: raise `ulimit -n`",
+        libc::EFAULT => "the kernel could not access the ring parameters (a bug in sluice)",
+        _ => "unexpected error from io_uring setup",
+    }
+}
+
+/// Why a read failed, for a person to act on.
+pub fn read_cause(errno: i32) -> &'static str {
+    match errno {
+        libc::EIO => "the device reported an I/O error: check `dmesg` and the drive's SMART log",
+        libc::EINVAL => {
+            "direct I/O refused: offset, length or buffer not aligned to the file's \
+             direct-I/O alignment (check the extents' alignment)"
+        }
+        libc::EFAULT => "the buffer lies outside the registered memory (a bug in sluice)",
+        libc::EBADF => "the file is not open for reading (a bug in sluice)",
+        libc::ENOMEM => "the kernel is out of memory",
+        libc::ENXIO | libc::ENODEV => "the device went away: check the drive and its connection",
+        libc::ESTALE => "the file handle is stale (network file system): reopen the model",
+        libc::EOPNOTSUPP => "the file system does not support this kind of read",
+        libc::ECANCELED => "the read was cancelled",
+        libc::ENOSPC => "the device reports no space (thin provisioning exhausted?)",
+        _ => "unexpected error from the kernel",
+    }
+}
+
+/// Why io_uring_enter failed in a way that retrying does not fix.
+pub fn enter_cause(errno: i32) -> &'static str {
+    match errno {
+        libc::EBADF | libc::EBADFD => "the ring's descriptor is no longer valid (a bug in sluice)",
+        libc::EFAULT => "the kernel could not access the ring's memory (a bug in sluice)",
+        libc::EINVAL => "the kernel rejected the submission (a bug in sluice or a kernel too old)",
+        libc::EOPNOTSUPP => "the descriptor is not an io_uring (a bug in sluice)",
+        libc::ENXIO => "the ring is being torn down",
+        _ => "unexpected error from io_uring_enter",
+    }
+}
+
+/// Why opening or statting a file failed, for a person to act on.
+pub fn open_cause(errno: i32) -> &'static str {
+    match errno {
+        libc::ENOENT => "no such file: check the path",
+        libc::EACCES | libc::EPERM => "permission denied: check the file's permissions",
+        libc::EISDIR => "it is a directory, not a file",
+        libc::ENOTDIR => "a component of the path is not a directory",
+        libc::EMFILE | libc::ENFILE => "too many open files: raise `ulimit -n`",
+        libc::ELOOP => "too many symbolic links in the path",
+        libc::ENAMETOOLONG => "the path is too long",
+        libc::EINVAL => "the file system refuses this way of opening the file",
+        libc::EIO => "the device reported an I/O error: check `dmesg`",
+        _ => "unexpected error from the kernel",
+    }
+}
+
+/// Why mapping memory failed, for a person to act on.
+pub fn map_cause(errno: i32) -> &'static str {
+    match errno {
+        libc::ENOMEM => "not enough memory: lower the slot count or the slot size",
+        libc::EINVAL => "invalid size (a bug in sluice)",
+        libc::EAGAIN => "locked-memory limit reached: raise `ulimit -l`",
+        _ => "unexpected error from the kernel",
+    }
+}
+
+/// The errno of an I/O error, or EIO when it carries none.
+pub fn errno_of(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_name_the_fix() {
+        assert!(setup_cause(libc::EPERM).contains("io_uring_disabled"));
+        assert!(setup_cause(libc::ENOSYS).contains("SLUICE_IO=pread"));
+        assert!(read_cause(libc::EINVAL).contains("aligned"));
+        assert!(open_cause(libc::ENOENT).contains("no such file"));
+        assert!(map_cause(libc::ENOMEM).contains("slot"));
+    }
+
+    #[test]
+    fn messages_name_file_and_offset() {
+        let e = Error::Read {
+            path: PathBuf::from("/m/model.gguf"),
+            offset: 8192,
+            errno: libc::EIO,
+            cause: read_cause(libc::EIO),
+        };
+        let text = e.to_string();
+        assert!(text.contains("/m/model.gguf") && text.contains("8192") && text.contains("dmesg"));
+    }
+}

@@ -1,0 +1,413 @@
+//! `Reader`: reads extents into ring slots on its own threads, through io_uring or a pread pool.
+//!
+//! Both backends take the same [`Job`]s and post to the same completion board, so the
+//! prefetcher cannot tell them apart. Which one runs is chosen once, at construction:
+//! `ReaderChoice::Uring` / `Pread` force one; `Auto` reads `SLUICE_IO` (`uring`, `pread`,
+//! `auto`) and otherwise tries io_uring, falling back to the pread pool with a log line that says
+//! why when the kernel refuses it (ENOSYS, EPERM, `kernel.io_uring_disabled`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::board::Board;
+use crate::error::{Error, Result};
+use crate::extent::{Extent, FileId};
+use crate::file::{FileTable, OpenFile};
+use crate::job::Job;
+use crate::limits::{
+    CHUNK_BYTES_MAX, CHUNK_BYTES_MIN, PREAD_THREADS_MAX, QUEUE_DEPTH_MAX, SLOT_ALIGN_BYTES,
+};
+use crate::pread::PreadPool;
+use crate::ring::{HostRing, SlotState};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::uring::UringReader;
+
+/// Environment variable that picks the reader when the configuration says `Auto`.
+pub const IO_ENV: &str = "SLUICE_IO";
+
+/// Which reader to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReaderChoice {
+    /// `SLUICE_IO` if set, else io_uring with the pread pool as fallback.
+    #[default]
+    Auto,
+    /// io_uring; an error if the kernel refuses it.
+    Uring,
+    /// The pread thread pool.
+    Pread,
+}
+
+impl ReaderChoice {
+    /// Parses a `SLUICE_IO` value (`None` when unset).
+    pub fn parse_env(value: Option<&str>) -> Result<ReaderChoice> {
+        match value.map(str::trim) {
+            None | Some("") | Some("auto") => Ok(ReaderChoice::Auto),
+            Some("uring") | Some("io_uring") => Ok(ReaderChoice::Uring),
+            Some("pread") => Ok(ReaderChoice::Pread),
+            Some(other) => Err(Error::EnvChoice {
+                value: other.to_string(),
+            }),
+        }
+    }
+
+    /// The choice `SLUICE_IO` makes.
+    pub fn from_env() -> Result<ReaderChoice> {
+        let value = std::env::var(IO_ENV).ok();
+        Self::parse_env(value.as_deref())
+    }
+}
+
+/// The reader actually running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReaderKind {
+    /// io_uring, O_DIRECT, fixed buffers and files where the kernel allows.
+    Uring,
+    /// A pool of threads calling pread.
+    Pread,
+}
+
+impl ReaderKind {
+    /// Lower-case name (`uring`, `pread`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReaderKind::Uring => "uring",
+            ReaderKind::Pread => "pread",
+        }
+    }
+}
+
+/// How a reader reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReaderConfig {
+    /// Which reader.
+    pub choice: ReaderChoice,
+    /// Most chunk reads in flight at once.
+    pub queue_depth: usize,
+    /// Size of the chunks an extent is cut into (a multiple of 4 KiB).
+    pub chunk_bytes: usize,
+    /// Worker threads of the pread pool.
+    pub pread_threads: usize,
+    /// Register the slab and the files with io_uring (fixed buffers and files) when it allows;
+    /// false forces plain reads (to measure or test that path).
+    pub fixed: bool,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> ReaderConfig {
+        ReaderConfig {
+            choice: ReaderChoice::Auto,
+            queue_depth: 32,
+            chunk_bytes: 1 << 20,
+            pread_threads: 4,
+            fixed: true,
+        }
+    }
+}
+
+impl ReaderConfig {
+    fn validate(&self) -> Result<()> {
+        if self.queue_depth == 0 || self.queue_depth > QUEUE_DEPTH_MAX {
+            return Err(Error::Config(format!(
+                "queue depth {} must be in 1..={QUEUE_DEPTH_MAX}",
+                self.queue_depth
+            )));
+        }
+        if !(CHUNK_BYTES_MIN..=CHUNK_BYTES_MAX).contains(&self.chunk_bytes)
+            || self.chunk_bytes % SLOT_ALIGN_BYTES != 0
+        {
+            return Err(Error::Config(format!(
+                "chunk size {} must be a multiple of {SLOT_ALIGN_BYTES} in {CHUNK_BYTES_MIN}..={CHUNK_BYTES_MAX}",
+                self.chunk_bytes
+            )));
+        }
+        if self.pread_threads == 0 || self.pread_threads > PREAD_THREADS_MAX {
+            return Err(Error::Config(format!(
+                "pread threads {} must be in 1..={PREAD_THREADS_MAX}",
+                self.pread_threads
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Counts a reader's live threads; stays readable after the reader is dropped.
+#[derive(Clone, Debug, Default)]
+pub struct LiveThreads(Arc<AtomicUsize>);
+
+impl LiveThreads {
+    /// Number of the reader's threads that have not exited yet.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+struct ThreadToken(Arc<AtomicUsize>);
+
+impl Drop for ThreadToken {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a reader's threads share with it.
+pub(crate) struct Shared {
+    pub ring: Arc<HostRing>,
+    pub files: FileTable,
+    pub board: Board,
+    pub stats: Arc<Stats>,
+    pub config: ReaderConfig,
+    live_threads: LiveThreads,
+}
+
+impl Shared {
+    /// Posts a finished job: slot Reading → Ready or Failed, outcome on the board.
+    pub(crate) fn complete(&self, job: Job) {
+        let slot = job.slot;
+        job.file.drop_cached(job.extent.offset, job.extent.len);
+        let (result, latency) = job.finish();
+        self.stats.add_extent(result.is_ok(), latency);
+        let to = if result.is_ok() {
+            SlotState::Ready
+        } else {
+            SlotState::Failed
+        };
+        let result = self
+            .ring
+            .transition(slot, SlotState::Reading, to)
+            .map_err(Error::from)
+            .and(result);
+        self.board.post(slot, result);
+    }
+
+    /// Starts a named thread of this reader, counted in its [`LiveThreads`].
+    pub(crate) fn spawn(
+        &self,
+        what: &'static str,
+        name: String,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<JoinHandle<()>> {
+        self.live_threads.0.fetch_add(1, Ordering::AcqRel);
+        let token = ThreadToken(Arc::clone(&self.live_threads.0));
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let _token = token;
+                f();
+            })
+            .map_err(|source| Error::Spawn { what, source })
+    }
+}
+
+enum Backend {
+    Uring(UringReader),
+    Pread(PreadPool),
+}
+
+/// A handle to the reader threads; dropping it drains in-flight reads and joins them.
+pub struct Reader {
+    shared: Arc<Shared>,
+    backend: Backend,
+}
+
+impl Reader {
+    /// Starts a reader that fills slots of `ring`.
+    pub fn new(ring: Arc<HostRing>, config: &ReaderConfig) -> Result<Reader> {
+        config.validate()?;
+        let shared = Arc::new(Shared {
+            board: Board::new(ring.slot_count()),
+            ring,
+            files: FileTable::new(),
+            stats: Arc::new(Stats::default()),
+            config: *config,
+            live_threads: LiveThreads::default(),
+        });
+        let choice = match config.choice {
+            ReaderChoice::Auto => ReaderChoice::from_env()?,
+            forced => forced,
+        };
+        let backend = match choice {
+            ReaderChoice::Uring => Backend::Uring(UringReader::start(&shared)?),
+            ReaderChoice::Pread => Backend::Pread(PreadPool::start(&shared)?),
+            ReaderChoice::Auto => match uring_or_why(&shared)? {
+                Ok(uring) => Backend::Uring(uring),
+                Err(why) => {
+                    log::warn!(
+                        "io_uring is unavailable ({why}); reading with a pool of pread threads"
+                    );
+                    Backend::Pread(PreadPool::start(&shared)?)
+                }
+            },
+        };
+        Ok(Reader { shared, backend })
+    }
+
+    /// Which reader is running.
+    pub fn kind(&self) -> ReaderKind {
+        match self.backend {
+            Backend::Uring(_) => ReaderKind::Uring,
+            Backend::Pread(_) => ReaderKind::Pread,
+        }
+    }
+
+    /// Whether io_uring reads into fixed (registered) buffers and files: `(buffers, files)`;
+    /// `(false, false)` for the pread pool.
+    pub fn fixed_registration(&self) -> (bool, bool) {
+        match &self.backend {
+            Backend::Uring(uring) => uring.registered,
+            Backend::Pread(_) => (false, false),
+        }
+    }
+
+    /// Opens `path` (O_DIRECT where the file system allows) for reading extents from it.
+    pub fn open_file(&self, path: impl AsRef<Path>) -> Result<FileId> {
+        self.shared.files.open(path.as_ref())
+    }
+
+    /// The alignment that `file`'s extents' offsets and lengths must have.
+    pub fn alignment_bytes(&self, file: FileId) -> Result<u64> {
+        Ok(self.file(file, 0)?.align_bytes())
+    }
+
+    /// Whether reads of `file` bypass the page cache (O_DIRECT).
+    pub fn is_direct(&self, file: FileId) -> Result<bool> {
+        Ok(self.file(file, 0)?.direct())
+    }
+
+    /// The ring the reader fills.
+    pub fn ring(&self) -> &Arc<HostRing> {
+        &self.shared.ring
+    }
+
+    /// The configuration the reader runs with.
+    pub fn config(&self) -> &ReaderConfig {
+        &self.shared.config
+    }
+
+    /// A copy of the I/O counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// A counter of this reader's live threads (zero once it is dropped).
+    pub fn live_threads(&self) -> LiveThreads {
+        self.shared.live_threads.clone()
+    }
+
+    pub(crate) fn stats_handle(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    pub(crate) fn board(&self) -> &Board {
+        &self.shared.board
+    }
+
+    /// The open file behind `id`; `index` names the extent in errors.
+    pub(crate) fn file(&self, id: FileId, index: usize) -> Result<Arc<OpenFile>> {
+        self.shared
+            .files
+            .get(id)
+            .ok_or(Error::UnknownFile { index, file: id.0 })
+    }
+
+    /// Queues a read of `extent` into `slot`, which the caller moved to `Reading` and armed.
+    pub(crate) fn submit(&self, slot: usize, extent: &Extent) -> Result<()> {
+        debug_assert_eq!(self.shared.ring.state(slot), SlotState::Reading);
+        let file = self.file(extent.file, 0)?;
+        // Defence in depth: an extent past the slot would make the kernel write past it.
+        extent.validate(
+            0,
+            file.align_bytes(),
+            self.shared.ring.slot_bytes(),
+            file.path(),
+        )?;
+        let job = Job::new(slot, *extent, file, Instant::now());
+        match &self.backend {
+            Backend::Uring(uring) => uring.push(job),
+            Backend::Pread(pool) => pool.push(job),
+        }
+        Ok(())
+    }
+
+    /// Stops the threads: queued reads are cancelled, in-flight reads drained, threads joined.
+    pub(crate) fn shutdown(&self) {
+        match &self.backend {
+            Backend::Uring(uring) => uring.shutdown(),
+            Backend::Pread(pool) => pool.shutdown(),
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts io_uring, or says why the kernel refused it (`Ok(Err(why))`) so `Auto` can fall back.
+fn uring_or_why(shared: &Arc<Shared>) -> Result<Result<UringReader, String>> {
+    if let Ok(value) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        if value.trim() == "2" {
+            return Ok(Err("sysctl kernel.io_uring_disabled=2".to_string()));
+        }
+    }
+    match UringReader::start(shared) {
+        Ok(uring) => Ok(Ok(uring)),
+        Err(e @ Error::UringSetup { .. }) => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_parse() {
+        assert_eq!(ReaderChoice::parse_env(None).ok(), Some(ReaderChoice::Auto));
+        assert_eq!(
+            ReaderChoice::parse_env(Some("pread")).ok(),
+            Some(ReaderChoice::Pread)
+        );
+        assert_eq!(
+            ReaderChoice::parse_env(Some("uring")).ok(),
+            Some(ReaderChoice::Uring)
+        );
+        assert!(matches!(
+            ReaderChoice::parse_env(Some("mmap")),
+            Err(Error::EnvChoice { .. })
+        ));
+    }
+
+    #[test]
+    fn config_limits_are_checked() {
+        let ok = ReaderConfig::default();
+        ok.validate().expect("default is valid");
+        assert!(ReaderConfig {
+            queue_depth: 0,
+            ..ok
+        }
+        .validate()
+        .is_err());
+        assert!(ReaderConfig {
+            chunk_bytes: 5000,
+            ..ok
+        }
+        .validate()
+        .is_err());
+        assert!(ReaderConfig {
+            chunk_bytes: CHUNK_BYTES_MAX * 2,
+            ..ok
+        }
+        .validate()
+        .is_err());
+        assert!(ReaderConfig {
+            pread_threads: 0,
+            ..ok
+        }
+        .validate()
+        .is_err());
+    }
+}
