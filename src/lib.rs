@@ -6,3 +6,5 @@
 
 pub mod cli;
 pub mod cpu;
+pub mod engine;
+pub mod model;

@@ -3,6 +3,8 @@
 //! Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 bad usage or bad input file. Errors
 //! are printed to stderr as one sentence naming the file and the problem.
 
+pub mod size;
+
 use clap::{Parser, Subcommand};
 
 /// Exit status for a failure at run time (I/O, device).

@@ -3,6 +3,8 @@
 //! Integer-valued keys are read through [`Metadata::get_u64`] and friends, which accept any
 //! integer type: third-party converters are not consistent about widths (gguf-facts.md §1.2).
 
+use std::collections::HashMap;
+
 /// One metadata value as stored in the file.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetaValue {
@@ -89,7 +91,10 @@ impl MetaArray {
             MetaArray::I16(v) => v.iter().map(|&x| x as i64).collect(),
             MetaArray::U32(v) => v.iter().map(|&x| x as i64).collect(),
             MetaArray::I32(v) => v.iter().map(|&x| x as i64).collect(),
-            MetaArray::U64(v) => v.iter().map(|&x| i64::try_from(x).ok()).collect::<Option<_>>()?,
+            MetaArray::U64(v) => v
+                .iter()
+                .map(|&x| i64::try_from(x).ok())
+                .collect::<Option<_>>()?,
             MetaArray::I64(v) => v.clone(),
             _ => return None,
         })
@@ -179,9 +184,13 @@ impl MetaValue {
 }
 
 /// The key/value table of a GGUF file, in file order.
+///
+/// A hash index beside the ordered entries keeps lookups and duplicate checks O(1), so a hostile
+/// file with a million keys cannot make parsing quadratic.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metadata {
     entries: Vec<(String, MetaValue)>,
+    by_key: HashMap<String, usize>,
 }
 
 impl Metadata {
@@ -193,16 +202,18 @@ impl Metadata {
     /// Appends a pair; returns `false` (and keeps the first) if the key is already present.
     pub fn insert(&mut self, key: impl Into<String>, value: MetaValue) -> bool {
         let key = key.into();
-        if self.get(&key).is_some() {
+        if self.by_key.contains_key(&key) {
             return false;
         }
+        self.by_key.insert(key.clone(), self.entries.len());
         self.entries.push((key, value));
         true
     }
 
     /// Looks a key up.
     pub fn get(&self, key: &str) -> Option<&MetaValue> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        let &i = self.by_key.get(key)?;
+        self.entries.get(i).map(|(_, v)| v)
     }
 
     /// All pairs in file order.
@@ -251,5 +262,27 @@ impl Metadata {
             MetaArray::Str(v) => Some(v),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_keeps_first_and_file_order() {
+        let mut m = Metadata::new();
+        assert!(m.insert("b", MetaValue::U8(1)));
+        assert!(m.insert("a", MetaValue::I32(-2)));
+        assert!(!m.insert("b", MetaValue::U8(9)), "duplicate refused");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.get("b"), Some(&MetaValue::U8(1)));
+        assert_eq!(m.get("missing"), None);
+        let keys: Vec<&str> = m.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["b", "a"]);
+        let mut same = Metadata::new();
+        same.insert("b", MetaValue::U8(1));
+        same.insert("a", MetaValue::I32(-2));
+        assert_eq!(m, same);
     }
 }

@@ -14,6 +14,50 @@ pub fn f16_le(b: [u8; 2]) -> f32 {
     f16::from_bits(u16::from_le_bytes(b)).to_f32()
 }
 
+/// Reads a little-endian bfloat16 as f32 (exact: the bits become the top half of an f32).
+#[inline]
+pub fn bf16_le(b: [u8; 2]) -> f32 {
+    f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16)
+}
+
+/// Q4_K/Q5_K: the 6-bit `(scale, min)` of group `j` (`j < 8`) from the 12 packed scale bytes.
+///
+/// Bytes 0–3 hold scales 0–3 in their low 6 bits, bytes 4–7 mins 0–3; the top two bits of
+/// those eight bytes and the two nibbles of bytes 8–11 make up scales and mins 4–7.
+#[inline]
+pub fn scale_min_k4(j: usize, s: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        let sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        let m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        (sc, m)
+    }
+}
+
+/// Q3_K: the 16 signed group scales, already offset by −32 (range −32..=31), from 12 bytes.
+///
+/// Bytes 0–7 give the low four bits (scales 0–7 in the low nibbles, 8–15 in the high ones);
+/// bytes 8–11 give the top two bits, byte `8 + k` for scales `k`, `4 + k`, `8 + k`, `12 + k`.
+#[inline]
+pub fn q3k_scales(b: &[u8; 12]) -> [i8; 16] {
+    let mut s = [0i8; 16];
+    for k in 0..4 {
+        let hi = b[8 + k];
+        let six_bit = [
+            (b[k] & 0x0F) | ((hi & 3) << 4),
+            (b[4 + k] & 0x0F) | (((hi >> 2) & 3) << 4),
+            (b[k] >> 4) | (((hi >> 4) & 3) << 4),
+            (b[4 + k] >> 4) | (((hi >> 6) & 3) << 4),
+        ];
+        for (i, v) in six_bit.into_iter().enumerate() {
+            // v < 64, so the cast is lossless and the subtraction cannot overflow.
+            s[4 * i + k] = v as i8 - 32;
+        }
+    }
+    s
+}
+
 /// Q4_0: 32 weights, `(nibble - 8) * d`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -202,7 +246,9 @@ pub fn as_blocks_mut<B: Block>(bytes: &mut [u8]) -> Option<&mut [B]> {
 /// Views blocks as bytes (for writing fixtures and copying to devices).
 pub fn block_bytes<B: Block>(blocks: &[B]) -> &[u8] {
     // SAFETY: B is plain bytes without padding (Block contract), so every byte is initialised.
-    unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks)) }
+    unsafe {
+        std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
+    }
 }
 
 #[cfg(test)]
@@ -228,11 +274,46 @@ mod tests {
     }
 
     #[test]
+    fn bf16_is_the_top_half_of_an_f32() {
+        assert_eq!(bf16_le([0x80, 0x3F]), 1.0);
+        assert_eq!(bf16_le([0x00, 0xC0]), -2.0);
+        assert_eq!(bf16_le([0x81, 0x7F]).to_bits(), 0x7F81_0000); // signalling NaN kept
+    }
+
+    #[test]
+    fn k4_scales_split_across_three_byte_groups() {
+        let s = [
+            0xC1, 0x02, 0x03, 0x3F, 0x84, 0x05, 0x06, 0x07, 0xA9, 0x00, 0x00, 0xFF,
+        ];
+        assert_eq!(scale_min_k4(0, &s), (1, 4));
+        assert_eq!(scale_min_k4(3, &s), (63, 7));
+        // Group 4: low nibble of byte 8 and top bits of byte 0 (scale), byte 4 (min).
+        assert_eq!(scale_min_k4(4, &s), (0x9 | 3 << 4, 0xA | 2 << 4));
+        assert_eq!(scale_min_k4(7, &s), (15, 15));
+    }
+
+    #[test]
+    fn q3k_scales_are_offset_six_bit_values() {
+        assert_eq!(q3k_scales(&[0; 12]), [-32; 16]);
+        assert_eq!(q3k_scales(&[0xFF; 12]), [31; 16]);
+        let mut b = [0u8; 12];
+        b[1] = 0x5A; // scale 1: low nibble 0xA; scale 9: low nibble 5
+        b[9] = 0b00_10_00_01; // scale 1: high bits 1; scale 9: high bits 2
+        let s = q3k_scales(&b);
+        assert_eq!(s[1], 0x1A - 32);
+        assert_eq!(s[9], 0x25 - 32);
+        assert_eq!(s[5], -32);
+    }
+
+    #[test]
     fn views_check_length() {
         let bytes = [0u8; 36];
         assert_eq!(as_blocks::<BlockQ4_0>(&bytes).map(|b| b.len()), Some(2));
         assert!(as_blocks::<BlockQ4_0>(&bytes[..35]).is_none());
         // Unaligned start is fine: alignment is 1.
-        assert_eq!(as_blocks::<BlockQ4_0>(&bytes[..18]).map(|b| b.len()), Some(1));
+        assert_eq!(
+            as_blocks::<BlockQ4_0>(&bytes[..18]).map(|b| b.len()),
+            Some(1)
+        );
     }
 }

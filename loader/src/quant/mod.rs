@@ -5,4 +5,7 @@
 pub mod blocks;
 pub mod dequant;
 
-pub use blocks::{as_blocks, as_blocks_mut, block_bytes, f16_le, Block};
+pub use blocks::{
+    as_blocks, as_blocks_mut, bf16_le, block_bytes, f16_le, q3k_scales, scale_min_k4, Block,
+};
+pub use dequant::{dequantize_row, DequantError};

@@ -1,0 +1,113 @@
+//! Grouped-query attention over the f16 KV cache, as llama.cpp computes it without flash
+//! attention: Q is rounded to f16, `KQ = K·Q`, softmax of `KQ/√d` with a causal mask, the
+//! probabilities rounded to f16, and `KQV = Vᵀ·P`, one dot product per output element over
+//! `n_kv` positions (padded to [`KV_PAD`](super::kv_cache::KV_PAD) with masked zeros).
+
+use half::f16;
+
+use super::kv_cache::{KvCache, KV_PAD};
+use super::ops::softmax_scaled;
+use crate::cpu::dot_f16;
+
+/// Shapes of one attention layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+}
+
+/// Scratch for one query token, allocated once for the cache's capacity.
+pub struct AttnScratch {
+    q16: Vec<f16>,
+    scores: Vec<f32>,
+    p16: Vec<f16>,
+}
+
+impl AttnScratch {
+    /// Scratch for heads of `head_dim` over up to `n_ctx` cached positions.
+    pub fn new(head_dim: usize, n_ctx: usize) -> AttnScratch {
+        AttnScratch { q16: vec![f16::ZERO; head_dim], scores: vec![0.0; n_ctx], p16: vec![f16::ZERO; n_ctx] }
+    }
+}
+
+/// Attention output for one token at `pos` whose query is `q` (`n_head·head_dim`), over the
+/// positions `0..=pos` of `layer`; `n_kv` is the padded number of positions the batch sees.
+pub fn attend(
+    cache: &KvCache,
+    layer: usize,
+    shape: AttnShape,
+    q: &[f32],
+    pos: usize,
+    n_kv: usize,
+    scratch: &mut AttnScratch,
+    out: &mut [f32],
+) {
+    let AttnShape { n_head, n_head_kv, head_dim } = shape;
+    debug_assert!(n_kv % KV_PAD == 0 && pos < n_kv && n_kv <= cache.n_ctx());
+    debug_assert_eq!(q.len(), n_head * head_dim);
+    let group = n_head / n_head_kv;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let scores = &mut scratch.scores[..n_kv];
+    let p16 = &mut scratch.p16[..n_kv];
+    for h in 0..n_head {
+        let kvh = h / group;
+        for (d, &x) in scratch.q16.iter_mut().zip(&q[h * head_dim..(h + 1) * head_dim]) {
+            *d = f16::from_f32(x);
+        }
+        for (j, s) in scores[..=pos].iter_mut().enumerate() {
+            *s = dot_f16(cache.key(layer, j, kvh, head_dim), &scratch.q16);
+        }
+        softmax_scaled(scores, scale, pos + 1);
+        for (p, &s) in p16.iter_mut().zip(scores.iter()) {
+            *p = f16::from_f32(s);
+        }
+        let o = &mut out[h * head_dim..(h + 1) * head_dim];
+        for (d, od) in o.iter_mut().enumerate() {
+            *od = dot_f16(cache.value_row(layer, kvh * head_dim + d, n_kv), p16);
+        }
+    }
+}
+
+/// The padded number of cache positions a batch ending at `n_past_after` sees.
+pub fn padded_n_kv(n_past_after: usize, n_ctx: usize) -> usize {
+    (n_past_after.div_ceil(KV_PAD) * KV_PAD).min(n_ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_position_returns_its_value() {
+        let shape = AttnShape { n_head: 4, n_head_kv: 2, head_dim: 8 };
+        let mut cache = KvCache::new(1, 16, 32);
+        let k: Vec<f32> = (0..16).map(|i| i as f32 * 0.1).collect();
+        let v: Vec<f32> = (0..16).map(|i| i as f32 - 3.0).collect();
+        cache.store(0, 0, &k, &v);
+        let q = vec![0.5f32; 32];
+        let mut out = vec![0.0f32; 32];
+        let mut s = AttnScratch::new(8, 32);
+        attend(&cache, 0, shape, &q, 0, 32, &mut s, &mut out);
+        // One position: probability 1, so each head returns its kv head's values.
+        for h in 0..4 {
+            let kvh = h / 2;
+            assert_eq!(&out[h * 8..h * 8 + 8], &v[kvh * 8..kvh * 8 + 8]);
+        }
+    }
+
+    #[test]
+    fn causal_mask_ignores_later_positions() {
+        let shape = AttnShape { n_head: 1, n_head_kv: 1, head_dim: 4 };
+        let mut cache = KvCache::new(1, 4, 32);
+        cache.store(0, 0, &[1.0, 0.0, 0.0, 0.0], &[1.0, 1.0, 1.0, 1.0]);
+        cache.store(0, 1, &[0.0, 1.0, 0.0, 0.0], &[9.0, 9.0, 9.0, 9.0]);
+        let mut out = [0.0f32; 4];
+        let mut s = AttnScratch::new(4, 32);
+        attend(&cache, 0, shape, &[1.0, 1.0, 0.0, 0.0], 0, 32, &mut s, &mut out);
+        assert_eq!(out, [1.0; 4]);
+        attend(&cache, 0, shape, &[1.0, 1.0, 0.0, 0.0], 1, 32, &mut s, &mut out);
+        // Equal scores: the mean of the two values.
+        assert_eq!(out, [5.0; 4]);
+    }
+}

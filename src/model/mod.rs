@@ -1,0 +1,5 @@
+//! The llama-family model graph (llama, qwen2): config, layer weights as views into a slot,
+//! run state allocated once, and a forward pass that allocates nothing per token.
+
+pub mod kv_cache;
+pub mod ops;

@@ -1,0 +1,188 @@
+//! The element-wise and per-row operations of the llama-family graph, with llama.cpp's CPU
+//! numerics (gguf-facts.md §3.4): RMSNorm accumulates Σx² in f64, RoPE builds θ by repeated
+//! multiplication in f32, softmax sums in f64. Matrix products live in `crate::cpu`.
+
+/// `out = x · 1/sqrt(mean(x²) + eps) · w`, as ggml's rms_norm followed by a separate multiply.
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    debug_assert_eq!(x.len(), w.len());
+    debug_assert_eq!(x.len(), out.len());
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = sum / x.len() as f64;
+    let scale = 1.0f32 / ((mean + eps as f64) as f32).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = (v * scale) * g;
+    }
+}
+
+/// Which element pairs RoPE rotates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopePairs {
+    /// Adjacent elements `(x[2i], x[2i+1])`: llama GGUF files (Q/K rows permuted).
+    Adjacent,
+    /// Half-split `(x[i], x[i + n_rot/2])`: qwen2, and llama from HF safetensors.
+    HalfSplit,
+}
+
+/// cos/sin of every rotary pair at one position, computed once per token and shared by heads.
+pub struct RopeTable {
+    /// `[cos θ_0, sin θ_0, cos θ_1, sin θ_1, …]` for the current position.
+    cs: Vec<f32>,
+    theta_scale: f32,
+    /// Per-pair frequency divisors (`rope_freqs.weight`), or empty.
+    freq_factors: Vec<f32>,
+}
+
+impl RopeTable {
+    /// A table for `n_rot` rotated dimensions with base frequency `freq_base`.
+    pub fn new(n_rot: usize, freq_base: f32, freq_factors: Vec<f32>) -> RopeTable {
+        debug_assert!(n_rot % 2 == 0);
+        debug_assert!(freq_factors.is_empty() || freq_factors.len() == n_rot / 2);
+        RopeTable { cs: vec![0.0; n_rot], theta_scale: freq_base.powf(-2.0 / n_rot as f32), freq_factors }
+    }
+
+    /// Fills the table for position `pos`.
+    pub fn set_position(&mut self, pos: usize) {
+        let mut theta = pos as f32;
+        for (i, pair) in self.cs.chunks_exact_mut(2).enumerate() {
+            let ff = self.freq_factors.get(i).copied().unwrap_or(1.0);
+            let t = theta / ff;
+            pair[0] = t.cos();
+            pair[1] = t.sin();
+            theta *= self.theta_scale;
+        }
+    }
+
+    /// Rotates the first `n_rot` dimensions of every head in `x` (heads of `head_dim`).
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, pairs: RopePairs) {
+        let n_rot = self.cs.len();
+        debug_assert!(n_rot <= head_dim && x.len() % head_dim == 0);
+        for head in x.chunks_exact_mut(head_dim) {
+            for i in 0..n_rot / 2 {
+                let (c, s) = (self.cs[2 * i], self.cs[2 * i + 1]);
+                let (a, b) = match pairs {
+                    RopePairs::Adjacent => (2 * i, 2 * i + 1),
+                    RopePairs::HalfSplit => (i, i + n_rot / 2),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * c - x1 * s;
+                head[b] = x0 * s + x1 * c;
+            }
+        }
+    }
+}
+
+/// In-place softmax of `x · scale` over the first `n_valid` entries; the rest (masked or
+/// padding) become exactly 0. Sums in f64 as ggml does.
+pub fn softmax_scaled(x: &mut [f32], scale: f32, n_valid: usize) {
+    debug_assert!(n_valid >= 1 && n_valid <= x.len());
+    let (valid, masked) = x.split_at_mut(n_valid);
+    let mut max = f32::NEG_INFINITY;
+    for v in valid.iter_mut() {
+        *v *= scale;
+        max = max.max(*v);
+    }
+    let mut sum = 0.0f64;
+    for v in valid.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in valid.iter_mut() {
+        *v *= inv;
+    }
+    masked.fill(0.0);
+}
+
+/// `gate[i] = silu(gate[i]) · up[i]`: the SwiGLU of the feed-forward block.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    debug_assert_eq!(gate.len(), up.len());
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = (*g / (1.0 + (-*g).exp())) * u;
+    }
+}
+
+/// `x += y`: residual connections.
+pub fn add_in_place(x: &mut [f32], y: &[f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// `x += b` for each row of `x` (q/k/v biases).
+pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
+    debug_assert!(!bias.is_empty() && x.len() % bias.len() == 0);
+    for row in x.chunks_exact_mut(bias.len()) {
+        add_in_place(row, bias);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_of_constant_is_weight() {
+        let x = [3.0f32; 8];
+        let w = [0.5f32; 8];
+        let mut out = [0.0; 8];
+        rms_norm(&x, &w, 0.0, &mut out);
+        for o in out {
+            assert!((o - 0.5).abs() < 1e-6, "{o}");
+        }
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_identity_and_preserves_norm() {
+        let mut t = RopeTable::new(8, 10000.0, Vec::new());
+        t.set_position(0);
+        let orig: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
+        let mut x = orig.clone();
+        t.apply(&mut x, 8, RopePairs::Adjacent);
+        assert_eq!(x, orig);
+        t.set_position(17);
+        for pairs in [RopePairs::Adjacent, RopePairs::HalfSplit] {
+            let mut x = orig.clone();
+            t.apply(&mut x, 8, pairs);
+            let n0: f32 = orig.iter().map(|v| v * v).sum();
+            let n1: f32 = x.iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() / n0 < 1e-5);
+            assert_ne!(x, orig);
+        }
+    }
+
+    #[test]
+    fn rope_half_split_equals_adjacent_on_permuted_rows() {
+        // Permuting a head's rows (HF → GGUF) turns half-split RoPE into adjacent RoPE.
+        let hd = 8;
+        let mut t = RopeTable::new(hd, 10000.0, Vec::new());
+        t.set_position(5);
+        let hf: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.7).sin()).collect();
+        let perm: Vec<f32> = (0..hd).map(|r| hf[(r % 2) * (hd / 2) + r / 2]).collect();
+        let (mut a, mut b) = (hf.clone(), perm.clone());
+        t.apply(&mut a, hd, RopePairs::HalfSplit);
+        t.apply(&mut b, hd, RopePairs::Adjacent);
+        for r in 0..hd {
+            assert_eq!(b[r], a[(r % 2) * (hd / 2) + r / 2]);
+        }
+    }
+
+    #[test]
+    fn softmax_masks_and_normalises() {
+        let mut x = [1.0f32, 2.0, 3.0, 99.0, -5.0];
+        softmax_scaled(&mut x, 0.5, 3);
+        let s: f32 = x[..3].iter().sum();
+        assert!((s - 1.0).abs() < 1e-6);
+        assert!(x[2] > x[1] && x[1] > x[0]);
+        assert_eq!(&x[3..], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn swiglu_matches_definition() {
+        let mut g = [0.0f32, 1.0, -2.0];
+        swiglu(&mut g, &[5.0, 2.0, 1.0]);
+        assert_eq!(g[0], 0.0);
+        assert!((g[1] - 2.0 * (1.0 / (1.0 + (-1.0f32).exp()))).abs() < 1e-6);
+        assert!(g[2] < 0.0);
+    }
+}
