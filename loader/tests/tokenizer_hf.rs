@@ -212,3 +212,16 @@ fn file_errors_name_the_file() {
     let err = Tokenizer::from_hf_files(&tj, Some(&cfg)).unwrap_err();
     assert!(err.to_string().contains("tokenizer_config.json"), "{err}");
 }
+
+#[test]
+fn sparse_ids_are_refused() {
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("a".into(), json!(0));
+    vocab.insert("b".into(), json!(4_000_000_000u32));
+    let tj = json!({"version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null,
+                    "post_processor": null, "decoder": null, "model": bpe_model(vocab, &[], false)});
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "tokenizer.json", &tj);
+    let err = Tokenizer::from_hf_files(&path, None).unwrap_err();
+    assert!(err.to_string().contains("4000000000"), "{err}");
+}

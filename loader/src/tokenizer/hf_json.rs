@@ -56,7 +56,7 @@ pub(super) fn build(
     }
 
     let style = piece_style(&hf);
-    let (texts, kinds) = vocabulary(&hf, style);
+    let (texts, kinds) = vocabulary(&hf, style).map_err(|problem| bad_file(json_path, problem))?;
     let mut pieces = Pieces::with_capacity(texts.len(), 8);
     for (t, kind) in texts.iter().zip(&kinds) {
         pieces.push_with(|out| piece_bytes(t, *kind, style, out));
@@ -90,10 +90,24 @@ pub(super) fn build(
     Ok(Tokenizer::assemble(parts, |i| texts[i].as_str()))
 }
 
+/// Ids may leave holes, but no more than this many per token (a hostile file could otherwise
+/// name id 4e9 and make the tables huge).
+const ID_SPAN_PER_TOKEN_MAX: usize = 2;
+
 /// Every id's text and kind; ids without a token get an empty UNUSED entry.
-fn vocabulary(hf: &tokenizers::Tokenizer, style: PieceStyle) -> (Vec<String>, Vec<TokenKind>) {
+fn vocabulary(
+    hf: &tokenizers::Tokenizer,
+    style: PieceStyle,
+) -> Result<(Vec<String>, Vec<TokenKind>), String> {
     let vocab = hf.get_vocab(true);
     let n = vocab.values().max().map_or(0, |&m| m as usize + 1);
+    if n > vocab.len() * ID_SPAN_PER_TOKEN_MAX + 1024 {
+        return Err(format!(
+            "token ids run to {} for only {} tokens",
+            n - 1,
+            vocab.len()
+        ));
+    }
     let mut texts = vec![String::new(); n];
     let mut kinds = vec![TokenKind::Unused; n];
     for (text, id) in vocab {
@@ -114,7 +128,7 @@ fn vocabulary(hf: &tokenizers::Tokenizer, style: PieceStyle) -> (Vec<String>, Ve
             texts[id as usize] = tok.content;
         }
     }
-    (texts, kinds)
+    Ok((texts, kinds))
 }
 
 fn piece_bytes(text: &str, kind: TokenKind, style: PieceStyle, out: &mut Vec<u8>) {

@@ -1,10 +1,11 @@
 //! Tokenizer and chat template, from GGUF metadata or an HF `tokenizer.json`.
 //!
 //! Encoding follows llama.cpp (gguf-facts.md §5): special tokens are split out first
-//! ([`special`]), then each text fragment goes through the model: byte-level BPE with a
+//! (module `special`), then each text fragment goes through the model: byte-level BPE with a
 //! pre-tokenizer chosen by `tokenizer.ggml.pre` (built on the HF `tokenizers` crate), or
-//! SentencePiece-style score-ordered merges ([`spm`]). Decoding concatenates each token's raw
+//! SentencePiece-style score-ordered merges (module `spm`). Decoding concatenates each token's raw
 //! bytes, so byte-level BPE round-trips exactly; [`StreamDecoder`] does the same incrementally.
+#![warn(missing_docs)]
 
 mod bytelevel;
 mod chat;
@@ -269,6 +270,7 @@ impl Tokenizer {
     /// collects the special tokens. `texts(i)` is token i's vocabulary text.
     fn assemble<'a>(mut parts: Parts, texts: impl Fn(usize) -> &'a str) -> Tokenizer {
         let n = parts.kinds.len();
+        debug_assert_eq!(n, parts.pieces.len(), "one kind and one piece per token");
         parts.ids.detect(n, &texts, &mut parts.kinds);
         let specials = SpecialTokens::new((0..n).map(|i| (i as u32, texts(i), parts.kinds[i])));
         Tokenizer {
@@ -281,5 +283,16 @@ impl Tokenizer {
             add_space_prefix: parts.add_space_prefix,
             chat: parts.chat_template.map(ChatTemplate::new),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizer_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Tokenizer>();
     }
 }
