@@ -14,6 +14,8 @@ mod gguf_vocab;
 mod hf_json;
 mod jinja_py;
 mod pretok;
+mod py_json;
+mod py_time;
 mod special;
 mod spm;
 mod stream;
