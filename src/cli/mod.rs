@@ -4,6 +4,9 @@
 //! are printed to stderr as one sentence naming the file and the problem.
 
 pub mod inspect;
+mod interrupt;
+pub mod run;
+pub mod run_args;
 pub mod size;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +29,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Generate text from a model, streaming layers from disk as the memory budget requires.
+    Run(run_args::RunArgs),
     /// Describe a model: architecture, hyper-parameters, tensor types, layer extents, streaming cost.
     Inspect(inspect::InspectArgs),
 }
@@ -41,6 +46,7 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Inspect(args) => inspect::run(&args),
     }
 }

@@ -1,4 +1,8 @@
-//! The engine: sampler, executor and residency planner on top of the model graph.
+//! The engine: residency planner, weight store, executor and sampler on top of the model
+//! graph, and the [`Engine`](session::Engine) a frontend drives.
 
+pub mod executor;
 pub mod planner;
 pub mod sampler;
+pub mod session;
+pub mod store;

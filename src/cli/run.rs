@@ -1,0 +1,197 @@
+//! `sluice run`: generate text from a model, streaming it to stdout, with stats on stderr (or
+//! one JSON object on stdout with `--json`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use serde_json::json;
+use sluice_loader::gguf::GgufFile;
+use sluice_loader::tokenizer::{ChatMessage, StreamDecoder, Tokenizer};
+use sluice_runtime::ReaderConfig;
+
+use super::run_args::{DeviceArg, RunArgs};
+use super::{interrupt, EXIT_BAD_INPUT, EXIT_RUNTIME};
+use crate::engine::sampler::{Sampler, SamplerConfig};
+use crate::engine::session::{Engine, EngineOptions, Generation};
+
+/// Runs the command; returns the exit status.
+pub fn run(args: &RunArgs) -> i32 {
+    match run_inner(args) {
+        Ok(()) => 0,
+        Err(Failure::BadInput(e)) => {
+            eprintln!("sluice: {e:#}");
+            EXIT_BAD_INPUT
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("sluice: {e:#}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
+enum Failure {
+    BadInput(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+fn bad(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::BadInput(e.into())
+}
+
+/// The tokenizer: `--tokenizer`, else the GGUF's metadata, else the HF directory's files.
+fn load_tokenizer(engine: &Engine, explicit: Option<&Path>) -> anyhow::Result<Tokenizer> {
+    if let Some(p) = explicit {
+        if p.extension().is_some_and(|e| e == "json") {
+            return Tokenizer::from_hf_files(p, None).with_context(|| format!("{}", p.display()));
+        }
+        let g = GgufFile::open(p)?;
+        return Tokenizer::from_gguf_metadata(&g.metadata).with_context(|| format!("{}", p.display()));
+    }
+    if let Some(md) = &engine.model.metadata {
+        return Tokenizer::from_gguf_metadata(md).with_context(|| format!("{}", engine.model.path.display()));
+    }
+    let dir: PathBuf = engine.model.hf_dir.clone().unwrap_or_else(|| engine.model.path.clone());
+    let json = dir.join("tokenizer.json");
+    if !json.exists() {
+        return Err(anyhow!(
+            "{}: the directory has no tokenizer.json; name a tokenizer with --tokenizer (a GGUF file of the same model, or a tokenizer.json)",
+            dir.display()
+        ));
+    }
+    let cfg = dir.join("tokenizer_config.json");
+    Tokenizer::from_hf_files(&json, cfg.exists().then_some(cfg.as_path())).with_context(|| format!("{}", json.display()))
+}
+
+/// The prompt's token ids: raw, or wrapped in the model's chat template as one user turn.
+fn prompt_tokens(tok: &Tokenizer, prompt: &str, raw: bool) -> anyhow::Result<Vec<u32>> {
+    let text = match (raw, tok.chat_template()) {
+        (false, Some(_)) => tok.apply_chat_template(&[ChatMessage::user(prompt)], true)?,
+        _ => prompt.to_string(),
+    };
+    Ok(tok.encode(&text, tok.add_bos_default(), true)?)
+}
+
+fn peak_rss_bytes() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return 0 };
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn run_inner(args: &RunArgs) -> Result<(), Failure> {
+    let sampler_cfg = SamplerConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        repeat_last_n: 64,
+        seed: args.seed,
+    };
+    sampler_cfg.validate().map_err(bad)?;
+    if args.device == DeviceArg::Cuda {
+        return Err(Failure::Runtime(anyhow!(
+            "--device cuda: this build has no CUDA backend yet; use --device cpu"
+        )));
+    }
+    if args.vram_budget.is_some() {
+        eprintln!("sluice: --vram-budget has no effect on the CPU backend");
+    }
+    let path = sluice_loader::cache::resolve(&args.model).into_path().map_err(|m| bad(anyhow!(m)))?;
+    let threads = args.threads.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    });
+    let opts = EngineOptions { threads, ram_budget: args.ram_budget, reader: ReaderConfig::default() };
+    // The context is planned for the prompt and the tokens asked for; the prompt's length is
+    // known only once the tokenizer is loaded, so plan with the model's own context bound.
+    let n_ctx_plan = (args.max_tokens as usize).saturating_add(4096);
+    let mut engine = Engine::load(&path, n_ctx_plan, &opts).map_err(|e| {
+        if e.is_bad_input() { bad(e) } else { Failure::Runtime(e.into()) }
+    })?;
+    let tok = load_tokenizer(&engine, args.tokenizer.as_deref()).map_err(bad)?;
+    let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
+    if !args.json {
+        eprintln!(
+            "sluice: {} ({}), {} threads, cpu backend, {} layers resident, {} streamed ({:.1} MB per token)",
+            engine.model.path.display(),
+            engine.spec().arch.name(),
+            threads,
+            engine.plan.n_resident(),
+            engine.plan.n_streamed(),
+            engine.plan.streamed_bytes_per_token as f64 / 1e6,
+        );
+    }
+    interrupt::install();
+    let mut sampler = Sampler::new(sampler_cfg, engine.spec().n_vocab);
+    let mut stream = StreamDecoder::new(&tok);
+    let mut stdout = std::io::stdout().lock();
+    let json_mode = args.json;
+    let generation = engine
+        .generate(&prompt, args.max_tokens as usize, &mut sampler, |t| tok.is_end_of_generation(t), |t| {
+            if !json_mode {
+                if let Some(text) = stream.push(t) {
+                    let _ = stdout.write_all(text.as_bytes());
+                    let _ = stdout.flush();
+                }
+            }
+            !interrupt::requested()
+        })
+        .map_err(|e| if e.is_bad_input() { bad(e) } else { Failure::Runtime(e.into()) })?;
+    if !json_mode {
+        if let Some(text) = stream.finish() {
+            let _ = stdout.write_all(text.as_bytes());
+        }
+        let _ = writeln!(stdout);
+    }
+    drop(stdout);
+    report(args, &engine, &tok, &prompt, &generation);
+    Ok(())
+}
+
+fn report(args: &RunArgs, engine: &Engine, tok: &Tokenizer, prompt: &[u32], g: &Generation) {
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    let per_s = |n: usize, d: std::time::Duration| if d.as_secs_f64() > 0.0 { n as f64 / d.as_secs_f64() } else { 0.0 };
+    let prefill_tok_per_s = per_s(prompt.len(), g.prefill);
+    let decode_tok_per_s = per_s(g.decode_steps, g.decode);
+    let gen_time = g.prefill + g.decode;
+    let read_gb_per_s = if gen_time.as_secs_f64() > 0.0 { g.streamed_bytes as f64 / 1e9 / gen_time.as_secs_f64() } else { 0.0 };
+    let load_s = secs(engine.load_time + g.resident_load);
+    if args.json {
+        let obj = json!({
+            "model": engine.model.path.display().to_string(),
+            "prompt_tokens": prompt,
+            "tokens": g.tokens,
+            "text": tok.decode(&g.tokens),
+            "stop_reason": g.stop_reason.name(),
+            "stats": {
+                "load_s": load_s,
+                "prefill_tok_per_s": prefill_tok_per_s,
+                "decode_tok_per_s": decode_tok_per_s,
+                "bytes_read": engine.bytes_read(),
+                "read_gb_per_s": read_gb_per_s,
+                "io_stall_s": secs(g.io_wait),
+                "resident_layers": engine.plan.n_resident(),
+                "streamed_layers": engine.plan.n_streamed(),
+                "peak_rss_bytes": peak_rss_bytes(),
+            }
+        });
+        println!("{obj}");
+    } else {
+        eprintln!(
+            "sluice: {} prompt tokens at {:.1} tok/s, {} generated at {:.1} tok/s ({}); load {:.2} s; read {:.1} MB ({:.2} GB/s while generating), I/O stall {:.2} s; peak RSS {:.0} MB",
+            prompt.len(),
+            prefill_tok_per_s,
+            g.tokens.len(),
+            decode_tok_per_s,
+            g.stop_reason.name(),
+            load_s,
+            engine.bytes_read() as f64 / 1e6,
+            read_gb_per_s,
+            secs(g.io_wait),
+            peak_rss_bytes() as f64 / 1e6,
+        );
+    }
+}

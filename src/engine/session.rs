@@ -1,0 +1,240 @@
+//! The engine a frontend drives: load a model, plan residency, generate tokens.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sluice_loader::model::{LoadError, ModelFiles};
+use sluice_loader::spec::ModelSpec;
+use sluice_runtime::ReaderConfig;
+use thiserror::Error;
+
+use super::executor::{check_extent_counts, ExecError, Globals, Sweep, SweepTimes};
+use super::planner::{mem_available_bytes, plan, Plan, PlanInput};
+use super::sampler::Sampler;
+use super::store::WeightStore;
+use crate::cpu::ThreadPool;
+use crate::model::forward::{Config, RunState};
+use crate::model::kv_cache::KvCache;
+use crate::model::weights::check_shapes;
+
+/// Largest number of prompt tokens computed in one sweep; longer prompts take several.
+pub const PREFILL_BATCH_MAX: usize = 512;
+
+/// Why loading or running failed; `is_bad_input` tells the CLI which exit code to use.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{path}: {problem}")]
+    Model { path: String, problem: String },
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("setting up the weight readers: {0}")]
+    Runtime(#[from] sluice_runtime::Error),
+    #[error("the prompt has {prompt} tokens but the model's context holds {context}")]
+    PromptTooLong { prompt: usize, context: usize },
+    #[error("the prompt is empty: it must produce at least one token")]
+    EmptyPrompt,
+}
+
+impl EngineError {
+    /// Whether the input (file, options, prompt) is at fault rather than the machine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Load(_)
+                | EngineError::Model { .. }
+                | EngineError::PromptTooLong { .. }
+                | EngineError::EmptyPrompt
+        )
+    }
+}
+
+/// How to load.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Compute threads.
+    pub threads: usize,
+    /// Layer-weight bytes allowed to stay resident (`None`: the planner's default).
+    pub ram_budget: Option<u64>,
+    /// Reader settings (io_uring or pread, queue depth, chunk size).
+    pub reader: ReaderConfig,
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// `max_tokens` were generated (or the context filled up).
+    Length,
+    /// The model produced an end-of-generation token.
+    Eos,
+    /// The caller asked to stop (Ctrl-C).
+    Interrupted,
+}
+
+impl StopReason {
+    /// The name used in `--json` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Length => "length",
+            StopReason::Eos => "eos",
+            StopReason::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What a generation produced and how fast.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub stop_reason: StopReason,
+    /// Time to read the resident weights for this generation.
+    pub resident_load: Duration,
+    pub prefill: Duration,
+    pub decode: Duration,
+    /// Single-token sweeps run after the prompt.
+    pub decode_steps: usize,
+    pub io_wait: Duration,
+    /// Bytes the streaming prefetcher read during this generation.
+    pub streamed_bytes: u64,
+    /// Logits after the prompt (the first step), for comparisons with a reference.
+    pub first_logits: Vec<f32>,
+}
+
+/// A loaded model, ready to generate.
+pub struct Engine {
+    pub model: ModelFiles,
+    pub cfg: Config,
+    pub plan: Plan,
+    pub load_time: Duration,
+    pool: ThreadPool,
+    store: WeightStore,
+}
+
+impl Engine {
+    /// Opens the model, checks it, plans residency for a context of `n_ctx` tokens and sets up
+    /// the readers.
+    pub fn load(path: &Path, n_ctx: usize, opts: &EngineOptions) -> Result<Engine, EngineError> {
+        let started = Instant::now();
+        let model = ModelFiles::open(path)?;
+        let bad = |problem: String| EngineError::Model { path: model.path.display().to_string(), problem };
+        check_shapes(&model.spec, &model.extents).map_err(|e| bad(e.to_string()))?;
+        check_extent_counts(&model.extents).map_err(bad)?;
+        let cfg = Config::from_spec(&model.spec);
+        let plan = plan(&PlanInput {
+            layer_bytes: model.extents.layer_bytes_all(),
+            extent_bytes_max: model.extents.extent_bytes_max(),
+            global_bytes: model.extents.global_bytes(),
+            kv_cache_bytes: KvCache::bytes_for(cfg.n_layer, model.spec.kv_dim(), n_ctx),
+            ram_budget: opts.ram_budget,
+            mem_available: mem_available_bytes().unwrap_or(0),
+        });
+        let store = WeightStore::new(&model, &plan, &opts.reader)?;
+        let pool = ThreadPool::new(opts.threads.max(1));
+        Ok(Engine { model, cfg, plan, load_time: started.elapsed(), pool, store })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.model.spec
+    }
+
+    /// Bytes read from disk by every reader so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.store.bytes_read()
+    }
+
+    /// Consumer stall on streamed layers so far.
+    pub fn io_stall(&self) -> Duration {
+        self.store
+            .streamer
+            .as_ref()
+            .map_or(Duration::ZERO, |p| Duration::from_nanos(p.stats().consumer_stall_ns))
+    }
+
+    /// Generates up to `max_tokens` after `prompt`; `on_token` sees each token as it is
+    /// chosen and returns false to stop (Ctrl-C). Stops early at an end-of-generation token.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampler: &mut Sampler,
+        is_eog: impl Fn(u32) -> bool,
+        mut on_token: impl FnMut(u32) -> bool,
+    ) -> Result<Generation, EngineError> {
+        let context = self.model.spec.context_length;
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if prompt.len() >= context {
+            return Err(EngineError::PromptTooLong { prompt: prompt.len(), context });
+        }
+        let max_tokens = max_tokens.min(context - prompt.len());
+        let n_ctx = prompt.len() + max_tokens;
+        let mut cache = KvCache::new(self.cfg.n_layer, self.model.spec.kv_dim(), n_ctx);
+        let batch_max = prompt.len().min(PREFILL_BATCH_MAX);
+        let held_started = Instant::now();
+        let held = self.store.hold()?;
+        let globals = Globals::view(&self.model.extents, &held).map_err(ExecError::from)?;
+        let resident_load = held_started.elapsed();
+        let mut st = RunState::new(&self.cfg, batch_max, cache.n_ctx(), Vec::new());
+        let sweep = Sweep {
+            model: &self.model,
+            cfg: &self.cfg,
+            resident: &self.plan.resident,
+            store: &self.store,
+            held: &held,
+            globals: &globals,
+            pool: &self.pool,
+        };
+        let streamed_before = self.store.streamed_bytes_read();
+        let mut times = SweepTimes::default();
+        for &t in prompt {
+            sampler.observe(t);
+        }
+
+        let prefill_started = Instant::now();
+        for (i, chunk) in prompt.chunks(batch_max).enumerate() {
+            sweep.run(chunk, i * batch_max, &mut st, &mut cache, &mut times)?;
+        }
+        let prefill = prefill_started.elapsed();
+        let first_logits = st.logits.clone();
+
+        let decode_started = Instant::now();
+        let mut tokens = Vec::with_capacity(max_tokens);
+        let mut stop_reason = StopReason::Length;
+        let mut pos = prompt.len();
+        let mut decode_steps = 0usize;
+        while tokens.len() < max_tokens {
+            let next = sampler.sample(&mut st.logits);
+            if is_eog(next) {
+                stop_reason = StopReason::Eos;
+                break;
+            }
+            sampler.observe(next);
+            tokens.push(next);
+            if !on_token(next) {
+                stop_reason = StopReason::Interrupted;
+                break;
+            }
+            if tokens.len() == max_tokens {
+                break;
+            }
+            sweep.run(&[next], pos, &mut st, &mut cache, &mut times)?;
+            pos += 1;
+            decode_steps += 1;
+        }
+        let decode = decode_started.elapsed();
+        Ok(Generation {
+            decode_steps,
+            tokens,
+            stop_reason,
+            resident_load,
+            prefill,
+            decode,
+            io_wait: times.io_wait,
+            streamed_bytes: self.store.streamed_bytes_read() - streamed_before,
+            first_logits,
+        })
+    }
+}
