@@ -46,12 +46,18 @@ fn load_tokenizer(engine: &Engine, explicit: Option<&Path>) -> anyhow::Result<To
             return Tokenizer::from_hf_files(p, None).with_context(|| format!("{}", p.display()));
         }
         let g = GgufFile::open(p)?;
-        return Tokenizer::from_gguf_metadata(&g.metadata).with_context(|| format!("{}", p.display()));
+        return Tokenizer::from_gguf_metadata(&g.metadata)
+            .with_context(|| format!("{}", p.display()));
     }
     if let Some(md) = &engine.model.metadata {
-        return Tokenizer::from_gguf_metadata(md).with_context(|| format!("{}", engine.model.path.display()));
+        return Tokenizer::from_gguf_metadata(md)
+            .with_context(|| format!("{}", engine.model.path.display()));
     }
-    let dir: PathBuf = engine.model.hf_dir.clone().unwrap_or_else(|| engine.model.path.clone());
+    let dir: PathBuf = engine
+        .model
+        .hf_dir
+        .clone()
+        .unwrap_or_else(|| engine.model.path.clone());
     let json = dir.join("tokenizer.json");
     if !json.exists() {
         return Err(anyhow!(
@@ -60,7 +66,8 @@ fn load_tokenizer(engine: &Engine, explicit: Option<&Path>) -> anyhow::Result<To
         ));
     }
     let cfg = dir.join("tokenizer_config.json");
-    Tokenizer::from_hf_files(&json, cfg.exists().then_some(cfg.as_path())).with_context(|| format!("{}", json.display()))
+    Tokenizer::from_hf_files(&json, cfg.exists().then_some(cfg.as_path()))
+        .with_context(|| format!("{}", json.display()))
 }
 
 /// The prompt's token ids: raw, or wrapped in the model's chat template as one user turn.
@@ -73,7 +80,9 @@ fn prompt_tokens(tok: &Tokenizer, prompt: &str, raw: bool) -> anyhow::Result<Vec
 }
 
 fn peak_rss_bytes() -> u64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return 0 };
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
     s.lines()
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -100,16 +109,27 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     if args.vram_budget.is_some() {
         eprintln!("sluice: --vram-budget has no effect on the CPU backend");
     }
-    let path = sluice_loader::cache::resolve(&args.model).into_path().map_err(|m| bad(anyhow!(m)))?;
-    let threads = args.threads.map(usize::from).unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    });
-    let opts = EngineOptions { threads, ram_budget: args.ram_budget, reader: ReaderConfig::default() };
+    let path = sluice_loader::cache::resolve(&args.model)
+        .into_path()
+        .map_err(|m| bad(anyhow!(m)))?;
+    let threads = args
+        .threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = EngineOptions {
+        threads,
+        ram_budget: args.ram_budget,
+        reader: ReaderConfig::default(),
+    };
     // The context is planned for the prompt and the tokens asked for; the prompt's length is
     // known only once the tokenizer is loaded, so plan with the model's own context bound.
     let n_ctx_plan = (args.max_tokens as usize).saturating_add(4096);
     let mut engine = Engine::load(&path, n_ctx_plan, &opts).map_err(|e| {
-        if e.is_bad_input() { bad(e) } else { Failure::Runtime(e.into()) }
+        if e.is_bad_input() {
+            bad(e)
+        } else {
+            Failure::Runtime(e.into())
+        }
     })?;
     let tok = load_tokenizer(&engine, args.tokenizer.as_deref()).map_err(bad)?;
     let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
@@ -130,16 +150,28 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
     let json_mode = args.json;
     let generation = engine
-        .generate(&prompt, args.max_tokens as usize, &mut sampler, |t| tok.is_end_of_generation(t), |t| {
-            if !json_mode {
-                if let Some(text) = stream.push(t) {
-                    let _ = stdout.write_all(text.as_bytes());
-                    let _ = stdout.flush();
+        .generate(
+            &prompt,
+            args.max_tokens as usize,
+            &mut sampler,
+            |t| tok.is_end_of_generation(t),
+            |t| {
+                if !json_mode {
+                    if let Some(text) = stream.push(t) {
+                        let _ = stdout.write_all(text.as_bytes());
+                        let _ = stdout.flush();
+                    }
                 }
+                !interrupt::requested()
+            },
+        )
+        .map_err(|e| {
+            if e.is_bad_input() {
+                bad(e)
+            } else {
+                Failure::Runtime(e.into())
             }
-            !interrupt::requested()
-        })
-        .map_err(|e| if e.is_bad_input() { bad(e) } else { Failure::Runtime(e.into()) })?;
+        })?;
     if !json_mode {
         if let Some(text) = stream.finish() {
             let _ = stdout.write_all(text.as_bytes());
@@ -147,17 +179,37 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
         let _ = writeln!(stdout);
     }
     drop(stdout);
+    if let Some(path) = &args.logits_out {
+        let bytes: Vec<u8> = generation
+            .first_logits
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        std::fs::write(path, bytes)
+            .with_context(|| format!("writing the logits to {}", path.display()))
+            .map_err(Failure::Runtime)?;
+    }
     report(args, &engine, &tok, &prompt, &generation);
     Ok(())
 }
 
 fn report(args: &RunArgs, engine: &Engine, tok: &Tokenizer, prompt: &[u32], g: &Generation) {
     let secs = |d: std::time::Duration| d.as_secs_f64();
-    let per_s = |n: usize, d: std::time::Duration| if d.as_secs_f64() > 0.0 { n as f64 / d.as_secs_f64() } else { 0.0 };
+    let per_s = |n: usize, d: std::time::Duration| {
+        if d.as_secs_f64() > 0.0 {
+            n as f64 / d.as_secs_f64()
+        } else {
+            0.0
+        }
+    };
     let prefill_tok_per_s = per_s(prompt.len(), g.prefill);
     let decode_tok_per_s = per_s(g.decode_steps, g.decode);
     let gen_time = g.prefill + g.decode;
-    let read_gb_per_s = if gen_time.as_secs_f64() > 0.0 { g.streamed_bytes as f64 / 1e9 / gen_time.as_secs_f64() } else { 0.0 };
+    let read_gb_per_s = if gen_time.as_secs_f64() > 0.0 {
+        g.streamed_bytes as f64 / 1e9 / gen_time.as_secs_f64()
+    } else {
+        0.0
+    };
     let load_s = secs(engine.load_time + g.resident_load);
     if args.json {
         let obj = json!({

@@ -68,4 +68,8 @@ pub struct RunArgs {
     /// tokenizer.json).
     #[arg(long)]
     pub tokenizer: Option<std::path::PathBuf>,
+    /// Write the logits after the prompt (the first step) to this file as little-endian f32,
+    /// in token-id order: for comparisons with a reference implementation.
+    #[arg(long, value_name = "FILE")]
+    pub logits_out: Option<std::path::PathBuf>,
 }

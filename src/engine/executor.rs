@@ -44,14 +44,23 @@ fn global_tensor<'a>(
     held: &'a Held<'_>,
     role: TensorRole,
 ) -> Option<Tensor<'a>> {
-    let (i, e) = ext.globals.iter().enumerate().find(|(_, e)| e.slice(role).is_some())?;
+    let (i, e) = ext
+        .globals
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.slice(role).is_some())?;
     let s = e.slice(role)?;
     let payload = held.globals.get(i)?.bytes();
     let start = s.offset_in_payload as usize;
     let bytes = payload.get(start..start + s.n_bytes as usize)?;
     let row_elems = s.dims.first().copied().unwrap_or(1) as usize;
     let n_rows = s.dims.iter().skip(1).product::<u64>() as usize;
-    Some(Tensor { ty: s.ty, row_elems, n_rows, bytes })
+    Some(Tensor {
+        ty: s.ty,
+        row_elems,
+        n_rows,
+        bytes,
+    })
 }
 
 /// The global tensors the forward pass needs, viewed in held slots.
@@ -65,13 +74,16 @@ pub struct Globals<'a> {
 impl<'a> Globals<'a> {
     /// Finds the globals in the held slots.
     pub fn view(ext: &LayerExtents, held: &'a Held<'_>) -> Result<Globals<'a>, WeightError> {
-        let get = |role| {
-            global_tensor(ext, held, role).ok_or(WeightError::Missing { layer: None, role })
-        };
+        let get =
+            |role| global_tensor(ext, held, role).ok_or(WeightError::Missing { layer: None, role });
         let token_embd = get(TensorRole::TokenEmbd)?;
         let output_norm = get(TensorRole::OutputNorm)?;
         let output = global_tensor(ext, held, TensorRole::Output).unwrap_or(token_embd);
-        Ok(Globals { token_embd, output_norm, output })
+        Ok(Globals {
+            token_embd,
+            output_norm,
+            output,
+        })
     }
 }
 
@@ -107,7 +119,10 @@ impl Sweep<'_, '_> {
             let mut payloads: [&[u8]; EXTENTS_PER_LAYER_MAX] = [&[]; EXTENTS_PER_LAYER_MAX];
             let k = extents.len();
             if self.resident[layer] {
-                for (p, g) in payloads.iter_mut().zip(&self.held.layers[resident_next..resident_next + k]) {
+                for (p, g) in payloads
+                    .iter_mut()
+                    .zip(&self.held.layers[resident_next..resident_next + k])
+                {
                     *p = g.bytes();
                 }
                 resident_next += k;
@@ -130,7 +145,14 @@ impl Sweep<'_, '_> {
             forward_layer(self.cfg, &w, layer, pos0, n, st, cache, self.pool)?;
             drop(guards);
         }
-        forward_head(self.cfg, &self.globals.output_norm, &self.globals.output, n, st, self.pool)?;
+        forward_head(
+            self.cfg,
+            &self.globals.output_norm,
+            &self.globals.output,
+            n,
+            st,
+            self.pool,
+        )?;
         times.io_wait += io_wait;
         times.compute += started.elapsed().saturating_sub(io_wait);
         Ok(())

@@ -117,7 +117,10 @@ impl Engine {
     pub fn load(path: &Path, n_ctx: usize, opts: &EngineOptions) -> Result<Engine, EngineError> {
         let started = Instant::now();
         let model = ModelFiles::open(path)?;
-        let bad = |problem: String| EngineError::Model { path: model.path.display().to_string(), problem };
+        let bad = |problem: String| EngineError::Model {
+            path: model.path.display().to_string(),
+            problem,
+        };
         check_shapes(&model.spec, &model.extents).map_err(|e| bad(e.to_string()))?;
         check_extent_counts(&model.extents).map_err(bad)?;
         let cfg = Config::from_spec(&model.spec);
@@ -131,7 +134,14 @@ impl Engine {
         });
         let store = WeightStore::new(&model, &plan, &opts.reader)?;
         let pool = ThreadPool::new(opts.threads.max(1));
-        Ok(Engine { model, cfg, plan, load_time: started.elapsed(), pool, store })
+        Ok(Engine {
+            model,
+            cfg,
+            plan,
+            load_time: started.elapsed(),
+            pool,
+            store,
+        })
     }
 
     /// The model's hyper-parameters.
@@ -146,10 +156,9 @@ impl Engine {
 
     /// Consumer stall on streamed layers so far.
     pub fn io_stall(&self) -> Duration {
-        self.store
-            .streamer
-            .as_ref()
-            .map_or(Duration::ZERO, |p| Duration::from_nanos(p.stats().consumer_stall_ns))
+        self.store.streamer.as_ref().map_or(Duration::ZERO, |p| {
+            Duration::from_nanos(p.stats().consumer_stall_ns)
+        })
     }
 
     /// Generates up to `max_tokens` after `prompt`; `on_token` sees each token as it is
@@ -167,7 +176,10 @@ impl Engine {
             return Err(EngineError::EmptyPrompt);
         }
         if prompt.len() >= context {
-            return Err(EngineError::PromptTooLong { prompt: prompt.len(), context });
+            return Err(EngineError::PromptTooLong {
+                prompt: prompt.len(),
+                context,
+            });
         }
         let max_tokens = max_tokens.min(context - prompt.len());
         let n_ctx = prompt.len() + max_tokens;

@@ -63,7 +63,11 @@ pub struct Held<'a> {
 impl WeightStore {
     /// Builds the rings and readers the plan asks for; nothing is read until [`hold`](Self::hold)
     /// and the first streamed layer.
-    pub fn new(model: &ModelFiles, plan: &Plan, cfg: &ReaderConfig) -> sluice_runtime::Result<WeightStore> {
+    pub fn new(
+        model: &ModelFiles,
+        plan: &Plan,
+        cfg: &ReaderConfig,
+    ) -> sluice_runtime::Result<WeightStore> {
         let ext: &LayerExtents = &model.extents;
         let mut globals = Vec::with_capacity(ext.globals.len());
         for g in &ext.globals {
@@ -87,9 +91,19 @@ impl WeightStore {
         let streamer = if streamed.is_empty() {
             None
         } else {
-            Some(prefetcher_for(model, &streamed, plan.ring_slots, plan.depth, cfg)?)
+            Some(prefetcher_for(
+                model,
+                &streamed,
+                plan.ring_slots,
+                plan.depth,
+                cfg,
+            )?)
         };
-        Ok(WeightStore { globals, resident, streamer })
+        Ok(WeightStore {
+            globals,
+            resident,
+            streamer,
+        })
     }
 
     /// Reads (once per call) every resident extent and holds it.
