@@ -9,29 +9,52 @@ pub enum CpuError {
     #[error("{0} is an activation-only format and cannot be used as a weight type")]
     NotAWeightType(GgmlType),
     /// A row's byte length does not match its element count.
-    #[error("{ty} row of {n} elements: got {w_bytes} weight bytes and {a_bytes} activation bytes, which do not match (is n a multiple of the block size?)")]
+    #[error(
+        "{ty} row of {n} elements: got {w_bytes} weight bytes and {a_bytes} activation bytes, \
+         which do not match (is n a multiple of the block size?)"
+    )]
     RowLength {
+        /// Weight type.
         ty: GgmlType,
+        /// Elements per row.
         n: usize,
+        /// Bytes of the weight row given.
         w_bytes: usize,
+        /// Bytes of the activation row given.
         a_bytes: usize,
     },
     /// The weight matrix bytes do not hold `n_rows` rows of `row_elems` elements.
-    #[error("{ty} weight of {n_rows} rows × {row_elems} elements needs {expected:?} bytes, got {got} (check the tensor's shape and type)")]
+    #[error(
+        "{ty} weight of {n_rows} rows × {row_elems} elements needs {expected:?} bytes, got {got} \
+         (check the tensor's shape and type)"
+    )]
     WeightSize {
+        /// Weight type.
         ty: GgmlType,
+        /// Rows claimed.
         n_rows: usize,
+        /// Elements per row claimed.
         row_elems: usize,
+        /// Bytes those rows take (`None` if not whole blocks or overflowing).
         expected: Option<u64>,
+        /// Bytes given.
         got: usize,
     },
     /// The activations were quantised for another weight type or row length.
-    #[error("activations are {acts_ty} rows of {acts_elems} elements, but a {weight_ty} weight with rows of {row_elems} needs {needed_ty} (call quantize_acts with this weight's type)")]
+    #[error(
+        "activations are {acts_ty} rows of {acts_elems} elements, but a {weight_ty} weight with \
+         rows of {row_elems} needs {needed_ty} (call quantize_acts with this weight's type)"
+    )]
     ActsMismatch {
+        /// Format of the activations given.
         acts_ty: GgmlType,
+        /// Elements per activation row given.
         acts_elems: usize,
+        /// Weight type.
         weight_ty: GgmlType,
+        /// Activation format the weight type needs.
         needed_ty: GgmlType,
+        /// Elements per weight row.
         row_elems: usize,
     },
     /// The input to quantise is not `rows` whole rows of a block-multiple length.
@@ -39,22 +62,38 @@ pub enum CpuError {
         "cannot split {len} activations into {rows} rows of whole {ty} blocks of {block} elements"
     )]
     ActsShape {
+        /// Number of f32 values given.
         len: usize,
+        /// Rows requested.
         rows: usize,
+        /// Target activation format.
         ty: GgmlType,
+        /// Elements per block of that format.
         block: usize,
     },
     /// The activation buffer is too small; it never grows on the hot path.
-    #[error("activation buffer holds {capacity} bytes but {needed} are needed (create QuantizedActs with a larger capacity)")]
-    ActsCapacity { needed: usize, capacity: usize },
+    #[error(
+        "activation buffer holds {capacity} bytes but {needed} are needed \
+         (create QuantizedActs with a larger capacity)"
+    )]
+    ActsCapacity {
+        /// Bytes the quantised rows need.
+        needed: usize,
+        /// Bytes the buffer holds.
+        capacity: usize,
+    },
     /// The output slice does not hold `tokens × n_rows` values.
     #[error(
         "output holds {got} values but {tokens} tokens × {n_rows} rows = {expected} are needed"
     )]
     OutputSize {
+        /// Values in the output slice.
         got: usize,
+        /// Activation rows (tokens).
         tokens: usize,
+        /// Weight rows.
         n_rows: usize,
+        /// Values needed.
         expected: usize,
     },
 }

@@ -21,6 +21,7 @@ mod acts;
 mod dispatch;
 pub mod dot;
 mod error;
+mod f16_table;
 mod matmul;
 mod pool;
 pub mod quantize;

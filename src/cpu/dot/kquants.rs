@@ -6,7 +6,8 @@
 //! operations: `fma(d, lanes)` into 8 float lanes, mins folded as the SIMD code folds them.
 
 use sluice_loader::quant::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
-use sluice_loader::quant::f16_le;
+
+use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 use super::kscales::{k4_scales_mins, q3k_scales};
 use super::lanes::{hsum4, Lanes8};
@@ -39,10 +40,11 @@ fn add_group32(lanes: &mut [i32; 8], q: &[i32; 32], q8: &[i8], scale: i32) {
 
 /// Q2_K · Q8_K: mins via `madd(mins, bsums)` lanes, then the scaled quant lanes.
 pub(crate) fn q2k_q8k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     for (bx, by) in x.iter().zip(y) {
-        let d = q8k_d(by) * f16_le(bx.d);
-        let dmin = -q8k_d(by) * f16_le(bx.dmin);
+        let d = q8k_d(by) * f16_lookup(t, bx.d);
+        let dmin = -q8k_d(by) * f16_lookup(t, bx.dmin);
         let bsums = q8k_bsums(by);
         let sc = |j: usize| i32::from(bx.scales[j] & 0x0F);
         let mn = |j: usize| i32::from(bx.scales[j] >> 4);
@@ -66,9 +68,10 @@ pub(crate) fn q2k_q8k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
 
 /// Q3_K · Q8_K: `q = low2 − 4·(high bit clear)`, signed 6-bit scales.
 pub(crate) fn q3k_q8k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     for (bx, by) in x.iter().zip(y) {
-        let d = q8k_d(by) * f16_le(bx.d);
+        let d = q8k_d(by) * f16_lookup(t, bx.d);
         let s = q3k_scales(&bx.scales).map(i32::from);
         let mut lanes = [0i32; 8];
         for h in 0..2 {
@@ -125,11 +128,12 @@ fn k4_lanes(
 
 /// Q4_K · Q8_K: quant lanes into 8 float lanes, mins into 4 float lanes, summed at the end.
 pub(crate) fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     let mut acc_m = [0.0f32; 4];
     for (bx, by) in x.iter().zip(y) {
-        let d = q8k_d(by) * f16_le(bx.d);
-        let dmin = -q8k_d(by) * f16_le(bx.dmin);
+        let d = q8k_d(by) * f16_lookup(t, bx.d);
+        let dmin = -q8k_d(by) * f16_lookup(t, bx.dmin);
         let sm = k4_scales_mins(&bx.scales);
         for (a, p) in acc_m.iter_mut().zip(k4_min_products(&sm[8..], by)) {
             *a = dmin.mul_add(p as f32, *a);
@@ -141,11 +145,12 @@ pub(crate) fn q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
 
 /// Q5_K · Q8_K: as Q4_K with a fifth bit; the mins form one integer per block, `fma`ed in f32.
 pub(crate) fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     let mut summs = 0.0f32;
     for (bx, by) in x.iter().zip(y) {
-        let d = q8k_d(by) * f16_le(bx.d);
-        let dmin = -q8k_d(by) * f16_le(bx.dmin);
+        let d = q8k_d(by) * f16_lookup(t, bx.d);
+        let dmin = -q8k_d(by) * f16_lookup(t, bx.dmin);
         let sm = k4_scales_mins(&bx.scales);
         let isum: i32 = k4_min_products(&sm[8..], by).iter().sum();
         summs = dmin.mul_add(isum as f32, summs);
@@ -157,9 +162,10 @@ pub(crate) fn q5k_q8k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
 
 /// Q6_K · Q8_K: `q = (low4 | high2 << 4) − 32`, signed 8-bit scales per 16 elements.
 pub(crate) fn q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     for (bx, by) in x.iter().zip(y) {
-        let d = q8k_d(by) * f16_le(bx.d);
+        let d = q8k_d(by) * f16_lookup(t, bx.d);
         let mut lanes = [0i32; 8];
         for h in 0..2 {
             for g in 0..4 {

@@ -8,7 +8,8 @@
 use sluice_loader::quant::blocks::{
     BlockIQ4NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
 };
-use sluice_loader::quant::f16_le;
+
+use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 use super::lanes::Lanes8;
 
@@ -46,9 +47,10 @@ fn fives(qs: &[u8; 16], qh: [u8; 4]) -> [i32; 32] {
 
 /// Q4_0 · Q8_0: `Σ dx·dy · Σ (nib − 8)·qy`.
 pub(crate) fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     for (bx, by) in x.iter().zip(y) {
-        let d = f16_le(bx.d) * f16_le(by.d);
+        let d = f16_lookup(t, bx.d) * f16_lookup(t, by.d);
         let q = nibbles(&bx.qs).map(|v| v - 8);
         acc.fma_i32(d, &lane_sums(&q, &by.qs));
     }
@@ -57,9 +59,10 @@ pub(crate) fn q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
 
 /// Q5_0 · Q8_0: `Σ dx·dy · Σ (q5 − 16)·qy`.
 pub(crate) fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     for (bx, by) in x.iter().zip(y) {
-        let d = f16_le(bx.d) * f16_le(by.d);
+        let d = f16_lookup(t, bx.d) * f16_lookup(t, by.d);
         let q = fives(&bx.qs, bx.qh).map(|v| v - 16);
         acc.fma_i32(d, &lane_sums(&q, &by.qs));
     }
@@ -68,9 +71,10 @@ pub(crate) fn q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
 
 /// Q8_0 · Q8_0: `Σ dx·dy · Σ qx·qy`.
 pub(crate) fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     for (bx, by) in x.iter().zip(y) {
-        let d = f16_le(bx.d) * f16_le(by.d);
+        let d = f16_lookup(t, bx.d) * f16_lookup(t, by.d);
         let q = bx.qs.map(i32::from);
         acc.fma_i32(d, &lane_sums(&q, &by.qs));
     }
@@ -79,11 +83,12 @@ pub(crate) fn q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
 
 /// Q4_1 · Q8_1: `Σ dx·dy · Σ nib·qy  +  Σ mx·sy`.
 pub(crate) fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     let mut summs = 0.0f32;
     for (bx, by) in x.iter().zip(y) {
-        summs = f16_le(bx.m).mul_add(f16_le(by.s), summs);
-        let d = f16_le(bx.d) * f16_le(by.d);
+        summs = f16_lookup(t, bx.m).mul_add(f16_lookup(t, by.s), summs);
+        let d = f16_lookup(t, bx.d) * f16_lookup(t, by.d);
         acc.fma_i32(d, &lane_sums(&nibbles(&bx.qs), &by.qs));
     }
     acc.hsum8() + summs
@@ -91,11 +96,12 @@ pub(crate) fn q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
 
 /// Q5_1 · Q8_1: `Σ dx·dy · Σ q5·qy  +  Σ mx·sy`.
 pub(crate) fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
+    let t = f16_table();
     let mut acc = Lanes8::default();
     let mut summs = 0.0f32;
     for (bx, by) in x.iter().zip(y) {
-        summs = f16_le(bx.m).mul_add(f16_le(by.s), summs);
-        let d = f16_le(bx.d) * f16_le(by.d);
+        summs = f16_lookup(t, bx.m).mul_add(f16_lookup(t, by.s), summs);
+        let d = f16_lookup(t, bx.d) * f16_lookup(t, by.d);
         acc.fma_i32(d, &lane_sums(&fives(&bx.qs, bx.qh), &by.qs));
     }
     acc.hsum8() + summs
@@ -105,16 +111,17 @@ pub(crate) fn q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
 /// llama.cpp's AVX2 loop does; an odd last block is added after the reduction by a separate
 /// multiply and add (as GCC compiles llama.cpp's scalar tail).
 pub(crate) fn iq4_nl_q8_0(x: &[BlockIQ4NL], y: &[BlockQ8_0]) -> f32 {
+    let t = f16_table();
     let code = |bx: &BlockIQ4NL| nibbles(&bx.qs).map(|v| i32::from(KVALUES_IQ4NL[v as usize]));
     let mut acc = [Lanes8::default(); 2];
     let pairs = x.len().min(y.len()) / 2;
     for (i, (bx, by)) in x.iter().zip(y).take(2 * pairs).enumerate() {
-        let d = f16_le(by.d) * f16_le(bx.d);
+        let d = f16_lookup(t, by.d) * f16_lookup(t, bx.d);
         acc[i % 2].fma_i32(d, &lane_sums(&code(bx), &by.qs));
     }
     let mut sumf = acc[0].add(acc[1]).hsum8();
     for (bx, by) in x.iter().zip(y).skip(2 * pairs) {
-        let d = f16_le(by.d) * f16_le(bx.d);
+        let d = f16_lookup(t, by.d) * f16_lookup(t, bx.d);
         let sumi: i32 = lane_sums(&code(bx), &by.qs).iter().sum();
         sumf += d * sumi as f32; // GCC leaves this tail uncontracted (no FMA)
     }

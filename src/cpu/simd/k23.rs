@@ -8,11 +8,10 @@ use std::arch::x86_64::*;
 use sluice_loader::quant::blocks::{BlockQ2K, BlockQ3K, BlockQ8K};
 
 use super::safe_kernel;
-use super::util::{
-    f16_to_f32, hsum_f32x8, load_bsums, load_i8x32, load_u8x16, load_u8x32, pair_scales,
-};
+use super::util::{hsum_f32x8, load_bsums, load_i8x32, load_u8x16, load_u8x32, pair_scales};
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::dot::kscales::q3k_scales;
+use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 /// The four 2-bit fields of each byte of `bits`, shifted down (still to be masked with 3).
 #[inline(always)]
@@ -34,14 +33,15 @@ unsafe fn shifted_pairs(bits: __m256i) -> [__m256i; 4] {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q2k_q8k_imp(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads check their lengths.
     unsafe {
         let m3 = _mm256_set1_epi8(3);
         let m4 = _mm_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
-            let d = q8k_d(by) * f16_to_f32(bx.d);
-            let dmin = -q8k_d(by) * f16_to_f32(bx.dmin);
+            let d = q8k_d(by) * f16_lookup(t, bx.d);
+            let dmin = -q8k_d(by) * f16_lookup(t, bx.dmin);
             let packed = load_u8x16(&bx.scales);
             let scales = _mm_and_si128(packed, m4);
             let mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(packed), m4));
@@ -72,13 +72,14 @@ unsafe fn q2k_q8k_imp(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q3k_q8k_imp(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads check their lengths.
     unsafe {
         let m3 = _mm256_set1_epi8(3);
         let four = _mm256_set1_epi8(4);
         let mut acc = _mm256_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
-            let d = q8k_d(by) * f16_to_f32(bx.d);
+            let d = q8k_d(by) * f16_lookup(t, bx.d);
             let scales = load_u8x16(&q3k_scales(&bx.scales).map(|s| s as u8));
             let hbits = load_u8x32(&bx.hmask);
             let mut sumi = _mm256_setzero_si256();

@@ -6,10 +6,11 @@ use sluice_loader::quant::blocks::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 
 use super::safe_kernel;
 use super::util::{
-    f16_to_f32, hsum_f32x4, hsum_f32x8, load_bsums, load_i8x32, load_u8x16, load_u8x32, pair_scales,
+    hsum_f32x4, hsum_f32x8, load_bsums, load_i8x32, load_u8x16, load_u8x32, pair_scales,
 };
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::dot::kscales::k4_scales_mins;
+use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 /// The Q4_K/Q5_K min products (4 i32): `m[2k]·(b[4k]+b[4k+1]) + m[2k+1]·(b[4k+2]+b[4k+3])`.
 #[inline(always)]
@@ -77,13 +78,14 @@ unsafe fn k4_lanes(
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4k_q8k_imp(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads check their lengths.
     unsafe {
         let mut acc = _mm256_setzero_ps();
         let mut acc_m = _mm_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
-            let d = q8k_d(by) * f16_to_f32(bx.d);
-            let dmin = -q8k_d(by) * f16_to_f32(bx.dmin);
+            let d = q8k_d(by) * f16_lookup(t, bx.d);
+            let dmin = -q8k_d(by) * f16_lookup(t, bx.dmin);
             let sm = k4_scales_mins(&bx.scales);
             let prod = min_products(&sm[8..], by);
             acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
@@ -100,13 +102,14 @@ unsafe fn q4k_q8k_imp(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5k_q8k_imp(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads check their lengths.
     unsafe {
         let mut acc = _mm256_setzero_ps();
         let mut summs = 0.0f32;
         for (bx, by) in x.iter().zip(y) {
-            let d = q8k_d(by) * f16_to_f32(bx.d);
-            let dmin = -q8k_d(by) * f16_to_f32(bx.dmin);
+            let d = q8k_d(by) * f16_lookup(t, bx.d);
+            let dmin = -q8k_d(by) * f16_lookup(t, bx.dmin);
             let sm = k4_scales_mins(&bx.scales);
             let prod = min_products(&sm[8..], by);
             let p = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
@@ -125,6 +128,7 @@ unsafe fn q5k_q8k_imp(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6k_q8k_imp(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads check their lengths.
     unsafe {
         let m4 = _mm256_set1_epi8(0x0F);
@@ -132,7 +136,7 @@ unsafe fn q6k_q8k_imp(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
         let m32 = _mm256_set1_epi8(32);
         let mut acc = _mm256_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
-            let d = q8k_d(by) * f16_to_f32(bx.d);
+            let d = q8k_d(by) * f16_lookup(t, bx.d);
             let scales = load_u8x16(&bx.scales.map(|s| s as u8));
             let mut sumi = _mm256_setzero_si256();
             for h in 0..2 {

@@ -12,9 +12,9 @@ use sluice_loader::quant::blocks::{
 
 use super::safe_kernel;
 use super::util::{
-    bits_to_bytes_32, dot_i8_i8_x4, dot_u8_i8_x4, f16_to_f32, hsum_f32x8, load_i8x32, load_u8x16,
-    nibbles_32,
+    bits_to_bytes_32, dot_i8_i8_x4, dot_u8_i8_x4, hsum_f32x8, load_i8x32, load_u8x16, nibbles_32,
 };
+use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 /// Q4_0 · Q8_0.
 ///
@@ -22,11 +22,12 @@ use super::util::{
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0_q8_0_imp(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads read whole block fields.
     unsafe {
         let mut acc = _mm256_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
-            let d = _mm256_set1_ps(f16_to_f32(bx.d) * f16_to_f32(by.d));
+            let d = _mm256_set1_ps(f16_lookup(t, bx.d) * f16_lookup(t, by.d));
             let qx = _mm256_sub_epi8(nibbles_32(&bx.qs), _mm256_set1_epi8(8));
             let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(qx, load_i8x32(&by.qs)));
             acc = _mm256_fmadd_ps(d, sums, acc);
@@ -41,11 +42,12 @@ unsafe fn q4_0_q8_0_imp(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_0_q8_0_imp(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads read whole block fields.
     unsafe {
         let mut acc = _mm256_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
-            let d = _mm256_set1_ps(f16_to_f32(bx.d) * f16_to_f32(by.d));
+            let d = _mm256_set1_ps(f16_lookup(t, bx.d) * f16_lookup(t, by.d));
             // A clear fifth bit means "subtract 16": set the byte's top nibble (0xF0 = nib − 16).
             let minus16 = _mm256_andnot_si256(bits_to_bytes_32(bx.qh), _mm256_set1_epi8(-16));
             let qx = _mm256_or_si256(nibbles_32(&bx.qs), minus16);
@@ -62,11 +64,12 @@ unsafe fn q5_0_q8_0_imp(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0_q8_0_imp(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads read whole block fields.
     unsafe {
         let mut acc = _mm256_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
-            let d = _mm256_set1_ps(f16_to_f32(bx.d) * f16_to_f32(by.d));
+            let d = _mm256_set1_ps(f16_lookup(t, bx.d) * f16_lookup(t, by.d));
             let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(load_i8x32(&bx.qs), load_i8x32(&by.qs)));
             acc = _mm256_fmadd_ps(d, sums, acc);
         }
@@ -80,13 +83,14 @@ unsafe fn q8_0_q8_0_imp(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1_q8_1_imp(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads read whole block fields.
     unsafe {
         let mut acc = _mm256_setzero_ps();
         let mut summs = 0.0f32;
         for (bx, by) in x.iter().zip(y) {
-            summs = f16_to_f32(bx.m).mul_add(f16_to_f32(by.s), summs);
-            let d = _mm256_set1_ps(f16_to_f32(bx.d) * f16_to_f32(by.d));
+            summs = f16_lookup(t, bx.m).mul_add(f16_lookup(t, by.s), summs);
+            let d = _mm256_set1_ps(f16_lookup(t, bx.d) * f16_lookup(t, by.d));
             let sums = _mm256_cvtepi32_ps(dot_u8_i8_x4(nibbles_32(&bx.qs), load_i8x32(&by.qs)));
             acc = _mm256_fmadd_ps(d, sums, acc);
         }
@@ -100,13 +104,14 @@ unsafe fn q4_1_q8_1_imp(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_1_q8_1_imp(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads read whole block fields.
     unsafe {
         let mut acc = _mm256_setzero_ps();
         let mut summs = 0.0f32;
         for (bx, by) in x.iter().zip(y) {
-            summs = f16_to_f32(bx.m).mul_add(f16_to_f32(by.s), summs);
-            let d = _mm256_set1_ps(f16_to_f32(bx.d) * f16_to_f32(by.d));
+            summs = f16_lookup(t, bx.m).mul_add(f16_lookup(t, by.s), summs);
+            let d = _mm256_set1_ps(f16_lookup(t, bx.d) * f16_lookup(t, by.d));
             let plus16 = _mm256_and_si256(bits_to_bytes_32(bx.qh), _mm256_set1_epi8(0x10));
             let qx = _mm256_or_si256(nibbles_32(&bx.qs), plus16);
             let sums = _mm256_cvtepi32_ps(dot_u8_i8_x4(qx, load_i8x32(&by.qs)));
@@ -138,16 +143,17 @@ unsafe fn iq4_lanes(bx: &BlockIQ4NL, by: &BlockQ8_0) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn iq4_nl_q8_0_imp(x: &[BlockIQ4NL], y: &[BlockQ8_0]) -> f32 {
     let pairs = x.len().min(y.len()) / 2;
+    let t = f16_table();
     // SAFETY: the features are present (fn contract); loads and stores touch whole arrays.
     unsafe {
         let mut acc = [_mm256_setzero_ps(); 2];
         for (i, (bx, by)) in x.iter().zip(y).take(2 * pairs).enumerate() {
-            let d = _mm256_set1_ps(f16_to_f32(by.d) * f16_to_f32(bx.d));
+            let d = _mm256_set1_ps(f16_lookup(t, by.d) * f16_lookup(t, bx.d));
             acc[i % 2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(iq4_lanes(bx, by)), acc[i % 2]);
         }
         let mut sumf = hsum_f32x8(_mm256_add_ps(acc[0], acc[1]));
         for (bx, by) in x.iter().zip(y).skip(2 * pairs) {
-            let d = f16_to_f32(by.d) * f16_to_f32(bx.d);
+            let d = f16_lookup(t, by.d) * f16_lookup(t, bx.d);
             let mut ints = [0i32; 8];
             _mm256_storeu_si256(ints.as_mut_ptr().cast(), iq4_lanes(bx, by));
             sumf += d * ints.iter().sum::<i32>() as f32; // unfused, like the scalar twin

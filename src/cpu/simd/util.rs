@@ -55,14 +55,6 @@ pub(super) unsafe fn store_u8x16(out: &mut [u8], v: __m128i) {
     unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), v) }
 }
 
-/// Converts one little-endian IEEE half to f32 with F16C (exact, like the scalar conversion).
-#[inline(always)]
-pub(super) unsafe fn f16_to_f32(h: [u8; 2]) -> f32 {
-    let bits = i32::from(u16::from_le_bytes(h));
-    // SAFETY: F16C per module contract; register-only operations.
-    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits))) }
-}
-
 /// Sums 8 lanes as `((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7))` (twin: `Lanes8::hsum8`).
 #[inline(always)]
 pub(super) unsafe fn hsum_f32x8(v: __m256) -> f32 {
