@@ -65,13 +65,13 @@ impl<'o> Queue<'o> {
             t_next: 0,
             t0: 0,
             n_tok: 0,
-            r_next: 0,
+            r_next: n_rows, // "current tile done": the first call opens tile 0
         }
     }
 
     /// The next work item, or `None` when every output element has been handed out.
     fn next_item(&mut self) -> Option<Item<'o>> {
-        if self.r_next == 0 || self.r_next >= self.n_rows {
+        if self.r_next >= self.n_rows {
             let tile = self.tiles.next()?;
             self.n_tok = tile.len() / self.n_rows;
             for (slot, strip) in self.strips.iter_mut().zip(tile.chunks_mut(self.n_rows)) {
@@ -82,11 +82,9 @@ impl<'o> Queue<'o> {
             self.r_next = 0;
         }
         let r0 = self.r_next;
-        let outs = std::array::from_fn(|k| match k < self.n_tok {
-            true => self.strips[k].next().unwrap_or_default(),
-            false => <&mut [f32]>::default(),
-        });
         self.r_next = (r0 + ROWS_PER_CHUNK).min(self.n_rows);
+        // Strips beyond `n_tok` were not refilled for this tile; they stay exhausted (empty).
+        let outs = std::array::from_fn(|k| self.strips[k].next().unwrap_or_default());
         Some(Item {
             t0: self.t0,
             r0,
