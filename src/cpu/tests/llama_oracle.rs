@@ -1,6 +1,7 @@
-//! Bit-exact agreement with llama.cpp: its CPU quantisers and dots (x86 AVX2 build, see
-//! `llama_oracle.c`) ran on inputs drawn from a SplitMix64 stream; this test draws the same
-//! inputs and requires the same output bits on both of sluice's kernel paths.
+//! Bit-exact agreement with llama.cpp: its CPU quantisers and dots (commit c392e509, x86 AVX2,
+//! GCC -O3 -march=native, built outside this repository and never committed) ran once on inputs
+//! drawn from a SplitMix64 stream; `llama_fixture.rs` holds only their recorded outputs. This
+//! test draws the same inputs and requires the same output bits on both of sluice's paths.
 
 use sluice_loader::GgmlType;
 
