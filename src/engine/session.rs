@@ -15,7 +15,7 @@ use super::store::WeightStore;
 use crate::cpu::ThreadPool;
 use crate::model::forward::{Config, RunState};
 use crate::model::kv_cache::KvCache;
-use crate::model::weights::check_shapes;
+use crate::model::weights::check_tensors;
 
 /// Largest number of prompt tokens computed in one sweep; longer prompts take several.
 pub const PREFILL_BATCH_MAX: usize = 512;
@@ -121,7 +121,7 @@ impl Engine {
             path: model.path.display().to_string(),
             problem,
         };
-        check_shapes(&model.spec, &model.extents).map_err(|e| bad(e.to_string()))?;
+        check_tensors(&model.spec, &model.extents).map_err(|e| bad(e.to_string()))?;
         check_extent_counts(&model.extents).map_err(bad)?;
         let cfg = Config::from_spec(&model.spec);
         let plan = plan(&PlanInput {

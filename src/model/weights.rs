@@ -101,8 +101,8 @@ fn tensor<'a>(slice: &TensorSlice, bytes: &'a [u8]) -> Tensor<'a> {
 }
 
 impl<'a> LayerWeights<'a> {
-    /// Views layer `layer`'s tensors in the payloads of its extents (shapes were checked once
-    /// by [`check_shapes`]).
+    /// Views layer `layer`'s tensors in the payloads of its extents (checked once at load by
+    /// [`check_tensors`]).
     pub fn view(
         layer: usize,
         extents: &[Extent],
@@ -134,48 +134,29 @@ impl<'a> LayerWeights<'a> {
     }
 }
 
-/// Checks, once at load, that every layer has every tensor with the dims the spec implies,
-/// that vectors are float types and that matrices have a CPU kernel.
-pub fn check_shapes(spec: &ModelSpec, extents: &LayerExtents) -> Result<(), WeightError> {
-    let (e, q, kv, ff) = (
-        spec.n_embd as u64,
-        spec.q_dim() as u64,
-        spec.kv_dim() as u64,
-        spec.n_ff as u64,
-    );
-    let want: [(TensorRole, Vec<u64>, bool); 12] = [
-        (TensorRole::AttnNorm, vec![e], true),
-        (TensorRole::Q, vec![e, q], true),
-        (TensorRole::K, vec![e, kv], true),
-        (TensorRole::V, vec![e, kv], true),
-        (TensorRole::QBias, vec![q], spec.qkv_bias),
-        (TensorRole::KBias, vec![kv], spec.qkv_bias),
-        (TensorRole::VBias, vec![kv], spec.qkv_bias),
-        (TensorRole::O, vec![q, e], true),
-        (TensorRole::FfnNorm, vec![e], true),
-        (TensorRole::Gate, vec![e, ff], true),
-        (TensorRole::Up, vec![e, ff], true),
-        (TensorRole::Down, vec![ff, e], true),
-    ];
+/// Checks, once at load, that every layer has every tensor the forward pass needs, that
+/// vectors (norms, biases) are float types and that matrices have a CPU kernel. Shapes were
+/// already checked against the hyper-parameters when the [`ModelSpec`] was built.
+pub fn check_tensors(spec: &ModelSpec, extents: &LayerExtents) -> Result<(), WeightError> {
+    use TensorRole as R;
+    const MATRICES: [TensorRole; 7] = [R::Q, R::K, R::V, R::O, R::Gate, R::Up, R::Down];
+    let vectors: &[TensorRole] = if spec.qkv_bias {
+        &[R::AttnNorm, R::FfnNorm, R::QBias, R::KBias, R::VBias]
+    } else {
+        &[R::AttnNorm, R::FfnNorm]
+    };
     for (layer, ext) in extents.layers.iter().enumerate() {
-        for (role, dims, required) in &want {
-            let Some(s) = ext.iter().find_map(|x| x.slice(*role)) else {
-                if *required {
-                    return Err(WeightError::Missing {
-                        layer: Some(layer),
-                        role: *role,
-                    });
-                }
-                continue;
-            };
-            if &s.dims != dims {
-                return Err(WeightError::Shape {
-                    name: s.name.clone(),
-                    got: s.dims.clone(),
-                    want: dims.clone(),
+        let roles = MATRICES
+            .iter()
+            .map(|r| (r, false))
+            .chain(vectors.iter().map(|r| (r, true)));
+        for (&role, is_vector) in roles {
+            let Some(s) = ext.iter().find_map(|x| x.slice(role)) else {
+                return Err(WeightError::Missing {
+                    layer: Some(layer),
+                    role,
                 });
-            }
-            let is_vector = dims.len() == 1;
+            };
             let ok = if is_vector {
                 matches!(s.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
             } else {
