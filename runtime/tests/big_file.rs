@@ -42,10 +42,9 @@ fn write_pattern_file(path: &Path) {
 /// Whether `bytes`, read from `file_offset`, hold the pattern.
 fn holds_pattern(bytes: &[u8], file_offset: u64) -> bool {
     let first_word = file_offset / 8;
-    bytes
-        .chunks_exact(8)
-        .enumerate()
-        .all(|(w, word)| u64::from_le_bytes(word.try_into().expect("8 bytes")) == first_word + w as u64)
+    bytes.chunks_exact(8).enumerate().all(|(w, word)| {
+        u64::from_le_bytes(word.try_into().expect("8 bytes")) == first_word + w as u64
+    })
 }
 
 #[test]
@@ -67,7 +66,10 @@ fn two_gib_file_swept_three_times_with_flat_memory() {
         for n in 0..PASSES * extents {
             let slot = prefetcher.next().expect("extent");
             let offset = ((n % extents) * SLOT_BYTES) as u64;
-            assert!(holds_pattern(slot.bytes(), offset), "{choice:?}: extent {n} differs");
+            assert!(
+                holds_pattern(slot.bytes(), offset),
+                "{choice:?}: extent {n} differs"
+            );
             if n % 16 == 0 {
                 rss_max = rss_max.max(rss_bytes().0);
             }
@@ -87,8 +89,14 @@ fn two_gib_file_swept_three_times_with_flat_memory() {
             stats.latency_us_quantile(0.5)
         );
         assert!(stats.bytes_read >= (PASSES * FILE_BYTES) as u64);
-        assert!(growth <= ring_bytes + RSS_SLACK_BYTES, "{choice:?}: RSS grew {growth} bytes");
-        assert!(hwm <= rss_start + ring_bytes + RSS_SLACK_BYTES, "{choice:?}: peak RSS {hwm}");
+        assert!(
+            growth <= ring_bytes + RSS_SLACK_BYTES,
+            "{choice:?}: RSS grew {growth} bytes"
+        );
+        assert!(
+            hwm <= rss_start + ring_bytes + RSS_SLACK_BYTES,
+            "{choice:?}: peak RSS {hwm}"
+        );
     }
     std::fs::remove_file(&path).expect("delete the 2 GiB file");
 }
