@@ -3,6 +3,8 @@
 //! Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 bad usage or bad input file. Errors
 //! are printed to stderr as one sentence naming the file and the problem.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
 
 /// Exit status for a failure at run time (I/O, device).
@@ -11,14 +13,21 @@ pub const EXIT_RUNTIME: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about = "Run LLMs larger than memory by streaming layers from NVMe")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run LLMs larger than memory by streaming layers from NVMe"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Measure parts of the engine (`sluice bench io --file F`).
+    Bench(bench::BenchArgs),
+}
 
 /// Parses the command line, runs it, and returns the process exit status.
 pub fn main() -> i32 {
@@ -30,5 +39,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    match cli.command {}
+    match cli.command {
+        Command::Bench(args) => bench::run(args),
+    }
 }
