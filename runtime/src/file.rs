@@ -18,7 +18,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::error::{errno_of, open_cause, Error, Result};
+use crate::errno::{errno_of, open_cause};
+use crate::error::{Error, Result};
 use crate::extent::{Extent, FileId};
 use crate::limits::{ALIGN_BYTES_DEFAULT, FILES_MAX, SLOT_ALIGN_BYTES};
 

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{read_cause, Error, Result};
+use crate::errno::read_cause;
+use crate::error::{Error, Result};
 use crate::extent::Extent;
 use crate::file::OpenFile;
 use crate::limits::IOVEC_BYTES_MAX;

@@ -24,9 +24,12 @@
 #![warn(missing_docs)]
 
 mod board;
+mod config;
+mod errno;
 mod error;
 mod extent;
 mod file;
+mod guard;
 mod job;
 pub mod limits;
 mod pread;
@@ -39,10 +42,12 @@ mod uring;
 mod uring_loop;
 mod waker;
 
+pub use config::{ReaderChoice, ReaderConfig, ReaderKind, IO_ENV};
 pub use error::{Error, Result};
 pub use extent::{Extent, FileId};
-pub use prefetch::{PrefetchControl, Prefetcher, SlotGuard};
-pub use reader::{LiveThreads, Reader, ReaderChoice, ReaderConfig, ReaderKind, IO_ENV};
+pub use guard::{PrefetchControl, SlotGuard};
+pub use prefetch::Prefetcher;
+pub use reader::{LiveThreads, Reader};
 pub use ring::{HostRing, SlotState, SlotStateError};
 pub use slab::{RegistrarError, SlabRegistrar};
 pub use stats::{bucket_floor_us, latency_bucket, Stats, StatsSnapshot, LATENCY_BUCKETS};

@@ -19,17 +19,18 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::extent::Extent;
+use crate::guard::{PrefetchControl, SlotGuard};
 use crate::reader::Reader;
 use crate::ring::{HostRing, SlotState};
 use crate::stats::StatsSnapshot;
 
-struct Pipeline {
-    depth: usize,
+pub(crate) struct Pipeline {
+    pub(crate) depth: usize,
     /// Stream position of the next extent to issue.
     issued: u64,
     /// Stream position of the next extent to hand to the consumer.
@@ -40,9 +41,9 @@ struct Pipeline {
     stopped: bool,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     reader: Reader,
-    sweep: Vec<Extent>,
+    pub(crate) sweep: Vec<Extent>,
     pipeline: Mutex<Pipeline>,
     consumer: Mutex<()>,
     cancelled: AtomicBool,
@@ -51,21 +52,6 @@ struct Inner {
 /// Streams a repeating sweep of extents through the ring, `depth` extents ahead of the consumer.
 pub struct Prefetcher {
     inner: Arc<Inner>,
-}
-
-/// A cloneable, sendable handle to change a prefetcher's depth or cancel it from other threads.
-#[derive(Clone)]
-pub struct PrefetchControl {
-    inner: Weak<Inner>,
-}
-
-/// A slot lent to the consumer; dropping it frees the slot.
-pub struct SlotGuard<'a> {
-    inner: &'a Inner,
-    slot: usize,
-    sequence: u64,
-    extent: Extent,
-    bytes: &'a [u8],
 }
 
 impl Prefetcher {
@@ -157,13 +143,7 @@ impl Prefetcher {
             extent.payload_offset as usize,
             extent.payload_len as usize,
         )?;
-        Ok(SlotGuard {
-            inner,
-            slot,
-            sequence,
-            extent,
-            bytes,
-        })
+        Ok(SlotGuard::new(inner, slot, sequence, extent, bytes))
     }
 
     /// Changes how many extents are kept ahead (clamped to the slot count); returns the depth set.
@@ -183,9 +163,7 @@ impl Prefetcher {
 
     /// A handle for other threads (a governor, a signal handler).
     pub fn control(&self) -> PrefetchControl {
-        PrefetchControl {
-            inner: Arc::downgrade(&self.inner),
-        }
+        PrefetchControl::new(Arc::downgrade(&self.inner))
     }
 
     /// Stops issuing reads and makes waiting and future `next` calls return [`Error::Cancelled`].
@@ -220,27 +198,8 @@ impl Drop for Prefetcher {
     }
 }
 
-impl PrefetchControl {
-    /// Sets the depth (clamped to the slot count); `None` once the prefetcher is gone.
-    pub fn set_depth(&self, depth: usize) -> Option<usize> {
-        self.inner.upgrade().map(|inner| inner.set_depth(depth))
-    }
-
-    /// Current depth; `None` once the prefetcher is gone.
-    pub fn depth(&self) -> Option<usize> {
-        self.inner.upgrade().map(|inner| inner.lock().depth)
-    }
-
-    /// Cancels the prefetcher (see [`Prefetcher::cancel`]).
-    pub fn cancel(&self) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.cancel();
-        }
-    }
-}
-
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Pipeline> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Pipeline> {
         self.pipeline.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -310,7 +269,7 @@ impl Inner {
         }
     }
 
-    fn release(&self, slot: usize) {
+    pub(crate) fn release(&self, slot: usize) {
         if let Err(e) = self
             .ring()
             .transition(slot, SlotState::InUse, SlotState::Free)
@@ -324,7 +283,7 @@ impl Inner {
         }
     }
 
-    fn set_depth(&self, depth: usize) -> usize {
+    pub(crate) fn set_depth(&self, depth: usize) -> usize {
         let depth = depth.min(self.ring().slot_count());
         let mut pipeline = self.lock();
         pipeline.depth = depth;
@@ -334,42 +293,9 @@ impl Inner {
         depth
     }
 
-    fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         let _pipeline = self.lock();
         self.cancelled.store(true, Ordering::Release);
         self.reader.board().cancel();
-    }
-}
-
-impl SlotGuard<'_> {
-    /// The payload bytes (the extent without its alignment padding).
-    pub fn bytes(&self) -> &[u8] {
-        self.bytes
-    }
-
-    /// The extent this slot holds.
-    pub fn extent(&self) -> &Extent {
-        &self.extent
-    }
-
-    /// Position of the extent in the sweep.
-    pub fn sweep_index(&self) -> usize {
-        (self.sequence % self.inner.sweep.len() as u64) as usize
-    }
-
-    /// Position of the extent in the endless stream (`sequence / sweep.len()` is the pass).
-    pub fn sequence(&self) -> u64 {
-        self.sequence
-    }
-
-    /// The ring slot lent.
-    pub fn slot(&self) -> usize {
-        self.slot
-    }
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        self.inner.release(self.slot);
     }
 }

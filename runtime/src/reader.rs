@@ -13,125 +13,15 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::board::Board;
+use crate::config::{ReaderChoice, ReaderConfig, ReaderKind};
 use crate::error::{Error, Result};
 use crate::extent::{Extent, FileId};
 use crate::file::{FileTable, OpenFile};
 use crate::job::Job;
-use crate::limits::{
-    CHUNK_BYTES_MAX, CHUNK_BYTES_MIN, PREAD_THREADS_MAX, QUEUE_DEPTH_MAX, SLOT_ALIGN_BYTES,
-};
 use crate::pread::PreadPool;
 use crate::ring::{HostRing, SlotState};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::uring::UringReader;
-
-/// Environment variable that picks the reader when the configuration says `Auto`.
-pub const IO_ENV: &str = "SLUICE_IO";
-
-/// Which reader to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ReaderChoice {
-    /// `SLUICE_IO` if set, else io_uring with the pread pool as fallback.
-    #[default]
-    Auto,
-    /// io_uring; an error if the kernel refuses it.
-    Uring,
-    /// The pread thread pool.
-    Pread,
-}
-
-impl ReaderChoice {
-    /// Parses a `SLUICE_IO` value (`None` when unset).
-    pub fn parse_env(value: Option<&str>) -> Result<ReaderChoice> {
-        match value.map(str::trim) {
-            None | Some("") | Some("auto") => Ok(ReaderChoice::Auto),
-            Some("uring") | Some("io_uring") => Ok(ReaderChoice::Uring),
-            Some("pread") => Ok(ReaderChoice::Pread),
-            Some(other) => Err(Error::EnvChoice {
-                value: other.to_string(),
-            }),
-        }
-    }
-
-    /// The choice `SLUICE_IO` makes.
-    pub fn from_env() -> Result<ReaderChoice> {
-        let value = std::env::var(IO_ENV).ok();
-        Self::parse_env(value.as_deref())
-    }
-}
-
-/// The reader actually running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReaderKind {
-    /// io_uring, O_DIRECT, fixed buffers and files where the kernel allows.
-    Uring,
-    /// A pool of threads calling pread.
-    Pread,
-}
-
-impl ReaderKind {
-    /// Lower-case name (`uring`, `pread`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ReaderKind::Uring => "uring",
-            ReaderKind::Pread => "pread",
-        }
-    }
-}
-
-/// How a reader reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReaderConfig {
-    /// Which reader.
-    pub choice: ReaderChoice,
-    /// Most chunk reads in flight at once.
-    pub queue_depth: usize,
-    /// Size of the chunks an extent is cut into (a multiple of 4 KiB).
-    pub chunk_bytes: usize,
-    /// Worker threads of the pread pool.
-    pub pread_threads: usize,
-    /// Register the slab and the files with io_uring (fixed buffers and files) when it allows;
-    /// false forces plain reads (to measure or test that path).
-    pub fixed: bool,
-}
-
-impl Default for ReaderConfig {
-    fn default() -> ReaderConfig {
-        ReaderConfig {
-            choice: ReaderChoice::Auto,
-            queue_depth: 32,
-            chunk_bytes: 1 << 20,
-            pread_threads: 4,
-            fixed: true,
-        }
-    }
-}
-
-impl ReaderConfig {
-    fn validate(&self) -> Result<()> {
-        if self.queue_depth == 0 || self.queue_depth > QUEUE_DEPTH_MAX {
-            return Err(Error::Config(format!(
-                "queue depth {} must be in 1..={QUEUE_DEPTH_MAX}",
-                self.queue_depth
-            )));
-        }
-        if !(CHUNK_BYTES_MIN..=CHUNK_BYTES_MAX).contains(&self.chunk_bytes)
-            || self.chunk_bytes % SLOT_ALIGN_BYTES != 0
-        {
-            return Err(Error::Config(format!(
-                "chunk size {} must be a multiple of {SLOT_ALIGN_BYTES} in {CHUNK_BYTES_MIN}..={CHUNK_BYTES_MAX}",
-                self.chunk_bytes
-            )));
-        }
-        if self.pread_threads == 0 || self.pread_threads > PREAD_THREADS_MAX {
-            return Err(Error::Config(format!(
-                "pread threads {} must be in 1..={PREAD_THREADS_MAX}",
-                self.pread_threads
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// Counts a reader's live threads; stays readable after the reader is dropped.
 #[derive(Clone, Debug, Default)]
@@ -357,57 +247,5 @@ fn uring_or_why(shared: &Arc<Shared>) -> Result<Result<UringReader, String>> {
         Ok(uring) => Ok(Ok(uring)),
         Err(e @ Error::UringSetup { .. }) => Ok(Err(e.to_string())),
         Err(e) => Err(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_values_parse() {
-        assert_eq!(ReaderChoice::parse_env(None).ok(), Some(ReaderChoice::Auto));
-        assert_eq!(
-            ReaderChoice::parse_env(Some("pread")).ok(),
-            Some(ReaderChoice::Pread)
-        );
-        assert_eq!(
-            ReaderChoice::parse_env(Some("uring")).ok(),
-            Some(ReaderChoice::Uring)
-        );
-        assert!(matches!(
-            ReaderChoice::parse_env(Some("mmap")),
-            Err(Error::EnvChoice { .. })
-        ));
-    }
-
-    #[test]
-    fn config_limits_are_checked() {
-        let ok = ReaderConfig::default();
-        ok.validate().expect("default is valid");
-        assert!(ReaderConfig {
-            queue_depth: 0,
-            ..ok
-        }
-        .validate()
-        .is_err());
-        assert!(ReaderConfig {
-            chunk_bytes: 5000,
-            ..ok
-        }
-        .validate()
-        .is_err());
-        assert!(ReaderConfig {
-            chunk_bytes: CHUNK_BYTES_MAX * 2,
-            ..ok
-        }
-        .validate()
-        .is_err());
-        assert!(ReaderConfig {
-            pread_threads: 0,
-            ..ok
-        }
-        .validate()
-        .is_err());
     }
 }

@@ -9,7 +9,8 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::error::{map_cause, Error, Result};
+use crate::errno::map_cause;
+use crate::error::{Error, Result};
 use crate::limits::{HUGE_PAGE_BYTES, SLOT_ALIGN_BYTES};
 
 /// Error type a registrar returns.

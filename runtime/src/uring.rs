@@ -15,7 +15,8 @@ use std::thread::JoinHandle;
 
 use io_uring::{opcode, IoUring, Probe};
 
-use crate::error::{errno_of, setup_cause, Error, Result};
+use crate::errno::{errno_of, setup_cause};
+use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::limits::{FILES_MAX, FIXED_BUFFERS_MAX, IOVEC_BYTES_MAX};
 use crate::reader::Shared;

@@ -337,3 +337,14 @@ fn uring_without_fixed_buffers_reads_the_same() {
         );
     }
 }
+
+#[test]
+fn handles_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Prefetcher>();
+    send_sync::<Reader>();
+    send_sync::<HostRing>();
+    send_sync::<sluice_runtime::PrefetchControl>();
+    send::<sluice_runtime::SlotGuard<'static>>();
+}

@@ -3,6 +3,7 @@
 //! Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 bad usage or bad input file. Errors
 //! are printed to stderr as one sentence naming the file and the problem.
 
+mod bench;
 pub mod inspect;
 mod interrupt;
 pub mod run;
@@ -33,6 +34,8 @@ enum Command {
     Run(run_args::RunArgs),
     /// Describe a model: architecture, hyper-parameters, tensor types, layer extents, streaming cost.
     Inspect(inspect::InspectArgs),
+    /// Measure parts of the engine (`sluice bench io --file F`).
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line, runs it, and returns the process exit status.
@@ -48,5 +51,6 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Bench(args) => bench::run(args),
     }
 }

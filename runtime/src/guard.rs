@@ -1,0 +1,99 @@
+//! What the prefetcher lends and hands out: [`SlotGuard`], the RAII loan of one ready slot, and
+//! [`PrefetchControl`], the handle other threads (a thermal governor, a signal handler) use to
+//! change the depth or cancel.
+
+use std::sync::Weak;
+
+use crate::extent::Extent;
+use crate::prefetch::Inner;
+
+/// A cloneable, sendable handle to change a prefetcher's depth or cancel it from other threads.
+#[derive(Clone)]
+pub struct PrefetchControl {
+    inner: Weak<Inner>,
+}
+
+/// A slot lent to the consumer; dropping it frees the slot.
+pub struct SlotGuard<'a> {
+    inner: &'a Inner,
+    slot: usize,
+    sequence: u64,
+    extent: Extent,
+    bytes: &'a [u8],
+}
+
+impl<'a> SlotGuard<'a> {
+    pub(crate) fn new(
+        inner: &'a Inner,
+        slot: usize,
+        sequence: u64,
+        extent: Extent,
+        bytes: &'a [u8],
+    ) -> Self {
+        SlotGuard {
+            inner,
+            slot,
+            sequence,
+            extent,
+            bytes,
+        }
+    }
+}
+
+impl SlotGuard<'_> {
+    /// The payload bytes (the extent without its alignment padding).
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+
+    /// The extent this slot holds.
+    pub fn extent(&self) -> &Extent {
+        &self.extent
+    }
+
+    /// Position of the extent in the sweep.
+    pub fn sweep_index(&self) -> usize {
+        (self.sequence % self.inner.sweep.len() as u64) as usize
+    }
+
+    /// Position of the extent in the endless stream (`sequence / sweep.len()` is the pass).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The ring slot lent.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.release(self.slot);
+    }
+}
+
+impl PrefetchControl {
+    pub(crate) fn new(inner: Weak<Inner>) -> Self {
+        PrefetchControl { inner }
+    }
+}
+
+impl PrefetchControl {
+    /// Sets the depth (clamped to the slot count); `None` once the prefetcher is gone.
+    pub fn set_depth(&self, depth: usize) -> Option<usize> {
+        self.inner.upgrade().map(|inner| inner.set_depth(depth))
+    }
+
+    /// Current depth; `None` once the prefetcher is gone.
+    pub fn depth(&self) -> Option<usize> {
+        self.inner.upgrade().map(|inner| inner.lock().depth)
+    }
+
+    /// Cancels the prefetcher (see `Prefetcher::cancel`).
+    pub fn cancel(&self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.cancel();
+        }
+    }
+}
