@@ -345,6 +345,20 @@ fn usage_errors_exit_2_naming_the_option() {
     assert_no_problems(&problems);
 }
 
+/// `--temperature -1` (a separate word) must reach the temperature check, not be taken for an
+/// unknown flag `-1`.
+#[test]
+fn negative_temperature_as_separate_word_is_rejected_by_name() {
+    let o = sluice(&["run", "--prompt", "hi", "--temperature", "-1"], &[]);
+    eprintln!("exit {:?}: {}", o.status.code(), stderr(&o).trim_end());
+    let problems = assert_usage_error("--temperature -1", &o, &["temperature"]);
+    let sentence = assert_one_sentence("--temperature -1", &o, 2, &["temperature"]);
+    // Either form is acceptable: the parser's message or the engine's one sentence.
+    if !problems.is_empty() && !sentence.is_empty() {
+        assert_no_problems(&[problems, sentence].concat());
+    }
+}
+
 #[test]
 fn chat_template_on_both_models() {
     for alias in ["smollm2-135m", "qwen2.5-coder-0.5b"] {
