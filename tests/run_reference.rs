@@ -1,0 +1,219 @@
+//! `sluice run --raw --temperature 0` reproduces llama.cpp's greedy tokens (shared/reference)
+//! for both models and every prompt, on every path: resident and fully streamed weights
+//! (`--ram-budget 0`), 1 and 2 threads, AVX2 and scalar kernels, and, when streaming, the pread
+//! reader as well as the default one. Each test prints a table of its runs; run with
+//! `--nocapture` to see it.
+
+mod common;
+
+use std::time::Instant;
+
+use common::{
+    assert_no_failures, compare_greedy, load_reference, path_arg, try_run_json, RefPrompt, Verdict,
+};
+use sluice_loader::cache::require_model;
+
+/// One way of running a model: threads, kernel path, reader.
+struct Leg {
+    threads: u16,
+    isa: &'static str,
+    /// `SLUICE_IO`, when the leg forces a reader.
+    io: Option<&'static str>,
+}
+
+/// Every leg for one residency setting: threads × ISA, plus the pread reader when streaming.
+fn legs(streamed: bool) -> Vec<Leg> {
+    let mut v = Vec::new();
+    for isa in ["avx2", "scalar"] {
+        for threads in [1, 2] {
+            v.push(Leg {
+                threads,
+                isa,
+                io: None,
+            });
+        }
+    }
+    if streamed {
+        v.push(Leg {
+            threads: 2,
+            isa: "avx2",
+            io: Some("pread"),
+        });
+    }
+    v
+}
+
+/// Whether `SLUICE_SIMD=avx2` really selects AVX2 here (it falls back to scalar otherwise).
+fn cpu_has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Runs every prompt of `model`'s reference on every leg, prints the table, and fails with
+/// every divergence the rule does not tolerate.
+fn check_model(model: &str, streamed: bool) {
+    let started = Instant::now();
+    let path = require_model(model);
+    let reference = load_reference(model);
+    let budget = if streamed { "0" } else { "default" };
+    let max_tokens = reference.max_tokens.to_string();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (id, p) in &reference.prompts {
+        for leg in legs(streamed) {
+            let threads = leg.threads.to_string();
+            let mut args = vec![
+                "run",
+                "-m",
+                path_arg(&path),
+                "--prompt",
+                &p.text,
+                "--raw",
+                "--temperature",
+                "0",
+                "--max-tokens",
+                &max_tokens,
+                "--json",
+                "--threads",
+                &threads,
+            ];
+            if streamed {
+                args.extend(["--ram-budget", "0"]);
+            }
+            let mut env = vec![("SLUICE_SIMD", leg.isa)];
+            if let Some(io) = leg.io {
+                env.push(("SLUICE_IO", io));
+            }
+            let label = format!(
+                "{model:<18} {id:<2} {budget:<7} {:>3} {:<6} {:<7}",
+                leg.threads,
+                leg.isa,
+                leg.io.unwrap_or("default")
+            );
+            let (row, problems) = match try_run_json(&args, &env) {
+                Err(e) => (format!("{label} run failed"), vec![e]),
+                Ok(out) => check_run(p, streamed, &out),
+            };
+            eprintln!("{label} {row}");
+            rows.push(format!("{label} {row}"));
+            failures.extend(problems.into_iter().map(|e| format!("{label}: {e}")));
+        }
+    }
+    let note = if cpu_has_avx2() {
+        ""
+    } else {
+        "\n(this CPU lacks AVX2/FMA/F16C: the avx2 legs ran the scalar kernels)"
+    };
+    println!(
+        "\n{:<18} {:<2} {:<7} {:>3} {:<6} {:<7} {:>7} {:<44} {:>9}\n{}{note}\n{model} {}: {} runs in {:.1} s\n",
+        "model",
+        "id",
+        "budget",
+        "thr",
+        "isa",
+        "io",
+        "matched",
+        "verdict",
+        "decode/s",
+        rows.join("\n"),
+        if streamed { "streamed" } else { "resident" },
+        rows.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_no_failures(&format!("{model}, ram budget {budget}"), &failures);
+}
+
+/// Checks one run against its reference prompt: the table row's tail and the problems found.
+fn check_run(p: &RefPrompt, streamed: bool, out: &common::RunJson) -> (String, Vec<String>) {
+    let cmp = compare_greedy(p, &out.tokens);
+    let mut problems = Vec::new();
+    if !cmp.passes() {
+        problems.push(format!("{} (tokens {:?})", cmp.describe(), out.tokens));
+    }
+    if out.prompt_tokens != p.prompt_token_ids {
+        problems.push(format!(
+            "prompt tokens {:?}, reference {:?}",
+            out.prompt_tokens, p.prompt_token_ids
+        ));
+    }
+    if cmp.verdict == Verdict::Equal && !p.stopped_at_eog && out.stop_reason != "length" {
+        problems.push(format!(
+            "stop_reason {:?} after all {} tokens",
+            out.stop_reason,
+            out.tokens.len()
+        ));
+    }
+    if streamed && out.stats.resident_layers != 0 {
+        problems.push(format!(
+            "--ram-budget 0 kept {} layers resident",
+            out.stats.resident_layers
+        ));
+    }
+    let row = format!(
+        "{:>4}/{:<2} {:<44} {:>9.1}",
+        cmp.matched,
+        p.greedy_ids.len(),
+        cmp.describe(),
+        out.stats.decode_tok_per_s
+    );
+    (row, problems)
+}
+
+#[test]
+fn smollm2_resident() {
+    check_model("smollm2-135m", false);
+}
+
+#[test]
+fn smollm2_streamed() {
+    check_model("smollm2-135m", true);
+}
+
+#[test]
+fn qwen_resident() {
+    check_model("qwen2.5-coder-0.5b", false);
+}
+
+#[test]
+fn qwen_streamed() {
+    check_model("qwen2.5-coder-0.5b", true);
+}
+
+/// The comparison rule itself, on made-up sequences.
+#[test]
+fn rule_equal_tolerated_diverged() {
+    let r = RefPrompt {
+        text: String::new(),
+        prompt_token_ids: vec![],
+        greedy_ids: vec![1, 2, 3],
+        margins: vec![1.0, 0.005, 1.0],
+        stopped_at_eog: false,
+        n_vocab: 10,
+        top20_first_step: vec![],
+        first_step_logits_file: String::new(),
+    };
+    let check = |got: &[u32]| {
+        let c = compare_greedy(&r, got);
+        (c.matched, c.passes())
+    };
+    assert_eq!(compare_greedy(&r, &[1, 2, 3]).verdict, Verdict::Equal);
+    assert_eq!(check(&[1, 2, 3]), (3, true));
+    assert_eq!(check(&[1, 9, 7]), (1, true), "low margin at step 1");
+    assert_eq!(check(&[1, 2, 9]), (2, false), "clear margin at step 2");
+    assert_eq!(check(&[1]), (1, true), "ended early at the low-margin step");
+    assert_eq!(check(&[1, 2]), (2, false), "ended early at a clear step");
+    assert_eq!(check(&[9, 2, 3]), (0, false));
+    assert_eq!(
+        check(&[1, 2, 3, 4]),
+        (3, false),
+        "longer than the reference"
+    );
+}
