@@ -1,5 +1,6 @@
 //! CPU kernel throughput: matrix × one token for every weight type, scalar vs AVX2, 1 vs 2
-//! threads, reported as weight bytes per second; plus one SmolLM2-135M-shaped layer (decode).
+//! threads, reported as weight bytes per second; one SmolLM2-135M-shaped layer (decode); and
+//! prefill-shaped matrices × 128 tokens, reported as tokens per second.
 //!
 //! `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 3`
 
@@ -184,5 +185,40 @@ fn smollm2_layer(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, matvec_4096, smollm2_layer);
+/// Tokens in the prefill-shaped case (a 128-token prompt as one batch).
+const PREFILL_TOKENS: usize = 128;
+
+/// Prefill: a whole prompt through one matrix (SmolLM2-135M's FFN up, Q4_1; Qwen2.5-0.5B's FFN
+/// up, Q5_0), on the AVX2 path, 1 and 2 threads; throughput in tokens.
+fn prefill(c: &mut Criterion) {
+    let Some(isa) = Isa::avx2() else { return };
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    let mut rng = Rng(13);
+    for (ty, k, n) in [(GgmlType::Q4_1, 576, 1536), (GgmlType::Q5_0, 896, 4864)] {
+        let bytes = weights(&mut rng, ty, k, n);
+        let w = WeightView {
+            ty,
+            row_elems: k,
+            n_rows: n,
+            bytes: &bytes,
+        };
+        let q = acts(&mut rng, isa, ty, k, PREFILL_TOKENS);
+        let mut out = vec![0.0f32; PREFILL_TOKENS * n];
+        let mut group = c.benchmark_group(format!("prefill_{k}x{n}/{ty}"));
+        group
+            .throughput(Throughput::Elements(PREFILL_TOKENS as u64))
+            .sample_size(10);
+        for pool in &pools {
+            let id = BenchmarkId::new(isa.name(), format!("{}t", pool.n_threads()));
+            group.bench_function(id, |b| {
+                b.iter(|| {
+                    matmul_with(isa, &w, black_box(&q), &mut out, pool).map(|()| black_box(out[0]))
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, matvec_4096, smollm2_layer, prefill);
 criterion_main!(benches);

@@ -79,6 +79,17 @@ impl QuantizedActs {
         assert!(t < self.rows, "activation row {t} of {}", self.rows);
         &self.bytes[t * self.row_bytes..(t + 1) * self.row_bytes]
     }
+
+    /// Rows `t0..t0 + n` back to back. Panics if `t0 + n > rows()`.
+    pub fn rows_bytes(&self, t0: usize, n: usize) -> &[u8] {
+        assert!(
+            t0 + n <= self.rows,
+            "activation rows {t0}..{} of {}",
+            t0 + n,
+            self.rows
+        );
+        &self.bytes[t0 * self.row_bytes..(t0 + n) * self.row_bytes]
+    }
 }
 
 /// Converts `rows` rows of f32 activations (`x`, row-major) into the dot format of weights of

@@ -2,10 +2,12 @@
 //! split across the thread pool.
 //!
 //! Work items are (tile of up to [`TOKENS_PER_TILE`] tokens) × (chunk of [`ROWS_PER_CHUNK`]
-//! weight rows); a task dots each row of its chunk with every token of its tile while the row is
-//! in L1, writing straight into the caller's output through disjoint `&mut` sub-slices handed out
-//! by a locked queue. Every output element is one call of the same deterministic dot, so results
-//! do not depend on the thread count or on how many tokens are batched.
+//! weight rows); a task hands its whole item to the weight type's tile kernel in one call (one
+//! dispatch per item), which dots each row of the chunk with the tile's tokens a few at a time
+//! while the row is in L1, writing straight into the caller's output through disjoint `&mut`
+//! sub-slices handed out by a locked queue. Every output element is bit-identical to the single
+//! dot of its row pair, so results do not depend on the thread count or on how many tokens are
+//! batched.
 
 use std::slice::ChunksMut;
 use std::sync::{Mutex, PoisonError};
@@ -128,13 +130,11 @@ pub fn matmul_with(
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .next_item();
-        let Some(item) = item else { break };
-        let rows = w.bytes[item.r0 * row_bytes..].chunks_exact(row_bytes);
-        for (i, w_row) in rows.take(item.outs[0].len()).enumerate() {
-            for k in 0..item.n_tok {
-                item.outs[k][i] = kernel.dot(isa, w_row, x_q.row(item.t0 + k));
-            }
-        }
+        let Some(mut item) = item else { break };
+        let n_rows = item.outs[0].len();
+        let w_rows = &w.bytes[item.r0 * row_bytes..(item.r0 + n_rows) * row_bytes];
+        let a_rows = x_q.rows_bytes(item.t0, item.n_tok);
+        kernel.tile(isa, w_rows, a_rows, &mut item.outs[..item.n_tok]);
     });
     Ok(())
 }

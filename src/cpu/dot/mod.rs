@@ -7,6 +7,7 @@ pub(crate) mod kquants;
 pub(crate) mod kscales;
 pub(crate) mod lanes;
 pub(crate) mod legacy;
+mod multi;
 
 use sluice_loader::quant::blocks::{
     as_blocks, Block, BlockIQ4NL, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K,
@@ -36,6 +37,8 @@ pub fn vec_dot_type(weight: GgmlType) -> Option<GgmlType> {
 
 /// A row dot over raw bytes whose lengths the caller has checked.
 type RowFn = fn(Isa, &[u8], &[u8]) -> f32;
+
+pub use multi::vec_dot_multi_with;
 
 /// Views both rows as blocks and runs `f`; NaN if a length is not whole blocks (callers check
 /// lengths first, so this is unreachable from the public API).
@@ -155,12 +158,15 @@ float_pair!(
     /// F32 weights · F32 activations.
     vec_dot_f32_f32, f32_row, 4, float::f32_f32, simd::float::f32_f32);
 
-/// The dot kernel for one weight type: its activation format and its byte-row function.
+/// The dot kernel for one weight type: its activation format, its byte-row function and, where
+/// one exists, its multi-token AVX2 tile kernel.
 #[derive(Clone, Copy)]
 pub(crate) struct RowDot {
     /// The activation format the rows must be in.
     pub(crate) act: GgmlType,
     f: RowFn,
+    #[cfg(target_arch = "x86_64")]
+    tile: Option<multi::TileFn>,
 }
 
 impl RowDot {
@@ -185,7 +191,12 @@ impl RowDot {
             T::F32 => f32_row,
             T::Q8_1 | T::Q8K => return Err(CpuError::NotAWeightType(weight)),
         };
-        Ok(RowDot { act, f })
+        Ok(RowDot {
+            act,
+            f,
+            #[cfg(target_arch = "x86_64")]
+            tile: multi::avx2_tile(weight),
+        })
     }
 
     /// Dots one weight row with one activation row (both whole rows of the right types).

@@ -14,7 +14,7 @@ use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 /// The Q4_K/Q5_K min products (4 i32): `m[2k]·(b[4k]+b[4k+1]) + m[2k+1]·(b[4k+2]+b[4k+3])`.
 #[inline(always)]
-unsafe fn min_products(mins: &[u8], by: &BlockQ8K) -> __m128i {
+pub(super) unsafe fn min_products(mins: &[u8], by: &BlockQ8K) -> __m128i {
     let m = mins
         .iter()
         .take(8)
@@ -33,7 +33,7 @@ unsafe fn min_products(mins: &[u8], by: &BlockQ8K) -> __m128i {
 
 /// Bit-4 bytes (0 or 16) of Q5_K group `g` from the 32 `qh` bytes.
 #[inline(always)]
-unsafe fn fifth_bits(hbits: __m256i, g: usize) -> __m256i {
+pub(super) unsafe fn fifth_bits(hbits: __m256i, g: usize) -> __m256i {
     // SAFETY: AVX2 per the calling kernel's contract; register-only operations.
     unsafe {
         let bit = _mm256_set1_epi8((1u8 << g) as i8);

@@ -11,8 +11,11 @@ mod util;
 pub(crate) mod float;
 pub(crate) mod k23;
 pub(crate) mod k456;
+pub(crate) mod k456_multi;
 pub(crate) mod legacy;
+pub(crate) mod legacy_multi;
 pub(crate) mod quantize;
+mod tile;
 
 /// Proof that this CPU supports AVX2, FMA and F16C; only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

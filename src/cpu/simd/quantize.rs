@@ -38,19 +38,25 @@ unsafe fn q8_block(x: &[f32]) -> (f32, __m256i, __m256i) {
             load_f32x8(&x[24..]),
         ];
         let sign = _mm256_set1_ps(-0.0);
-        let a = v.map(|a| _mm256_andnot_ps(sign, a));
+        // Plain loops, not closures: a closure would not inherit the kernel's target features,
+        // so its intrinsics would become out-of-line calls.
+        let mut a = v;
+        for e in &mut a {
+            *e = _mm256_andnot_ps(sign, *e);
+        }
         let amax = hmax_f32x8(_mm256_max_ps(
             _mm256_max_ps(a[0], a[1]),
             _mm256_max_ps(a[2], a[3]),
         ));
         let d = amax / 127.0;
         let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
-        let i = v.map(|a| {
+        let mut i = [_mm256_setzero_si256(); 4];
+        for (o, &a) in i.iter_mut().zip(&v) {
             let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
                 _mm256_mul_ps(a, id),
             );
-            _mm256_cvtps_epi32(r)
-        });
+            *o = _mm256_cvtps_epi32(r);
+        }
         let sum = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
         let packed = _mm256_packs_epi16(
             _mm256_packs_epi32(i[0], i[1]),
@@ -119,7 +125,8 @@ unsafe fn q8k_quants32(x: &[f32], iscale: f32, out: &mut [u8]) {
     // SAFETY: AVX2 per the calling kernel's contract; loads and the store check their lengths.
     unsafe {
         let scale = _mm256_set1_ps(iscale);
-        let ints: [__m256i; 4] = std::array::from_fn(|k| {
+        let mut ints = [_mm256_setzero_si256(); 4];
+        for (k, o) in ints.iter_mut().enumerate() {
             let f = _mm256_add_ps(
                 _mm256_mul_ps(scale, load_f32x8(&x[8 * k..])),
                 _mm256_set1_ps(12_582_912.0),
@@ -129,8 +136,8 @@ unsafe fn q8k_quants32(x: &[f32], iscale: f32, out: &mut [u8]) {
                 _mm256_sub_epi32(bits, _mm256_set1_epi32(0x0040_0000)),
                 _mm256_set1_epi32(127),
             );
-            _mm256_and_si256(n, _mm256_set1_epi32(0xFF))
-        });
+            *o = _mm256_and_si256(n, _mm256_set1_epi32(0xFF));
+        }
         let packed = _mm256_packus_epi16(
             _mm256_packus_epi32(ints[0], ints[1]),
             _mm256_packus_epi32(ints[2], ints[3]),

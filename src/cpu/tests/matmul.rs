@@ -35,7 +35,7 @@ fn results_do_not_depend_on_threads_batch_or_path() {
             n_rows: N_ROWS,
             bytes: &bytes,
         };
-        for tokens in [5, 19] {
+        for tokens in [5, 19, 33] {
             let (x, q) = acts(&mut rng, ty, ROW_ELEMS, tokens);
             let reference = run(Isa::scalar(), &w, &q, &pools[0]);
             for &isa in &paths {
@@ -57,11 +57,14 @@ fn results_do_not_depend_on_threads_batch_or_path() {
             );
             assert_eq!(one.row(0), q.row(3));
             let single = run(Isa::scalar(), &w, &one, &pools[1]);
-            assert_eq!(
-                single[..],
-                reference[3 * N_ROWS..4 * N_ROWS],
-                "{ty}: token 3 alone vs in a batch"
-            );
+            for &isa in &paths {
+                assert_eq!(
+                    run(isa, &w, &one, &pools[1])[..],
+                    reference[3 * N_ROWS..4 * N_ROWS],
+                    "{ty}: token 3 alone vs in a batch, {}",
+                    isa.name()
+                );
+            }
             let rb = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
             for (r, &bits) in single.iter().enumerate() {
                 let dot = vec_dot_with(

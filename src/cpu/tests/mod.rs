@@ -6,6 +6,7 @@ mod gen;
 mod llama_fixture;
 mod llama_oracle;
 mod matmul;
+mod multi;
 mod quantizers;
 mod reference;
 mod rng;

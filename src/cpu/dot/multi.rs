@@ -1,0 +1,115 @@
+//! Multi-token dots: weight rows dotted with several activation rows per call. On AVX2 the hot
+//! types have tile kernels (`cpu::simd::tile`) that unpack each weight block once per group of
+//! activation rows; elsewhere (the scalar path, the other types) each output is one plain dot.
+//! Either way every output is bit-identical to the single-token dot of its row pair.
+
+use sluice_loader::GgmlType;
+
+use super::RowDot;
+use crate::cpu::dispatch::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::dispatch::IsaKind;
+use crate::cpu::error::CpuError;
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::simd::{k456_multi as km, legacy_multi as lm, Avx2};
+
+/// An AVX2 tile kernel: `outs[k][i] = dot(weight row i of w, activation row k of a)`.
+#[cfg(target_arch = "x86_64")]
+pub(super) type TileFn = fn(Avx2, &[u8], &[u8], &mut [&mut [f32]]);
+
+/// Activation rows per [`RowDot::tile`] call in [`vec_dot_multi_with`].
+const TOKENS_PER_CALL: usize = 8;
+
+/// The AVX2 tile kernel of a weight type, if it has one.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn avx2_tile(weight: GgmlType) -> Option<TileFn> {
+    use GgmlType as T;
+    Some(match weight {
+        T::Q4_0 => lm::q4_0_tile,
+        T::Q4_1 => lm::q4_1_tile,
+        T::Q5_0 => lm::q5_0_tile,
+        T::Q5_1 => lm::q5_1_tile,
+        T::Q8_0 => lm::q8_0_tile,
+        T::IQ4NL => lm::iq4_nl_tile,
+        T::Q4K => km::q4k_tile,
+        T::Q5K => km::q5k_tile,
+        T::Q6K => km::q6k_tile,
+        _ => return None,
+    })
+}
+
+impl RowDot {
+    /// `outs[k][i] = dot(weight row i of w, activation row k of a)` over a tile: `w` holds
+    /// `outs[0].len()` whole weight rows, `a` holds `outs.len()` whole activation rows, and every
+    /// `outs[k]` has the same length. One dispatch per tile, not per dot.
+    pub(crate) fn tile(&self, isa: Isa, w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+        #[cfg(target_arch = "x86_64")]
+        if let (IsaKind::Avx2(proof), Some(f)) = (isa.kind(), self.tile) {
+            return f(proof, w, a, outs);
+        }
+        self.tile_by_dots(isa, w, a, outs);
+    }
+
+    /// [`RowDot::tile`] as one single-token dot per output (the scalar twin of every tile).
+    fn tile_by_dots(&self, isa: Isa, w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+        let n_tok = outs.len();
+        let rows = outs.first().map_or(0, |o| o.len());
+        if n_tok == 0 || rows == 0 {
+            return;
+        }
+        let (w_bytes, a_bytes) = (w.len() / rows, a.len() / n_tok);
+        for i in 0..rows {
+            let w_row = &w[i * w_bytes..(i + 1) * w_bytes];
+            for (k, out) in outs.iter_mut().enumerate() {
+                out[i] = self.dot(isa, w_row, &a[k * a_bytes..(k + 1) * a_bytes]);
+            }
+        }
+    }
+}
+
+/// Dots one weight row of type `weight` (`n` elements) with `out.len()` activation rows stored
+/// back to back in `a_rows` (each in the weight's `vec_dot_type`): `out[k]` is bit-identical to
+/// [`super::vec_dot_with`] on row k. Errors on a type or length mismatch.
+pub fn vec_dot_multi_with(
+    isa: Isa,
+    weight: GgmlType,
+    n: usize,
+    w_row: &[u8],
+    a_rows: &[u8],
+    out: &mut [f32],
+) -> Result<(), CpuError> {
+    let kernel = RowDot::for_weight(weight)?;
+    let w_bytes = weight.row_bytes(n as u64);
+    let a_bytes = kernel.act.row_bytes(n as u64);
+    let a_row_bytes = match (w_bytes, a_bytes) {
+        (Some(wb), Some(ab))
+            if wb == w_row.len() as u64
+                && (ab as usize).checked_mul(out.len()) == Some(a_rows.len()) =>
+        {
+            ab as usize
+        }
+        _ => {
+            return Err(CpuError::RowLength {
+                ty: weight,
+                n,
+                w_bytes: w_row.len(),
+                a_bytes: a_rows.len(),
+            })
+        }
+    };
+    if a_row_bytes == 0 {
+        out.fill(kernel.dot(isa, w_row, a_rows));
+        return Ok(());
+    }
+    for (a_grp, o_grp) in a_rows
+        .chunks(TOKENS_PER_CALL * a_row_bytes)
+        .zip(out.chunks_mut(TOKENS_PER_CALL))
+    {
+        let n_tok = o_grp.len();
+        let mut each = o_grp.chunks_mut(1);
+        let mut outs: [&mut [f32]; TOKENS_PER_CALL] =
+            std::array::from_fn(|_| each.next().unwrap_or_default());
+        kernel.tile(isa, w_row, a_grp, &mut outs[..n_tok]);
+    }
+    Ok(())
+}

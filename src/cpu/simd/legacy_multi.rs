@@ -1,0 +1,186 @@
+//! Multi-token twins of the 32-element block dots in `simd::legacy`: each weight block is
+//! unpacked once, then folded into one accumulator per activation row with the single-token
+//! kernel's exact operations.
+
+use std::arch::x86_64::*;
+
+use sluice_loader::quant::blocks::{
+    BlockIQ4NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
+};
+
+use super::tile::{tile_kernel, MultiDot};
+use super::util::{
+    bits_to_bytes_32, dot_i8_i8_x4, dot_u8_i8_x4, hsum_f32x8, load_i8x32, load_u8x16, nibbles_32,
+};
+use crate::cpu::f16_table::{f16_lookup, f16_table};
+
+/// Defines a symmetric (no-offset) Q8_0-activation pair: `unpack` gives the block's signed
+/// bytes once; each row then adds `fma(dx·dy, Σ qx·qy lanes)`.
+macro_rules! sym_pair {
+    ($(#[$m:meta])* $K:ident, $W:ty, |$bx:ident| $unpack:expr) => {
+        $(#[$m])*
+        pub(super) struct $K;
+
+        impl MultiDot for $K {
+            type W = $W;
+            type A = BlockQ8_0;
+
+            #[inline(always)]
+            unsafe fn dots<const N: usize>(x: &[$W], y: [&[BlockQ8_0]; N]) -> [f32; N] {
+                let t = f16_table();
+                let y = y.map(|r| &r[..x.len()]);
+                // SAFETY: AVX2/FMA per the trait contract; loads read whole block fields.
+                unsafe {
+                    let mut acc = [_mm256_setzero_ps(); N];
+                    for (b, $bx) in x.iter().enumerate() {
+                        let dx = f16_lookup(t, $bx.d);
+                        let qx = $unpack;
+                        for n in 0..N {
+                            let by = &y[n][b];
+                            let d = _mm256_set1_ps(dx * f16_lookup(t, by.d));
+                            let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(qx, load_i8x32(&by.qs)));
+                            acc[n] = _mm256_fmadd_ps(d, sums, acc[n]);
+                        }
+                    }
+                    let mut out = [0.0f32; N];
+                    for n in 0..N {
+                        out[n] = hsum_f32x8(acc[n]);
+                    }
+                    out
+                }
+            }
+        }
+    };
+}
+
+/// Defines an offset (`m·s`) Q8_1-activation pair: `unpack` gives the block's unsigned bytes.
+macro_rules! offset_pair {
+    ($(#[$m:meta])* $K:ident, $W:ty, |$bx:ident| $unpack:expr) => {
+        $(#[$m])*
+        pub(super) struct $K;
+
+        impl MultiDot for $K {
+            type W = $W;
+            type A = BlockQ8_1;
+
+            #[inline(always)]
+            unsafe fn dots<const N: usize>(x: &[$W], y: [&[BlockQ8_1]; N]) -> [f32; N] {
+                let t = f16_table();
+                let y = y.map(|r| &r[..x.len()]);
+                // SAFETY: AVX2/FMA per the trait contract; loads read whole block fields.
+                unsafe {
+                    let mut acc = [_mm256_setzero_ps(); N];
+                    let mut summs = [0.0f32; N];
+                    for (b, $bx) in x.iter().enumerate() {
+                        let (dx, mx) = (f16_lookup(t, $bx.d), f16_lookup(t, $bx.m));
+                        let qx = $unpack;
+                        for n in 0..N {
+                            let by = &y[n][b];
+                            summs[n] = mx.mul_add(f16_lookup(t, by.s), summs[n]);
+                            let d = _mm256_set1_ps(dx * f16_lookup(t, by.d));
+                            let sums = _mm256_cvtepi32_ps(dot_u8_i8_x4(qx, load_i8x32(&by.qs)));
+                            acc[n] = _mm256_fmadd_ps(d, sums, acc[n]);
+                        }
+                    }
+                    let mut out = [0.0f32; N];
+                    for n in 0..N {
+                        out[n] = hsum_f32x8(acc[n]) + summs[n];
+                    }
+                    out
+                }
+            }
+        }
+    };
+}
+
+sym_pair!(
+    /// Q4_0 · Q8_0: `nib − 8`.
+    Q4_0, BlockQ4_0, |bx| _mm256_sub_epi8(nibbles_32(&bx.qs), _mm256_set1_epi8(8)));
+sym_pair!(
+/// Q5_0 · Q8_0: a clear fifth bit sets the top nibble (`nib − 16`).
+Q5_0, BlockQ5_0, |bx| _mm256_or_si256(
+    nibbles_32(&bx.qs),
+    _mm256_andnot_si256(bits_to_bytes_32(bx.qh), _mm256_set1_epi8(-16)),
+));
+sym_pair!(
+    /// Q8_0 · Q8_0.
+    Q8_0, BlockQ8_0, |bx| load_i8x32(&bx.qs));
+offset_pair!(
+    /// Q4_1 · Q8_1.
+    Q4_1, BlockQ4_1, |bx| nibbles_32(&bx.qs));
+offset_pair!(
+/// Q5_1 · Q8_1: the fifth bit adds 16.
+Q5_1, BlockQ5_1, |bx| _mm256_or_si256(
+    nibbles_32(&bx.qs),
+    _mm256_and_si256(bits_to_bytes_32(bx.qh), _mm256_set1_epi8(0x10)),
+));
+
+/// IQ4_NL · Q8_0: codebook values, blocks alternating between two accumulators per row, an odd
+/// last block multiplied then added after the reduction.
+pub(super) struct Iq4Nl;
+
+impl MultiDot for Iq4Nl {
+    type W = BlockIQ4NL;
+    type A = BlockQ8_0;
+
+    #[inline(always)]
+    unsafe fn dots<const N: usize>(x: &[BlockIQ4NL], y: [&[BlockQ8_0]; N]) -> [f32; N] {
+        let t = f16_table();
+        let y = y.map(|r| &r[..x.len()]);
+        let pairs = x.len() / 2;
+        let book = KVALUES_IQ4NL.map(|v| v as u8);
+        // SAFETY: AVX2/FMA per the trait contract; loads and stores touch whole arrays.
+        unsafe {
+            let book = load_u8x16(&book);
+            let m4 = _mm_set1_epi8(0x0F);
+            let mut acc = [[_mm256_setzero_ps(); 2]; N];
+            let mut ints = [[0i32; 8]; N];
+            for (b, bx) in x.iter().enumerate() {
+                let q = load_u8x16(&bx.qs);
+                let lo = _mm_shuffle_epi8(book, _mm_and_si128(q, m4));
+                let hi = _mm_shuffle_epi8(book, _mm_and_si128(_mm_srli_epi16::<4>(q), m4));
+                let qx = _mm256_set_m128i(hi, lo);
+                let dx = f16_lookup(t, bx.d);
+                for n in 0..N {
+                    let by = &y[n][b];
+                    let lanes = dot_i8_i8_x4(qx, load_i8x32(&by.qs));
+                    if b < 2 * pairs {
+                        let d = _mm256_set1_ps(f16_lookup(t, by.d) * dx);
+                        let a = &mut acc[n][b % 2];
+                        *a = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), *a);
+                    } else {
+                        _mm256_storeu_si256(ints[n].as_mut_ptr().cast(), lanes);
+                    }
+                }
+            }
+            let mut out = [0.0f32; N];
+            for n in 0..N {
+                out[n] = hsum_f32x8(_mm256_add_ps(acc[n][0], acc[n][1]));
+                if x.len() % 2 == 1 {
+                    let d = f16_lookup(t, y[n][x.len() - 1].d) * f16_lookup(t, x[x.len() - 1].d);
+                    out[n] += d * ints[n].iter().sum::<i32>() as f32; // unfused, as single
+                }
+            }
+            out
+        }
+    }
+}
+
+tile_kernel!(
+    /// Q4_0 · Q8_0 tile on AVX2.
+    pub(crate) fn q4_0_tile = q4_0_tile_imp, Q4_0);
+tile_kernel!(
+    /// Q4_1 · Q8_1 tile on AVX2.
+    pub(crate) fn q4_1_tile = q4_1_tile_imp, Q4_1);
+tile_kernel!(
+    /// Q5_0 · Q8_0 tile on AVX2.
+    pub(crate) fn q5_0_tile = q5_0_tile_imp, Q5_0);
+tile_kernel!(
+    /// Q5_1 · Q8_1 tile on AVX2.
+    pub(crate) fn q5_1_tile = q5_1_tile_imp, Q5_1);
+tile_kernel!(
+    /// Q8_0 · Q8_0 tile on AVX2.
+    pub(crate) fn q8_0_tile = q8_0_tile_imp, Q8_0);
+tile_kernel!(
+    /// IQ4_NL · Q8_0 tile on AVX2.
+    pub(crate) fn iq4_nl_tile = iq4_nl_tile_imp, Iq4Nl);
