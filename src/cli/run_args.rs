@@ -28,19 +28,19 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_tokens: u32,
     /// Sampling temperature; 0 = greedy (argmax, ties to the lowest id).
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Keep the k most likely tokens (0 = off).
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
     /// Nucleus sampling threshold in (0, 1].
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Drop tokens below min-p × the top probability.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub min_p: f32,
     /// Repetition penalty over the last 64 tokens (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub repeat_penalty: f32,
     /// Seed of the random draw.
     #[arg(long, default_value_t = 0x5eed)]
