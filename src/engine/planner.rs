@@ -90,8 +90,11 @@ pub fn plan(input: &PlanInput) -> Plan {
     } else {
         let slot = input.extent_bytes_max.max(1);
         let by_bytes = RING_BYTES_MIN.div_ceil(slot) as usize;
-        // One slot is held by the consumer while `depth` are read ahead.
-        let slots = by_bytes.max(DEFAULT_PREFETCH_DEPTH + 1).min(RING_SLOTS_MAX);
+        // One slot is held by the consumer while `depth` are read ahead; more slots than
+        // streamed layers would only hold a second copy of the same layer.
+        let slots = by_bytes
+            .clamp(DEFAULT_PREFETCH_DEPTH + 1, RING_SLOTS_MAX)
+            .min(n_streamed.max(2));
         (slots, slots - 1)
     };
     Plan {
@@ -176,12 +179,24 @@ mod tests {
     }
 
     #[test]
+    fn ring_never_exceeds_the_streamed_layers() {
+        let mut i = input(Some(850 << 20));
+        i.layer_bytes = vec![2 << 20; 30];
+        i.extent_bytes_max = 2 << 20;
+        i.ram_budget = Some(27 * (2 << 20));
+        let p = plan(&i);
+        assert_eq!(p.n_streamed(), 3);
+        assert_eq!((p.ring_slots, p.depth), (3, 2));
+    }
+
+    #[test]
     fn small_layers_get_a_deeper_ring() {
         let mut i = input(Some(0));
         i.layer_bytes = vec![2 << 20; 30];
         i.extent_bytes_max = 2 << 20;
         let p = plan(&i);
-        assert_eq!(p.ring_slots, 32);
-        assert_eq!(p.depth, 31);
+        // 64 MiB of 2 MiB slots would be 32, capped at the 30 streamed layers.
+        assert_eq!(p.ring_slots, 30);
+        assert_eq!(p.depth, 29);
     }
 }

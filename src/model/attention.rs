@@ -39,6 +39,7 @@ impl AttnScratch {
 
 /// Attention output for one token at `pos` whose query is `q` (`n_head·head_dim`), over the
 /// positions `0..=pos` of `layer`; `n_kv` is the padded number of positions the batch sees.
+#[allow(clippy::too_many_arguments)]
 pub fn attend(
     cache: &KvCache,
     layer: usize,
