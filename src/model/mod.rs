@@ -2,6 +2,7 @@
 //! run state allocated once, and a forward pass that allocates nothing per token.
 
 pub mod attention;
+pub mod exp;
 pub mod forward;
 pub mod kv_cache;
 pub mod ops;

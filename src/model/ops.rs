@@ -1,14 +1,19 @@
 //! The element-wise and per-row operations of the llama-family graph, with llama.cpp's CPU
-//! numerics (gguf-facts.md §3.4): RMSNorm accumulates Σx² in f64, RoPE builds θ by repeated
+//! numerics (gguf-facts.md §3.4, checked against llama.cpp's own tensors): RMSNorm accumulates
+//! Σx² in f64 and rounds the mean to f32, RoPE builds θ by repeated
 //! multiplication in f32, softmax sums in f64. Matrix products live in `crate::cpu`.
+
+use super::exp::{exp_ggml, silu_row, LANES};
 
 /// `out = x · 1/sqrt(mean(x²) + eps) · w`, as ggml's rms_norm followed by a separate multiply.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     debug_assert_eq!(x.len(), w.len());
     debug_assert_eq!(x.len(), out.len());
     let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
-    let mean = sum / x.len() as f64;
-    let scale = 1.0f32 / ((mean + eps as f64) as f32).sqrt();
+    // llama.cpp rounds the mean to f32 before adding eps (measured: keeping it in f64 moves
+    // the result by an ulp, which activation quantisation can turn into a different logit).
+    let mean = (sum / x.len() as f64) as f32;
+    let scale = 1.0f32 / (mean + eps).sqrt();
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = (v * scale) * g;
     }
@@ -76,32 +81,46 @@ impl RopeTable {
 }
 
 /// In-place softmax of `x · scale` over the first `n_valid` entries; the rest (masked or
-/// padding) become exactly 0. Sums in f64 as ggml does.
+/// padding) become exactly 0. Follows llama.cpp's CPU softmax: [`exp_ggml`] on 8-lane chunks
+/// whose sums are taken in f32 (upper half + lower half, then pairwise) and accumulated in
+/// f64, libm `expf` on the tail, then a multiply by the f32-rounded reciprocal.
 pub fn softmax_scaled(x: &mut [f32], scale: f32, n_valid: usize) {
     debug_assert!(n_valid >= 1 && n_valid <= x.len());
-    let (valid, masked) = x.split_at_mut(n_valid);
     let mut max = f32::NEG_INFINITY;
-    for v in valid.iter_mut() {
+    for v in x[..n_valid].iter_mut() {
         *v *= scale;
         max = max.max(*v);
     }
+    x[n_valid..].fill(0.0);
+    let split = x.len() - x.len() % LANES;
     let mut sum = 0.0f64;
-    for v in valid.iter_mut() {
-        *v = (*v - max).exp();
+    for (c, chunk) in x[..split].chunks_exact_mut(LANES).enumerate() {
+        for (i, v) in chunk.iter_mut().enumerate() {
+            // Masked lanes are e^-inf = 0 exactly.
+            *v = if c * LANES + i < n_valid { exp_ggml(*v - max) } else { 0.0 };
+        }
+        let h = [chunk[0] + chunk[4], chunk[1] + chunk[5], chunk[2] + chunk[6], chunk[3] + chunk[7]];
+        sum += ((h[0] + h[2]) + (h[1] + h[3])) as f64;
+    }
+    for (i, v) in x[split..].iter_mut().enumerate() {
+        *v = if split + i < n_valid { (*v - max).exp() } else { 0.0 };
         sum += *v as f64;
     }
     let inv = (1.0 / sum) as f32;
-    for v in valid.iter_mut() {
+    for v in x.iter_mut() {
         *v *= inv;
     }
-    masked.fill(0.0);
 }
 
-/// `gate[i] = silu(gate[i]) · up[i]`: the SwiGLU of the feed-forward block.
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+/// `gate = silu(gate) · up` for each of the rows (of `row_len`) in `gate`: the SwiGLU of the
+/// feed-forward block, with llama.cpp's SiLU.
+pub fn swiglu(gate: &mut [f32], up: &[f32], row_len: usize) {
     debug_assert_eq!(gate.len(), up.len());
+    for row in gate.chunks_exact_mut(row_len) {
+        silu_row(row);
+    }
     for (g, &u) in gate.iter_mut().zip(up) {
-        *g = (*g / (1.0 + (-*g).exp())) * u;
+        *g *= u;
     }
 }
 
@@ -184,7 +203,7 @@ mod tests {
     #[test]
     fn swiglu_matches_definition() {
         let mut g = [0.0f32, 1.0, -2.0];
-        swiglu(&mut g, &[5.0, 2.0, 1.0]);
+        swiglu(&mut g, &[5.0, 2.0, 1.0], 3);
         assert_eq!(g[0], 0.0);
         assert!((g[1] - 2.0 * (1.0 / (1.0 + (-1.0f32).exp()))).abs() < 1e-6);
         assert!(g[2] < 0.0);
