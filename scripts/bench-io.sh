@@ -7,7 +7,10 @@
 #   FILE   a file of 2 GiB or more; without it a 2 GiB + 64 MiB file of random bytes is created
 #          under target/bench-io/ and deleted at the end.
 # Env:     SLUICE_BIN (default target/release/sluice, built if missing), CHUNKS, DEPTHS,
-#          FIO_FIXED=0 to run fio without registered buffers and files.
+#          FIO_FIXED=0 to run fio without registered buffers and files,
+#          REPEATS=N to run each cell N times (interleaved) and keep the best of each,
+#          FIO_MEM=shmhuge to give fio huge-page buffers like sluice's ring (needs
+#          vm.nr_hugepages reserved; fio's default is malloc'd 4 KiB pages).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +18,8 @@ SLUICE=${SLUICE_BIN:-$ROOT/target/release/sluice}
 read -r -a CHUNKS <<<"${CHUNKS:-256K 1M 4M}"
 read -r -a DEPTHS <<<"${DEPTHS:-4 16 32}"
 FIO_FIXED=${FIO_FIXED:-1}
+FIO_MEM=${FIO_MEM:-malloc}
+REPEATS=${REPEATS:-1}
 MIN_BYTES=$((2 << 30))
 MIB=$((1 << 20))
 
@@ -63,7 +68,7 @@ fio_gbps() { # chunk qd
     local fixed=()
     if [ "$FIO_FIXED" = 1 ]; then fixed=(--fixedbufs=1 --registerfiles=1); fi
     fio --name=seqread --filename="$FILE" --readonly --rw=read --bs="$1" --iodepth="$2" \
-        --ioengine=io_uring --direct=1 --size="$FILE_BYTES" --numjobs=1 "${fixed[@]}" \
+        --ioengine=io_uring --direct=1 --size="$FILE_BYTES" --numjobs=1 "${fixed[@]}" --mem="$FIO_MEM" \
         --output-format=json |
         jq -r '.jobs[0].read.bw_bytes / 1e9'
 }
@@ -77,14 +82,19 @@ sluice_gbps() { # chunk qd
         jq -r '.read_gb_per_s'
 }
 
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
+
 printf '%-6s %4s %10s %12s %7s\n' chunk qd fio_GB/s sluice_GB/s ratio
 best_fio=0 best_fio_at="" best_ours=0 best_ours_at=""
 for chunk in "${CHUNKS[@]}"; do
     for qd in "${DEPTHS[@]}"; do
-        drop_caches
-        f=$(fio_gbps "$chunk" "$qd")
-        drop_caches
-        s=$(sluice_gbps "$chunk" "$qd")
+        f=0 s=0
+        for _ in $(seq "$REPEATS"); do
+            drop_caches
+            f=$(max "$f" "$(fio_gbps "$chunk" "$qd")")
+            drop_caches
+            s=$(max "$s" "$(sluice_gbps "$chunk" "$qd")")
+        done
         r=$(echo "$s $f" | awk '{ printf "%.3f", ($2 > 0 ? $1 / $2 : 0) }')
         printf '%-6s %4s %10.3f %12.3f %7s\n' "$chunk" "$qd" "$f" "$s" "$r"
         if awk "BEGIN { exit !($f > $best_fio) }"; then best_fio=$f best_fio_at="chunk $chunk qd $qd"; fi
@@ -93,7 +103,7 @@ for chunk in "${CHUNKS[@]}"; do
 done
 ratio=$(echo "$best_ours $best_fio" | awk '{ printf "%.3f", ($2 > 0 ? $1 / $2 : 0) }')
 echo
-echo "file: $FILE ($((FILE_BYTES / MIB)) MiB); fio fixedbufs+registerfiles=$FIO_FIXED"
+echo "file: $FILE ($((FILE_BYTES / MIB)) MiB); fio fixedbufs+registerfiles=$FIO_FIXED mem=$FIO_MEM; best of $REPEATS"
 echo "best fio:    $best_fio GB/s ($best_fio_at)"
 echo "best sluice: $best_ours GB/s ($best_ours_at)"
 echo "ratio best-sluice / best-fio: $ratio (target >= 0.95)"

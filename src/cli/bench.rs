@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, Subcommand, ValueEnum};
+use sluice_runtime::limits::PREAD_THREADS_MAX;
 use sluice_runtime::{Error, Extent, HostRing, Prefetcher, Reader, ReaderChoice, ReaderConfig};
 
 use super::{EXIT_BAD_INPUT, EXIT_RUNTIME};
@@ -35,7 +36,7 @@ struct IoArgs {
     /// File to read (2 GiB or more for meaningful figures).
     #[arg(long)]
     file: PathBuf,
-    /// Chunk reads in flight at once.
+    /// Chunk reads in flight at once (pread: worker threads, at most 16).
     #[arg(long, default_value_t = 32)]
     queue_depth: usize,
     /// Size of each chunk read (256K, 1M, 4M, or bytes).
@@ -114,6 +115,8 @@ fn bench_io(args: &IoArgs) -> Result<IoReport, Error> {
         choice,
         queue_depth: args.queue_depth,
         chunk_bytes: args.chunk,
+        // The pread pool's parallelism is its thread count: one read in flight per thread.
+        pread_threads: args.queue_depth.clamp(1, PREAD_THREADS_MAX),
         ..ReaderConfig::default()
     };
     let ring = HostRing::new(args.slots, args.slot)?;
