@@ -32,7 +32,10 @@ pub fn exp_ggml(x: f32) -> f32 {
     let e = z.to_bits() << 23;
     let k = f32::from_bits(e.wrapping_add(1.0f32.to_bits()));
     let u = b * b;
-    let j = P5.mul_add(b, P4).mul_add(u, P3.mul_add(b, P2)).mul_add(u, P1 * b);
+    let j = P5
+        .mul_add(b, P4)
+        .mul_add(u, P3.mul_add(b, P2))
+        .mul_add(u, P1 * b);
     if n.abs() <= 126.0 || n.is_nan() {
         return j.mul_add(k, k);
     }
@@ -95,7 +98,11 @@ mod tests {
         let orig = r.clone();
         silu_row(&mut r);
         for (i, (&y, &x)) in r.iter().zip(&orig).enumerate() {
-            let want = if i < 8 { x / (1.0 + exp_ggml(0.0 - x)) } else { x / (1.0 + (-x).exp()) };
+            let want = if i < 8 {
+                x / (1.0 + exp_ggml(0.0 - x))
+            } else {
+                x / (1.0 + (-x).exp())
+            };
             assert_eq!(y, want);
         }
     }

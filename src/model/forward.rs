@@ -309,7 +309,11 @@ pub fn forward_layer(
         pool,
     )?;
     project(&w.up, &st.xb, n, &mut st.acts, &mut fresh, &mut st.up, pool)?;
-    swiglu(&mut st.gate[..n * cfg.n_ff], &st.up[..n * cfg.n_ff], cfg.n_ff);
+    swiglu(
+        &mut st.gate[..n * cfg.n_ff],
+        &st.up[..n * cfg.n_ff],
+        cfg.n_ff,
+    );
     let mut fresh = false;
     project(
         &w.down,

@@ -97,13 +97,26 @@ pub fn softmax_scaled(x: &mut [f32], scale: f32, n_valid: usize) {
     for (c, chunk) in x[..split].chunks_exact_mut(LANES).enumerate() {
         for (i, v) in chunk.iter_mut().enumerate() {
             // Masked lanes are e^-inf = 0 exactly.
-            *v = if c * LANES + i < n_valid { exp_ggml(*v - max) } else { 0.0 };
+            *v = if c * LANES + i < n_valid {
+                exp_ggml(*v - max)
+            } else {
+                0.0
+            };
         }
-        let h = [chunk[0] + chunk[4], chunk[1] + chunk[5], chunk[2] + chunk[6], chunk[3] + chunk[7]];
+        let h = [
+            chunk[0] + chunk[4],
+            chunk[1] + chunk[5],
+            chunk[2] + chunk[6],
+            chunk[3] + chunk[7],
+        ];
         sum += ((h[0] + h[2]) + (h[1] + h[3])) as f64;
     }
     for (i, v) in x[split..].iter_mut().enumerate() {
-        *v = if split + i < n_valid { (*v - max).exp() } else { 0.0 };
+        *v = if split + i < n_valid {
+            (*v - max).exp()
+        } else {
+            0.0
+        };
         sum += *v as f64;
     }
     let inv = (1.0 / sum) as f32;
