@@ -58,17 +58,10 @@ fn cpu_has_avx2() -> bool {
 }
 
 /// Reference pairs that still diverge beyond the rule's 0.01 margin, with the number of steps
-/// they match today. Issue 4 stays open while this list is not empty: each entry is printed on
-/// every run, a pair that matches fewer steps than listed fails (a regression), and one that
-/// starts to pass is reported so the entry can be removed. SmolLM2 matches every prompt.
-/// Qwen2.5 A diverges at step 1 (reference margin 0.025) and C at step 35: something in the
-/// qwen2 path (biases, NEOX pairs or the K-quant/Q5_0 prefill products) still differs from
-/// llama.cpp by an ulp somewhere; comparing llama.cpp's per-layer tensors (as was done for
-/// RMSNorm) is the next step.
-const OPEN_DIVERGENCES: &[(&str, &str, usize)] = &[
-    ("qwen2.5-coder-0.5b", "A", 1),
-    ("qwen2.5-coder-0.5b", "C", 35),
-];
+/// they match. Empty: both models match every prompt token for token (and their first-step
+/// logits bit for bit). A pair listed here is printed on every run, fails if it matches fewer
+/// steps than listed, and is reported when it starts to pass.
+const OPEN_DIVERGENCES: &[(&str, &str, usize)] = &[];
 
 /// Runs every prompt of `model`'s reference on every leg, prints the table, and fails with
 /// every divergence the rule does not tolerate.

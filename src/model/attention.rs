@@ -37,8 +37,35 @@ impl AttnScratch {
     }
 }
 
+/// The f16 dot llama.cpp uses for attention products inside a prompt batch (its llamafile
+/// tinyBLAS GEMM, chosen for batches of 2+ tokens): one 8-lane accumulator stepping through
+/// the row with fused multiply-adds, then the upper and lower 4 lanes added and summed
+/// pairwise. Single-token steps use `vec_dot_f16` (four accumulators), as llama.cpp does.
+/// Both rows are little-endian f16 of the same length, a multiple of 8.
+fn dot_f16_gemm(a: &[u8], b: &[u8]) -> f32 {
+    let half = |r: &[u8], i: usize| {
+        half::f16::from_bits(u16::from_le_bytes([r[2 * i], r[2 * i + 1]])).to_f32()
+    };
+    let n = a.len().min(b.len()) / 2;
+    debug_assert!(n % 8 == 0);
+    let mut lanes = [0.0f32; 8];
+    for i in (0..n).step_by(8) {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            *lane = half(a, i + k).mul_add(half(b, i + k), *lane);
+        }
+    }
+    let h = [
+        lanes[0] + lanes[4],
+        lanes[1] + lanes[5],
+        lanes[2] + lanes[6],
+        lanes[3] + lanes[7],
+    ];
+    (h[0] + h[2]) + (h[1] + h[3])
+}
+
 /// Attention output for one token at `pos` whose query is `q` (`n_head·head_dim`), over the
-/// positions `0..=pos` of `layer`; `n_kv` is the padded number of positions the batch sees.
+/// positions `0..=pos` of `layer`; `n_kv` is the padded number of positions the batch sees;
+/// `batched` says whether the token is part of a batch of 2+ (which changes llama.cpp's dot).
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     cache: &KvCache,
@@ -47,9 +74,17 @@ pub fn attend(
     q: &[f32],
     pos: usize,
     n_kv: usize,
+    batched: bool,
     scratch: &mut AttnScratch,
     out: &mut [f32],
 ) {
+    let dot = |n: usize, a: &[u8], b: &[u8]| {
+        if batched {
+            dot_f16_gemm(a, b)
+        } else {
+            vec_dot_f16_f16(n, a, b)
+        }
+    };
     let AttnShape {
         n_head,
         n_head_kv,
@@ -66,13 +101,13 @@ pub fn attend(
         let kvh = h / group;
         convert_row_f16(isa, &q[h * head_dim..(h + 1) * head_dim], &mut scratch.q16);
         for (j, s) in scores[..=pos].iter_mut().enumerate() {
-            *s = vec_dot_f16_f16(head_dim, cache.key(layer, j, kvh, head_dim), &scratch.q16);
+            *s = dot(head_dim, cache.key(layer, j, kvh, head_dim), &scratch.q16);
         }
         softmax_scaled(scores, scale, pos + 1);
         convert_row_f16(isa, scores, p16);
         let o = &mut out[h * head_dim..(h + 1) * head_dim];
         for (d, od) in o.iter_mut().enumerate() {
-            *od = vec_dot_f16_f16(n_kv, cache.value_row(layer, kvh * head_dim + d, n_kv), p16);
+            *od = dot(n_kv, cache.value_row(layer, kvh * head_dim + d, n_kv), p16);
         }
     }
 }
@@ -85,6 +120,24 @@ pub fn padded_n_kv(n_past_after: usize, n_ctx: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemm_dot_uses_one_accumulator_of_eight_lanes() {
+        // 16 ones dotted with 16 ones: 16 either way; with a value that only one order keeps.
+        let row = |v: &[f32]| -> Vec<u8> {
+            v.iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_bits().to_le_bytes())
+                .collect()
+        };
+        let a = row(&[1.0; 16]);
+        assert_eq!(dot_f16_gemm(&a, &a), 16.0);
+        let mut big = [0.0f32; 16];
+        big[0] = 2048.0;
+        big[8] = 1.0;
+        big[4] = -2048.0;
+        // Lane 0 holds 2048 + 1 = 2049 (exact in f32); lanes 0 and 4 then cancel to 1.
+        assert_eq!(dot_f16_gemm(&row(&big), &a), 1.0);
+    }
 
     #[test]
     fn single_position_returns_its_value() {
@@ -100,7 +153,7 @@ mod tests {
         let q = vec![0.5f32; 32];
         let mut out = vec![0.0f32; 32];
         let mut s = AttnScratch::new(8, 32);
-        attend(&cache, 0, shape, &q, 0, 32, &mut s, &mut out);
+        attend(&cache, 0, shape, &q, 0, 32, false, &mut s, &mut out);
         // One position: probability 1, so each head returns its kv head's values.
         for h in 0..4 {
             let kvh = h / 2;
@@ -127,6 +180,7 @@ mod tests {
             &[1.0, 1.0, 0.0, 0.0],
             0,
             32,
+            false,
             &mut s,
             &mut out,
         );
@@ -138,6 +192,7 @@ mod tests {
             &[1.0, 1.0, 0.0, 0.0],
             1,
             32,
+            false,
             &mut s,
             &mut out,
         );

@@ -281,7 +281,17 @@ pub fn forward_layer(
             &st.q[t * qd..(t + 1) * qd],
             &mut st.att[t * qd..(t + 1) * qd],
         );
-        attend(cache, layer, shape, q, pos0 + t, n_kv, &mut st.attn, out);
+        attend(
+            cache,
+            layer,
+            shape,
+            q,
+            pos0 + t,
+            n_kv,
+            n > 1,
+            &mut st.attn,
+            out,
+        );
     }
     let mut fresh = false;
     project(

@@ -73,8 +73,10 @@ impl RopeTable {
                     RopePairs::HalfSplit => (i, i + n_rot / 2),
                 };
                 let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * c - x1 * s;
-                head[b] = x0 * s + x1 * c;
+                // llama.cpp's compiled rotation fuses the first product of each output into
+                // an FMA (measured against its tensors: plain arithmetic is off by an ulp).
+                head[a] = x0.mul_add(c, -(x1 * s));
+                head[b] = x0.mul_add(s, x1 * c);
             }
         }
     }
