@@ -22,6 +22,7 @@ mod dispatch;
 pub mod dot;
 mod error;
 mod f16_table;
+pub mod gemm_f16;
 mod matmul;
 mod pool;
 pub mod quantize;

@@ -6,6 +6,7 @@
 use super::kv_cache::{KvCache, KV_PAD};
 use super::ops::softmax_scaled;
 use crate::cpu::dot::vec_dot_f16_f16;
+use crate::cpu::gemm_f16::dot_f16_gemm;
 use crate::cpu::quantize::convert_row_f16;
 use crate::cpu::Isa;
 
@@ -37,32 +38,6 @@ impl AttnScratch {
     }
 }
 
-/// The f16 dot llama.cpp uses for attention products inside a prompt batch (its llamafile
-/// tinyBLAS GEMM, chosen for batches of 2+ tokens): one 8-lane accumulator stepping through
-/// the row with fused multiply-adds, then the upper and lower 4 lanes added and summed
-/// pairwise. Single-token steps use `vec_dot_f16` (four accumulators), as llama.cpp does.
-/// Both rows are little-endian f16 of the same length, a multiple of 8.
-fn dot_f16_gemm(a: &[u8], b: &[u8]) -> f32 {
-    let half = |r: &[u8], i: usize| {
-        half::f16::from_bits(u16::from_le_bytes([r[2 * i], r[2 * i + 1]])).to_f32()
-    };
-    let n = a.len().min(b.len()) / 2;
-    debug_assert!(n % 8 == 0);
-    let mut lanes = [0.0f32; 8];
-    for i in (0..n).step_by(8) {
-        for (k, lane) in lanes.iter_mut().enumerate() {
-            *lane = half(a, i + k).mul_add(half(b, i + k), *lane);
-        }
-    }
-    let h = [
-        lanes[0] + lanes[4],
-        lanes[1] + lanes[5],
-        lanes[2] + lanes[6],
-        lanes[3] + lanes[7],
-    ];
-    (h[0] + h[2]) + (h[1] + h[3])
-}
-
 /// Attention output for one token at `pos` whose query is `q` (`n_head·head_dim`), over the
 /// positions `0..=pos` of `layer`; `n_kv` is the padded number of positions the batch sees;
 /// `batched` says whether the token is part of a batch of 2+ (which changes llama.cpp's dot).
@@ -78,9 +53,12 @@ pub fn attend(
     scratch: &mut AttnScratch,
     out: &mut [f32],
 ) {
+    let isa = Isa::current();
+    // Inside a prompt batch llama.cpp computes these products with its GEMM's summation
+    // order; single-token steps use `vec_dot_f16` (four accumulators).
     let dot = |n: usize, a: &[u8], b: &[u8]| {
         if batched {
-            dot_f16_gemm(a, b)
+            dot_f16_gemm(isa, a, b)
         } else {
             vec_dot_f16_f16(n, a, b)
         }
@@ -94,7 +72,6 @@ pub fn attend(
     debug_assert_eq!(q.len(), n_head * head_dim);
     let group = n_head / n_head_kv;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let isa = Isa::current();
     let scores = &mut scratch.scores[..n_kv];
     let p16 = &mut scratch.p16[..2 * n_kv];
     for h in 0..n_head {
@@ -130,13 +107,13 @@ mod tests {
                 .collect()
         };
         let a = row(&[1.0; 16]);
-        assert_eq!(dot_f16_gemm(&a, &a), 16.0);
+        assert_eq!(dot_f16_gemm(Isa::current(), &a, &a), 16.0);
         let mut big = [0.0f32; 16];
         big[0] = 2048.0;
         big[8] = 1.0;
         big[4] = -2048.0;
         // Lane 0 holds 2048 + 1 = 2049 (exact in f32); lanes 0 and 4 then cancel to 1.
-        assert_eq!(dot_f16_gemm(&row(&big), &a), 1.0);
+        assert_eq!(dot_f16_gemm(Isa::current(), &row(&big), &a), 1.0);
     }
 
     #[test]
