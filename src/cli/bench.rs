@@ -223,30 +223,10 @@ fn print_report(r: &IoReport, json: bool) {
 }
 
 /// Parses `256K`, `1M`, `4M`, `2G` (binary multiples) or plain bytes.
+/// A byte size (`256K`, `1M`, bytes) as usize, through the CLI's shared size parser.
 fn parse_bytes(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, suffix) = t.split_at(digits_end);
-    let shift = match suffix
-        .to_ascii_uppercase()
-        .trim_end_matches('B')
-        .trim_end_matches('I')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        _ => {
-            return Err(format!(
-                "'{s}' is not a size (use bytes or a suffix: 256K, 1M, 4M)"
-            ))
-        }
-    };
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (use bytes or 256K, 1M, 4M)"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("size '{s}' is too large"))
+    let n = super::size::parse_size(s)?;
+    usize::try_from(n).map_err(|_| format!("size '{s}' is too large"))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use half::f16;
 
+use super::dispatch::IsaKind;
 use super::Isa;
 
 /// Dots two little-endian f16 rows of equal length (a multiple of 8) in GEMM order.
