@@ -91,6 +91,17 @@ impl Isa {
         }
     }
 
+    /// Runs `f` compiled with FMA where this path has it: `f32::mul_add` inside `f` becomes one
+    /// instruction instead of a libm call, with identical results (both round exactly once).
+    #[inline(always)]
+    pub fn with_fma<R>(self, f: impl FnOnce() -> R) -> R {
+        match self.kind {
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx2(proof) => super::simd::with_fma(proof, f),
+            IsaKind::Scalar => f(),
+        }
+    }
+
     /// The selected path with its feature proof.
     pub(crate) fn kind(self) -> IsaKind {
         self.kind

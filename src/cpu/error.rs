@@ -96,4 +96,12 @@ pub enum CpuError {
         /// Values needed.
         expected: usize,
     },
+    /// A paired product (gate and up) was given matrices with different row counts.
+    #[error("paired matrices must have the same rows, got {a_rows} and {b_rows}")]
+    PairShape {
+        /// Rows of the first matrix.
+        a_rows: usize,
+        /// Rows of the second matrix.
+        b_rows: usize,
+    },
 }

@@ -13,15 +13,11 @@ pub fn dot_f16_gemm(isa: Isa, a: &[u8], b: &[u8]) -> f32 {
     let n = a.len().min(b.len()) / 2;
     debug_assert!(n % 8 == 0);
     #[cfg(target_arch = "x86_64")]
-    if isa.name() == "avx2"
-        && std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-        && std::is_x86_feature_detected!("f16c")
-    {
-        // SAFETY: the required CPU features were checked just above; the rows hold 2·n bytes.
+    if let IsaKind::Avx2(_) = isa.kind() {
+        // SAFETY: an `Avx2` token exists only after AVX2, FMA and F16C were detected; the rows
+        // hold 2·n bytes.
         return unsafe { gemm_avx2(&a[..2 * n], &b[..2 * n]) };
     }
-    let _ = isa;
     gemm_scalar(&a[..2 * n], &b[..2 * n])
 }
 

@@ -123,7 +123,6 @@ pub fn matmul_with(
     if w.n_rows == 0 || x_q.rows() == 0 {
         return Ok(());
     }
-    let row_bytes = w.bytes.len() / w.n_rows;
     let queue = Mutex::new(Queue::new(out, w.n_rows));
     pool.run(pool.n_threads(), |_| loop {
         let item = queue
@@ -131,12 +130,120 @@ pub fn matmul_with(
             .unwrap_or_else(PoisonError::into_inner)
             .next_item();
         let Some(mut item) = item else { break };
-        let n_rows = item.outs[0].len();
-        let w_rows = &w.bytes[item.r0 * row_bytes..(item.r0 + n_rows) * row_bytes];
-        let a_rows = x_q.rows_bytes(item.t0, item.n_tok);
-        kernel.tile(isa, w_rows, a_rows, &mut item.outs[..item.n_tok]);
+        item.compute(isa, kernel, w, x_q);
     });
     Ok(())
+}
+
+/// Several matrices over the same activations (q, k and v of one layer) in one pass over the
+/// pool, so their work is shared out together: `outs[m]` gets `ws[m] · x_q` exactly as
+/// [`matmul_with`] computes it.
+pub fn matmul_many_with<const N: usize>(
+    isa: Isa,
+    ws: [&WeightView<'_>; N],
+    x_q: &QuantizedActs,
+    outs: [&mut [f32]; N],
+    pool: &ThreadPool,
+) -> Result<(), CpuError> {
+    let mut kernels = [None; N];
+    for (m, (w, out)) in ws.iter().zip(&outs).enumerate() {
+        kernels[m] = Some(check(w, x_q, out.len())?);
+    }
+    if x_q.rows() == 0 {
+        return Ok(());
+    }
+    let mut queues = outs.map(Some);
+    let mut live: [Option<Queue<'_>>; N] = std::array::from_fn(|_| None);
+    for (m, w) in ws.iter().enumerate() {
+        let Some(out) = queues[m].take() else {
+            continue;
+        };
+        if w.row_elems == 0 {
+            out.fill(0.0);
+        } else if w.n_rows > 0 {
+            live[m] = Some(Queue::new(out, w.n_rows));
+        }
+    }
+    let queue = Mutex::new((live, 0usize));
+    pool.run(pool.n_threads(), |_| loop {
+        let next = {
+            let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let (live, cur) = &mut *q;
+            let mut found = None;
+            while *cur < N {
+                if let Some(item) = live[*cur].as_mut().and_then(Queue::next_item) {
+                    found = Some((*cur, item));
+                    break;
+                }
+                *cur += 1;
+            }
+            found
+        };
+        let Some((m, mut item)) = next else { break };
+        if let Some(kernel) = kernels[m] {
+            item.compute(isa, kernel, ws[m], x_q);
+        }
+    });
+    Ok(())
+}
+
+/// Two matrices of the same shape over the same activations (gate and up), computed chunk by
+/// chunk together, with `join(row0, a_chunk, b_chunk)` applied to each token's chunk of both
+/// outputs as soon as they are done (SwiGLU while the values are in cache). `row0` is the first
+/// weight row of the chunk. The products are exactly [`matmul_with`]'s.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_pair_with(
+    isa: Isa,
+    wa: &WeightView<'_>,
+    wb: &WeightView<'_>,
+    x_q: &QuantizedActs,
+    out_a: &mut [f32],
+    out_b: &mut [f32],
+    pool: &ThreadPool,
+    join: impl Fn(usize, &mut [f32], &[f32]) + Sync,
+) -> Result<(), CpuError> {
+    let ka = check(wa, x_q, out_a.len())?;
+    let kb = check(wb, x_q, out_b.len())?;
+    if wa.n_rows != wb.n_rows {
+        return Err(CpuError::PairShape {
+            a_rows: wa.n_rows,
+            b_rows: wb.n_rows,
+        });
+    }
+    if wa.n_rows == 0 || x_q.rows() == 0 {
+        return Ok(());
+    }
+    let queue = Mutex::new((Queue::new(out_a, wa.n_rows), Queue::new(out_b, wb.n_rows)));
+    pool.run(pool.n_threads(), |_| loop {
+        let next = {
+            let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let (qa, qb) = &mut *q;
+            qa.next_item().zip(qb.next_item())
+        };
+        let Some((mut a, mut b)) = next else { break };
+        if wa.row_elems == 0 {
+            a.outs.iter_mut().for_each(|o| o.fill(0.0));
+            b.outs.iter_mut().for_each(|o| o.fill(0.0));
+        } else {
+            a.compute(isa, ka, wa, x_q);
+            b.compute(isa, kb, wb, x_q);
+        }
+        for (oa, ob) in a.outs[..a.n_tok].iter_mut().zip(&b.outs[..b.n_tok]) {
+            join(a.r0, oa, ob);
+        }
+    });
+    Ok(())
+}
+
+impl Item<'_> {
+    /// Fills this item's outputs with the dots of its weight rows and tokens.
+    fn compute(&mut self, isa: Isa, kernel: RowDot, w: &WeightView<'_>, x_q: &QuantizedActs) {
+        let n_rows = self.outs[0].len();
+        let row_bytes = w.bytes.len() / w.n_rows;
+        let w_rows = &w.bytes[self.r0 * row_bytes..(self.r0 + n_rows) * row_bytes];
+        let a_rows = x_q.rows_bytes(self.t0, self.n_tok);
+        kernel.tile(isa, w_rows, a_rows, &mut self.outs[..self.n_tok]);
+    }
 }
 
 /// Checks that the weight, the activations and the output fit together; returns the kernel.

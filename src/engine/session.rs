@@ -189,7 +189,13 @@ impl Engine {
         let held = self.store.hold()?;
         let globals = Globals::view(&self.model.extents, &held).map_err(ExecError::from)?;
         let resident_load = held_started.elapsed();
-        let mut st = RunState::new(&self.cfg, batch_max, cache.n_ctx(), Vec::new());
+        let mut st = RunState::new(
+            &self.cfg,
+            batch_max,
+            cache.n_ctx(),
+            Vec::new(),
+            self.pool.n_threads(),
+        );
         let sweep = Sweep {
             model: &self.model,
             cfg: &self.cfg,

@@ -3,12 +3,14 @@
 //! probabilities rounded to f16, and `KQV = Vᵀ·P`, one dot product per output element over
 //! `n_kv` positions (padded to [`KV_PAD`](super::kv_cache::KV_PAD) with masked zeros).
 
+use std::sync::{Mutex, PoisonError};
+
 use super::kv_cache::{KvCache, KV_PAD};
 use super::ops::softmax_scaled;
 use crate::cpu::dot::vec_dot_f16_f16;
 use crate::cpu::gemm_f16::dot_f16_gemm;
 use crate::cpu::quantize::convert_row_f16;
-use crate::cpu::Isa;
+use crate::cpu::{Isa, ThreadPool};
 
 /// Shapes of one attention layer.
 #[derive(Clone, Copy, Debug)]
@@ -53,11 +55,91 @@ pub fn attend(
     scratch: &mut AttnScratch,
     out: &mut [f32],
 ) {
+    let hd = shape.head_dim;
+    debug_assert_eq!(q.len(), shape.n_head * hd);
+    for (h, o) in out[..shape.n_head * hd].chunks_exact_mut(hd).enumerate() {
+        let at = HeadAt {
+            layer,
+            head: h,
+            pos,
+            n_kv,
+            batched,
+        };
+        attend_head(cache, shape, at, &q[h * hd..(h + 1) * hd], scratch, o);
+    }
+}
+
+/// Attention for the `n_tok` tokens at positions `pos0..pos0 + n_tok` whose queries are the
+/// rows of `q`, into the rows of `out`, one (token, head) pair per work item across the pool.
+/// `scratch` holds one scratch per pool thread; every output is the same as [`attend`]'s.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_batch(
+    cache: &KvCache,
+    layer: usize,
+    shape: AttnShape,
+    q: &[f32],
+    pos0: usize,
+    n_tok: usize,
+    n_kv: usize,
+    scratch: &[Mutex<AttnScratch>],
+    out: &mut [f32],
+    pool: &ThreadPool,
+) {
+    let hd = shape.head_dim;
+    let width = shape.n_head * hd;
+    debug_assert!(q.len() >= n_tok * width && out.len() >= n_tok * width);
+    debug_assert!(scratch.len() >= pool.n_threads().min(n_tok * shape.n_head));
+    let items = Mutex::new(out[..n_tok * width].chunks_exact_mut(hd).enumerate());
+    let n_tasks = pool
+        .n_threads()
+        .min(n_tok * shape.n_head)
+        .min(scratch.len());
+    pool.run(n_tasks, |task| {
+        let mut s = scratch[task].lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let next = items.lock().unwrap_or_else(PoisonError::into_inner).next();
+            let Some((i, o)) = next else { break };
+            let (t, h) = (i / shape.n_head, i % shape.n_head);
+            let at = HeadAt {
+                layer,
+                head: h,
+                pos: pos0 + t,
+                n_kv,
+                batched: n_tok > 1,
+            };
+            let qh = &q[t * width + h * hd..t * width + (h + 1) * hd];
+            attend_head(cache, shape, at, qh, &mut s, o);
+        }
+    });
+}
+
+/// Which head of which token one [`attend_head`] call computes.
+#[derive(Clone, Copy, Debug)]
+struct HeadAt {
+    layer: usize,
+    head: usize,
+    /// The token's position: it sees positions `0..=pos`.
+    pos: usize,
+    /// Padded number of positions the batch sees.
+    n_kv: usize,
+    /// Part of a batch of 2+ tokens (llama.cpp's GEMM summation order).
+    batched: bool,
+}
+
+/// One head of one token: scores over the cached keys, softmax, then the weighted values.
+fn attend_head(
+    cache: &KvCache,
+    shape: AttnShape,
+    at: HeadAt,
+    q: &[f32],
+    scratch: &mut AttnScratch,
+    out: &mut [f32],
+) {
     let isa = Isa::current();
     // Inside a prompt batch llama.cpp computes these products with its GEMM's summation
     // order; single-token steps use `vec_dot_f16` (four accumulators).
     let dot = |n: usize, a: &[u8], b: &[u8]| {
-        if batched {
+        if at.batched {
             dot_f16_gemm(isa, a, b)
         } else {
             vec_dot_f16_f16(n, a, b)
@@ -68,24 +150,20 @@ pub fn attend(
         n_head_kv,
         head_dim,
     } = shape;
+    let (layer, pos, n_kv) = (at.layer, at.pos, at.n_kv);
     debug_assert!(n_kv % KV_PAD == 0 && pos < n_kv && n_kv <= cache.n_ctx());
-    debug_assert_eq!(q.len(), n_head * head_dim);
-    let group = n_head / n_head_kv;
+    let kvh = at.head / (n_head / n_head_kv);
     let scale = 1.0 / (head_dim as f32).sqrt();
     let scores = &mut scratch.scores[..n_kv];
     let p16 = &mut scratch.p16[..2 * n_kv];
-    for h in 0..n_head {
-        let kvh = h / group;
-        convert_row_f16(isa, &q[h * head_dim..(h + 1) * head_dim], &mut scratch.q16);
-        for (j, s) in scores[..=pos].iter_mut().enumerate() {
-            *s = dot(head_dim, cache.key(layer, j, kvh, head_dim), &scratch.q16);
-        }
-        softmax_scaled(scores, scale, pos + 1);
-        convert_row_f16(isa, scores, p16);
-        let o = &mut out[h * head_dim..(h + 1) * head_dim];
-        for (d, od) in o.iter_mut().enumerate() {
-            *od = dot(n_kv, cache.value_row(layer, kvh * head_dim + d, n_kv), p16);
-        }
+    convert_row_f16(isa, q, &mut scratch.q16);
+    for (j, s) in scores[..=pos].iter_mut().enumerate() {
+        *s = dot(head_dim, cache.key(layer, j, kvh, head_dim), &scratch.q16);
+    }
+    softmax_scaled(scores, scale, pos + 1);
+    convert_row_f16(isa, scores, p16);
+    for (d, od) in out.iter_mut().enumerate() {
+        *od = dot(n_kv, cache.value_row(layer, kvh * head_dim + d, n_kv), p16);
     }
 }
 

@@ -23,7 +23,7 @@ const P2: f32 = f32::from_bits(0x3eff_fedb);
 const P1: f32 = f32::from_bits(0x3f7f_fff6);
 
 /// `e^x`, computed as llama.cpp's AVX2 `exp` approximation computes it for one lane.
-#[inline]
+#[inline(always)]
 pub fn exp_ggml(x: f32) -> f32 {
     let z = x.mul_add(LOG2E, ROUND);
     let n = z - ROUND;

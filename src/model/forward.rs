@@ -6,15 +6,22 @@
 //! where they lie (a ring slot or a resident buffer); a prompt is one batch, so each streamed
 //! layer is read once for the whole prompt.
 
+use std::sync::Mutex;
+
 use sluice_loader::quant::{dequantize_row, DequantError};
 use sluice_loader::spec::{Arch, ModelSpec, RopeStyle, SourceFormat};
 use thiserror::Error;
 
-use super::attention::{attend, padded_n_kv, AttnScratch, AttnShape};
+use super::attention::{attend_batch, padded_n_kv, AttnScratch, AttnShape};
 use super::kv_cache::KvCache;
-use super::ops::{add_bias_rows, add_in_place, rms_norm, swiglu, RopePairs, RopeTable};
+use super::ops::{
+    add_bias_rows, add_in_place, rms_norm, swiglu, swiglu_chunk, RopePairs, RopeTable,
+};
 use super::weights::{LayerWeights, Tensor};
-use crate::cpu::{matmul, quantize_acts, vec_dot_type, CpuError, QuantizedActs, ThreadPool};
+use crate::cpu::{
+    matmul, matmul_many_with, matmul_pair_with, quantize_acts, vec_dot_type, CpuError, Isa,
+    QuantizedActs, ThreadPool,
+};
 
 /// A failure inside the forward pass (a kernel refused its inputs).
 #[derive(Debug, Error)]
@@ -104,16 +111,19 @@ pub struct RunState {
     /// Logits of the last token of the batch.
     pub logits: Vec<f32>,
     rope: RopeTable,
-    attn: AttnScratch,
+    /// Attention scratch, one per pool thread.
+    attn: Vec<Mutex<AttnScratch>>,
 }
 
 impl RunState {
-    /// Buffers for batches of up to `batch_max` tokens over a cache of `n_ctx` positions.
+    /// Buffers for batches of up to `batch_max` tokens over a cache of `n_ctx` positions, for
+    /// a pool of `n_threads` threads.
     pub fn new(
         cfg: &Config,
         batch_max: usize,
         n_ctx: usize,
         rope_freq_factors: Vec<f32>,
+        n_threads: usize,
     ) -> RunState {
         let b = batch_max.max(1);
         let widest = cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim());
@@ -133,7 +143,9 @@ impl RunState {
             acts: QuantizedActs::for_shape(b, widest),
             logits: vec![0.0; cfg.n_vocab],
             rope: RopeTable::new(cfg.n_rot, cfg.rope_freq_base, rope_freq_factors),
-            attn: AttnScratch::new(cfg.head_dim, n_ctx),
+            attn: (0..n_threads.max(1))
+                .map(|_| Mutex::new(AttnScratch::new(cfg.head_dim, n_ctx)))
+                .collect(),
         }
     }
 
@@ -160,6 +172,79 @@ fn project(
         *fresh = true;
     }
     matmul(&w.matrix(), acts, &mut out[..n * w.n_rows], pool)?;
+    Ok(())
+}
+
+/// `q, k, v = W·xb` for `n` tokens: one quantisation and one pass over the pool when the three
+/// weights take the same activation format (the usual case), else one product each.
+fn project_qkv(
+    w: &LayerWeights<'_>,
+    n: usize,
+    st: &mut RunState,
+    pool: &ThreadPool,
+) -> Result<(), ForwardError> {
+    let act = |t: &Tensor<'_>| vec_dot_type(t.ty).ok_or(CpuError::NotAWeightType(t.ty));
+    let want = act(&w.q)?;
+    if act(&w.k)? != want || act(&w.v)? != want {
+        let mut fresh = false;
+        project(&w.q, &st.xb, n, &mut st.acts, &mut fresh, &mut st.q, pool)?;
+        project(&w.k, &st.xb, n, &mut st.acts, &mut fresh, &mut st.k, pool)?;
+        project(&w.v, &st.xb, n, &mut st.acts, &mut fresh, &mut st.v, pool)?;
+        return Ok(());
+    }
+    quantize_acts(w.q.ty, &st.xb[..n * w.q.row_elems], n, &mut st.acts)?;
+    let (q, k, v) = (w.q.matrix(), w.k.matrix(), w.v.matrix());
+    matmul_many_with(
+        Isa::current(),
+        [&q, &k, &v],
+        &st.acts,
+        [
+            &mut st.q[..n * q.n_rows],
+            &mut st.k[..n * k.n_rows],
+            &mut st.v[..n * v.n_rows],
+        ],
+        pool,
+    )?;
+    Ok(())
+}
+
+/// `gate = silu(W_gate·xb) ⊙ W_up·xb` for `n` tokens: gate and up in one pass over the pool,
+/// SwiGLU applied chunk by chunk while hot, when both weights take the same activation format.
+fn project_gate_up(
+    w: &LayerWeights<'_>,
+    n: usize,
+    n_ff: usize,
+    st: &mut RunState,
+    pool: &ThreadPool,
+) -> Result<(), ForwardError> {
+    let act = |t: &Tensor<'_>| vec_dot_type(t.ty).ok_or(CpuError::NotAWeightType(t.ty));
+    if act(&w.gate)? != act(&w.up)? || w.gate.n_rows != w.up.n_rows {
+        let mut fresh = false;
+        project(
+            &w.gate,
+            &st.xb,
+            n,
+            &mut st.acts,
+            &mut fresh,
+            &mut st.gate,
+            pool,
+        )?;
+        project(&w.up, &st.xb, n, &mut st.acts, &mut fresh, &mut st.up, pool)?;
+        swiglu(&mut st.gate[..n * n_ff], &st.up[..n * n_ff], n_ff);
+        return Ok(());
+    }
+    quantize_acts(w.gate.ty, &st.xb[..n * w.gate.row_elems], n, &mut st.acts)?;
+    let (g, u) = (w.gate.matrix(), w.up.matrix());
+    matmul_pair_with(
+        Isa::current(),
+        &g,
+        &u,
+        &st.acts,
+        &mut st.gate[..n * n_ff],
+        &mut st.up[..n * n_ff],
+        pool,
+        |row0, gate, up| swiglu_chunk(row0, n_ff, gate, up),
+    )?;
     Ok(())
 }
 
@@ -234,10 +319,7 @@ pub fn forward_layer(
     // Attention: xb = norm(x); q, k, v = W·xb (+ bias); RoPE; cache k, v; attend.
     let norm_w = read_vector(&w.attn_norm, &mut st.vec_scratch)?;
     norm_rows(&st.x, norm_w, cfg.rms_eps, n, &mut st.xb);
-    let mut fresh = false;
-    project(&w.q, &st.xb, n, &mut st.acts, &mut fresh, &mut st.q, pool)?;
-    project(&w.k, &st.xb, n, &mut st.acts, &mut fresh, &mut st.k, pool)?;
-    project(&w.v, &st.xb, n, &mut st.acts, &mut fresh, &mut st.v, pool)?;
+    project_qkv(w, n, st, pool)?;
     for (bias, out, dim) in [
         (&w.q_bias, &mut st.q, qd),
         (&w.k_bias, &mut st.k, kvd),
@@ -276,23 +358,18 @@ pub fn forward_layer(
         n_head_kv: cfg.n_head_kv,
         head_dim: cfg.head_dim,
     };
-    for t in 0..n {
-        let (q, out) = (
-            &st.q[t * qd..(t + 1) * qd],
-            &mut st.att[t * qd..(t + 1) * qd],
-        );
-        attend(
-            cache,
-            layer,
-            shape,
-            q,
-            pos0 + t,
-            n_kv,
-            n > 1,
-            &mut st.attn,
-            out,
-        );
-    }
+    attend_batch(
+        cache,
+        layer,
+        shape,
+        &st.q[..n * qd],
+        pos0,
+        n,
+        n_kv,
+        &st.attn,
+        &mut st.att[..n * qd],
+        pool,
+    );
     let mut fresh = false;
     project(
         &w.o,
@@ -308,22 +385,7 @@ pub fn forward_layer(
     // Feed-forward: x += W_down · (silu(W_gate·m) ⊙ W_up·m), m = norm(x).
     let norm_w = read_vector(&w.ffn_norm, &mut st.vec_scratch)?;
     norm_rows(&st.x, norm_w, cfg.rms_eps, n, &mut st.xb);
-    let mut fresh = false;
-    project(
-        &w.gate,
-        &st.xb,
-        n,
-        &mut st.acts,
-        &mut fresh,
-        &mut st.gate,
-        pool,
-    )?;
-    project(&w.up, &st.xb, n, &mut st.acts, &mut fresh, &mut st.up, pool)?;
-    swiglu(
-        &mut st.gate[..n * cfg.n_ff],
-        &st.up[..n * cfg.n_ff],
-        cfg.n_ff,
-    );
+    project_gate_up(w, n, cfg.n_ff, st, pool)?;
     let mut fresh = false;
     project(
         &w.down,

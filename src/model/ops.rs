@@ -3,7 +3,8 @@
 //! Σx² in f64 and rounds the mean to f32, RoPE builds θ by repeated
 //! multiplication in f32, softmax sums in f64. Matrix products live in `crate::cpu`.
 
-use super::exp::{exp_ggml, silu_row, LANES};
+use super::exp::{exp_ggml, LANES};
+use crate::cpu::Isa;
 
 /// `out = x · 1/sqrt(mean(x²) + eps) · w`, as ggml's rms_norm followed by a separate multiply.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
@@ -63,6 +64,12 @@ impl RopeTable {
 
     /// Rotates the first `n_rot` dimensions of every head in `x` (heads of `head_dim`).
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pairs: RopePairs) {
+        Isa::current().with_fma(|| self.apply_body(x, head_dim, pairs));
+    }
+
+    /// [`RopeTable::apply`]'s body, inlined into an FMA frame where the CPU has one.
+    #[inline(always)]
+    fn apply_body(&self, x: &mut [f32], head_dim: usize, pairs: RopePairs) {
         let n_rot = self.cs.len();
         debug_assert!(n_rot <= head_dim && x.len() % head_dim == 0);
         for head in x.chunks_exact_mut(head_dim) {
@@ -87,6 +94,12 @@ impl RopeTable {
 /// whose sums are taken in f32 (upper half + lower half, then pairwise) and accumulated in
 /// f64, libm `expf` on the tail, then a multiply by the f32-rounded reciprocal.
 pub fn softmax_scaled(x: &mut [f32], scale: f32, n_valid: usize) {
+    Isa::current().with_fma(|| softmax_body(x, scale, n_valid));
+}
+
+/// [`softmax_scaled`]'s body, inlined into an FMA frame where the CPU has one.
+#[inline(always)]
+fn softmax_body(x: &mut [f32], scale: f32, n_valid: usize) {
     debug_assert!(n_valid >= 1 && n_valid <= x.len());
     let mut max = f32::NEG_INFINITY;
     for v in x[..n_valid].iter_mut() {
@@ -131,12 +144,29 @@ pub fn softmax_scaled(x: &mut [f32], scale: f32, n_valid: usize) {
 /// feed-forward block, with llama.cpp's SiLU.
 pub fn swiglu(gate: &mut [f32], up: &[f32], row_len: usize) {
     debug_assert_eq!(gate.len(), up.len());
-    for row in gate.chunks_exact_mut(row_len) {
-        silu_row(row);
+    for (g, u) in gate.chunks_exact_mut(row_len).zip(up.chunks_exact(row_len)) {
+        swiglu_chunk(0, row_len, g, u);
     }
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g *= u;
-    }
+}
+
+/// [`swiglu`] on the elements `col0..col0 + gate.len()` of one row of `row_len`: the same
+/// values whatever the chunking (llama.cpp's SiLU uses its vector `exp` on whole 8-lane groups
+/// from the row's start and libm's on the tail), so threads can apply it chunk by chunk.
+pub fn swiglu_chunk(col0: usize, row_len: usize, gate: &mut [f32], up: &[f32]) {
+    debug_assert_eq!(gate.len(), up.len());
+    debug_assert!(col0 + gate.len() <= row_len);
+    let poly_end = row_len - row_len % LANES;
+    Isa::current().with_fma(|| {
+        for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
+            let e = if col0 + i < poly_end {
+                exp_ggml(0.0 - *g)
+            } else {
+                (-*g).exp()
+            };
+            *g /= 1.0 + e;
+            *g *= u;
+        }
+    });
 }
 
 /// `x += y`: residual connections.

@@ -33,6 +33,19 @@ impl Avx2 {
     }
 }
 
+/// Runs `f` in a function compiled with FMA, so the `f32::mul_add`s that `f` inlines become
+/// single instructions instead of calls to libm's `fmaf` (the results are the same: both are
+/// exactly rounded).
+pub(crate) fn with_fma<R>(_proof: Avx2, f: impl FnOnce() -> R) -> R {
+    /// The FMA-enabled frame that `f` is inlined into.
+    #[target_feature(enable = "fma")]
+    unsafe fn imp<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+    // SAFETY: an `Avx2` token exists only after FMA (with AVX2 and F16C) was detected.
+    unsafe { imp(f) }
+}
+
 /// Defines a safe, token-gated wrapper around an AVX2 `unsafe fn` kernel.
 macro_rules! safe_kernel {
     ($(#[$m:meta])* $vis:vis fn $name:ident = $imp:path; ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
