@@ -6,6 +6,7 @@
 mod bench;
 pub mod inspect;
 mod interrupt;
+mod logger;
 pub mod run;
 pub mod run_args;
 pub mod size;
@@ -40,6 +41,7 @@ enum Command {
 
 /// Parses the command line, runs it, and returns the process exit status.
 pub fn main() -> i32 {
+    logger::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -226,7 +226,7 @@ fn merges(md: &Metadata, vocab: &Vocab) -> Result<Merges, TokenizerError> {
     Ok(out)
 }
 
-/// Warns once if some byte has no single-character token (such bytes would be dropped).
+/// Notes (at info level: a property of the model, the same in llama.cpp) bytes with no token.
 fn check_byte_alphabet(vocab: &Vocab) {
     let missing = (0..=255u8)
         .filter(|&b| {
@@ -234,7 +234,7 @@ fn check_byte_alphabet(vocab: &Vocab) {
         })
         .count();
     if missing > 0 {
-        log::warn!("{KEY_TOKENS}: {missing} of the 256 byte-level characters are not tokens");
+        log::info!("{KEY_TOKENS}: {missing} of the 256 byte-level characters are not tokens");
     }
 }
 
