@@ -254,4 +254,57 @@ mod tests {
         // Equal scores: the mean of the two values.
         assert_eq!(out, [5.0; 4]);
     }
+
+    #[test]
+    fn batch_over_the_pool_equals_token_by_token() {
+        let shape = AttnShape {
+            n_head: 6,
+            n_head_kv: 2,
+            head_dim: 16,
+        };
+        let (n_ctx, n_tok, pos0) = (64, 11, 5);
+        let width = shape.n_head * shape.head_dim;
+        let kvd = shape.n_head_kv * shape.head_dim;
+        let mut cache = KvCache::new(1, kvd, n_ctx);
+        for p in 0..pos0 + n_tok {
+            let k: Vec<f32> = (0..kvd)
+                .map(|i| ((p * 31 + i) as f32 * 0.013).sin())
+                .collect();
+            let v: Vec<f32> = (0..kvd)
+                .map(|i| ((p * 17 + i) as f32 * 0.029).cos())
+                .collect();
+            cache.store(0, p, &k, &v);
+        }
+        let q: Vec<f32> = (0..n_tok * width)
+            .map(|i| (i as f32 * 0.07).sin())
+            .collect();
+        let n_kv = padded_n_kv(pos0 + n_tok, n_ctx);
+        for (tokens, batched) in [(n_tok, true), (1, false)] {
+            let mut want = vec![0.0f32; tokens * width];
+            let mut s = AttnScratch::new(shape.head_dim, n_ctx);
+            for t in 0..tokens {
+                let (qt, ot) = (
+                    &q[t * width..(t + 1) * width],
+                    &mut want[t * width..(t + 1) * width],
+                );
+                attend(&cache, 0, shape, qt, pos0 + t, n_kv, batched, &mut s, ot);
+            }
+            for threads in [1, 2, 3] {
+                let pool = ThreadPool::new(threads);
+                let scratch: Vec<Mutex<AttnScratch>> = (0..threads)
+                    .map(|_| Mutex::new(AttnScratch::new(shape.head_dim, n_ctx)))
+                    .collect();
+                let mut got = vec![f32::NAN; tokens * width];
+                attend_batch(
+                    &cache, 0, shape, &q, pos0, tokens, n_kv, &scratch, &mut got, &pool,
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{tokens} tokens, {threads} threads"
+                );
+            }
+        }
+    }
 }

@@ -253,4 +253,31 @@ mod tests {
         assert!((g[1] - 2.0 * (1.0 / (1.0 + (-1.0f32).exp()))).abs() < 1e-6);
         assert!(g[2] < 0.0);
     }
+
+    #[test]
+    fn swiglu_by_chunks_equals_whole_rows() {
+        // 8-lane groups plus a libm tail of 5; chunks that cut through groups and the tail.
+        let row_len = 8 * 5 + 5;
+        let gate: Vec<f32> = (0..2 * row_len)
+            .map(|i| (i as f32 * 0.37).sin() * 4.0)
+            .collect();
+        let up: Vec<f32> = (0..2 * row_len).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut whole = gate.clone();
+        swiglu(&mut whole, &up, row_len);
+        for chunk in [1, 3, 8, 16, 44] {
+            let mut parts = gate.clone();
+            for (g, u) in parts
+                .chunks_exact_mut(row_len)
+                .zip(up.chunks_exact(row_len))
+            {
+                let mut col0 = 0;
+                for (gc, uc) in g.chunks_mut(chunk).zip(u.chunks(chunk)) {
+                    swiglu_chunk(col0, row_len, gc, uc);
+                    col0 += gc.len();
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&parts), bits(&whole), "chunks of {chunk}");
+        }
+    }
 }

@@ -6,8 +6,8 @@ use sluice_loader::GgmlType;
 use super::gen::{acts, weights, WEIGHT_TYPES};
 use super::rng::Rng;
 use crate::cpu::{
-    matmul_with, quantize_acts_with, vec_dot_with, CpuError, Isa, QuantizedActs, ThreadPool,
-    WeightView,
+    matmul_many_with, matmul_pair_with, matmul_with, quantize_acts_with, vec_dot_with, CpuError,
+    Isa, QuantizedActs, ThreadPool, WeightView,
 };
 
 const ROW_ELEMS: usize = 512;
@@ -146,4 +146,107 @@ fn empty_shapes_are_fine() {
     let mut rng = Rng::new(1);
     let (_, q) = acts(&mut rng, GgmlType::Q8_0, 32, 3);
     assert_eq!(matmul_with(Isa::scalar(), &w, &q, &mut [], &pool), Ok(()));
+}
+
+#[test]
+fn grouped_products_equal_separate_ones() {
+    let pools = [ThreadPool::new(1), ThreadPool::new(2), ThreadPool::new(3)];
+    let mut rng = Rng::new(0x5EED_0022);
+    let isa = Isa::best();
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4K] {
+        // Row counts below, at and well above a work item's chunk, and unequal.
+        let shapes = [300usize, 37, 64];
+        let bytes: Vec<Vec<u8>> = shapes
+            .iter()
+            .map(|&n| weights(&mut rng, ty, ROW_ELEMS, n))
+            .collect();
+        let ws: Vec<WeightView<'_>> = shapes
+            .iter()
+            .zip(&bytes)
+            .map(|(&n_rows, b)| WeightView {
+                ty,
+                row_elems: ROW_ELEMS,
+                n_rows,
+                bytes: b,
+            })
+            .collect();
+        for tokens in [1, 2, 9] {
+            let (_, q) = acts(&mut rng, ty, ROW_ELEMS, tokens);
+            let separate: Vec<Vec<u32>> = ws.iter().map(|w| run(isa, w, &q, &pools[0])).collect();
+            for pool in &pools {
+                let mut o: Vec<Vec<f32>> =
+                    shapes.iter().map(|&n| vec![f32::NAN; n * tokens]).collect();
+                let [a, b, c] = &mut o[..] else {
+                    unreachable!()
+                };
+                let got = matmul_many_with(isa, [&ws[0], &ws[1], &ws[2]], &q, [a, b, c], pool);
+                assert_eq!(got, Ok(()));
+                for (m, out) in o.iter().enumerate() {
+                    let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(bits, separate[m], "{ty} T={tokens} matrix {m} {pool:?}");
+                }
+            }
+            // The pair: same rows; `join` sees matching chunks of both outputs.
+            let wb = WeightView {
+                bytes: &bytes[0],
+                ..ws[0]
+            };
+            let other = weights(&mut rng, ty, ROW_ELEMS, 300);
+            let wa = WeightView {
+                bytes: &other,
+                ..ws[0]
+            };
+            let (ra, rb) = (run(isa, &wa, &q, &pools[0]), run(isa, &wb, &q, &pools[0]));
+            for pool in &pools {
+                let (mut oa, mut ob) = (vec![f32::NAN; 300 * tokens], vec![f32::NAN; 300 * tokens]);
+                let seen = std::sync::atomic::AtomicUsize::new(0);
+                let got =
+                    matmul_pair_with(isa, &wa, &wb, &q, &mut oa, &mut ob, pool, |row0, a, b| {
+                        assert_eq!(a.len(), b.len());
+                        assert!(row0 + a.len() <= 300);
+                        seen.fetch_add(a.len(), std::sync::atomic::Ordering::Relaxed);
+                        for (x, y) in a.iter_mut().zip(b) {
+                            *x -= y; // a − b: checks the chunks line up
+                        }
+                    });
+                assert_eq!(got, Ok(()));
+                assert_eq!(
+                    seen.into_inner(),
+                    300 * tokens,
+                    "join sees every element once"
+                );
+                for i in 0..300 * tokens {
+                    let want = f32::from_bits(ra[i]) - f32::from_bits(rb[i]);
+                    assert_eq!(
+                        oa[i].to_bits(),
+                        want.to_bits(),
+                        "{ty} T={tokens} element {i}"
+                    );
+                    assert_eq!(ob[i].to_bits(), rb[i]);
+                }
+            }
+            let short = WeightView {
+                n_rows: 37,
+                bytes: &bytes[1],
+                ..ws[0]
+            };
+            let (mut oa, mut ob) = (vec![0.0; 300 * tokens], vec![0.0; 37 * tokens]);
+            assert!(matches!(
+                matmul_pair_with(
+                    isa,
+                    &wa,
+                    &short,
+                    &q,
+                    &mut oa,
+                    &mut ob,
+                    &pools[1],
+                    |_, _, _| {}
+                ),
+                Err(CpuError::PairShape {
+                    a_rows: 300,
+                    b_rows: 37
+                })
+            ));
+        }
+    }
 }
