@@ -7,93 +7,19 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use half::f16;
+use sluice::cpu::synth::{self, weights, Rng, WEIGHT_TYPES};
 use sluice::cpu::{matmul_with, quantize_acts_with, Isa, QuantizedActs, ThreadPool, WeightView};
 use sluice_loader::GgmlType;
 
 /// Rows and row length of the large matrix (4096 × 4096, like a 7B attention projection).
 const BIG: usize = 4096;
 
-/// SplitMix64, for reproducible weights and activations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let z = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn float(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
-
-/// Byte offsets of a block's f16 scale fields (set to small finite values).
-fn f16_fields(ty: GgmlType) -> &'static [usize] {
-    use GgmlType as T;
-    match ty {
-        T::Q4_0 | T::Q5_0 | T::Q8_0 | T::IQ4NL => &[0],
-        T::Q4_1 | T::Q5_1 | T::Q4K | T::Q5K => &[0, 2],
-        T::Q2K => &[80, 82],
-        T::Q3K => &[108],
-        T::Q6K => &[208],
-        _ => &[],
-    }
-}
-
-/// A random `n_rows × row_elems` weight matrix of type `ty`.
-fn weights(rng: &mut Rng, ty: GgmlType, row_elems: usize, n_rows: usize) -> Vec<u8> {
-    let n = row_elems * n_rows;
-    match ty {
-        GgmlType::F32 => (0..n).flat_map(|_| rng.float().to_le_bytes()).collect(),
-        GgmlType::F16 | GgmlType::BF16 => (0..n)
-            .flat_map(|_| f16::from_f32(rng.float()).to_bits().to_le_bytes())
-            .collect(),
-        _ => {
-            let bb = ty.block_bytes();
-            let mut bytes: Vec<u8> = (0..n / ty.block_elems() * bb)
-                .map(|_| rng.next() as u8)
-                .collect();
-            for block in bytes.chunks_exact_mut(bb) {
-                for &at in f16_fields(ty) {
-                    block[at..at + 2].copy_from_slice(
-                        &f16::from_f32(0.01 * rng.float()).to_bits().to_le_bytes(),
-                    );
-                }
-            }
-            bytes
-        }
-    }
-}
-
 /// Quantised activations for `tokens` random rows.
 fn acts(rng: &mut Rng, isa: Isa, ty: GgmlType, row_elems: usize, tokens: usize) -> QuantizedActs {
-    let x: Vec<f32> = (0..row_elems * tokens).map(|_| rng.float()).collect();
-    let mut q = QuantizedActs::for_shape(tokens, row_elems);
-    if let Err(e) = quantize_acts_with(isa, ty, &x, tokens, &mut q) {
-        panic!("bench setup: {e}");
-    }
-    q
+    synth::acts(rng, isa, ty, row_elems, tokens).unwrap_or_else(|e| panic!("bench setup: {e}"))
 }
 
-const TYPES: [GgmlType; 14] = [
-    GgmlType::Q4_1,
-    GgmlType::Q8_0,
-    GgmlType::Q5_0,
-    GgmlType::Q4K,
-    GgmlType::Q6K,
-    GgmlType::Q4_0,
-    GgmlType::Q5_1,
-    GgmlType::IQ4NL,
-    GgmlType::Q2K,
-    GgmlType::Q3K,
-    GgmlType::Q5K,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::F32,
-];
+const TYPES: [GgmlType; 14] = WEIGHT_TYPES;
 
 /// Paths benchmarked: scalar always, AVX2 where the CPU has it.
 fn paths() -> Vec<Isa> {
@@ -105,7 +31,7 @@ fn paths() -> Vec<Isa> {
 
 fn matvec_4096(c: &mut Criterion) {
     let pools = [ThreadPool::new(1), ThreadPool::new(2)];
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for ty in TYPES {
         let bytes = weights(&mut rng, ty, BIG, BIG);
         let w = WeightView {
@@ -149,7 +75,7 @@ fn smollm2_layer(c: &mut Criterion) {
         (ff, embd),
     ];
     let pools = [ThreadPool::new(1), ThreadPool::new(2)];
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
         let mats: Vec<(usize, usize, Vec<u8>)> = shapes
             .iter()
@@ -193,7 +119,7 @@ const PREFILL_TOKENS: usize = 128;
 fn prefill(c: &mut Criterion) {
     let Some(isa) = Isa::avx2() else { return };
     let pools = [ThreadPool::new(1), ThreadPool::new(2)];
-    let mut rng = Rng(13);
+    let mut rng = Rng::new(13);
     for (ty, k, n) in [(GgmlType::Q4_1, 576, 1536), (GgmlType::Q5_0, 896, 4864)] {
         let bytes = weights(&mut rng, ty, k, n);
         let w = WeightView {

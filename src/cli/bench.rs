@@ -29,6 +29,8 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Sequential read throughput of the runtime's reader on a file.
     Io(IoArgs),
+    /// CPU dequantisation and matrix × vector throughput per weight type vs memory bandwidth.
+    Kernels(super::bench_kernels::KernelsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -89,7 +91,18 @@ struct IoReport {
 
 /// Runs `sluice bench …` and returns the exit status.
 pub fn run(args: BenchArgs) -> i32 {
-    let BenchWhat::Io(io) = args.what;
+    let io = match args.what {
+        BenchWhat::Io(io) => io,
+        BenchWhat::Kernels(k) => {
+            return match super::bench_kernels::run(&k) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("sluice bench kernels: {e:#}");
+                    EXIT_BAD_INPUT
+                }
+            };
+        }
+    };
     match bench_io(&io) {
         Ok(report) => {
             print_report(&report, io.json);

@@ -4,6 +4,7 @@
 //! are printed to stderr as one sentence naming the file and the problem.
 
 mod bench;
+mod bench_kernels;
 pub mod inspect;
 mod interrupt;
 mod logger;

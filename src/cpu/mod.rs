@@ -24,10 +24,12 @@ mod error;
 mod f16_table;
 pub mod gemm_f16;
 mod matmul;
+pub mod membw;
 mod pool;
 pub mod quantize;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+pub mod synth;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,212 @@
+//! `sluice bench kernels`: CPU dequantisation and matrix × vector throughput per weight type, in
+//! GB/s of weights and as a fraction of the memory read bandwidth measured in the same run (a
+//! decode step streams every weight once, so that bandwidth is the roof).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use crate::cpu::membw::read_bandwidth;
+use crate::cpu::synth::{self, Rng, WEIGHT_TYPES};
+use crate::cpu::{matmul_with, Isa, ThreadPool, WeightView};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sluice_loader::quant::dequantize_row;
+use sluice_loader::GgmlType;
+
+use super::size::parse_size;
+
+/// Elements per weight row (a 7B-class projection's width).
+const ROW_ELEMS: usize = 4096;
+/// Largest matrix accepted (the machine must hold it and the bandwidth buffer).
+const SIZE_MAX: u64 = 8 << 30;
+
+/// Arguments of `sluice bench kernels`.
+#[derive(Args, Debug)]
+pub struct KernelsArgs {
+    /// Threads for the matrix products and the bandwidth probe (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Weight bytes per matrix; larger than the last-level cache so it streams from memory.
+    #[arg(long, default_value = "256M")]
+    size: String,
+    /// Weight types to measure, comma-separated (default: every type the CPU backend runs).
+    #[arg(long, value_delimiter = ',')]
+    types: Vec<String>,
+    /// Seconds to spend on each measurement (at least one pass is always made).
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One weight type's figures.
+#[derive(Debug, serde::Serialize)]
+struct KernelFigures {
+    #[serde(rename = "type")]
+    ty: String,
+    weight_bytes: usize,
+    dequant_gb_per_s: f64,
+    matvec_gb_per_s: f64,
+    matvec_fraction_of_mem: f64,
+}
+
+/// The whole report.
+#[derive(Debug, serde::Serialize)]
+struct KernelsReport {
+    isa: &'static str,
+    threads: usize,
+    mem_gb_per_s: f64,
+    kernels: Vec<KernelFigures>,
+    gpu: &'static str,
+}
+
+/// Runs `sluice bench kernels`.
+pub fn run(args: &KernelsArgs) -> Result<()> {
+    let size = parse_size(&args.size).map_err(|e| anyhow::anyhow!("--size: {e}"))?;
+    if !(1 << 20..=SIZE_MAX).contains(&size) {
+        bail!("--size must be between 1M and 8G, got {}", args.size);
+    }
+    if !(args.seconds > 0.0 && args.seconds <= 600.0) {
+        bail!("--seconds must be in (0, 600], got {}", args.seconds);
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if !(1..=1024).contains(&threads) {
+        bail!("--threads must be in 1..=1024, got {threads}");
+    }
+    let types = if args.types.is_empty() {
+        WEIGHT_TYPES.to_vec()
+    } else {
+        args.types
+            .iter()
+            .map(|t| parse_type(t))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let pool = ThreadPool::new(threads);
+    let isa = Isa::current();
+    let mut rng = Rng::new(0x5EED);
+
+    let probe: Vec<u8> = (0..size as usize).map(|i| i as u8).collect();
+    let (mem, _) = timed_passes(args.seconds, |passes| {
+        black_box(read_bandwidth(&probe, &pool, passes));
+    });
+    let mem_bps = probe.len() as f64 / mem;
+    drop(probe);
+    if !args.json {
+        println!(
+            "memory read bandwidth, {threads} threads: {:.2} GB/s",
+            mem_bps / 1e9
+        );
+        println!(
+            "{:<8} {:>12} {:>14} {:>14} {:>8}",
+            "type", "weights", "dequant GB/s", "matvec GB/s", "of mem"
+        );
+    }
+
+    let mut kernels = Vec::new();
+    for ty in types {
+        let row_bytes = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
+        let n_rows = (size as usize / row_bytes.max(1)).max(1);
+        let bytes = synth::weights(&mut rng, ty, ROW_ELEMS, n_rows);
+        let w = WeightView {
+            ty,
+            row_elems: ROW_ELEMS,
+            n_rows,
+            bytes: &bytes,
+        };
+        let q = synth::acts(&mut rng, isa, ty, ROW_ELEMS, 1)?;
+        let mut out = vec![0.0f32; n_rows];
+        let mut first_err = None;
+        let (mv, _) = timed_passes(args.seconds, |passes| {
+            for _ in 0..passes {
+                if let Err(e) = matmul_with(isa, &w, &q, &mut out, &pool) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            black_box(&out);
+        });
+        if let Some(e) = first_err {
+            bail!("{ty} matvec failed: {e}");
+        }
+        let mut row = vec![0.0f32; ROW_ELEMS];
+        let mut deq_err = None;
+        let (dq, _) = timed_passes(args.seconds, |passes| {
+            for _ in 0..passes {
+                for r in bytes.chunks_exact(row_bytes) {
+                    if let Err(e) = dequantize_row(ty, r, &mut row) {
+                        deq_err.get_or_insert(e);
+                    }
+                }
+                black_box(&row);
+            }
+        });
+        if let Some(e) = deq_err {
+            bail!("{ty} dequantisation failed: {e}");
+        }
+        let fig = KernelFigures {
+            ty: ty.to_string(),
+            weight_bytes: bytes.len(),
+            dequant_gb_per_s: bytes.len() as f64 / dq / 1e9,
+            matvec_gb_per_s: bytes.len() as f64 / mv / 1e9,
+            matvec_fraction_of_mem: bytes.len() as f64 / mv / mem_bps,
+        };
+        if !args.json {
+            println!(
+                "{:<8} {:>9.0} MB {:>14.2} {:>14.2} {:>7.0}%",
+                fig.ty,
+                fig.weight_bytes as f64 / 1e6,
+                fig.dequant_gb_per_s,
+                fig.matvec_gb_per_s,
+                100.0 * fig.matvec_fraction_of_mem
+            );
+        }
+        kernels.push(fig);
+    }
+    let gpu = "none: the CUDA backend is not part of this build";
+    if args.json {
+        let report = KernelsReport {
+            isa: isa.name(),
+            threads,
+            mem_gb_per_s: mem_bps / 1e9,
+            kernels,
+            gpu,
+        };
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("dequant is one thread; matvec uses {threads}. gpu: {gpu}");
+    }
+    Ok(())
+}
+
+/// Runs `f(passes)` with growing pass counts until one call lasts `seconds`; returns the best
+/// seconds per pass seen and the passes of the final call.
+fn timed_passes(seconds: f64, mut f: impl FnMut(usize)) -> (f64, usize) {
+    let mut passes = 1;
+    let mut best = f64::INFINITY;
+    let deadline = Instant::now();
+    loop {
+        let t = Instant::now();
+        f(passes);
+        let dt = t.elapsed().as_secs_f64();
+        best = best.min(dt / passes as f64);
+        if deadline.elapsed().as_secs_f64() >= seconds {
+            return (best, passes);
+        }
+        passes = (passes * 2).min(1 << 20);
+    }
+}
+
+/// A weight type by its GGUF name (`q4_1`, `Q4_K`, `f16`, …).
+fn parse_type(name: &str) -> Result<GgmlType> {
+    let want = name.trim().to_ascii_uppercase().replace('_', "");
+    WEIGHT_TYPES
+        .iter()
+        .copied()
+        .find(|t| t.to_string().to_ascii_uppercase().replace('_', "") == want)
+        .with_context(|| {
+            let known: Vec<String> = WEIGHT_TYPES.iter().map(|t| t.to_string()).collect();
+            format!("unknown weight type {name:?} (known: {})", known.join(", "))
+        })
+}

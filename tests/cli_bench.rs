@@ -1,0 +1,67 @@
+//! `sluice bench kernels` contracts: one JSON object with a figure per requested type, measured
+//! against the memory bandwidth of the same run; bad options exit 2 with one sentence.
+
+use std::process::{Command, Output};
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("run sluice")
+}
+
+#[test]
+fn kernels_json_has_a_figure_per_type() {
+    let o = sluice(&[
+        "bench",
+        "kernels",
+        "--size",
+        "2M",
+        "--types",
+        "q4_1,Q8_0,q4_k",
+        "--seconds",
+        "0.05",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["threads"], 2);
+    assert!(v["mem_gb_per_s"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    let ks = v["kernels"].as_array().expect("kernels array");
+    let names: Vec<&str> = ks.iter().filter_map(|k| k["type"].as_str()).collect();
+    assert_eq!(names, ["Q4_1", "Q8_0", "Q4_K"]);
+    for k in ks {
+        for field in [
+            "dequant_gb_per_s",
+            "matvec_gb_per_s",
+            "matvec_fraction_of_mem",
+        ] {
+            assert!(k[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {k}");
+        }
+        assert!(
+            k["weight_bytes"].as_u64().is_some_and(|b| b >= 1 << 20),
+            "{k}"
+        );
+    }
+}
+
+#[test]
+fn kernels_bad_options_exit_2_with_one_sentence() {
+    for (args, fragment) in [
+        (&["--types", "q9_9"][..], "unknown weight type \"q9_9\""),
+        (&["--size", "0"][..], "--size"),
+        (&["--seconds=-1"][..], "--seconds"),
+    ] {
+        let mut all = vec!["bench", "kernels"];
+        all.extend_from_slice(args);
+        let o = sluice(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(o.stdout.is_empty());
+        assert!(err.contains(fragment), "{fragment} not in {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+}
