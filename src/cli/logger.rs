@@ -54,7 +54,9 @@ pub fn init() {
         log::set_max_level(level);
     }
     if parse_level(&setting).is_none() {
-        log::warn!("{LOG_ENV}={setting:?} is not off, error, warn, info, debug or trace; using warn");
+        log::warn!(
+            "{LOG_ENV}={setting:?} is not off, error, warn, info, debug or trace; using warn"
+        );
     }
 }
 
