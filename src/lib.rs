@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod cpu;
+pub mod cuda;
 pub mod engine;
 pub mod model;
