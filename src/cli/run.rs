@@ -102,6 +102,10 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
         seed: args.seed,
     };
     sampler_cfg.validate().map_err(bad)?;
+    if args.device == DeviceArg::Cuda {
+        // Fail before touching the model: no amount of model loading makes a GPU appear.
+        crate::cuda::probe().map_err(|e| Failure::Runtime(anyhow!("--device cuda: {e}")))?;
+    }
     let path = sluice_loader::cache::resolve(&args.model)
         .into_path()
         .map_err(|m| bad(anyhow!(m)))?;

@@ -124,6 +124,16 @@ impl Device {
         })
     }
 
+    /// The compute stream (kernels and activation transfers).
+    pub fn compute(&self) -> &Arc<CudaStream> {
+        &self.compute
+    }
+
+    /// The copy stream (weights, host to device).
+    pub fn copy(&self) -> &Arc<CudaStream> {
+        &self.copy
+    }
+
     /// Free and total device memory.
     pub fn mem_info(&self) -> Result<(u64, u64), CudaError> {
         let (free, total) = self.ctx.mem_get_info().map_err(driver("cuMemGetInfo"))?;

@@ -22,6 +22,8 @@ pub mod release;
 #[cfg(feature = "cuda")]
 pub mod backend;
 #[cfg(feature = "cuda")]
+pub mod bench;
+#[cfg(feature = "cuda")]
 pub mod device;
 #[cfg(not(feature = "cuda"))]
 mod stub;
