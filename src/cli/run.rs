@@ -12,8 +12,9 @@ use sluice_runtime::ReaderConfig;
 
 use super::run_args::{DeviceArg, RunArgs};
 use super::{interrupt, EXIT_BAD_INPUT, EXIT_RUNTIME};
+use crate::engine::backend::DeviceChoice;
 use crate::engine::sampler::{Sampler, SamplerConfig};
-use crate::engine::session::{Engine, EngineOptions, Generation};
+use crate::engine::session::{Engine, EngineError, EngineOptions, Generation};
 
 /// Runs the command; returns the exit status.
 pub fn run(args: &RunArgs) -> i32 {
@@ -102,12 +103,8 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     };
     sampler_cfg.validate().map_err(bad)?;
     if args.device == DeviceArg::Cuda {
-        return Err(Failure::Runtime(anyhow!(
-            "--device cuda: this build has no CUDA backend yet; use --device cpu"
-        )));
-    }
-    if args.vram_budget.is_some() {
-        eprintln!("sluice: --vram-budget has no effect on the CPU backend");
+        // Fail before touching the model: no amount of model loading makes a GPU appear.
+        crate::cuda::probe().map_err(|e| Failure::Runtime(anyhow!("--device cuda: {e}")))?;
     }
     let path = sluice_loader::cache::resolve(&args.model)
         .into_path()
@@ -120,25 +117,33 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
         threads,
         ram_budget: args.ram_budget,
         reader: ReaderConfig::default(),
+        device: match args.device {
+            DeviceArg::Auto => DeviceChoice::Auto,
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Cuda => DeviceChoice::Cuda,
+        },
+        vram_budget: args.vram_budget,
     };
     // The context is planned for the prompt and the tokens asked for; the prompt's length is
     // known only once the tokenizer is loaded, so plan with the model's own context bound.
     let n_ctx_plan = (args.max_tokens as usize).saturating_add(4096);
-    let mut engine = Engine::load(&path, n_ctx_plan, &opts).map_err(|e| {
-        if e.is_bad_input() {
-            bad(e)
-        } else {
-            Failure::Runtime(e.into())
+    let mut engine = Engine::load(&path, n_ctx_plan, &opts).map_err(|e| match e {
+        EngineError::Cuda(c) if args.device == DeviceArg::Cuda => {
+            Failure::Runtime(anyhow!("--device cuda: {c}"))
         }
+        e if e.is_bad_input() => bad(e),
+        e => Failure::Runtime(e.into()),
     })?;
+    report_device(args, &engine);
     let tok = load_tokenizer(&engine, args.tokenizer.as_deref()).map_err(bad)?;
     let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
     if !args.json {
         eprintln!(
-            "sluice: {} ({}), {} threads, cpu backend, {} layers resident, {} streamed ({:.1} MB per token)",
+            "sluice: {} ({}), {} threads, {} backend, {} layers resident, {} streamed ({:.1} MB per token)",
             engine.model.path.display(),
             engine.spec().arch.name(),
             threads,
+            engine.backend_name(),
             engine.plan.n_resident(),
             engine.plan.n_streamed(),
             engine.plan.streamed_bytes_per_token as f64 / 1e6,
@@ -191,6 +196,31 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     }
     report(args, &engine, &tok, &prompt, &generation);
     Ok(())
+}
+
+/// Says on stderr which device computes (and why not the GPU under `--device auto`), and the
+/// GPU's three tiers.
+fn report_device(args: &RunArgs, engine: &Engine) {
+    match (&engine.cpu_because, engine.tiers()) {
+        (Some(why), _) => eprintln!("sluice: device: cpu ({why})"),
+        (None, Some(t)) => {
+            use crate::engine::tiers::Tier;
+            eprintln!(
+                "sluice: device: {}; layers in VRAM {}, RAM {}, streamed {} ({:.1} MB copied per token)",
+                engine.backend_name(),
+                t.count(Tier::Vram),
+                t.count(Tier::Ram),
+                t.count(Tier::Disk),
+                (t.ram_bytes + t.disk_bytes) as f64 / 1e6,
+            );
+        }
+        (None, None) => {
+            eprintln!("sluice: device: cpu");
+            if args.vram_budget.is_some() {
+                eprintln!("sluice: --vram-budget has no effect on the CPU backend");
+            }
+        }
+    }
 }
 
 fn report(args: &RunArgs, engine: &Engine, tok: &Tokenizer, prompt: &[u32], g: &Generation) {

@@ -1,8 +1,10 @@
 //! The engine: residency planner, weight store, executor and sampler on top of the model
 //! graph, and the [`Engine`](session::Engine) a frontend drives.
 
+pub mod backend;
 pub mod executor;
 pub mod planner;
 pub mod sampler;
 pub mod session;
 pub mod store;
+pub mod tiers;

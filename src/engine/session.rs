@@ -8,11 +8,14 @@ use sluice_loader::spec::ModelSpec;
 use sluice_runtime::ReaderConfig;
 use thiserror::Error;
 
+use super::backend::{select, DeviceChoice, Selected};
 use super::executor::{check_extent_counts, ExecError, Globals, Sweep, SweepTimes};
 use super::planner::{mem_available_bytes, plan, Plan, PlanInput};
 use super::sampler::Sampler;
 use super::store::WeightStore;
 use crate::cpu::ThreadPool;
+use crate::cuda::release::Loans;
+use crate::cuda::{CudaBackend, CudaError};
 use crate::model::forward::{Config, RunState};
 use crate::model::kv_cache::KvCache;
 use crate::model::weights::check_tensors;
@@ -35,6 +38,8 @@ pub enum EngineError {
     PromptTooLong { prompt: usize, context: usize },
     #[error("the prompt is empty: it must produce at least one token")]
     EmptyPrompt,
+    #[error(transparent)]
+    Cuda(#[from] CudaError),
 }
 
 impl EngineError {
@@ -59,6 +64,10 @@ pub struct EngineOptions {
     pub ram_budget: Option<u64>,
     /// Reader settings (io_uring or pread, queue depth, chunk size).
     pub reader: ReaderConfig,
+    /// Which backend computes.
+    pub device: DeviceChoice,
+    /// Layer-weight bytes allowed to stay on the GPU (`None`: what fits).
+    pub vram_budget: Option<u64>,
 }
 
 /// Why generation ended.
@@ -109,6 +118,10 @@ pub struct Engine {
     pub load_time: Duration,
     pool: ThreadPool,
     store: WeightStore,
+    /// The GPU backend, when one computes.
+    cuda: Option<Box<CudaBackend>>,
+    /// Why the CPU computes when `--device auto` found no usable GPU.
+    pub cpu_because: Option<String>,
 }
 
 impl Engine {
@@ -124,15 +137,44 @@ impl Engine {
         check_tensors(&model.spec, &model.extents).map_err(|e| bad(e.to_string()))?;
         check_extent_counts(&model.extents).map_err(bad)?;
         let cfg = Config::from_spec(&model.spec);
-        let plan = plan(&PlanInput {
+        let (mut cuda, cpu_because) = match select(opts.device, &model.extents, &cfg)? {
+            Selected::Cpu { why } => (None, why),
+            Selected::Cuda(b) => (Some(b), None),
+        };
+        let mut input = PlanInput {
             layer_bytes: model.extents.layer_bytes_all(),
             extent_bytes_max: model.extents.extent_bytes_max(),
             global_bytes: model.extents.global_bytes(),
             kv_cache_bytes: KvCache::bytes_for(cfg.n_layer, model.spec.kv_dim(), n_ctx),
             ram_budget: opts.ram_budget,
             mem_available: mem_available_bytes().unwrap_or(0),
-        });
-        let store = WeightStore::new(&model, &plan, &opts.reader)?;
+        };
+        let mut plan = plan(&input);
+        if let Some(gpu) = cuda.as_mut() {
+            // VRAM and RAM layers are both read once into host memory: together they are the
+            // prefix the CPU planner keeps resident with their host bytes as its budget.
+            let tiers = gpu.plan_tiers(
+                &cfg,
+                n_ctx,
+                model.extents.global_bytes(),
+                opts.vram_budget,
+                plan.budget_bytes,
+            )?;
+            let host_resident = tiers.host_resident();
+            input.ram_budget = Some(
+                input
+                    .layer_bytes
+                    .iter()
+                    .zip(&host_resident)
+                    .filter(|(_, &r)| r)
+                    .map(|(b, _)| b)
+                    .sum(),
+            );
+            plan = super::planner::plan(&input);
+            debug_assert_eq!(plan.resident, host_resident);
+        }
+        let registrar = cuda.as_ref().map(|g| g.registrar());
+        let store = WeightStore::new(&model, &plan, &opts.reader, registrar.as_ref())?;
         let pool = ThreadPool::new(opts.threads.max(1));
         Ok(Engine {
             model,
@@ -141,7 +183,22 @@ impl Engine {
             load_time: started.elapsed(),
             pool,
             store,
+            cuda,
+            cpu_because,
         })
+    }
+
+    /// The backend computing, for the user: "cpu", or "cuda (device name)".
+    pub fn backend_name(&self) -> String {
+        match &self.cuda {
+            Some(g) => format!("cuda ({})", g.info().name),
+            None => "cpu".into(),
+        }
+    }
+
+    /// The GPU tier plan, when the GPU computes.
+    pub fn tiers(&self) -> Option<&super::tiers::TierPlan> {
+        self.cuda.as_ref().and_then(|g| g.tiers())
     }
 
     /// The model's hyper-parameters.
@@ -183,19 +240,33 @@ impl Engine {
         }
         let max_tokens = max_tokens.min(context - prompt.len());
         let n_ctx = prompt.len() + max_tokens;
-        let mut cache = KvCache::new(self.cfg.n_layer, self.model.spec.kv_dim(), n_ctx);
+        let on_gpu = self.cuda.is_some();
+        // On the GPU the host keeps only the logits: no host KV cache, one-token buffers.
+        let host_ctx = if on_gpu { 1 } else { n_ctx };
+        let mut cache = KvCache::new(self.cfg.n_layer, self.model.spec.kv_dim(), host_ctx);
         let batch_max = prompt.len().min(PREFILL_BATCH_MAX);
         let held_started = Instant::now();
         let held = self.store.hold()?;
         let globals = Globals::view(&self.model.extents, &held).map_err(ExecError::from)?;
         let resident_load = held_started.elapsed();
+        let host_batch = if on_gpu { 1 } else { batch_max };
         let mut st = RunState::new(
             &self.cfg,
-            batch_max,
+            host_batch,
             cache.n_ctx(),
             Vec::new(),
             self.pool.n_threads(),
         );
+        let mut device = match self.cuda.as_mut() {
+            Some(g) => Some(g.start(&self.cfg, &globals, batch_max, n_ctx)?),
+            None => None,
+        };
+        let host_slots = self
+            .store
+            .streamer
+            .as_ref()
+            .map_or(1, |p| p.reader().ring().slot_count());
+        let mut loans = Loans::new(host_slots);
         let sweep = Sweep {
             model: &self.model,
             cfg: &self.cfg,
@@ -207,13 +278,38 @@ impl Engine {
         };
         let streamed_before = self.store.streamed_bytes_read();
         let mut times = SweepTimes::default();
+        let (cuda, store, cfg, extents) =
+            (&mut self.cuda, &self.store, &self.cfg, &self.model.extents);
+        let mut step = |tokens: &[u32],
+                        pos0: usize,
+                        st: &mut RunState,
+                        cache: &mut KvCache,
+                        times: &mut SweepTimes|
+         -> Result<(), EngineError> {
+            match (cuda.as_mut(), device.as_mut()) {
+                (Some(g), Some(d)) => Ok(g.sweep(
+                    cfg,
+                    extents,
+                    store,
+                    &held,
+                    &globals.token_embd,
+                    tokens,
+                    pos0,
+                    d,
+                    &mut loans,
+                    &mut st.logits,
+                    times,
+                )?),
+                _ => Ok(sweep.run(tokens, pos0, st, cache, times)?),
+            }
+        };
         for &t in prompt {
             sampler.observe(t);
         }
 
         let prefill_started = Instant::now();
         for (i, chunk) in prompt.chunks(batch_max).enumerate() {
-            sweep.run(chunk, i * batch_max, &mut st, &mut cache, &mut times)?;
+            step(chunk, i * batch_max, &mut st, &mut cache, &mut times)?;
         }
         let prefill = prefill_started.elapsed();
         let first_logits = st.logits.clone();
@@ -238,7 +334,7 @@ impl Engine {
             if tokens.len() == max_tokens {
                 break;
             }
-            sweep.run(&[next], pos, &mut st, &mut cache, &mut times)?;
+            step(&[next], pos, &mut st, &mut cache, &mut times)?;
             pos += 1;
             decode_steps += 1;
         }

@@ -8,7 +8,11 @@
 
 use sluice_loader::extents::{Extent as LoaderExtent, LayerExtents};
 use sluice_loader::model::ModelFiles;
-use sluice_runtime::{Extent, FileId, HostRing, Prefetcher, Reader, ReaderConfig, SlotGuard};
+use std::sync::Arc;
+
+use sluice_runtime::{
+    Extent, FileId, HostRing, Prefetcher, Reader, ReaderConfig, SlabRegistrar, SlotGuard,
+};
 
 use super::planner::Plan;
 
@@ -30,9 +34,13 @@ fn prefetcher_for(
     slots: usize,
     depth: usize,
     cfg: &ReaderConfig,
+    registrar: Option<&Arc<dyn SlabRegistrar>>,
 ) -> sluice_runtime::Result<Prefetcher> {
     let slot_bytes = extents.iter().map(|e| e.len).max().unwrap_or(0) as usize;
-    let ring = HostRing::new(slots, slot_bytes)?;
+    let ring = match registrar {
+        Some(r) => HostRing::with_registrar(slots, slot_bytes, r.clone())?,
+        None => HostRing::new(slots, slot_bytes)?,
+    };
     let reader = Reader::new(ring, cfg)?;
     let mut files = Vec::with_capacity(model.index.files.len());
     for path in &model.index.files {
@@ -62,16 +70,18 @@ pub struct Held<'a> {
 
 impl WeightStore {
     /// Builds the rings and readers the plan asks for; nothing is read until [`hold`](Self::hold)
-    /// and the first streamed layer.
+    /// and the first streamed layer. A `registrar` (a GPU backend) page-locks the layer rings,
+    /// whose slots the device copies from every token.
     pub fn new(
         model: &ModelFiles,
         plan: &Plan,
         cfg: &ReaderConfig,
+        registrar: Option<&Arc<dyn SlabRegistrar>>,
     ) -> sluice_runtime::Result<WeightStore> {
         let ext: &LayerExtents = &model.extents;
         let mut globals = Vec::with_capacity(ext.globals.len());
         for g in &ext.globals {
-            globals.push(prefetcher_for(model, &[g], 1, 1, cfg)?);
+            globals.push(prefetcher_for(model, &[g], 1, 1, cfg, None)?);
         }
         let layer_extents = |resident: bool| -> Vec<&LoaderExtent> {
             ext.layers
@@ -85,7 +95,14 @@ impl WeightStore {
         let resident = if res.is_empty() {
             None
         } else {
-            Some(prefetcher_for(model, &res, res.len(), res.len(), cfg)?)
+            Some(prefetcher_for(
+                model,
+                &res,
+                res.len(),
+                res.len(),
+                cfg,
+                registrar,
+            )?)
         };
         let streamed = layer_extents(false);
         let streamer = if streamed.is_empty() {
@@ -97,6 +114,7 @@ impl WeightStore {
                 plan.ring_slots,
                 plan.depth,
                 cfg,
+                registrar,
             )?)
         };
         Ok(WeightStore {

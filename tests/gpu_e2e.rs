@@ -1,0 +1,94 @@
+//! GPU end to end (feature `gpu-tests`): greedy tokens from `--device cuda` equal the CPU
+//! backend's on both reference models, with every layer in VRAM and with every layer streamed
+//! from disk through the page-locked ring and the device ring. Skips, saying why, without a
+//! usable GPU or without the models.
+#![cfg(feature = "gpu-tests")]
+
+mod common;
+
+use common::{run_json, REFERENCE_MODELS};
+use sluice_loader::cache::models_dir;
+
+const PROMPTS: [&str; 2] = [
+    "The capital of France is",
+    "Write a Python function that returns the factorial of n.",
+];
+
+/// The reason to skip, if any.
+fn skip_reason(model: &str) -> Option<String> {
+    if let Err(e) = sluice::cuda::probe() {
+        return Some(format!("no CUDA device ({e})"));
+    }
+    match sluice_loader::cache::resolve(model).into_path() {
+        Ok(_) => None,
+        Err(m) => Some(format!(
+            "model {model} is not in {}: {m}",
+            models_dir().display()
+        )),
+    }
+}
+
+fn greedy(model: &str, prompt: &str, extra: &[&str]) -> Vec<u32> {
+    let mut args = vec![
+        "run",
+        "--model",
+        model,
+        "--prompt",
+        prompt,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "32",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    run_json(&args, &[]).tokens
+}
+
+fn check(model: &str) {
+    if let Some(why) = skip_reason(model) {
+        println!("skipped: {why}");
+        return;
+    }
+    for prompt in PROMPTS {
+        let cpu = greedy(model, prompt, &["--device", "cpu"]);
+        let vram = greedy(model, prompt, &["--device", "cuda"]);
+        assert_eq!(vram, cpu, "{model}, all layers in VRAM: {prompt:?}");
+        let streamed = greedy(
+            model,
+            prompt,
+            &[
+                "--device",
+                "cuda",
+                "--vram-budget",
+                "0",
+                "--ram-budget",
+                "0",
+            ],
+        );
+        assert_eq!(streamed, cpu, "{model}, every layer streamed: {prompt:?}");
+        let mixed = greedy(
+            model,
+            prompt,
+            &[
+                "--device",
+                "cuda",
+                "--vram-budget",
+                "20M",
+                "--ram-budget",
+                "20M",
+            ],
+        );
+        assert_eq!(mixed, cpu, "{model}, three tiers: {prompt:?}");
+    }
+}
+
+#[test]
+fn smollm2_cuda_tokens_equal_cpu() {
+    check(REFERENCE_MODELS[0]);
+}
+
+#[test]
+fn qwen_cuda_tokens_equal_cpu() {
+    check(REFERENCE_MODELS[1]);
+}
