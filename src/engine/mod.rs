@@ -3,6 +3,7 @@
 
 pub mod executor;
 pub mod planner;
+pub mod rows;
 pub mod sampler;
 pub mod session;
 pub mod store;
