@@ -3,6 +3,7 @@
 
 pub mod executor;
 pub mod planner;
+pub mod row_reader;
 pub mod rows;
 pub mod sampler;
 pub mod session;

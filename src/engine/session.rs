@@ -4,18 +4,20 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice_loader::model::{LoadError, ModelFiles};
+use sluice_loader::roles::TensorRole;
 use sluice_loader::spec::ModelSpec;
 use sluice_runtime::ReaderConfig;
 use thiserror::Error;
 
-use super::executor::{check_extent_counts, ExecError, Globals, Sweep, SweepTimes};
+use super::executor::{check_extent_counts, ExecError, Globals, StreamedHead, Sweep, SweepTimes};
 use super::planner::{mem_available_bytes, plan, Plan, PlanInput};
+use super::row_reader::RowReader;
 use super::sampler::Sampler;
-use super::store::WeightStore;
+use super::store::{GlobalMatrix, WeightStore};
 use crate::cpu::ThreadPool;
-use crate::model::forward::{Config, RunState};
+use crate::model::forward::{Config, EmbeddingRows, RunState};
 use crate::model::kv_cache::KvCache;
-use crate::model::weights::check_tensors;
+use crate::model::weights::{check_tensors, WeightError};
 
 /// Largest number of prompt tokens computed in one sweep; longer prompts take several.
 pub const PREFILL_BATCH_MAX: usize = 512;
@@ -31,6 +33,8 @@ pub enum EngineError {
     Exec(#[from] ExecError),
     #[error("setting up the weight readers: {0}")]
     Runtime(#[from] sluice_runtime::Error),
+    #[error("setting up the embedding reader: {0}")]
+    EmbeddingReader(#[source] std::io::Error),
     #[error("the prompt has {prompt} tokens but the model's context holds {context}")]
     PromptTooLong { prompt: usize, context: usize },
     #[error("the prompt is empty: it must produce at least one token")]
@@ -99,6 +103,10 @@ pub struct Generation {
     pub streamed_bytes: u64,
     /// Logits after the prompt (the first step), for comparisons with a reference.
     pub first_logits: Vec<f32>,
+    /// Bytes of the KV cache this generation allocated.
+    pub kv_cache_bytes: u64,
+    /// Bytes of the activation buffers and logits this generation allocated.
+    pub run_state_bytes: u64,
 }
 
 /// A loaded model, ready to generate.
@@ -109,6 +117,8 @@ pub struct Engine {
     pub load_time: Duration,
     pool: ThreadPool,
     store: WeightStore,
+    /// Reads embedding rows on demand when the embeddings are not resident.
+    embd_reader: Option<RowReader>,
 }
 
 impl Engine {
@@ -124,15 +134,10 @@ impl Engine {
         check_tensors(&model.spec, &model.extents).map_err(|e| bad(e.to_string()))?;
         check_extent_counts(&model.extents).map_err(bad)?;
         let cfg = Config::from_spec(&model.spec);
-        let plan = plan(&PlanInput {
-            layer_bytes: model.extents.layer_bytes_all(),
-            extent_bytes_max: model.extents.extent_bytes_max(),
-            global_bytes: model.extents.global_bytes(),
-            kv_cache_bytes: KvCache::bytes_for(cfg.n_layer, model.spec.kv_dim(), n_ctx),
-            ram_budget: opts.ram_budget,
-            mem_available: mem_available_bytes().unwrap_or(0),
-        });
+        let plan = plan(&plan_input(&model, &cfg, n_ctx, opts).map_err(bad)?);
         let store = WeightStore::new(&model, &plan, &opts.reader)?;
+        let embd_reader =
+            WeightStore::embedding_reader(&model, &plan).map_err(EngineError::EmbeddingReader)?;
         let pool = ThreadPool::new(opts.threads.max(1));
         Ok(Engine {
             model,
@@ -141,6 +146,7 @@ impl Engine {
             load_time: started.elapsed(),
             pool,
             store,
+            embd_reader,
         })
     }
 
@@ -151,7 +157,13 @@ impl Engine {
 
     /// Bytes read from disk by every reader so far.
     pub fn bytes_read(&self) -> u64 {
-        self.store.bytes_read()
+        let rows = self.embd_reader.as_ref().map_or(0, |r| r.bytes_read());
+        self.store.bytes_read() + rows
+    }
+
+    /// Bytes of the streaming ring (0 when every weight is resident).
+    pub fn ring_bytes(&self) -> u64 {
+        self.store.ring_bytes()
     }
 
     /// Consumer stall on streamed layers so far.
@@ -190,6 +202,13 @@ impl Engine {
         let globals = Globals::view(&self.model.extents, &held).map_err(ExecError::from)?;
         let resident_load = held_started.elapsed();
         let mut st = RunState::new(&self.cfg, batch_max, cache.n_ctx(), Vec::new());
+        let head = GlobalMatrix::head(&self.model.extents)
+            .filter(|_| !self.plan.head_ranges.is_empty())
+            .map(|m| StreamedHead {
+                ty: m.slice.ty,
+                row_elems: m.row_elems(),
+                ranges: &self.plan.head_ranges,
+            });
         let sweep = Sweep {
             model: &self.model,
             cfg: &self.cfg,
@@ -197,7 +216,20 @@ impl Engine {
             store: &self.store,
             held: &held,
             globals: &globals,
+            head,
             pool: &self.pool,
+        };
+        let mut resident_embd = globals.token_embd;
+        let embd: &mut dyn EmbeddingRows = match (&mut self.embd_reader, &mut resident_embd) {
+            (_, Some(t)) => t,
+            (Some(r), None) => r,
+            (None, None) => {
+                return Err(ExecError::from(WeightError::Missing {
+                    layer: None,
+                    role: TensorRole::TokenEmbd,
+                })
+                .into())
+            }
         };
         let streamed_before = self.store.streamed_bytes_read();
         let mut times = SweepTimes::default();
@@ -207,7 +239,7 @@ impl Engine {
 
         let prefill_started = Instant::now();
         for (i, chunk) in prompt.chunks(batch_max).enumerate() {
-            sweep.run(chunk, i * batch_max, &mut st, &mut cache, &mut times)?;
+            sweep.run(embd, chunk, i * batch_max, &mut st, &mut cache, &mut times)?;
         }
         let prefill = prefill_started.elapsed();
         let first_logits = st.logits.clone();
@@ -232,7 +264,7 @@ impl Engine {
             if tokens.len() == max_tokens {
                 break;
             }
-            sweep.run(&[next], pos, &mut st, &mut cache, &mut times)?;
+            sweep.run(embd, &[next], pos, &mut st, &mut cache, &mut times)?;
             pos += 1;
             decode_steps += 1;
         }
@@ -247,6 +279,43 @@ impl Engine {
             io_wait: times.io_wait,
             streamed_bytes: self.store.streamed_bytes_read() - streamed_before,
             first_logits,
+            kv_cache_bytes: cache.bytes() as u64,
+            run_state_bytes: st.bytes() as u64,
         })
     }
+}
+
+/// What the planner needs, from the model's extents and the options; an error names a global
+/// matrix that cannot be read row by row.
+fn plan_input(
+    model: &ModelFiles,
+    cfg: &Config,
+    n_ctx: usize,
+    opts: &EngineOptions,
+) -> Result<PlanInput, String> {
+    let ext = &model.extents;
+    let head = GlobalMatrix::head(ext).ok_or_else(|| {
+        "the model has no output or token embedding matrix of whole rows".to_string()
+    })?;
+    let tied = ext.find(None, TensorRole::Output).is_none();
+    let embd_extent_bytes = if tied {
+        None
+    } else {
+        let embd = GlobalMatrix::find(ext, TensorRole::TokenEmbd)
+            .ok_or_else(|| "the model has no token embedding matrix of whole rows".to_string())?;
+        Some(embd.extent.len)
+    };
+    let matrices = head.extent.len + embd_extent_bytes.unwrap_or(0);
+    Ok(PlanInput {
+        layer_bytes: ext.layer_bytes_all(),
+        extent_bytes_max: ext.extent_bytes_max(),
+        head: head.on_disk,
+        head_extent_bytes: head.extent.len,
+        embd_extent_bytes,
+        vector_bytes: ext.global_bytes().saturating_sub(matrices),
+        alignment_bytes: ext.alignment_bytes,
+        kv_cache_bytes: KvCache::bytes_for(cfg.n_layer, model.spec.kv_dim(), n_ctx),
+        ram_budget: opts.ram_budget,
+        mem_available: mem_available_bytes().unwrap_or(0),
+    })
 }
