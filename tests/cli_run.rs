@@ -163,6 +163,7 @@ fn json_is_one_object_with_resident_stats() {
     assert_eq!(s.read_gb_per_s, 0.0, "nothing streams: {s:?}");
     assert!(s.bytes_read >= layer_bytes, "every layer read once: {s:?}");
     assert!(s.peak_rss_bytes >= layer_bytes, "layers held in RAM: {s:?}");
+    assert_eq!(s.ring_bytes, 0, "no streaming ring: {s:?}");
 }
 
 #[test]
@@ -186,6 +187,7 @@ fn json_streaming_stats_with_ram_budget_0() {
         "{s:?}"
     );
     assert!(s.read_gb_per_s > 0.0, "{s:?}");
+    assert!(s.ring_bytes > 0 && s.kv_cache_bytes > 0, "{s:?}");
     // One sweep for the prompt and one per further token: 48 sweeps, each reading every layer.
     assert!(
         s.bytes_read >= 48 * layer_bytes,

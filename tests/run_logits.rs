@@ -1,9 +1,12 @@
 //! First-step logits (`--logits-out`, after the prompt) against llama.cpp's, for both models and
 //! every reference prompt (resident weights, AVX2 kernels, 2 threads). Prints max abs error,
-//! max abs error after centring each vector, and the top-20 overlap.
+//! max abs error after centring each vector, and the top-20 overlap. The same run with every
+//! weight streamed (`--ram-budget 0`: layers, LM head in row ranges, embedding rows on demand)
+//! must write bit-identical logits.
 
 mod common;
 
+use std::path::Path;
 use std::time::Instant;
 
 use common::{
@@ -95,9 +98,8 @@ fn check_model(model: &str) {
             "{}: argmax disagrees with top20_first_step",
             ref_path.display()
         );
-        let out_path = dir.path().join(format!("{model}-{id}.f32"));
-        let run = run_json(
-            &[
+        let first_step = |budget: &[&str], out: &Path| {
+            let mut args = vec![
                 "run",
                 "-m",
                 path_arg(&path),
@@ -112,12 +114,23 @@ fn check_model(model: &str) {
                 "--threads",
                 "2",
                 "--logits-out",
-                path_arg(&out_path),
-            ],
-            &[("SLUICE_SIMD", "avx2")],
-        );
-        let ours = read_f32_file(&out_path);
+                path_arg(out),
+            ];
+            args.extend_from_slice(budget);
+            let run = run_json(&args, &[("SLUICE_SIMD", "avx2")]);
+            (run, read_f32_file(out))
+        };
+        let (run, ours) = first_step(&[], &dir.path().join(format!("{model}-{id}.f32")));
+        let streamed_path = dir.path().join(format!("{model}-{id}-streamed.f32"));
+        let (_, streamed) = first_step(&["--ram-budget", "0"], &streamed_path);
         let label = format!("{model} {id}");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let streamed_same = bits(&streamed) == bits(&ours);
+        if !streamed_same {
+            failures.push(format!(
+                "{label}: --ram-budget 0 logits differ from the resident run's"
+            ));
+        }
         if ours.len() != ref_logits.len() {
             failures.push(format!(
                 "{label}: {} logits, reference {}",
@@ -128,8 +141,18 @@ fn check_model(model: &str) {
         }
         let f = compare(&ours, &ref_logits, p);
         let row = format!(
-            "{model:<18} {id:<2} {:>8.4} {:>8.4} {:>+8.4} {:>5}/20 {:>7} {:>7}",
-            f.max_abs, f.centred_max_abs, f.mean_shift, f.overlap, f.argmax_ours, f.argmax_ref
+            "{model:<18} {id:<2} {:>8.4} {:>8.4} {:>+8.4} {:>5}/20 {:>7} {:>7} {:>9}",
+            f.max_abs,
+            f.centred_max_abs,
+            f.mean_shift,
+            f.overlap,
+            f.argmax_ours,
+            f.argmax_ref,
+            if streamed_same {
+                "same bits"
+            } else {
+                "DIFFERENT"
+            }
         );
         // Two independent implementations never agree to the last bit over a whole
         // vocabulary: say so, the reference file's provenance deserves a look.
@@ -166,7 +189,7 @@ fn check_model(model: &str) {
         }
     }
     println!(
-        "\n{:<18} {:<2} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}\n{}\n{model}: {:.1} s\n",
+        "\n{:<18} {:<2} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9}\n{}\n{model}: {:.1} s\n",
         "model",
         "id",
         "maxabs",
@@ -175,6 +198,7 @@ fn check_model(model: &str) {
         "top20",
         "argmax",
         "ref",
+        "streamed",
         rows.join("\n"),
         started.elapsed().as_secs_f64()
     );

@@ -258,6 +258,9 @@ fn report(args: &RunArgs, engine: &Engine, tok: &Tokenizer, prompt: &[u32], g: &
                 "resident_layers": engine.plan.n_resident(),
                 "streamed_layers": engine.plan.n_streamed(),
                 "peak_rss_bytes": peak_rss_bytes(),
+                "ring_bytes": engine.ring_bytes(),
+                "kv_cache_bytes": g.kv_cache_bytes,
+                "run_state_bytes": g.run_state_bytes,
             }
         });
         println!("{obj}");

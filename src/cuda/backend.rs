@@ -180,7 +180,12 @@ impl CudaBackend {
         n_ctx: usize,
     ) -> Result<DeviceState, CudaError> {
         if self.head.is_none() {
-            let (norm, out) = (&globals.output_norm, &globals.output);
+            let norm = &globals.output_norm;
+            let out = globals.output.as_ref().ok_or_else(|| {
+                CudaError::Unsupported(
+                    "the LM head is not in host memory to upload (the planner streams it)".into(),
+                )
+            })?;
             if norm.ty != GgmlType::F32 {
                 return Err(CudaError::Unsupported(format!(
                     "the output norm is {}, not f32",

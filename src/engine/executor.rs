@@ -7,12 +7,17 @@ use std::time::{Duration, Instant};
 use sluice_loader::extents::LayerExtents;
 use sluice_loader::model::ModelFiles;
 use sluice_loader::roles::TensorRole;
+use sluice_loader::GgmlType;
 use sluice_runtime::SlotGuard;
 use thiserror::Error;
 
+use super::rows::RowRange;
 use super::store::{Held, WeightStore};
 use crate::cpu::ThreadPool;
-use crate::model::forward::{embed, forward_head, forward_layer, Config, ForwardError, RunState};
+use crate::model::forward::{
+    embed, forward_head, forward_layer, head_input, head_rows, Config, EmbeddingRows, ForwardError,
+    RunState,
+};
 use crate::model::kv_cache::KvCache;
 use crate::model::weights::{LayerWeights, Tensor, WeightError};
 
@@ -38,21 +43,18 @@ pub struct SweepTimes {
     pub compute: Duration,
 }
 
-/// The slices of one tensor of a global extent.
+/// The slices of one tensor of a held global extent.
 fn global_tensor<'a>(
     ext: &LayerExtents,
     held: &'a Held<'_>,
     role: TensorRole,
 ) -> Option<Tensor<'a>> {
-    let (i, e) = ext
+    let (s, guard) = held
         .globals
         .iter()
-        .enumerate()
-        .find(|(_, e)| e.slice(role).is_some())?;
-    let s = e.slice(role)?;
-    let payload = held.globals.get(i)?.bytes();
+        .find_map(|(i, g)| ext.globals.get(*i)?.slice(role).map(|s| (s, g)))?;
     let start = s.offset_in_payload as usize;
-    let bytes = payload.get(start..start + s.n_bytes as usize)?;
+    let bytes = guard.bytes().get(start..start + s.n_bytes as usize)?;
     let row_elems = s.dims.first().copied().unwrap_or(1) as usize;
     let n_rows = s.dims.iter().skip(1).product::<u64>() as usize;
     Some(Tensor {
@@ -65,26 +67,42 @@ fn global_tensor<'a>(
 
 /// The global tensors the forward pass needs, viewed in held slots.
 pub struct Globals<'a> {
-    pub token_embd: Tensor<'a>,
     pub output_norm: Tensor<'a>,
-    /// The LM head (the embeddings when tied).
-    pub output: Tensor<'a>,
+    /// The token embeddings, when resident (otherwise their rows are read on demand).
+    pub token_embd: Option<Tensor<'a>>,
+    /// The LM head (the embeddings when tied), when resident (otherwise it streams).
+    pub output: Option<Tensor<'a>>,
 }
 
 impl<'a> Globals<'a> {
-    /// Finds the globals in the held slots.
+    /// Finds the resident globals in the held slots.
     pub fn view(ext: &LayerExtents, held: &'a Held<'_>) -> Result<Globals<'a>, WeightError> {
-        let get =
-            |role| global_tensor(ext, held, role).ok_or(WeightError::Missing { layer: None, role });
-        let token_embd = get(TensorRole::TokenEmbd)?;
-        let output_norm = get(TensorRole::OutputNorm)?;
-        let output = global_tensor(ext, held, TensorRole::Output).unwrap_or(token_embd);
+        let output_norm =
+            global_tensor(ext, held, TensorRole::OutputNorm).ok_or(WeightError::Missing {
+                layer: None,
+                role: TensorRole::OutputNorm,
+            })?;
+        let token_embd = global_tensor(ext, held, TensorRole::TokenEmbd);
+        let output = if ext.find(None, TensorRole::Output).is_some() {
+            global_tensor(ext, held, TensorRole::Output)
+        } else {
+            token_embd
+        };
         Ok(Globals {
-            token_embd,
             output_norm,
+            token_embd,
             output,
         })
     }
+}
+
+/// The LM head when it streams: the shape of its rows and its row ranges, which the streamer
+/// delivers after the last layer.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamedHead<'s> {
+    pub ty: GgmlType,
+    pub row_elems: usize,
+    pub ranges: &'s [RowRange],
 }
 
 /// Everything one sweep touches.
@@ -95,14 +113,17 @@ pub struct Sweep<'s, 'h> {
     pub store: &'s WeightStore,
     pub held: &'h Held<'h>,
     pub globals: &'h Globals<'h>,
+    /// The head's row ranges when it is not in `globals`.
+    pub head: Option<StreamedHead<'s>>,
     pub pool: &'s ThreadPool,
 }
 
 impl Sweep<'_, '_> {
-    /// Runs `tokens` (at positions `pos0..`) through every layer and the LM head; the logits
-    /// of the last token land in `st.logits`.
+    /// Runs `tokens` (at positions `pos0..`), embedded from `embd`, through every layer and
+    /// the LM head; the logits of the last token land in `st.logits`.
     pub fn run(
         &self,
+        embd: &mut dyn EmbeddingRows,
         tokens: &[u32],
         pos0: usize,
         st: &mut RunState,
@@ -112,7 +133,7 @@ impl Sweep<'_, '_> {
         let n = tokens.len();
         let started = Instant::now();
         let mut io_wait = Duration::ZERO;
-        embed(self.cfg, &self.globals.token_embd, tokens, st)?;
+        embed(self.cfg, embd, tokens, st)?;
         let mut resident_next = 0usize;
         for (layer, extents) in self.model.extents.layers.iter().enumerate() {
             let mut guards: [Option<SlotGuard<'_>>; EXTENTS_PER_LAYER_MAX] = Default::default();
@@ -145,17 +166,38 @@ impl Sweep<'_, '_> {
             forward_layer(self.cfg, &w, layer, pos0, n, st, cache, self.pool)?;
             drop(guards);
         }
-        forward_head(
-            self.cfg,
-            &self.globals.output_norm,
-            &self.globals.output,
-            n,
-            st,
-            self.pool,
-        )?;
+        io_wait += self.head(n, st)?;
         times.io_wait += io_wait;
         times.compute += started.elapsed().saturating_sub(io_wait);
         Ok(())
+    }
+
+    /// The final norm and the LM head, resident or streamed range by range; returns the time
+    /// spent waiting for streamed ranges.
+    fn head(&self, n: usize, st: &mut RunState) -> Result<Duration, ExecError> {
+        let norm = &self.globals.output_norm;
+        if let Some(output) = &self.globals.output {
+            forward_head(self.cfg, norm, output, n, st, self.pool)?;
+            return Ok(Duration::ZERO);
+        }
+        let (Some(head), Some(streamer)) = (self.head, self.store.streamer.as_ref()) else {
+            unreachable!("a head that is not resident streams")
+        };
+        head_input(self.cfg, norm, head.ty, n, st)?;
+        let mut io_wait = Duration::ZERO;
+        for r in head.ranges {
+            let waited = Instant::now();
+            let guard = streamer.next()?;
+            io_wait += waited.elapsed();
+            let rows = Tensor {
+                ty: head.ty,
+                row_elems: head.row_elems,
+                n_rows: r.n_rows,
+                bytes: guard.bytes(),
+            };
+            head_rows(&rows, r.row0, st, self.pool)?;
+        }
+        Ok(io_wait)
     }
 }
 

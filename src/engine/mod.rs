@@ -4,6 +4,8 @@
 pub mod backend;
 pub mod executor;
 pub mod planner;
+pub mod row_reader;
+pub mod rows;
 pub mod sampler;
 pub mod session;
 pub mod store;

@@ -1,10 +1,22 @@
-//! Residency planning: which layers stay in RAM and which stream from disk every token, and
+//! Residency planning: which weights stay in RAM and which stream from disk every token, and
 //! how big the streaming ring is.
 //!
-//! Resident layers are the first ones in sweep order: while the executor computes them, the
-//! prefetcher is already reading the first streamed layers, so the disk never waits for the
-//! CPU at the start of a token. The budget counts layer weights only; the globals (embeddings,
-//! output), the KV cache and the ring are accounted for separately and reported.
+//! The budget covers every weight that can be big: the layers, the LM head (the output matrix,
+//! or the token embeddings when tied) and the token embeddings. It is spent in order of what a
+//! resident byte saves:
+//! 1. the LM head: read in full every token when it streams;
+//! 2. the layers, first ones in sweep order: while the executor computes them, the prefetcher
+//!    is already reading the first streamed layers, so the disk never waits for the CPU at the
+//!    start of a token;
+//! 3. untied token embeddings last: when they are not resident only the rows of the batch's
+//!    tokens are read, a few KiB per token.
+//!
+//! A streamed head is cut into row ranges that fit a ring slot ([`split_rows`]) and read by the
+//! prefetcher after the last layer. The small global vectors (output norm, RoPE factors) are
+//! always resident: they hold one value per embedding dimension, like an activation buffer.
+//! The KV cache and the ring are accounted for separately and reported.
+
+use super::rows::{split_rows, MatrixOnDisk, RowRange};
 
 /// Fraction of available memory the default budget may use.
 pub const DEFAULT_BUDGET_FRACTION: f64 = 0.75;
@@ -23,11 +35,19 @@ pub struct PlanInput {
     pub layer_bytes: Vec<u64>,
     /// Largest single extent among all layers (a ring slot must hold it).
     pub extent_bytes_max: u64,
-    /// Bytes of the non-layer tensors (always resident).
-    pub global_bytes: u64,
+    /// The LM head: the output matrix, or the token embeddings when tied.
+    pub head: MatrixOnDisk,
+    /// Bytes of the head's aligned extent when read whole.
+    pub head_extent_bytes: u64,
+    /// Bytes of the token embeddings' aligned extent; `None` when they are the head (tied).
+    pub embd_extent_bytes: Option<u64>,
+    /// Bytes of the small global vectors (output norm, RoPE factors), always resident.
+    pub vector_bytes: u64,
+    /// The direct-I/O alignment of the model's extents.
+    pub alignment_bytes: u64,
     /// Bytes of the KV cache.
     pub kv_cache_bytes: u64,
-    /// `--ram-budget`, if given: bytes of layer weights allowed to stay resident.
+    /// `--ram-budget`, if given: bytes of weights allowed to stay resident.
     pub ram_budget: Option<u64>,
     /// Memory the OS reports available (MemAvailable).
     pub mem_available: u64,
@@ -38,11 +58,18 @@ pub struct PlanInput {
 pub struct Plan {
     /// `resident[i]`: layer i is read once at load and kept in RAM.
     pub resident: Vec<bool>,
-    /// The budget that was applied to layer weights.
+    /// The LM head is read once and kept; otherwise it streams in `head_ranges`.
+    pub head_resident: bool,
+    /// Embedding rows come from a resident matrix (the head when tied); otherwise each batch's
+    /// rows are read on demand.
+    pub embd_resident: bool,
+    /// The head's row ranges, in sweep order after the last layer; empty when it is resident.
+    pub head_ranges: Vec<RowRange>,
+    /// The budget that was applied to weights.
     pub budget_bytes: u64,
-    /// Bytes of resident layers.
+    /// Bytes of resident weights (layers, globals and the small vectors).
     pub resident_bytes: u64,
-    /// Bytes streamed from disk per token.
+    /// Bytes streamed from disk per token (layers and head ranges; embedding rows aside).
     pub streamed_bytes_per_token: u64,
     /// Ring slots (0 when nothing streams) and the size of each.
     pub ring_slots: usize,
@@ -61,64 +88,103 @@ impl Plan {
     pub fn n_streamed(&self) -> usize {
         self.resident.len() - self.n_resident()
     }
+
+    /// Bytes of the streaming ring (its slots, before rounding to pages).
+    pub fn ring_bytes(&self) -> u64 {
+        self.ring_slots as u64 * self.slot_bytes
+    }
+}
+
+/// Takes `bytes` out of `left` if they fit.
+fn take(left: &mut u64, bytes: u64) -> bool {
+    let fits = bytes <= *left;
+    if fits {
+        *left -= bytes;
+    }
+    fits
 }
 
 /// Decides residency and sizes the ring.
 pub fn plan(input: &PlanInput) -> Plan {
     let budget_bytes = input.ram_budget.unwrap_or_else(|| default_budget(input));
+    let mut left = budget_bytes;
+    let head_resident = take(&mut left, input.head_extent_bytes);
     let mut resident = vec![false; input.layer_bytes.len()];
-    let mut used = 0u64;
     for (r, &b) in resident.iter_mut().zip(&input.layer_bytes) {
-        match used.checked_add(b) {
-            Some(total) if total <= budget_bytes => {
-                *r = true;
-                used = total;
-            }
-            _ => break,
+        if !take(&mut left, b) {
+            break;
         }
+        *r = true;
     }
-    let streamed: u64 = input
-        .layer_bytes
-        .iter()
-        .zip(&resident)
-        .filter(|(_, &r)| !r)
-        .map(|(&b, _)| b)
-        .sum();
-    let n_streamed = resident.iter().filter(|&&r| !r).count();
+    let embd_resident = match input.embd_extent_bytes {
+        Some(b) => take(&mut left, b),
+        None => head_resident,
+    };
+    let streamed_layers = resident.iter().filter(|&&r| !r).count();
+    let mut slot_bytes = if streamed_layers > 0 || !head_resident {
+        input.extent_bytes_max
+    } else {
+        0
+    };
+    let head_ranges = if head_resident {
+        Vec::new()
+    } else {
+        let align = input.alignment_bytes;
+        slot_bytes = slot_bytes.max(input.head.row_slot_bytes_min(align));
+        split_rows(&input.head, align, slot_bytes)
+    };
+    let n_streamed = streamed_layers + head_ranges.len();
     let (ring_slots, depth) = if n_streamed == 0 {
         (0, 0)
     } else {
-        let slot = input.extent_bytes_max.max(1);
-        let by_bytes = RING_BYTES_MIN.div_ceil(slot) as usize;
+        let by_bytes = RING_BYTES_MIN.div_ceil(slot_bytes.max(1)) as usize;
         // One slot is held by the consumer while `depth` are read ahead; more slots than
-        // streamed layers would only hold a second copy of the same layer.
+        // streamed extents would only hold a second copy of the same one.
         let slots = by_bytes
             .clamp(DEFAULT_PREFETCH_DEPTH + 1, RING_SLOTS_MAX)
             .min(n_streamed.max(2));
         (slots, slots - 1)
     };
+    let layer_bytes = |want: bool| -> u64 {
+        let zipped = input.layer_bytes.iter().zip(&resident);
+        zipped.filter(|(_, &r)| r == want).map(|(&b, _)| b).sum()
+    };
+    let head_streamed: u64 = head_ranges.iter().map(|r| r.len).sum();
+    let resident_globals = [
+        (head_resident, input.head_extent_bytes),
+        (
+            embd_resident && input.embd_extent_bytes.is_some(),
+            input.embd_extent_bytes.unwrap_or(0),
+        ),
+    ];
+    let globals: u64 = resident_globals
+        .iter()
+        .filter(|(r, _)| *r)
+        .map(|(_, b)| b)
+        .sum();
+    let resident_bytes = layer_bytes(true) + globals + input.vector_bytes;
+    let streamed_bytes_per_token = layer_bytes(false) + head_streamed;
     Plan {
         resident,
+        head_resident,
+        embd_resident,
         budget_bytes,
-        resident_bytes: used,
-        streamed_bytes_per_token: streamed,
+        resident_bytes,
+        streamed_bytes_per_token,
         ring_slots,
-        slot_bytes: if ring_slots == 0 {
-            0
-        } else {
-            input.extent_bytes_max
-        },
+        slot_bytes: if ring_slots == 0 { 0 } else { slot_bytes },
+        head_ranges,
         depth,
     }
 }
 
-/// 75% of available memory, less the KV cache, the globals and a worst-case ring.
+/// 75% of available memory, less the KV cache, the small vectors and a worst-case ring.
 fn default_budget(input: &PlanInput) -> u64 {
     let usable = (input.mem_available as f64 * DEFAULT_BUDGET_FRACTION) as u64;
     let ring = (input.extent_bytes_max * (DEFAULT_PREFETCH_DEPTH as u64 + 1)).max(RING_BYTES_MIN);
     usable
         .saturating_sub(input.kv_cache_bytes)
-        .saturating_sub(input.global_bytes)
+        .saturating_sub(input.vector_bytes)
         .saturating_sub(ring)
 }
 
@@ -134,66 +200,144 @@ pub fn mem_available_bytes() -> Option<u64> {
 mod tests {
     use super::*;
 
+    const MIB: u64 = 1 << 20;
+
+    /// Ten 100 MiB layers, a 40 MiB head of 4 KiB rows and untied 25 MiB embeddings.
     fn input(budget: Option<u64>) -> PlanInput {
         PlanInput {
-            layer_bytes: vec![100 << 20; 10],
-            extent_bytes_max: 100 << 20,
-            global_bytes: 50 << 20,
-            kv_cache_bytes: 10 << 20,
+            layer_bytes: vec![100 * MIB; 10],
+            extent_bytes_max: 100 * MIB,
+            head: MatrixOnDisk {
+                offset: 1000 * MIB + 100,
+                row_bytes: 4000,
+                n_rows: 10 * 1024,
+            },
+            head_extent_bytes: 40 * MIB,
+            embd_extent_bytes: Some(25 * MIB),
+            vector_bytes: 4096,
+            alignment_bytes: 4096,
+            kv_cache_bytes: 10 * MIB,
             ram_budget: budget,
             mem_available: 4 << 30,
         }
     }
 
     #[test]
-    fn zero_budget_streams_everything() {
+    fn zero_budget_streams_everything_model_sized() {
         let p = plan(&input(Some(0)));
         assert_eq!(p.n_resident(), 0);
-        assert_eq!(p.streamed_bytes_per_token, 1000 << 20);
+        assert!(!p.head_resident && !p.embd_resident);
+        assert_eq!(p.resident_bytes, 4096, "only the small vectors");
+        // The 40 MB head fits one 100 MiB slot: one range, after the layers.
+        assert_eq!(p.head_ranges.len(), 1);
+        assert_eq!(p.head_ranges[0].n_rows, 10 * 1024);
+        let head_read = p.head_ranges[0].len;
+        assert!((4000 * 10 * 1024..=4000 * 10 * 1024 + 8192).contains(&head_read));
+        assert_eq!(p.streamed_bytes_per_token, 1000 * MIB + head_read);
         assert_eq!(p.ring_slots, DEFAULT_PREFETCH_DEPTH + 1);
         assert_eq!(p.depth, DEFAULT_PREFETCH_DEPTH);
-        assert_eq!(p.slot_bytes, 100 << 20);
+        assert_eq!(p.slot_bytes, 100 * MIB);
     }
 
     #[test]
-    fn budget_keeps_the_first_layers_that_fit() {
-        let p = plan(&input(Some(350 << 20)));
+    fn budget_goes_to_the_head_then_the_first_layers_then_the_embeddings() {
+        let p = plan(&input(Some(350 * MIB)));
+        assert!(p.head_resident);
+        assert!(p.head_ranges.is_empty());
         assert_eq!(
             p.resident,
             [true, true, true, false, false, false, false, false, false, false]
         );
-        assert_eq!(p.resident_bytes, 300 << 20);
-        assert_eq!(p.streamed_bytes_per_token, 700 << 20);
+        // 350 − 40 head − 300 layers leaves 10 MiB: too little for the 25 MiB embeddings.
+        assert!(!p.embd_resident);
+        assert_eq!(p.resident_bytes, 340 * MIB + 4096);
+        assert_eq!(p.streamed_bytes_per_token, 700 * MIB);
+
+        let p = plan(&input(Some(370 * MIB)));
+        assert!(p.head_resident && p.embd_resident);
+        assert_eq!(p.n_resident(), 3);
+    }
+
+    #[test]
+    fn a_budget_below_the_head_keeps_what_still_fits() {
+        // 30 MiB: no head (40), no layer (100), but the embeddings (25).
+        let p = plan(&input(Some(30 * MIB)));
+        assert!(!p.head_resident && p.embd_resident);
+        assert_eq!(p.n_resident(), 0);
+        assert_eq!(p.head_ranges.len(), 1);
+    }
+
+    #[test]
+    fn tied_embeddings_follow_the_head() {
+        let mut i = input(Some(0));
+        i.embd_extent_bytes = None;
+        let p = plan(&i);
+        assert!(!p.head_resident && !p.embd_resident);
+        i.ram_budget = Some(40 * MIB);
+        let p = plan(&i);
+        assert!(p.head_resident && p.embd_resident);
+        assert_eq!(p.resident_bytes, 40 * MIB + 4096);
     }
 
     #[test]
     fn default_budget_keeps_everything_that_fits_in_memory() {
         let p = plan(&input(None));
         assert_eq!(p.n_streamed(), 0);
-        assert_eq!(p.ring_slots, 0);
+        assert!(p.head_resident && p.embd_resident);
+        assert_eq!((p.ring_slots, p.slot_bytes), (0, 0));
         let mut small = input(None);
         small.mem_available = 1 << 30;
         let p = plan(&small);
-        // 768 MiB usable − 10 KV − 50 globals − 500 ring = 208 MiB: two layers.
+        // 768 MiB usable − 10 KV − 4 KiB vectors − 500 ring ≈ 258 MiB: the head, two layers,
+        // and 18 MiB left, too little for the embeddings.
+        assert!(p.head_resident);
         assert_eq!(p.n_resident(), 2);
+        assert!(!p.embd_resident);
     }
 
     #[test]
-    fn ring_never_exceeds_the_streamed_layers() {
-        let mut i = input(Some(850 << 20));
-        i.layer_bytes = vec![2 << 20; 30];
-        i.extent_bytes_max = 2 << 20;
-        i.ram_budget = Some(27 * (2 << 20));
+    fn a_big_head_is_cut_into_slot_sized_ranges() {
+        let mut i = input(Some(0));
+        i.layer_bytes = vec![2 * MIB; 30];
+        i.extent_bytes_max = 2 * MIB;
         let p = plan(&i);
+        // 40 MB of 4000-byte rows in 2 MiB slots: (2 MiB − 4 KiB) / 4000 = 523 rows a range.
+        assert_eq!(p.head_ranges.len(), (10 * 1024usize).div_ceil(523));
+        assert!(p.head_ranges.iter().all(|r| r.len <= p.slot_bytes));
+        let rows: usize = p.head_ranges.iter().map(|r| r.n_rows).sum();
+        assert_eq!(rows, 10 * 1024);
+        // 64 MiB of 2 MiB slots: 32, fewer than the 30 layers + 20 ranges that stream.
+        assert_eq!((p.ring_slots, p.depth), (32, 31));
+    }
+
+    #[test]
+    fn slots_grow_to_hold_one_head_row() {
+        let mut i = input(Some(0));
+        i.layer_bytes = vec![4096; 4];
+        i.extent_bytes_max = 4096;
+        i.head.row_bytes = 5000;
+        let p = plan(&i);
+        assert_eq!(p.slot_bytes, 3 * 4096);
+        assert_eq!(p.head_ranges.len(), 10 * 1024);
+    }
+
+    #[test]
+    fn ring_never_exceeds_the_streamed_extents() {
+        let mut i = input(None);
+        i.layer_bytes = vec![2 * MIB; 30];
+        i.extent_bytes_max = 2 * MIB;
+        i.ram_budget = Some(40 * MIB + 27 * 2 * MIB);
+        let p = plan(&i);
+        assert!(p.head_resident);
         assert_eq!(p.n_streamed(), 3);
         assert_eq!((p.ring_slots, p.depth), (3, 2));
     }
 
     #[test]
     fn small_layers_get_a_deeper_ring() {
-        let mut i = input(Some(0));
-        i.layer_bytes = vec![2 << 20; 30];
-        i.extent_bytes_max = 2 << 20;
+        let mut i = input(Some(40 * MIB));
+        i.layer_bytes = vec![2 * MIB; 30];
+        i.extent_bytes_max = 2 * MIB;
         let p = plan(&i);
         // 64 MiB of 2 MiB slots would be 32, capped at the 30 streamed layers.
         assert_eq!(p.ring_slots, 30);

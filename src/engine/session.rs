@@ -4,21 +4,23 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice_loader::model::{LoadError, ModelFiles};
+use sluice_loader::roles::TensorRole;
 use sluice_loader::spec::ModelSpec;
 use sluice_runtime::ReaderConfig;
 use thiserror::Error;
 
 use super::backend::{select, DeviceChoice, Selected};
-use super::executor::{check_extent_counts, ExecError, Globals, Sweep, SweepTimes};
+use super::executor::{check_extent_counts, ExecError, Globals, StreamedHead, Sweep, SweepTimes};
 use super::planner::{mem_available_bytes, plan, Plan, PlanInput};
+use super::row_reader::RowReader;
 use super::sampler::Sampler;
-use super::store::WeightStore;
+use super::store::{GlobalMatrix, WeightStore};
 use crate::cpu::ThreadPool;
 use crate::cuda::release::Loans;
 use crate::cuda::{CudaBackend, CudaError};
-use crate::model::forward::{Config, RunState};
+use crate::model::forward::{Config, EmbeddingRows, RunState};
 use crate::model::kv_cache::KvCache;
-use crate::model::weights::check_tensors;
+use crate::model::weights::{check_tensors, WeightError};
 
 /// Largest number of prompt tokens computed in one sweep; longer prompts take several.
 pub const PREFILL_BATCH_MAX: usize = 512;
@@ -34,6 +36,8 @@ pub enum EngineError {
     Exec(#[from] ExecError),
     #[error("setting up the weight readers: {0}")]
     Runtime(#[from] sluice_runtime::Error),
+    #[error("setting up the embedding reader: {0}")]
+    EmbeddingReader(#[source] std::io::Error),
     #[error("the prompt has {prompt} tokens but the model's context holds {context}")]
     PromptTooLong { prompt: usize, context: usize },
     #[error("the prompt is empty: it must produce at least one token")]
@@ -108,6 +112,10 @@ pub struct Generation {
     pub streamed_bytes: u64,
     /// Logits after the prompt (the first step), for comparisons with a reference.
     pub first_logits: Vec<f32>,
+    /// Bytes of the KV cache this generation allocated.
+    pub kv_cache_bytes: u64,
+    /// Bytes of the activation buffers and logits this generation allocated.
+    pub run_state_bytes: u64,
 }
 
 /// A loaded model, ready to generate.
@@ -122,6 +130,8 @@ pub struct Engine {
     cuda: Option<Box<CudaBackend>>,
     /// Why the CPU computes when `--device auto` found no usable GPU.
     pub cpu_because: Option<String>,
+    /// Reads embedding rows on demand when the embeddings are not resident.
+    embd_reader: Option<RowReader>,
 }
 
 impl Engine {
@@ -141,18 +151,13 @@ impl Engine {
             Selected::Cpu { why } => (None, why),
             Selected::Cuda(b) => (Some(b), None),
         };
-        let mut input = PlanInput {
-            layer_bytes: model.extents.layer_bytes_all(),
-            extent_bytes_max: model.extents.extent_bytes_max(),
-            global_bytes: model.extents.global_bytes(),
-            kv_cache_bytes: KvCache::bytes_for(cfg.n_layer, model.spec.kv_dim(), n_ctx),
-            ram_budget: opts.ram_budget,
-            mem_available: mem_available_bytes().unwrap_or(0),
-        };
+        let mut input = plan_input(&model, &cfg, n_ctx, opts).map_err(bad)?;
         let mut plan = plan(&input);
         if let Some(gpu) = cuda.as_mut() {
             // VRAM and RAM layers are both read once into host memory: together they are the
-            // prefix the CPU planner keeps resident with their host bytes as its budget.
+            // prefix the CPU planner keeps resident. The GPU computes the head from VRAM and
+            // looks embeddings up on the host, so the globals stay resident too: the host
+            // budget is those layers plus every global.
             let tiers = gpu.plan_tiers(
                 &cfg,
                 n_ctx,
@@ -161,20 +166,23 @@ impl Engine {
                 plan.budget_bytes,
             )?;
             let host_resident = tiers.host_resident();
-            input.ram_budget = Some(
-                input
-                    .layer_bytes
-                    .iter()
-                    .zip(&host_resident)
-                    .filter(|(_, &r)| r)
-                    .map(|(b, _)| b)
-                    .sum(),
-            );
+            let layers: u64 = input
+                .layer_bytes
+                .iter()
+                .zip(&host_resident)
+                .filter(|(_, &r)| r)
+                .map(|(b, _)| b)
+                .sum();
+            let globals =
+                input.head_extent_bytes + input.embd_extent_bytes.unwrap_or(0) + input.vector_bytes;
+            input.ram_budget = Some(layers + globals);
             plan = super::planner::plan(&input);
             debug_assert_eq!(plan.resident, host_resident);
         }
         let registrar = cuda.as_ref().map(|g| g.registrar());
         let store = WeightStore::new(&model, &plan, &opts.reader, registrar.as_ref())?;
+        let embd_reader =
+            WeightStore::embedding_reader(&model, &plan).map_err(EngineError::EmbeddingReader)?;
         let pool = ThreadPool::new(opts.threads.max(1));
         Ok(Engine {
             model,
@@ -185,6 +193,7 @@ impl Engine {
             store,
             cuda,
             cpu_because,
+            embd_reader,
         })
     }
 
@@ -208,7 +217,13 @@ impl Engine {
 
     /// Bytes read from disk by every reader so far.
     pub fn bytes_read(&self) -> u64 {
-        self.store.bytes_read()
+        let rows = self.embd_reader.as_ref().map_or(0, |r| r.bytes_read());
+        self.store.bytes_read() + rows
+    }
+
+    /// Bytes of the streaming ring (0 when every weight is resident).
+    pub fn ring_bytes(&self) -> u64 {
+        self.store.ring_bytes()
     }
 
     /// Consumer stall on streamed layers so far.
@@ -267,6 +282,13 @@ impl Engine {
             .as_ref()
             .map_or(1, |p| p.reader().ring().slot_count());
         let mut loans = Loans::new(host_slots);
+        let head = GlobalMatrix::head(&self.model.extents)
+            .filter(|_| !self.plan.head_ranges.is_empty())
+            .map(|m| StreamedHead {
+                ty: m.slice.ty,
+                row_elems: m.row_elems(),
+                ranges: &self.plan.head_ranges,
+            });
         let sweep = Sweep {
             model: &self.model,
             cfg: &self.cfg,
@@ -274,7 +296,20 @@ impl Engine {
             store: &self.store,
             held: &held,
             globals: &globals,
+            head,
             pool: &self.pool,
+        };
+        let mut resident_embd = globals.token_embd;
+        let missing_embd = || {
+            EngineError::from(ExecError::from(WeightError::Missing {
+                layer: None,
+                role: TensorRole::TokenEmbd,
+            }))
+        };
+        let embd: &mut dyn EmbeddingRows = match (&mut self.embd_reader, &mut resident_embd) {
+            (_, Some(t)) => t,
+            (Some(r), None) => r,
+            (None, None) => return Err(missing_embd()),
         };
         let streamed_before = self.store.streamed_bytes_read();
         let mut times = SweepTimes::default();
@@ -292,7 +327,7 @@ impl Engine {
                     extents,
                     store,
                     &held,
-                    &globals.token_embd,
+                    globals.token_embd.as_ref().ok_or_else(missing_embd)?,
                     tokens,
                     pos0,
                     d,
@@ -300,7 +335,7 @@ impl Engine {
                     &mut st.logits,
                     times,
                 )?),
-                _ => Ok(sweep.run(tokens, pos0, st, cache, times)?),
+                _ => Ok(sweep.run(embd, tokens, pos0, st, cache, times)?),
             }
         };
         for &t in prompt {
@@ -349,6 +384,43 @@ impl Engine {
             io_wait: times.io_wait,
             streamed_bytes: self.store.streamed_bytes_read() - streamed_before,
             first_logits,
+            kv_cache_bytes: cache.bytes() as u64,
+            run_state_bytes: st.bytes() as u64,
         })
     }
+}
+
+/// What the planner needs, from the model's extents and the options; an error names a global
+/// matrix that cannot be read row by row.
+fn plan_input(
+    model: &ModelFiles,
+    cfg: &Config,
+    n_ctx: usize,
+    opts: &EngineOptions,
+) -> Result<PlanInput, String> {
+    let ext = &model.extents;
+    let head = GlobalMatrix::head(ext).ok_or_else(|| {
+        "the model has no output or token embedding matrix of whole rows".to_string()
+    })?;
+    let tied = ext.find(None, TensorRole::Output).is_none();
+    let embd_extent_bytes = if tied {
+        None
+    } else {
+        let embd = GlobalMatrix::find(ext, TensorRole::TokenEmbd)
+            .ok_or_else(|| "the model has no token embedding matrix of whole rows".to_string())?;
+        Some(embd.extent.len)
+    };
+    let matrices = head.extent.len + embd_extent_bytes.unwrap_or(0);
+    Ok(PlanInput {
+        layer_bytes: ext.layer_bytes_all(),
+        extent_bytes_max: ext.extent_bytes_max(),
+        head: head.on_disk,
+        head_extent_bytes: head.extent.len,
+        embd_extent_bytes,
+        vector_bytes: ext.global_bytes().saturating_sub(matrices),
+        alignment_bytes: ext.alignment_bytes,
+        kv_cache_bytes: KvCache::bytes_for(cfg.n_layer, model.spec.kv_dim(), n_ctx),
+        ram_budget: opts.ram_budget,
+        mem_available: mem_available_bytes().unwrap_or(0),
+    })
 }

@@ -1,20 +1,88 @@
 //! Where the weights come from during a sweep: resident extents (read once through the
 //! runtime into RAM and held) and streamed extents (read every token through the prefetcher).
 //!
-//! Each global tensor (embeddings, output, output norm) gets a ring of one slot of its own
-//! size, resident layers share one ring sized to their largest extent, and streamed layers
-//! share the prefetch ring the planner sized. Nothing here is mapped: every byte comes through
-//! `sluice_runtime`'s O_DIRECT readers.
+//! Each resident global tensor (embeddings, output, output norm) gets a ring of one slot of its
+//! own size, resident layers share one ring sized to their largest extent, and streamed layers
+//! and a streamed LM head's row ranges share the prefetch ring the planner sized, in that sweep
+//! order. Embeddings that are not resident are read row by row ([`RowReader`]). Nothing here is
+//! mapped: every byte comes through O_DIRECT reads.
 
-use sluice_loader::extents::{Extent as LoaderExtent, LayerExtents};
+use sluice_loader::extents::{Extent as LoaderExtent, LayerExtents, TensorSlice};
 use sluice_loader::model::ModelFiles;
 use std::sync::Arc;
 
+use sluice_loader::roles::TensorRole;
 use sluice_runtime::{
     Extent, FileId, HostRing, Prefetcher, Reader, ReaderConfig, SlabRegistrar, SlotGuard,
 };
 
 use super::planner::Plan;
+use super::row_reader::RowReader;
+use super::rows::{MatrixOnDisk, RowRange};
+
+/// A global matrix (the embeddings or the LM head) as it lies in the model's files.
+#[derive(Clone, Copy, Debug)]
+pub struct GlobalMatrix<'m> {
+    /// Its extent in [`LayerExtents::globals`] (one tensor per global extent).
+    pub extent: &'m LoaderExtent,
+    pub slice: &'m TensorSlice,
+    /// Where its rows lie in the extent's file.
+    pub on_disk: MatrixOnDisk,
+}
+
+impl<'m> GlobalMatrix<'m> {
+    /// The global tensor of `role`, if the model has it and its bytes split into whole rows.
+    pub fn find(ext: &'m LayerExtents, role: TensorRole) -> Option<GlobalMatrix<'m>> {
+        let (extent, slice) = ext.find(None, role)?;
+        let n_rows: u64 = slice.dims.iter().skip(1).product();
+        if n_rows == 0 || slice.n_bytes % n_rows != 0 {
+            return None;
+        }
+        Some(GlobalMatrix {
+            extent,
+            slice,
+            on_disk: MatrixOnDisk {
+                offset: extent.payload_offset + slice.offset_in_payload,
+                row_bytes: slice.n_bytes / n_rows,
+                n_rows,
+            },
+        })
+    }
+
+    /// The LM head: the output matrix, or the embeddings when they are tied.
+    pub fn head(ext: &'m LayerExtents) -> Option<GlobalMatrix<'m>> {
+        Self::find(ext, TensorRole::Output).or_else(|| Self::find(ext, TensorRole::TokenEmbd))
+    }
+
+    /// Elements per row (`ne[0]`).
+    pub fn row_elems(&self) -> usize {
+        self.slice.dims.first().copied().unwrap_or(1) as usize
+    }
+}
+
+/// The runtime extent of one row range of a matrix in file `file`.
+fn range_extent(r: &RowRange, file: FileId) -> Extent {
+    Extent {
+        file,
+        offset: r.offset,
+        len: r.len,
+        payload_offset: r.head_bytes,
+        payload_len: r.payload_len,
+    }
+}
+
+/// Whether the plan keeps global extent `e` resident: the head and the embeddings as planned,
+/// the small vectors always.
+fn global_is_resident(e: &LoaderExtent, plan: &Plan) -> bool {
+    let has = |role| e.slice(role).is_some();
+    if has(TensorRole::Output) {
+        plan.head_resident
+    } else if has(TensorRole::TokenEmbd) {
+        plan.embd_resident
+    } else {
+        true
+    }
+}
 
 /// Converts a loader extent into the runtime's shape (payload offset relative to the range).
 pub fn runtime_extent(e: &LoaderExtent, files: &[FileId]) -> Extent {
@@ -27,43 +95,62 @@ pub fn runtime_extent(e: &LoaderExtent, files: &[FileId]) -> Extent {
     }
 }
 
-/// A prefetcher over a fixed list of extents, with a ring of exactly that many slots.
+/// A prefetcher over a fixed list of extents (then `head`'s row ranges, if any), with a ring
+/// of `slots` slots of `slot_bytes` each.
 fn prefetcher_for(
     model: &ModelFiles,
     extents: &[&LoaderExtent],
-    slots: usize,
+    head: Option<(&GlobalMatrix<'_>, &[RowRange])>,
+    (slots, slot_bytes): (usize, u64),
     depth: usize,
     cfg: &ReaderConfig,
     registrar: Option<&Arc<dyn SlabRegistrar>>,
 ) -> sluice_runtime::Result<Prefetcher> {
-    let slot_bytes = extents.iter().map(|e| e.len).max().unwrap_or(0) as usize;
     let ring = match registrar {
-        Some(r) => HostRing::with_registrar(slots, slot_bytes, r.clone())?,
-        None => HostRing::new(slots, slot_bytes)?,
+        Some(r) => HostRing::with_registrar(slots, slot_bytes as usize, r.clone())?,
+        None => HostRing::new(slots, slot_bytes as usize)?,
     };
     let reader = Reader::new(ring, cfg)?;
     let mut files = Vec::with_capacity(model.index.files.len());
     for path in &model.index.files {
         files.push(reader.open_file(path)?);
     }
-    let sweep = extents.iter().map(|e| runtime_extent(e, &files)).collect();
+    let mut sweep: Vec<Extent> = extents.iter().map(|e| runtime_extent(e, &files)).collect();
+    if let Some((m, ranges)) = head {
+        let file = files[m.extent.file];
+        sweep.extend(ranges.iter().map(|r| range_extent(r, file)));
+    }
     Prefetcher::new(reader, sweep, depth)
+}
+
+/// A prefetcher that reads `extents` once, each into a slot of its own.
+fn resident_prefetcher(
+    model: &ModelFiles,
+    extents: &[&LoaderExtent],
+    cfg: &ReaderConfig,
+    registrar: Option<&Arc<dyn SlabRegistrar>>,
+) -> sluice_runtime::Result<Prefetcher> {
+    let slot_bytes = extents.iter().map(|e| e.len).max().unwrap_or(0);
+    let n = extents.len();
+    prefetcher_for(model, extents, None, (n, slot_bytes), n, cfg, registrar)
 }
 
 /// Where each layer's bytes live.
 pub struct WeightStore {
-    /// One prefetcher per global extent, read once.
-    globals: Vec<Prefetcher>,
+    /// Resident global extents (their index in [`LayerExtents::globals`]) and a prefetcher for
+    /// each, read once.
+    globals: Vec<(usize, Prefetcher)>,
     /// Resident layers' extents in layer order, read once; `None` when no layer is resident.
     resident: Option<Prefetcher>,
-    /// Streamed layers' extents in layer order, read every token.
+    /// Streamed layers' extents in layer order, then a streamed head's row ranges, read every
+    /// token.
     pub streamer: Option<Prefetcher>,
 }
 
 /// The resident bytes, held for one generation: guards on every resident slot.
 pub struct Held<'a> {
-    /// Payload of each global extent, in `LayerExtents::globals` order.
-    pub globals: Vec<SlotGuard<'a>>,
+    /// Resident global extents: their index in [`LayerExtents::globals`] and their payload.
+    pub globals: Vec<(usize, SlotGuard<'a>)>,
     /// Payloads of resident layers' extents, in sweep order.
     pub layers: Vec<SlotGuard<'a>>,
 }
@@ -80,8 +167,10 @@ impl WeightStore {
     ) -> sluice_runtime::Result<WeightStore> {
         let ext: &LayerExtents = &model.extents;
         let mut globals = Vec::with_capacity(ext.globals.len());
-        for g in &ext.globals {
-            globals.push(prefetcher_for(model, &[g], 1, 1, cfg, None)?);
+        for (i, g) in ext.globals.iter().enumerate() {
+            if global_is_resident(g, plan) {
+                globals.push((i, resident_prefetcher(model, &[g], cfg, None)?));
+            }
         }
         let layer_extents = |resident: bool| -> Vec<&LoaderExtent> {
             ext.layers
@@ -95,23 +184,20 @@ impl WeightStore {
         let resident = if res.is_empty() {
             None
         } else {
-            Some(prefetcher_for(
-                model,
-                &res,
-                res.len(),
-                res.len(),
-                cfg,
-                registrar,
-            )?)
+            Some(resident_prefetcher(model, &res, cfg, registrar)?)
         };
         let streamed = layer_extents(false);
-        let streamer = if streamed.is_empty() {
+        let head = GlobalMatrix::head(ext)
+            .filter(|_| !plan.head_ranges.is_empty())
+            .map(|m| (m, plan.head_ranges.as_slice()));
+        let streamer = if streamed.is_empty() && head.is_none() {
             None
         } else {
             Some(prefetcher_for(
                 model,
                 &streamed,
-                plan.ring_slots,
+                head.as_ref().map(|(m, r)| (m, *r)),
+                (plan.ring_slots, plan.slot_bytes),
                 plan.depth,
                 cfg,
                 registrar,
@@ -127,8 +213,8 @@ impl WeightStore {
     /// Reads (once per call) every resident extent and holds it.
     pub fn hold(&self) -> sluice_runtime::Result<Held<'_>> {
         let mut globals = Vec::with_capacity(self.globals.len());
-        for p in &self.globals {
-            globals.push(p.next()?);
+        for (i, p) in &self.globals {
+            globals.push((*i, p.next()?));
         }
         let mut layers = Vec::new();
         if let Some(p) = &self.resident {
@@ -142,7 +228,7 @@ impl WeightStore {
 
     /// Bytes read from disk so far by every reader.
     pub fn bytes_read(&self) -> u64 {
-        let g: u64 = self.globals.iter().map(|p| p.stats().bytes_read).sum();
+        let g: u64 = self.globals.iter().map(|(_, p)| p.stats().bytes_read).sum();
         let r = self.resident.as_ref().map_or(0, |p| p.stats().bytes_read);
         g + r + self.streamed_bytes_read()
     }
@@ -150,5 +236,25 @@ impl WeightStore {
     /// Bytes read by the streaming prefetcher.
     pub fn streamed_bytes_read(&self) -> u64 {
         self.streamer.as_ref().map_or(0, |p| p.stats().bytes_read)
+    }
+
+    /// Bytes of the streaming ring's slab (0 when nothing streams).
+    pub fn ring_bytes(&self) -> u64 {
+        self.streamer
+            .as_ref()
+            .map_or(0, |p| p.reader().ring().slab_bytes() as u64)
+    }
+
+    /// The on-demand embedding reader the plan needs, if the embeddings are not resident.
+    pub fn embedding_reader(model: &ModelFiles, plan: &Plan) -> std::io::Result<Option<RowReader>> {
+        if plan.embd_resident {
+            return Ok(None);
+        }
+        let Some(m) = GlobalMatrix::find(&model.extents, TensorRole::TokenEmbd) else {
+            return Ok(None);
+        };
+        let path = &model.index.files[m.extent.file];
+        let align = model.extents.alignment_bytes;
+        RowReader::open(path, m.on_disk, m.slice.ty, align).map(Some)
     }
 }

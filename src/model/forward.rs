@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use sluice_loader::quant::{dequantize_row, DequantError};
 use sluice_loader::spec::{Arch, ModelSpec, RopeStyle, SourceFormat};
+use sluice_loader::GgmlType;
 use thiserror::Error;
 
 use super::attention::{attend_batch, padded_n_kv, AttnScratch, AttnShape};
@@ -32,6 +33,12 @@ pub enum ForwardError {
     Dequant(#[from] DequantError),
     #[error("token id {token} is outside the vocabulary of {n_vocab} tokens")]
     Token { token: u32, n_vocab: usize },
+    #[error("reading the embedding of token {token}: {source}")]
+    EmbeddingRead {
+        token: u32,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The hyper-parameters the forward pass uses, derived once from the spec.
@@ -152,6 +159,27 @@ impl RunState {
     /// The largest batch these buffers hold.
     pub fn batch_max(&self) -> usize {
         self.batch_max
+    }
+
+    /// Bytes of the activation buffers and the logits (the RoPE table and the attention
+    /// scratch, a few bytes per cached position, aside).
+    pub fn bytes(&self) -> usize {
+        let f32_bufs = [
+            &self.x,
+            &self.xb,
+            &self.q,
+            &self.k,
+            &self.v,
+            &self.att,
+            &self.proj,
+            &self.gate,
+            &self.up,
+            &self.vec_scratch,
+            &self.head_scratch,
+            &self.logits,
+        ];
+        let floats: usize = f32_bufs.iter().map(|b| b.len()).sum();
+        floats * std::mem::size_of::<f32>() + self.acts.capacity_bytes()
     }
 }
 
@@ -275,28 +303,50 @@ fn interleave_heads(x: &mut [f32], head_dim: usize, scratch: &mut [f32]) {
     }
 }
 
+/// Where [`embed`] finds the rows of the token embedding matrix: a resident [`Tensor`], or a
+/// reader that fetches each row from disk when asked.
+pub trait EmbeddingRows {
+    /// The rows' element type.
+    fn ty(&self) -> GgmlType;
+    /// Number of rows (the vocabulary).
+    fn n_rows(&self) -> usize;
+    /// The bytes of row `id`, which is below [`n_rows`](Self::n_rows).
+    fn row(&mut self, id: usize) -> Result<&[u8], ForwardError>;
+}
+
+impl EmbeddingRows for Tensor<'_> {
+    fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    fn row(&mut self, id: usize) -> Result<&[u8], ForwardError> {
+        let row_bytes = self.bytes.len() / self.n_rows.max(1);
+        Ok(&self.bytes[id * row_bytes..(id + 1) * row_bytes])
+    }
+}
+
 /// Looks up the embeddings of `tokens` into the residual stream.
 pub fn embed(
     cfg: &Config,
-    token_embd: &Tensor<'_>,
+    token_embd: &mut dyn EmbeddingRows,
     tokens: &[u32],
     st: &mut RunState,
 ) -> Result<(), ForwardError> {
-    let row_bytes = token_embd.bytes.len() / token_embd.n_rows.max(1);
+    let (ty, n_rows) = (token_embd.ty(), token_embd.n_rows());
     for (t, &tok) in tokens.iter().enumerate() {
         let id = tok as usize;
-        if id >= token_embd.n_rows {
+        if id >= n_rows {
             return Err(ForwardError::Token {
                 token: tok,
-                n_vocab: token_embd.n_rows,
+                n_vocab: n_rows,
             });
         }
-        let row = &token_embd.bytes[id * row_bytes..(id + 1) * row_bytes];
-        dequantize_row(
-            token_embd.ty,
-            row,
-            &mut st.x[t * cfg.n_embd..(t + 1) * cfg.n_embd],
-        )?;
+        let row = token_embd.row(id)?;
+        dequantize_row(ty, row, &mut st.x[t * cfg.n_embd..(t + 1) * cfg.n_embd])?;
     }
     Ok(())
 }
@@ -409,19 +459,37 @@ pub fn forward_head(
     st: &mut RunState,
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
+    head_input(cfg, output_norm, output.ty, n, st)?;
+    head_rows(output, 0, st, pool)
+}
+
+/// The LM head's input: the final norm of the last of `n` tokens, quantised for a head of type
+/// `head_ty`. [`head_rows`] then computes the logits from any rows of the head.
+pub fn head_input(
+    cfg: &Config,
+    output_norm: &Tensor<'_>,
+    head_ty: GgmlType,
+    n: usize,
+    st: &mut RunState,
+) -> Result<(), ForwardError> {
     let e = cfg.n_embd;
     let last = &st.x[(n - 1) * e..n * e];
     let norm_w = read_vector(output_norm, &mut st.vec_scratch)?;
     rms_norm(last, norm_w, cfg.rms_eps, &mut st.xb[..e]);
-    let mut fresh = false;
-    project(
-        output,
-        &st.xb,
-        1,
-        &mut st.acts,
-        &mut fresh,
-        &mut st.logits,
-        pool,
-    )?;
+    quantize_acts(head_ty, &st.xb[..e], 1, &mut st.acts)?;
+    Ok(())
+}
+
+/// Logits `row0..row0 + rows.n_rows` from those rows of the LM head, after [`head_input`]:
+/// each logit is one row's dot product, so a head taken range by range gives the same logits
+/// as the whole matrix.
+pub fn head_rows(
+    rows: &Tensor<'_>,
+    row0: usize,
+    st: &mut RunState,
+    pool: &ThreadPool,
+) -> Result<(), ForwardError> {
+    let out = &mut st.logits[row0..row0 + rows.n_rows];
+    matmul(&rows.matrix(), &st.acts, out, pool)?;
     Ok(())
 }

@@ -66,6 +66,9 @@ pub struct RunStats {
     pub resident_layers: usize,
     pub streamed_layers: usize,
     pub peak_rss_bytes: u64,
+    pub ring_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub run_state_bytes: u64,
 }
 
 /// The object `sluice run --json` prints (every field required).
