@@ -100,6 +100,9 @@ impl UringLoop {
             if self.shutting_down && self.busy.reads_in_flight() == 0 {
                 break;
             }
+            if !self.may_wait() {
+                continue;
+            }
             if !self.enter() {
                 return self.abandon();
             }
@@ -158,6 +161,16 @@ impl UringLoop {
                 self.push_read(op);
             }
         }
+    }
+
+    /// Tells submitters whether a new job must wake the loop (it has free ops, so `fill` found
+    /// no chunk to hand out) and says whether the loop may sleep: not when it is starved and a
+    /// job arrived after `accept`, whose submitter may have seen the flag still clear.
+    fn may_wait(&mut self) -> bool {
+        let starved = !self.ops_free.is_empty();
+        let mut queue = self.queue.lock();
+        queue.starved = starved;
+        !starved || queue.jobs.is_empty()
     }
 
     /// Submits what `fill` queued without waiting; a failure is left to the next `enter`,
