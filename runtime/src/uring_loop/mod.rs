@@ -9,6 +9,8 @@
 //! The device comes first: after a batch of completions the freed ops are refilled and
 //! submitted before the finished slots are posted to the consumer (a wake-up that may preempt
 //! this thread on a busy machine) and before new jobs are taken (a stat of each file).
+//! Each read is submitted on its own (`submit.rs` says why), so the device sees
+//! `queue_depth` reads of `chunk_bytes`, as configured.
 //! On shutdown queued jobs are cancelled and the loop exits only when no read is in flight.
 //! The `unsafe` of pushing entries that point into slot memory lives in `submit.rs`.
 
@@ -173,9 +175,9 @@ impl UringLoop {
         !starved || queue.jobs.is_empty()
     }
 
-    /// Submits what `fill` queued without waiting; a failure is left to the next `enter`,
-    /// which submits the same entries again and handles its errors.
-    fn submit(&mut self) {
+    /// Submits what is queued without waiting; a failure is left to the next `enter`, which
+    /// submits the same entries again and handles its errors.
+    pub(super) fn submit(&mut self) {
         if !self.ring.submission().is_empty() {
             let _ = self.ring.submit();
         }
