@@ -29,6 +29,10 @@ pub(crate) struct QueueState {
     pub jobs: VecDeque<Job>,
     /// Set once: stop, cancel what is queued, drain what is in flight.
     pub shutdown: bool,
+    /// The loop is asleep (or about to be) with reads it could submit but no chunks to hand
+    /// out, so a new job must wake it. Otherwise every read is in flight and the loop takes
+    /// new jobs when the next completion wakes it: no eventfd write, no extra wake-up.
+    pub starved: bool,
 }
 
 /// The queue between submitters and the io_uring thread, and the eventfd that wakes it.
@@ -64,6 +68,7 @@ impl UringReader {
         let state = QueueState {
             jobs: VecDeque::with_capacity(slot_count),
             shutdown: false,
+            starved: true,
         };
         let queue = Arc::new(Queue {
             state: Mutex::new(state),
@@ -99,7 +104,7 @@ impl UringReader {
         }
     }
 
-    /// Queues a job and wakes the loop.
+    /// Queues a job, waking the loop if it waits for work.
     pub(crate) fn push(&self, job: Job) {
         let mut state = self.queue.lock();
         assert!(
@@ -107,8 +112,11 @@ impl UringReader {
             "more jobs than slots"
         );
         state.jobs.push_back(job);
+        let wake = state.starved;
         drop(state);
-        self.queue.waker.wake();
+        if wake {
+            self.queue.waker.wake();
+        }
     }
 
     /// Cancels queued jobs, drains in-flight reads and joins the thread.

@@ -6,6 +6,11 @@
 //! fill the submission queue with chunks of the oldest jobs, enter the kernel waiting for one
 //! completion, copy completions out in bounded batches and only then handle them. Short reads
 //! and EINTR/EAGAIN are resubmitted; other errors fail the job once its other chunks are back.
+//! The device comes first: after a batch of completions the freed ops are refilled and
+//! submitted before the finished slots are posted to the consumer (a wake-up that may preempt
+//! this thread on a busy machine) and before new jobs are taken (a stat of each file).
+//! Each read is submitted on its own (`submit.rs` says why), so the device sees
+//! `queue_depth` reads of `chunk_bytes`, as configured.
 //! On shutdown queued jobs are cancelled and the loop exits only when no read is in flight.
 //! The `unsafe` of pushing entries that point into slot memory lives in `submit.rs`.
 
@@ -43,6 +48,8 @@ pub(crate) struct UringLoop {
     fixed_files: Option<Vec<bool>>,
     jobs: Vec<Option<Job>>,
     order: VecDeque<usize>,
+    /// Jobs with nothing left in flight, to post once the submission queue is refilled.
+    finished: Vec<Job>,
     ops: Vec<Op>,
     ops_free: Vec<usize>,
     busy: BusyClock,
@@ -67,6 +74,7 @@ impl UringLoop {
                 .then(|| vec![false; crate::limits::FILES_MAX]),
             jobs: (0..slot_count).map(|_| None).collect(),
             order: VecDeque::with_capacity(slot_count),
+            finished: Vec::with_capacity(slot_count),
             ops: vec![
                 Op {
                     slot: 0,
@@ -90,15 +98,23 @@ impl UringLoop {
         loop {
             self.accept();
             self.fill();
+            self.post_finished();
             if self.shutting_down && self.busy.reads_in_flight() == 0 {
                 break;
+            }
+            if !self.may_wait() {
+                continue;
             }
             if !self.enter() {
                 return self.abandon();
             }
             self.reap();
+            self.fill();
+            self.submit();
+            self.post_finished();
         }
         assert!(self.order.is_empty(), "jobs left after shutdown");
+        assert!(self.finished.is_empty(), "finished jobs left unposted");
     }
 
     /// Takes queued jobs; on shutdown, cancels them and every job still handing out chunks.
@@ -149,6 +165,24 @@ impl UringLoop {
         }
     }
 
+    /// Tells submitters whether a new job must wake the loop (it has free ops, so `fill` found
+    /// no chunk to hand out) and says whether the loop may sleep: not when it is starved and a
+    /// job arrived after `accept`, whose submitter may have seen the flag still clear.
+    fn may_wait(&mut self) -> bool {
+        let starved = !self.ops_free.is_empty();
+        let mut queue = self.queue.lock();
+        queue.starved = starved;
+        !starved || queue.jobs.is_empty()
+    }
+
+    /// Submits what is queued without waiting; a failure is left to the next `enter`, which
+    /// submits the same entries again and handles its errors.
+    pub(super) fn submit(&mut self) {
+        if !self.ring.submission().is_empty() {
+            let _ = self.ring.submit();
+        }
+    }
+
     /// Submits and waits for one completion; false when io_uring_enter keeps failing.
     fn enter(&mut self) -> bool {
         match self.ring.submit_and_wait(1) {
@@ -169,6 +203,7 @@ impl UringLoop {
                         });
                         self.finish_if_done(slot);
                     }
+                    self.post_finished();
                     std::thread::sleep(Duration::from_millis(1));
                     return self.enter_failures < ENTER_FAILURES_MAX;
                 }
@@ -249,7 +284,7 @@ impl UringLoop {
         self.jobs[slot].as_mut().expect("slot in order has a job")
     }
 
-    /// Posts `slot`'s job if it has nothing left in flight or to hand out.
+    /// Sets `slot`'s job aside for posting if it has nothing left in flight or to hand out.
     fn finish_if_done(&mut self, slot: usize) {
         if !self.jobs[slot].as_ref().is_some_and(Job::is_finished) {
             return;
@@ -258,12 +293,24 @@ impl UringLoop {
             return;
         };
         self.order.retain(|&s| s != slot);
-        self.shared.complete(job);
+        assert!(
+            self.finished.len() < self.jobs.len(),
+            "more finished jobs than slots"
+        );
+        self.finished.push(job);
+    }
+
+    /// Posts the finished jobs: their slots become Ready or Failed and the consumer wakes.
+    fn post_finished(&mut self) {
+        for job in self.finished.drain(..) {
+            self.shared.complete(job);
+        }
     }
 
     /// io_uring_enter keeps failing: reads may still be in flight, so their slots and the slab
     /// must never be reused or freed. Post errors for the jobs, then leak the loop's state.
     fn abandon(mut self) {
+        self.post_finished();
         log::error!("giving up on io_uring; the ring's memory is leaked so no read can land in reused memory");
         while let Some(slot) = self.order.pop_front() {
             if let Some(job) = self.jobs[slot].take() {
