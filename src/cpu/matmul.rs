@@ -2,7 +2,7 @@
 //! split across the thread pool.
 //!
 //! Work items are (tile of up to [`TOKENS_PER_TILE`] tokens) × (chunk of [`ROWS_PER_CHUNK`]
-//! weight rows); a task hands its whole item to the weight type's tile kernel in one call (one
+//! weight rows, [`DECODE_ROWS_PER_CHUNK`] for a single token); a task hands its whole item to the weight type's tile kernel in one call (one
 //! dispatch per item), which dots each row of the chunk with the tile's tokens a few at a time
 //! while the row is in L1, writing straight into the caller's output through disjoint `&mut`
 //! sub-slices handed out by a locked queue. Every output element is bit-identical to the single
@@ -20,8 +20,11 @@ use super::dot::RowDot;
 use super::error::CpuError;
 use super::pool::ThreadPool;
 
-/// Weight rows per work item (a multiple of 4; 16 keeps 2–16 threads balanced on small layers).
+/// Weight rows per work item of a batch (a multiple of 4; 16 keeps 2–16 threads balanced on
+/// small layers).
 pub const ROWS_PER_CHUNK: usize = 16;
+/// Weight rows per work item of a one-token product (see `rows_per_chunk`).
+pub const DECODE_ROWS_PER_CHUNK: usize = 64;
 /// Tokens per work item: each weight row is dotted with this many tokens while hot in cache.
 pub const TOKENS_PER_TILE: usize = 8;
 
@@ -38,6 +41,18 @@ pub struct WeightView<'a> {
     pub bytes: &'a [u8],
 }
 
+/// Weight rows per work item for a product over `n_tok` tokens: a one-token product streams
+/// each row once, and longer runs per item keep each thread's reads sequential for the hardware
+/// prefetcher (measured: decode +10-20% over 16-row items); batches reuse each row across
+/// tokens and balance better with short items.
+fn rows_per_chunk(n_tok: usize) -> usize {
+    if n_tok == 1 {
+        DECODE_ROWS_PER_CHUNK
+    } else {
+        ROWS_PER_CHUNK
+    }
+}
+
 /// One work item: rows `r0..r0 + len` for tokens `t0..t0 + n_tok`.
 struct Item<'o> {
     t0: usize,
@@ -51,6 +66,8 @@ struct Queue<'o> {
     tiles: ChunksMut<'o, f32>,
     strips: [ChunksMut<'o, f32>; TOKENS_PER_TILE],
     n_rows: usize,
+    /// Weight rows per item.
+    chunk: usize,
     t_next: usize,
     t0: usize,
     n_tok: usize,
@@ -60,10 +77,12 @@ struct Queue<'o> {
 impl<'o> Queue<'o> {
     /// A queue over `out`, which holds whole strips of `n_rows` values (`n_rows > 0`).
     fn new(out: &'o mut [f32], n_rows: usize) -> Queue<'o> {
+        let chunk = rows_per_chunk(out.len() / n_rows);
         Queue {
             tiles: out.chunks_mut(TOKENS_PER_TILE * n_rows),
-            strips: std::array::from_fn(|_| <&mut [f32]>::default().chunks_mut(ROWS_PER_CHUNK)),
+            strips: std::array::from_fn(|_| <&mut [f32]>::default().chunks_mut(chunk)),
             n_rows,
+            chunk,
             t_next: 0,
             t0: 0,
             n_tok: 0,
@@ -77,14 +96,14 @@ impl<'o> Queue<'o> {
             let tile = self.tiles.next()?;
             self.n_tok = tile.len() / self.n_rows;
             for (slot, strip) in self.strips.iter_mut().zip(tile.chunks_mut(self.n_rows)) {
-                *slot = strip.chunks_mut(ROWS_PER_CHUNK);
+                *slot = strip.chunks_mut(self.chunk);
             }
             self.t0 = self.t_next;
             self.t_next += self.n_tok;
             self.r_next = 0;
         }
         let r0 = self.r_next;
-        self.r_next = (r0 + ROWS_PER_CHUNK).min(self.n_rows);
+        self.r_next = (r0 + self.chunk).min(self.n_rows);
         // Strips beyond `n_tok` were not refilled for this tile; they stay exhausted (empty).
         let outs = std::array::from_fn(|k| self.strips[k].next().unwrap_or_default());
         Some(Item {

@@ -14,6 +14,10 @@ use super::util::{
 };
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 
+/// Bytes ahead of the current weight block that each block step prefetches (a prefetch never
+/// faults, so running past the matrix's end is harmless; the address is only computed).
+const PREFETCH_AHEAD: usize = 768;
+
 /// Defines a symmetric (no-offset) Q8_0-activation pair: `unpack` gives the block's signed
 /// bytes once; each row then adds `fma(dx·dy, Σ qx·qy lanes)`.
 macro_rules! sym_pair {
@@ -33,6 +37,11 @@ macro_rules! sym_pair {
                 unsafe {
                     let mut acc = [_mm256_setzero_ps(); N];
                     for (b, $bx) in x.iter().enumerate() {
+                        // A software prefetch a little ahead of the weight stream (measured: decode
+                        // +3-7% on a 2-core VM, where the hardware prefetcher lags).
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            ($bx as *const $W).cast::<i8>().wrapping_add(PREFETCH_AHEAD),
+                        );
                         let dx = f16_lookup(t, $bx.d);
                         let qx = $unpack;
                         for n in 0..N {
@@ -72,6 +81,11 @@ macro_rules! offset_pair {
                     let mut acc = [_mm256_setzero_ps(); N];
                     let mut summs = [0.0f32; N];
                     for (b, $bx) in x.iter().enumerate() {
+                        // A software prefetch a little ahead of the weight stream (measured: decode
+                        // +3-7% on a 2-core VM, where the hardware prefetcher lags).
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            ($bx as *const $W).cast::<i8>().wrapping_add(PREFETCH_AHEAD),
+                        );
                         let (dx, mx) = (f16_lookup(t, $bx.d), f16_lookup(t, $bx.m));
                         let qx = $unpack;
                         for n in 0..N {
