@@ -57,8 +57,9 @@ pub struct RunArgs {
     /// Compute device.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// Bytes of layer weights kept resident in RAM (`0` streams every layer every token;
-    /// default: what fits in 75% of available memory).
+    /// Bytes of model weights kept resident in RAM, spent on the LM head, then layers in order,
+    /// then untied embeddings (`0` streams every layer and the head every token and reads
+    /// embedding rows on demand; default: what fits in 75% of available memory).
     #[arg(long, value_parser = parse_size)]
     pub ram_budget: Option<u64>,
     /// Bytes of layer weights kept resident on the GPU.
