@@ -134,9 +134,10 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
         e if e.is_bad_input() => bad(e),
         e => Failure::Runtime(e.into()),
     })?;
-    report_device(args, &engine);
     let tok = load_tokenizer(&engine, args.tokenizer.as_deref()).map_err(bad)?;
     let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
+    engine.check_prompt(&prompt).map_err(bad)?;
+    report_device(args, &engine);
     if !args.json {
         eprintln!(
             "sluice: {} ({}), {} threads, {} backend, {} layers resident, {} streamed ({:.1} MB per token)",

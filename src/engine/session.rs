@@ -233,16 +233,9 @@ impl Engine {
         })
     }
 
-    /// Generates up to `max_tokens` after `prompt`; `on_token` sees each token as it is
-    /// chosen and returns false to stop (Ctrl-C). Stops early at an end-of-generation token.
-    pub fn generate(
-        &mut self,
-        prompt: &[u32],
-        max_tokens: usize,
-        sampler: &mut Sampler,
-        is_eog: impl Fn(u32) -> bool,
-        mut on_token: impl FnMut(u32) -> bool,
-    ) -> Result<Generation, EngineError> {
+    /// Checks that `prompt` can be generated from: not empty, and shorter than the context, so
+    /// callers can refuse it before printing anything.
+    pub fn check_prompt(&self, prompt: &[u32]) -> Result<(), EngineError> {
         let context = self.model.spec.context_length;
         if prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
@@ -253,6 +246,21 @@ impl Engine {
                 context,
             });
         }
+        Ok(())
+    }
+
+    /// Generates up to `max_tokens` after `prompt`; `on_token` sees each token as it is
+    /// chosen and returns false to stop (Ctrl-C). Stops early at an end-of-generation token.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampler: &mut Sampler,
+        is_eog: impl Fn(u32) -> bool,
+        mut on_token: impl FnMut(u32) -> bool,
+    ) -> Result<Generation, EngineError> {
+        self.check_prompt(prompt)?;
+        let context = self.model.spec.context_length;
         let max_tokens = max_tokens.min(context - prompt.len());
         let n_ctx = prompt.len() + max_tokens;
         let on_gpu = self.cuda.is_some();
