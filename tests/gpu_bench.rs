@@ -1,11 +1,13 @@
 //! GPU figures (feature `gpu-tests`; run with `--nocapture`): host→device GB/s from page-locked
 //! and pageable memory, and decode timings of SmolLM2 with every layer streamed through the
-//! page-locked ring and the device ring. Prints figures, asserts only that they exist.
+//! page-locked ring and the device ring, and the per-layer copy / compute / stall table of the
+//! streamed pipeline (`SLUICE_LAYER_TIMES=1`). Prints figures, asserts only that they exist.
 #![cfg(feature = "gpu-tests")]
 
 mod common;
 
-use common::{run_json, REFERENCE_MODELS};
+use common::{parse_run_json, run_json, sluice, stderr, REFERENCE_MODELS};
+use sluice::cuda::timing::LAYER_TIMES_ENV;
 
 #[test]
 fn h2d_bandwidth_pinned_vs_pageable() {
@@ -71,5 +73,59 @@ fn streamed_decode_timings() {
             s.read_gb_per_s
         );
         assert!(s.decode_tok_per_s > 0.0);
+    }
+}
+
+#[test]
+fn streamed_per_layer_copy_compute_stall() {
+    if let Err(e) = sluice::cuda::probe() {
+        println!("skipped: no CUDA device ({e})");
+        return;
+    }
+    let model = REFERENCE_MODELS[0];
+    if sluice_loader::cache::resolve(model).into_path().is_err() {
+        println!("skipped: model {model} is not in the cache");
+        return;
+    }
+    for (label, extra) in [
+        ("streamed from RAM", vec![]),
+        ("streamed from disk", vec!["--ram-budget", "0"]),
+    ] {
+        let mut args = vec![
+            "run",
+            "--model",
+            model,
+            "--prompt",
+            "Once upon a time",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "64",
+            "--json",
+            "--device",
+            "cuda",
+            "--vram-budget",
+            "0",
+        ];
+        args.extend(extra);
+        let out = sluice(&args, &[(LAYER_TIMES_ENV, "1")]);
+        let err = stderr(&out);
+        let run = parse_run_json(&out).unwrap_or_else(|e| panic!("{e}\n{err}"));
+        println!(
+            "== {model}, {label}: decode {:.1} tok/s",
+            run.stats.decode_tok_per_s
+        );
+        // The backend prints its table to stderr when it is dropped.
+        let table: Vec<&str> = err
+            .lines()
+            .skip_while(|l| !l.starts_with("sluice: per-layer device times"))
+            .collect();
+        for line in &table {
+            println!("{line}");
+        }
+        assert!(
+            table.iter().any(|l| l.trim_start().starts_with("all ")),
+            "no per-layer table in stderr:\n{err}"
+        );
     }
 }

@@ -21,11 +21,13 @@ use sluice_loader::quant::dequantize_row;
 use sluice_loader::GgmlType;
 use sluice_runtime::{SlabRegistrar, SlotGuard};
 
+use super::clock::LayerClock;
 use super::device::{arg, driver, Device, DeviceBuffer, DeviceInfo, Kernel};
 use super::error::CudaError;
 use super::launch::{self, is_float_type};
 use super::layout::{extent_offsets, layer_device_bytes, DeviceRing, DeviceTensor, LayerLayout};
 use super::release::Loans;
+use super::timing::{layer_times_requested, PipelineTimes, LAYER_TIMES_ENV};
 use crate::engine::executor::{Globals, SweepTimes, EXTENTS_PER_LAYER_MAX};
 use crate::engine::store::{Held, WeightStore};
 use crate::engine::tiers::{assign, Tier, TierInput, TierPlan};
@@ -54,6 +56,8 @@ pub struct CudaBackend {
     copy_seq: u64,
     /// Output norm and LM head, uploaded at the first generation.
     head: Option<Head>,
+    /// Per-layer timing events and sums, only when `SLUICE_LAYER_TIMES=1`.
+    clock: Option<LayerClock>,
 }
 
 struct Head {
@@ -94,6 +98,11 @@ impl CudaBackend {
             false,
         )?;
         let dev = Device::open(info.ordinal)?;
+        let clock = if layer_times_requested() {
+            Some(LayerClock::new(&dev, layouts.len())?)
+        } else {
+            None
+        };
         let layer_bytes = extents
             .layers
             .iter()
@@ -112,7 +121,13 @@ impl CudaBackend {
             compute_done: Vec::new(),
             copy_seq: 0,
             head: None,
+            clock,
         })
+    }
+
+    /// Per-layer copy, compute and stall sums, when `SLUICE_LAYER_TIMES=1` turned them on.
+    pub fn layer_times(&self) -> Option<&PipelineTimes> {
+        self.clock.as_ref().map(|c| &c.times)
     }
 
     /// The device in use.
@@ -253,6 +268,9 @@ impl CudaBackend {
             }
         }
         let n_layer = self.layouts.len();
+        if let Some(c) = self.clock.as_mut() {
+            c.begin_sweep();
+        }
         let mut cursor = 0usize;
         let mut pending = self.stage(0, extents, held, store, &mut cursor, loans, &mut io_wait)?;
         for layer in 0..n_layer {
@@ -271,6 +289,9 @@ impl CudaBackend {
             self.release_done(loans)?;
         }
         self.run_head(cfg, st, n, logits)?;
+        if let Some(c) = self.clock.as_mut() {
+            c.end_sweep(n)?;
+        }
         let (ring, copy_done) = (self.ring, &self.copy_done);
         loans.drain(|seq| {
             let slot = ring.map_or(0, |r| r.slot(seq));
@@ -321,7 +342,7 @@ impl CudaBackend {
                 }
                 return Ok(None);
             }
-            return self.issue_copy(ext, &payloads[..k]).map(Some);
+            return self.issue_copy(layer, ext, &payloads[..k]).map(Some);
         }
         let Some(streamer) = store.streamer.as_ref() else {
             unreachable!("a disk-tier layer implies a streamer")
@@ -329,6 +350,7 @@ impl CudaBackend {
         // Keep enough host slots free for the prefetcher to hand out this layer's extents.
         let capacity = streamer.reader().ring().slot_count();
         let (ring, copy_done) = (self.ring, &self.copy_done);
+        let room_started = Instant::now();
         if loans.len() + k > capacity {
             loans.make_room(k, |seq| {
                 let slot = ring.map_or(0, |r| r.slot(seq));
@@ -337,18 +359,23 @@ impl CudaBackend {
                     .map_err(driver("cuEventSynchronize"))
             })?;
         }
+        let room_wait = room_started.elapsed();
         let mut guards: [Option<SlotGuard<'s>>; EXTENTS_PER_LAYER_MAX] = Default::default();
         let waited = Instant::now();
         for g in guards.iter_mut().take(k) {
             *g = Some(streamer.next()?);
         }
-        *io_wait += waited.elapsed();
+        let prefetch_wait = waited.elapsed();
+        *io_wait += prefetch_wait;
+        if let Some(c) = self.clock.as_mut() {
+            c.add_stall(layer, room_wait + prefetch_wait);
+        }
         for (p, g) in payloads.iter_mut().zip(&guards) {
             if let Some(g) = g {
                 *p = g.bytes();
             }
         }
-        let seq = self.issue_copy(ext, &payloads[..k])?;
+        let seq = self.issue_copy(layer, ext, &payloads[..k])?;
         for g in guards.into_iter().flatten() {
             loans.lend(seq, g);
         }
@@ -359,9 +386,14 @@ impl CudaBackend {
         self.tiers.as_ref().map_or(Tier::Disk, |t| t.tiers[layer])
     }
 
-    /// Copies a layer's payloads into the next ring slot on the copy stream, after the compute
-    /// that last read that slot; records the slot's copy event.
-    fn issue_copy(&mut self, ext: &[Extent], payloads: &[&[u8]]) -> Result<u64, CudaError> {
+    /// Copies layer `layer`'s payloads into the next ring slot on the copy stream, after the
+    /// compute that last read that slot; records the slot's copy event.
+    fn issue_copy(
+        &mut self,
+        layer: usize,
+        ext: &[Extent],
+        payloads: &[&[u8]],
+    ) -> Result<u64, CudaError> {
         let Some(ring) = self.ring else {
             return Err(CudaError::Unsupported("no device ring was planned".into()));
         };
@@ -374,10 +406,16 @@ impl CudaBackend {
                 .wait(&self.compute_done[slot])
                 .map_err(driver("cuStreamWaitEvent"))?;
         }
+        if let Some(c) = &self.clock {
+            c.copy_start(layer, &self.dev.copy)?;
+        }
         copy_payloads(&self.dev, &self.ring_bufs[slot], ext, payloads)?;
         self.copy_done[slot]
             .record(&self.dev.copy)
             .map_err(driver("cuEventRecord"))?;
+        if let Some(c) = self.clock.as_mut() {
+            c.copy_end(layer, &self.dev.copy)?;
+        }
         Ok(seq)
     }
 
@@ -413,10 +451,16 @@ impl CudaBackend {
         n: usize,
     ) -> Result<(), CudaError> {
         let stream = &self.dev.compute;
+        if let Some(c) = &self.clock {
+            c.wait_start(layer, stream)?;
+        }
         if let (Some(seq), Some(ring)) = (seq, self.ring) {
             stream
                 .wait(&self.copy_done[ring.slot(seq)])
                 .map_err(driver("cuStreamWaitEvent"))?;
+        }
+        if let Some(c) = &self.clock {
+            c.compute_start(layer, stream)?;
         }
         let w = self.weights(layer, seq)?;
         let lay = &self.layouts[layer];
@@ -513,6 +557,9 @@ impl CudaBackend {
         lk.down
             .run(stream, w.at(lay.down.offset), gate, st.y.at(0), proj, nt)?;
         ks.add(stream, x, proj, (n * e) as i64)?;
+        if let Some(c) = &self.clock {
+            c.compute_end(layer, stream)?;
+        }
         if let (Some(seq), Some(ring)) = (seq, self.ring) {
             self.compute_done[ring.slot(seq)]
                 .record(stream)
@@ -995,5 +1042,12 @@ impl Drop for CudaBackend {
         // Buffers are freed synchronously; make sure no stream still uses them.
         let _ = self.dev.copy.synchronize();
         let _ = self.dev.compute.synchronize();
+        // Asked for with the environment variable, so reported where a person sees it.
+        if let Some(times) = self.layer_times().filter(|t| t.decode.sweeps() > 0) {
+            eprintln!(
+                "sluice: per-layer device times ({LAYER_TIMES_ENV}=1, {})\n{times}",
+                self.info.name
+            );
+        }
     }
 }

@@ -18,11 +18,14 @@ pub mod fatbin;
 pub mod launch;
 pub mod layout;
 pub mod release;
+pub mod timing;
 
 #[cfg(feature = "cuda")]
 pub mod backend;
 #[cfg(feature = "cuda")]
 pub mod bench;
+#[cfg(feature = "cuda")]
+mod clock;
 #[cfg(feature = "cuda")]
 pub mod device;
 #[cfg(not(feature = "cuda"))]

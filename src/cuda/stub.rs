@@ -85,6 +85,11 @@ impl CudaBackend {
     }
 
     /// Unreachable.
+    pub fn layer_times(&self) -> Option<&super::timing::PipelineTimes> {
+        match self.never {}
+    }
+
+    /// Unreachable.
     pub fn start(
         &mut self,
         _cfg: &Config,
