@@ -48,14 +48,17 @@ pub enum ReaderKind {
     Uring,
     /// A pool of threads calling pread.
     Pread,
+    /// A simulated drive on a simulated clock (no I/O).
+    Simulated,
 }
 
 impl ReaderKind {
-    /// Lower-case name (`uring`, `pread`).
+    /// Lower-case name (`uring`, `pread`, `sim`).
     pub fn name(self) -> &'static str {
         match self {
             ReaderKind::Uring => "uring",
             ReaderKind::Pread => "pread",
+            ReaderKind::Simulated => "sim",
         }
     }
 }

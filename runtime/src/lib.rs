@@ -38,6 +38,7 @@ mod reader;
 mod ring;
 mod slab;
 mod stats;
+pub mod thermal;
 mod uring;
 mod uring_loop;
 mod waker;

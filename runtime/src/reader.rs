@@ -21,6 +21,7 @@ use crate::job::Job;
 use crate::pread::PreadPool;
 use crate::ring::{HostRing, SlotState};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::thermal::SimDrive;
 use crate::uring::UringReader;
 
 /// Counts a reader's live threads; stays readable after the reader is dropped.
@@ -53,6 +54,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn new(ring: Arc<HostRing>, config: &ReaderConfig) -> Result<Arc<Shared>> {
+        config.validate()?;
+        Ok(Arc::new(Shared {
+            board: Board::new(ring.slot_count()),
+            ring,
+            files: FileTable::new(),
+            stats: Arc::new(Stats::default()),
+            config: *config,
+            live_threads: LiveThreads::default(),
+        }))
+    }
+
     /// Posts a finished job: slot Reading → Ready or Failed, outcome on the board.
     pub(crate) fn complete(&self, job: Job) {
         let slot = job.slot;
@@ -94,6 +107,8 @@ impl Shared {
 enum Backend {
     Uring(UringReader),
     Pread(PreadPool),
+    /// A simulated drive on a simulated clock (thermal tests and `sluice bench thermal`).
+    Sim(Arc<SimDrive>),
 }
 
 /// A handle to the reader threads; dropping it drains in-flight reads and joins them.
@@ -105,15 +120,7 @@ pub struct Reader {
 impl Reader {
     /// Starts a reader that fills slots of `ring`.
     pub fn new(ring: Arc<HostRing>, config: &ReaderConfig) -> Result<Reader> {
-        config.validate()?;
-        let shared = Arc::new(Shared {
-            board: Board::new(ring.slot_count()),
-            ring,
-            files: FileTable::new(),
-            stats: Arc::new(Stats::default()),
-            config: *config,
-            live_threads: LiveThreads::default(),
-        });
+        let shared = Shared::new(ring, config)?;
         let choice = match config.choice {
             ReaderChoice::Auto => ReaderChoice::from_env()?,
             forced => forced,
@@ -134,11 +141,27 @@ impl Reader {
         Ok(Reader { shared, backend })
     }
 
+    /// A reader whose reads `drive` serves on its simulated clock: no thread, no I/O, and a
+    /// read completes only when the drive's clock is advanced past it (see `SimDrive`).
+    pub fn simulated(
+        ring: Arc<HostRing>,
+        config: &ReaderConfig,
+        drive: &Arc<SimDrive>,
+    ) -> Result<Reader> {
+        let shared = Shared::new(ring, config)?;
+        drive.attach(&shared)?;
+        Ok(Reader {
+            shared,
+            backend: Backend::Sim(Arc::clone(drive)),
+        })
+    }
+
     /// Which reader is running.
     pub fn kind(&self) -> ReaderKind {
         match self.backend {
             Backend::Uring(_) => ReaderKind::Uring,
             Backend::Pread(_) => ReaderKind::Pread,
+            Backend::Sim(_) => ReaderKind::Simulated,
         }
     }
 
@@ -147,7 +170,7 @@ impl Reader {
     pub fn fixed_registration(&self) -> (bool, bool) {
         match &self.backend {
             Backend::Uring(uring) => uring.registered,
-            Backend::Pread(_) => (false, false),
+            Backend::Pread(_) | Backend::Sim(_) => (false, false),
         }
     }
 
@@ -217,6 +240,7 @@ impl Reader {
         match &self.backend {
             Backend::Uring(uring) => uring.push(job),
             Backend::Pread(pool) => pool.push(job),
+            Backend::Sim(drive) => drive.push(job, &self.shared),
         }
         Ok(())
     }
@@ -226,6 +250,7 @@ impl Reader {
         match &self.backend {
             Backend::Uring(uring) => uring.shutdown(),
             Backend::Pread(pool) => pool.shutdown(),
+            Backend::Sim(drive) => drive.shutdown(&self.shared),
         }
     }
 }

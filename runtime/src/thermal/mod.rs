@@ -1,0 +1,26 @@
+//! Thermal sensors and the prefetch governor.
+//!
+//! Sustained reads heat an NVMe drive; past its warning temperature (WCTEMP) the drive
+//! throttles itself and its bandwidth halves or worse. The governor backs off first, just
+//! enough, by lowering the [`Prefetcher`](crate::Prefetcher)'s depth, and recovers as the
+//! drive cools.
+//!
+//! - [`reading`]: what a sensor reports ([`DriveReading`]) and the [`DriveSensor`] trait.
+//! - [`governor`]: the policy, a pure function of (readings, time) → depth.
+//! - [`thread`]: the low-rate thread that polls a sensor and applies the policy.
+//! - [`model`], [`sim`], [`rig`]: a drive thermal model, a reader backend it paces on a
+//!   simulated clock, and the streaming workload run on it (tests, `sluice bench thermal`).
+
+pub mod governor;
+pub mod model;
+pub mod reading;
+pub mod rig;
+pub mod sim;
+pub mod thread;
+
+pub use governor::{Decision, Governor, GovernorConfig, GovernorHistory, Reason};
+pub use model::{DriveModel, DriveModelParams};
+pub use reading::{DriveReading, DriveSensor, SmartThermal, DRIVE_SENSORS_MAX};
+pub use rig::{simulate, SimRun, SimSample, SimWorkload};
+pub use sim::{Advanced, SimDrive};
+pub use thread::{GovernorReport, GovernorThread, POLL_INTERVAL_MIN};
