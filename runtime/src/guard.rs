@@ -6,6 +6,7 @@ use std::sync::Weak;
 
 use crate::extent::Extent;
 use crate::prefetch::Inner;
+use crate::stats::StatsSnapshot;
 
 /// A cloneable, sendable handle to change a prefetcher's depth or cancel it from other threads.
 #[derive(Clone)]
@@ -88,6 +89,11 @@ impl PrefetchControl {
     /// Current depth; `None` once the prefetcher is gone.
     pub fn depth(&self) -> Option<usize> {
         self.inner.upgrade().map(|inner| inner.lock().depth)
+    }
+
+    /// A copy of the prefetcher's I/O counters; `None` once the prefetcher is gone.
+    pub fn stats(&self) -> Option<StatsSnapshot> {
+        self.inner.upgrade().map(|inner| inner.stats())
     }
 
     /// Cancels the prefetcher (see `Prefetcher::cancel`).

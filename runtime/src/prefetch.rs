@@ -293,6 +293,10 @@ impl Inner {
         depth
     }
 
+    pub(crate) fn stats(&self) -> StatsSnapshot {
+        self.reader.stats()
+    }
+
     pub(crate) fn cancel(&self) {
         let _pipeline = self.lock();
         self.cancelled.store(true, Ordering::Release);

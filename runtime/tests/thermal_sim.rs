@@ -214,3 +214,38 @@ fn governor_thread_ends_when_its_prefetcher_is_dropped() {
     assert_eq!(Arc::strong_count(&token), 1);
     drop(thread);
 }
+
+#[test]
+fn dropping_mid_read_cancels_partly_dispatched_reads() {
+    // One chunk in flight at a time, four chunks per extent: at drop, reads are half issued.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drive = SimDrive::new(DriveModelParams::default());
+    let ring = HostRing::new(3, 4 << 20).expect("ring");
+    let config = ReaderConfig {
+        queue_depth: 1,
+        ..ReaderConfig::default()
+    };
+    let reader = Reader::simulated(ring, &config, &drive).expect("reader");
+    let path = dir.path().join("backing");
+    std::fs::File::create(&path)
+        .and_then(|f| f.set_len(8 << 20))
+        .expect("backing file");
+    let file = reader.open_file(&path).expect("open");
+    let sweep = (0..2)
+        .map(|i| Extent::whole(file, i << 22, 4 << 20))
+        .collect();
+    let prefetcher = Prefetcher::new(reader, sweep, 2).expect("prefetcher");
+    assert_eq!(drive.submitted(), 2);
+    drive.advance(0.0005, None).expect("advance");
+    assert!(drive.bytes_moved() < 4 << 20, "still mid-read");
+    drive.advance(f64::INFINITY, Some(0)).expect("first read");
+    assert!(drive.is_done(0) && !drive.is_done(1));
+    let slot = prefetcher.next().expect("first extent");
+    assert_eq!(slot.bytes().len(), 4 << 20);
+    drop(slot);
+    drop(prefetcher);
+    assert!(
+        drive.advance(f64::INFINITY, None).is_err(),
+        "nothing left to wait for"
+    );
+}

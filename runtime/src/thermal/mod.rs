@@ -25,7 +25,7 @@ pub mod thread;
 
 pub use governor::{Decision, Governor, GovernorConfig, GovernorHistory, Reason};
 pub use gpu::{GpuReading, GpuSensor};
-pub use model::{DriveModel, DriveModelParams};
+pub use model::{DriveModel, DriveModelParams, ModelSensor};
 pub use nvme::{locate, NoSensor, NvmeLocation, NvmeSensor};
 pub use reading::{DriveReading, DriveSensor, SmartThermal, DRIVE_SENSORS_MAX};
 pub use rig::{simulate, SimRun, SimSample, SimWorkload};

@@ -19,6 +19,10 @@
 //!   bandwidth to `throttle_fraction` and keeps it cut until it has cooled `release_c` below;
 //!   each entry counts as one thermal-management transition, as the SMART log would.
 
+use std::time::Instant;
+
+use super::reading::{DriveReading, DriveSensor, SmartThermal};
+
 /// Parameters of the simulated drive.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DriveModelParams {
@@ -150,6 +154,30 @@ impl DriveModel {
         }
     }
 
+    /// What the drive's sensors would report: the composite temperature in whole kelvins (as
+    /// NVMe reports it), WCTEMP, CCTEMP, the alarm bit and the SMART throttle counters.
+    pub fn reading(&self) -> DriveReading {
+        let p = &self.params;
+        let temp_c = (self.temp_c + 273.15).round() - 273.15;
+        let over = temp_c >= p.warn_c;
+        let smart = SmartThermal {
+            critical_warning: if over { 0x02 } else { 0 },
+            temp_c: Some(temp_c),
+            warn_time_min: (self.warn_s / 60.0) as u32,
+            tmt_transitions: [self.transitions, 0],
+            tmt_time_s: [self.throttled_s as u32, 0],
+            ..SmartThermal::default()
+        };
+        DriveReading {
+            temp_c: Some(temp_c),
+            warn_c: Some(p.warn_c),
+            crit_c: Some(p.crit_c),
+            alarm: Some(over),
+            smart: Some(smart),
+            ..DriveReading::default()
+        }
+    }
+
     /// Advances `dt_s` seconds during which the drive moved `bytes_per_s`.
     pub fn advance(&mut self, dt_s: f64, bytes_per_s: f64) {
         if dt_s <= 0.0 {
@@ -176,6 +204,44 @@ impl DriveModel {
     }
 }
 
+/// A [`DriveSensor`] over the model, heated by the bytes a real reader moves on the real
+/// clock (`sluice run --thermal sim`): the governor's plumbing on a machine without sensors.
+pub struct ModelSensor {
+    model: DriveModel,
+    bytes_read: Box<dyn FnMut() -> u64 + Send>,
+    last: Option<(Instant, u64)>,
+}
+
+impl ModelSensor {
+    /// A model sensor; `bytes_read` returns the reader's running byte count.
+    pub fn new(params: DriveModelParams, bytes_read: Box<dyn FnMut() -> u64 + Send>) -> Self {
+        ModelSensor {
+            model: DriveModel::new(params),
+            bytes_read,
+            last: None,
+        }
+    }
+}
+
+impl DriveSensor for ModelSensor {
+    fn read(&mut self) -> DriveReading {
+        let (now, bytes) = (Instant::now(), (self.bytes_read)());
+        if let Some((then, before)) = self.last {
+            let dt_s = now.duration_since(then).as_secs_f64();
+            if dt_s > 0.0 {
+                let bytes_per_s = bytes.saturating_sub(before) as f64 / dt_s;
+                self.model.advance(dt_s, bytes_per_s);
+            }
+        }
+        self.last = Some((now, bytes));
+        self.model.reading()
+    }
+
+    fn name(&self) -> String {
+        "simulated drive".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +256,26 @@ mod tests {
         drive.advance(300.0, 0.0);
         assert!((drive.temp_c() - idle).abs() < 0.5, "cools back to idle");
         assert_eq!(drive.peak_temp_c(), hot);
+    }
+
+    #[test]
+    fn model_sensor_heats_with_the_bytes_read() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&bytes);
+        let params = DriveModelParams {
+            tau_s: 0.01,
+            ..DriveModelParams::default()
+        };
+        let mut sensor =
+            ModelSensor::new(params, Box::new(move || counter.load(Ordering::Relaxed)));
+        let idle = sensor.read().temp_c.unwrap_or(0.0);
+        bytes.store(200_000_000, Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        let hot = sensor.read().temp_c.unwrap_or(0.0);
+        assert!(hot > idle + 5.0, "{idle} -> {hot}");
+        assert_eq!(sensor.read().warn_c, Some(params.warn_c));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::job::Job;
 use crate::reader::Shared;
 
 use super::model::{DriveModel, DriveModelParams};
-use super::reading::{DriveReading, SmartThermal};
+use super::reading::DriveReading;
 
 /// Longest simulated step (s): the temperature and the drive's throttle state are updated at
 /// least this often, even while nothing completes.
@@ -107,30 +107,9 @@ impl SimDrive {
         self.lock().is_done(seq)
     }
 
-    /// What the drive's sensors would report now: the composite temperature in whole kelvins
-    /// (as NVMe reports it), WCTEMP, CCTEMP, the alarm bit and the SMART throttle counters.
+    /// What the drive's sensors would report now (see [`DriveModel::reading`]).
     pub fn reading(&self) -> DriveReading {
-        let st = self.lock();
-        let m = &st.model;
-        let p = m.params();
-        let temp_c = ((m.temp_c() + 273.15).round() - 273.15).max(-273.15);
-        let over = temp_c >= p.warn_c;
-        let smart = SmartThermal {
-            critical_warning: if over { 0x02 } else { 0 },
-            temp_c: Some(temp_c),
-            warn_time_min: (m.warn_s() / 60.0) as u32,
-            tmt_transitions: [m.transitions(), 0],
-            tmt_time_s: [m.throttled_s() as u32, 0],
-            ..SmartThermal::default()
-        };
-        DriveReading {
-            temp_c: Some(temp_c),
-            warn_c: Some(p.warn_c),
-            crit_c: Some(p.crit_c),
-            alarm: Some(over),
-            smart: Some(smart),
-            ..DriveReading::default()
-        }
+        self.lock().model.reading()
     }
 
     /// Connects the drive to the reader that feeds it (done by `Reader::simulated`).
@@ -172,10 +151,12 @@ impl SimDrive {
             std::mem::take(&mut st.jobs)
         };
         for (_, mut job) in jobs {
+            // Failed first, so no chunk is left to hand out; then the simulated chunks in
+            // flight are retired.
+            job.fail(Error::Cancelled);
             while !job.is_finished() {
                 job.chunk_finished(None);
             }
-            job.fail(Error::Cancelled);
             shared.complete(job);
         }
     }
