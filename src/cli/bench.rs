@@ -31,6 +31,8 @@ enum BenchWhat {
     Io(IoArgs),
     /// CPU dequantisation and matrix × vector throughput per weight type vs memory bandwidth.
     Kernels(super::bench_kernels::KernelsArgs),
+    /// The thermal governor off and on over a long streaming run on a simulated drive.
+    Thermal(super::bench_thermal::ThermalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -102,10 +104,14 @@ pub fn run(args: BenchArgs) -> i32 {
                 }
             };
         }
+        BenchWhat::Thermal(thermal) => return super::bench_thermal::run(&thermal),
     };
     match bench_io(&io) {
         Ok(report) => {
             print_report(&report, io.json);
+            if !io.json {
+                super::bench_thermal::print_drive_sensor(&io.file);
+            }
             0
         }
         Err(e) => {

@@ -5,12 +5,14 @@
 
 mod bench;
 mod bench_kernels;
+mod bench_thermal;
 pub mod inspect;
 mod interrupt;
 mod logger;
 pub mod run;
 pub mod run_args;
 pub mod size;
+mod thermal;
 
 use clap::{Parser, Subcommand};
 
@@ -36,7 +38,7 @@ enum Command {
     Run(run_args::RunArgs),
     /// Describe a model: architecture, hyper-parameters, tensor types, layer extents, streaming cost.
     Inspect(inspect::InspectArgs),
-    /// Measure parts of the engine (`sluice bench io --file F`).
+    /// Measure parts of the engine (`sluice bench io --file F`, `sluice bench thermal --simulate`).
     Bench(bench::BenchArgs),
 }
 

@@ -150,6 +150,18 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
             engine.plan.streamed_bytes_per_token as f64 / 1e6,
         );
     }
+    let model_file = engine
+        .model
+        .index
+        .files
+        .first()
+        .unwrap_or(&engine.model.path);
+    let thermal = super::thermal::start(args.thermal, model_file, engine.stream_control());
+    if !args.json {
+        for line in thermal.start_lines() {
+            eprintln!("sluice: {line}");
+        }
+    }
     interrupt::install();
     let mut sampler = Sampler::new(sampler_cfg, engine.spec().n_vocab);
     let mut stream = StreamDecoder::new(&tok);
@@ -195,7 +207,11 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
             .with_context(|| format!("writing the logits to {}", path.display()))
             .map_err(Failure::Runtime)?;
     }
-    report(args, &engine, &tok, &prompt, &generation);
+    let (thermal, thermal_line) = thermal.finish();
+    if let (Some(line), false) = (thermal_line, args.json) {
+        eprintln!("sluice: {line}");
+    }
+    report(args, &engine, &tok, &prompt, &generation, thermal);
     Ok(())
 }
 
@@ -224,7 +240,14 @@ fn report_device(args: &RunArgs, engine: &Engine) {
     }
 }
 
-fn report(args: &RunArgs, engine: &Engine, tok: &Tokenizer, prompt: &[u32], g: &Generation) {
+fn report(
+    args: &RunArgs,
+    engine: &Engine,
+    tok: &Tokenizer,
+    prompt: &[u32],
+    g: &Generation,
+    thermal: serde_json::Value,
+) {
     let secs = |d: std::time::Duration| d.as_secs_f64();
     let per_s = |n: usize, d: std::time::Duration| {
         if d.as_secs_f64() > 0.0 {
@@ -262,6 +285,7 @@ fn report(args: &RunArgs, engine: &Engine, tok: &Tokenizer, prompt: &[u32], g: &
                 "ring_bytes": engine.ring_bytes(),
                 "kv_cache_bytes": g.kv_cache_bytes,
                 "run_state_bytes": g.run_state_bytes,
+                "thermal": thermal,
             }
         });
         println!("{obj}");

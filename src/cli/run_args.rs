@@ -3,6 +3,7 @@
 use clap::{Args, ValueEnum};
 
 use super::size::parse_size;
+pub use super::thermal::ThermalArg;
 
 /// Which backend computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,4 +74,8 @@ pub struct RunArgs {
     /// in token-id order: for comparisons with a reference implementation.
     #[arg(long, value_name = "FILE")]
     pub logits_out: Option<std::path::PathBuf>,
+    /// Drive and GPU sensors and the thermal governor: real sensors when present, a simulated
+    /// drive, or none.
+    #[arg(long, value_enum, default_value_t = ThermalArg::Auto)]
+    pub thermal: ThermalArg,
 }

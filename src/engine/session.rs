@@ -226,6 +226,13 @@ impl Engine {
         self.store.ring_bytes()
     }
 
+    /// The streamed layers' prefetcher handle and its planned depth (for the thermal
+    /// governor); `None` when every layer is resident.
+    pub fn stream_control(&self) -> Option<(sluice_runtime::PrefetchControl, usize)> {
+        let p = self.store.streamer.as_ref()?;
+        Some((p.control(), p.depth()))
+    }
+
     /// Consumer stall on streamed layers so far.
     pub fn io_stall(&self) -> Duration {
         self.store.streamer.as_ref().map_or(Duration::ZERO, |p| {
