@@ -105,7 +105,11 @@ pub fn simulate(
     governor: Option<GovernorConfig>,
     scratch_dir: &Path,
 ) -> Result<SimRun> {
-    if workload.layers == 0 || workload.depth_max == 0 || !(workload.duration_s > 0.0) {
+    if workload.layers == 0
+        || workload.depth_max == 0
+        || workload.duration_s.is_nan()
+        || workload.duration_s <= 0.0
+    {
         return Err(Error::Config(
             "a simulated workload needs layers, a depth and a duration".to_string(),
         ));
