@@ -58,7 +58,7 @@ struct KernelsReport {
     threads: usize,
     mem_gb_per_s: f64,
     kernels: Vec<KernelFigures>,
-    gpu: &'static str,
+    gpu: String,
 }
 
 /// Runs `sluice bench kernels`.
@@ -164,7 +164,10 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
         }
         kernels.push(fig);
     }
-    let gpu = "none: the CUDA backend is not part of this build";
+    let gpu = match crate::cuda::probe() {
+        Ok(_) => "present; its kernel figures come from scripts/gpu-check.sh".to_string(),
+        Err(e) => format!("none ({e})"),
+    };
     if args.json {
         let report = KernelsReport {
             isa: isa.name(),

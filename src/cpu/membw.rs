@@ -21,14 +21,14 @@ pub fn read_bandwidth(buf: &[u8], pool: &ThreadPool, passes: usize) -> (f64, u64
     for _ in 0..passes.max(1) {
         next.store(0, std::sync::atomic::Ordering::Relaxed);
         pool.run(pool.n_threads(), |task| {
-            let mut acc = [0u64; 4];
+            let mut acc = [0u64; 16];
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= n_items {
                     break;
                 }
                 let part = &buf[i * STRIDE..((i + 1) * STRIDE).min(buf.len())];
-                for w in part.chunks_exact(32) {
+                for w in part.chunks_exact(128) {
                     for (k, a) in acc.iter_mut().enumerate() {
                         let mut b = [0u8; 8];
                         b.copy_from_slice(&w[8 * k..8 * k + 8]);
@@ -55,12 +55,12 @@ mod tests {
     #[test]
     fn reads_every_byte_once_per_pass() {
         // All ones, read as u64 words: the checksum counts the words read.
-        let buf = vec![0u8; 3 * STRIDE + 64];
+        let buf = vec![0u8; 3 * STRIDE + 128];
         let pool = ThreadPool::new(2);
         let (rate, sum) = read_bandwidth(&buf, &pool, 2);
         assert!(rate > 0.0);
         assert_eq!(sum, 0);
-        let ones: Vec<u8> = (0..3 * STRIDE + 64)
+        let ones: Vec<u8> = (0..3 * STRIDE + 128)
             .map(|i| if i % 8 == 0 { 1 } else { 0 })
             .collect();
         let (_, sum) = read_bandwidth(&ones, &pool, 2);
