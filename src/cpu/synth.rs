@@ -31,8 +31,9 @@ impl Rng {
     }
 }
 
-/// Byte offsets of a block's f16 scale fields (set to small finite values).
-fn f16_fields(ty: GgmlType) -> &'static [usize] {
+/// Byte offsets of a block's f16 scale fields (gguf-facts §2.2), which random blocks must
+/// hold finite.
+pub(crate) fn f16_fields(ty: GgmlType) -> &'static [usize] {
     use GgmlType as T;
     match ty {
         T::Q4_0 | T::Q5_0 | T::Q8_0 | T::IQ4NL => &[0],

@@ -4,6 +4,7 @@ use half::{bf16, f16};
 use sluice_loader::GgmlType;
 
 use super::rng::Rng;
+use crate::cpu::synth::f16_fields;
 use crate::cpu::{quantize_acts_with, vec_dot_type, Isa, QuantizedActs};
 
 /// Every weight type the kernels support.
@@ -23,19 +24,6 @@ pub(super) const WEIGHT_TYPES: [GgmlType; 14] = [
     GgmlType::BF16,
     GgmlType::F32,
 ];
-
-/// Byte offsets of the f16 scale fields in one block (gguf-facts §2.2).
-fn f16_fields(ty: GgmlType) -> &'static [usize] {
-    use GgmlType as T;
-    match ty {
-        T::Q4_0 | T::Q5_0 | T::Q8_0 | T::IQ4NL => &[0],
-        T::Q4_1 | T::Q5_1 | T::Q4K | T::Q5K => &[0, 2],
-        T::Q2K => &[80, 82],
-        T::Q3K => &[108],
-        T::Q6K => &[208],
-        _ => &[],
-    }
-}
 
 /// A random finite f16 scale of magnitude in [2^-12, 2^-3], either sign (the second field of
 /// Q4_1/Q5_1, `m`, gets a larger magnitude, as offsets do).
