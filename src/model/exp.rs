@@ -50,20 +50,9 @@ pub fn exp_ggml(x: f32) -> f32 {
     }
 }
 
-/// Lanes llama.cpp's vector loops process at once; tails shorter than this use `expf`.
+/// Lanes llama.cpp's vector loops process at once; tails shorter than this use `expf`
+/// (softmax and SiLU in `ops`).
 pub const LANES: usize = 8;
-
-/// `x / (1 + e^-x)`: SiLU as llama.cpp computes it over a row (vector lanes, then a tail).
-pub fn silu_row(row: &mut [f32]) {
-    let split = row.len() - row.len() % LANES;
-    let (body, tail) = row.split_at_mut(split);
-    for v in body.iter_mut() {
-        *v /= 1.0 + exp_ggml(0.0 - *v);
-    }
-    for v in tail.iter_mut() {
-        *v /= 1.0 + (-*v).exp();
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -90,20 +79,5 @@ mod tests {
         assert_eq!(exp_ggml(200.0), f32::INFINITY);
         assert_eq!(exp_ggml(0.0), 1.0);
         assert!(exp_ggml(f32::NAN).is_nan());
-    }
-
-    #[test]
-    fn silu_tail_uses_libm() {
-        let mut r: Vec<f32> = (0..11).map(|i| i as f32 * 0.37 - 2.0).collect();
-        let orig = r.clone();
-        silu_row(&mut r);
-        for (i, (&y, &x)) in r.iter().zip(&orig).enumerate() {
-            let want = if i < 8 {
-                x / (1.0 + exp_ggml(0.0 - x))
-            } else {
-                x / (1.0 + (-x).exp())
-            };
-            assert_eq!(y, want);
-        }
     }
 }

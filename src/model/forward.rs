@@ -194,13 +194,18 @@ fn project(
     out: &mut [f32],
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
-    let want = vec_dot_type(w.ty).ok_or(CpuError::NotAWeightType(w.ty))?;
+    let want = act_format(w)?;
     if !*fresh || acts.ty() != want || acts.rows() != n {
         quantize_acts(w.ty, &input[..n * w.row_elems], n, acts)?;
         *fresh = true;
     }
     matmul(&w.matrix(), acts, &mut out[..n * w.n_rows], pool)?;
     Ok(())
+}
+
+/// The activation format a weight's products need.
+fn act_format(w: &Tensor<'_>) -> Result<GgmlType, CpuError> {
+    vec_dot_type(w.ty).ok_or(CpuError::NotAWeightType(w.ty))
 }
 
 /// `q, k, v = W·xb` for `n` tokens: one quantisation and one pass over the pool when the three
@@ -211,9 +216,8 @@ fn project_qkv(
     st: &mut RunState,
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
-    let act = |t: &Tensor<'_>| vec_dot_type(t.ty).ok_or(CpuError::NotAWeightType(t.ty));
-    let want = act(&w.q)?;
-    if act(&w.k)? != want || act(&w.v)? != want {
+    let want = act_format(&w.q)?;
+    if act_format(&w.k)? != want || act_format(&w.v)? != want {
         let mut fresh = false;
         project(&w.q, &st.xb, n, &mut st.acts, &mut fresh, &mut st.q, pool)?;
         project(&w.k, &st.xb, n, &mut st.acts, &mut fresh, &mut st.k, pool)?;
@@ -245,8 +249,7 @@ fn project_gate_up(
     st: &mut RunState,
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
-    let act = |t: &Tensor<'_>| vec_dot_type(t.ty).ok_or(CpuError::NotAWeightType(t.ty));
-    if act(&w.gate)? != act(&w.up)? || w.gate.n_rows != w.up.n_rows {
+    if act_format(&w.gate)? != act_format(&w.up)? || w.gate.n_rows != w.up.n_rows {
         let mut fresh = false;
         project(
             &w.gate,

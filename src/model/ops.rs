@@ -280,4 +280,19 @@ mod tests {
             assert_eq!(bits(&parts), bits(&whole), "chunks of {chunk}");
         }
     }
+
+    #[test]
+    fn swiglu_uses_the_vector_exp_on_whole_lanes_and_libm_on_the_tail() {
+        // 11 elements: one 8-lane group, then a tail of 3, as llama.cpp's SiLU splits a row.
+        let gate: Vec<f32> = (0..11).map(|i| i as f32 * 0.37 - 2.0).collect();
+        let up: Vec<f32> = (0..11).map(|i| 1.0 + i as f32 * 0.01).collect();
+        let mut g = gate.clone();
+        swiglu(&mut g, &up, 11);
+        for i in 0..11 {
+            let x = gate[i];
+            let e = if i < 8 { exp_ggml(0.0 - x) } else { (-x).exp() };
+            let want = (x / (1.0 + e)) * up[i];
+            assert_eq!(g[i].to_bits(), want.to_bits(), "element {i}");
+        }
+    }
 }
