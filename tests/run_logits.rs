@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{
-    assert_no_failures, load_reference, path_arg, read_f32_file, reference_dir, run_json, RefPrompt,
+    assert_no_failures, greedy_args, load_reference, path_arg, read_f32_file, reference_dir,
+    run_json, RefPrompt,
 };
 use sluice_loader::cache::require_model;
 
@@ -99,23 +100,8 @@ fn check_model(model: &str) {
             ref_path.display()
         );
         let first_step = |budget: &[&str], out: &Path| {
-            let mut args = vec![
-                "run",
-                "-m",
-                path_arg(&path),
-                "--prompt",
-                &p.text,
-                "--raw",
-                "--temperature",
-                "0",
-                "--max-tokens",
-                "1",
-                "--json",
-                "--threads",
-                "2",
-                "--logits-out",
-                path_arg(out),
-            ];
+            let mut args = greedy_args(path_arg(&path), &p.text, "1", "2");
+            args.extend(["--logits-out", path_arg(out)]);
             args.extend_from_slice(budget);
             let run = run_json(&args, &[("SLUICE_SIMD", "avx2")]);
             (run, read_f32_file(out))

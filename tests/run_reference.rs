@@ -9,7 +9,8 @@ mod common;
 use std::time::Instant;
 
 use common::{
-    assert_no_failures, compare_greedy, load_reference, path_arg, try_run_json, RefPrompt, Verdict,
+    assert_no_failures, compare_greedy, greedy_args, load_reference, path_arg, try_run_json,
+    RefPrompt, Verdict,
 };
 use sluice_loader::cache::require_model;
 
@@ -76,21 +77,7 @@ fn check_model(model: &str, streamed: bool) {
     for (id, p) in &reference.prompts {
         for leg in legs(streamed) {
             let threads = leg.threads.to_string();
-            let mut args = vec![
-                "run",
-                "-m",
-                path_arg(&path),
-                "--prompt",
-                &p.text,
-                "--raw",
-                "--temperature",
-                "0",
-                "--max-tokens",
-                &max_tokens,
-                "--json",
-                "--threads",
-                &threads,
-            ];
+            let mut args = greedy_args(path_arg(&path), &p.text, &max_tokens, &threads);
             if streamed {
                 args.extend(["--ram-budget", "0"]);
             }

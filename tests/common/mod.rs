@@ -126,6 +126,30 @@ pub fn require_fixture_model(name: &str) -> PathBuf {
 }
 
 /// A path as a `&str` argument (the cache paths are UTF-8 in every setup we support).
+/// `sluice run` arguments for a raw greedy run with `--json` (callers append budget options).
+pub fn greedy_args<'a>(
+    path: &'a str,
+    prompt: &'a str,
+    max_tokens: &'a str,
+    threads: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "run",
+        "-m",
+        path,
+        "--prompt",
+        prompt,
+        "--raw",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        max_tokens,
+        "--json",
+        "--threads",
+        threads,
+    ]
+}
+
 pub fn path_arg(p: &Path) -> &str {
     p.to_str()
         .unwrap_or_else(|| panic!("{} is not valid UTF-8", p.display()))
