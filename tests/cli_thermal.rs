@@ -60,9 +60,33 @@ fn bench_thermal_bad_usage() {
     let o = sluice(&["bench", "thermal"], &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--simulate"), "{}", stderr(&o));
-    let o = sluice(&["bench", "thermal", "--simulate", "--plot", "x.png"], &[]);
+    let o = sluice(&["bench", "thermal", "--simulate", "--plot", "x.jpg"], &[]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains(".svg"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("x.jpg"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(".png or .svg"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_thermal_png_plot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plot = dir.path().join("thermal.png");
+    let o = sluice(
+        &[
+            "bench",
+            "thermal",
+            "--simulate",
+            "--duration",
+            "60",
+            "--json",
+            "--plot",
+            path_arg(&plot),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let png = std::fs::read(&plot).expect("plot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(png.len() > 10_000, "an empty image: {} bytes", png.len());
 }
 
 fn run_thermal(mode: &str) -> Value {

@@ -3,9 +3,8 @@
 //! Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 bad usage or bad input file. Errors
 //! are printed to stderr as one sentence naming the file and the problem.
 
+#[path = "../../bench/harness/mod.rs"]
 mod bench;
-mod bench_kernels;
-mod bench_thermal;
 pub mod inspect;
 mod interrupt;
 mod logger;

@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use clap::Args;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::{json, Value};
 use sluice_runtime::thermal::{
     simulate, DriveModelParams, GovernorConfig, NvmeSensor, SimRun, SimSample, SimWorkload,
 };
 
-use super::{EXIT_BAD_INPUT, EXIT_RUNTIME};
+use super::plot::{Figure, Format};
+use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
 
 /// Arguments of `sluice bench thermal`.
 #[derive(Args, Debug)]
@@ -33,7 +35,7 @@ pub struct ThermalArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
-    /// Draw temperature, depth and throughput over time for both runs (SVG).
+    /// Draw temperature, depth and throughput over time for both runs (.png or .svg).
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
 }
@@ -44,14 +46,9 @@ pub fn run(args: &ThermalArgs) -> i32 {
         eprintln!("sluice bench thermal: only --simulate is implemented; add --simulate");
         return EXIT_BAD_INPUT;
     }
-    if let Some(plot) = &args.plot {
-        if plot.extension().and_then(|e| e.to_str()) != Some("svg") {
-            eprintln!(
-                "sluice bench thermal: {}: plots are written as SVG; name a .svg file",
-                plot.display()
-            );
-            return EXIT_BAD_INPUT;
-        }
+    if let Some(Err(e)) = args.plot.as_deref().map(Format::of) {
+        eprintln!("sluice bench thermal: {e}");
+        return EXIT_BAD_INPUT;
     }
     if !(args.duration >= 10.0 && args.duration <= 86_400.0) {
         eprintln!("sluice bench thermal: --duration must be between 10 and 86400 seconds");
@@ -78,7 +75,8 @@ fn bench(args: &ThermalArgs) -> anyhow::Result<()> {
     let governor = GovernorConfig::new(workload.depth_max);
     let on = simulate(&workload, params, Some(governor), &scratch).context("governor on")?;
     if let Some(path) = &args.plot {
-        plot(path, &off, &on).with_context(|| format!("writing the plot {}", path.display()))?;
+        let figure = ThermalFigure { off: &off, on: &on };
+        super::plot::save(path, &figure)?;
     }
     if args.json {
         let report = json!({
@@ -177,9 +175,26 @@ const OFF_COLOR: RGBColor = RGBColor(214, 39, 40);
 const ON_COLOR: RGBColor = RGBColor(31, 119, 180);
 
 /// Three stacked panels over time: temperature (with the threshold), depth, throughput.
-fn plot(path: &Path, off: &SimRun, on: &SimRun) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err)?;
+struct ThermalFigure<'a> {
+    off: &'a SimRun,
+    on: &'a SimRun,
+}
+
+impl Figure for ThermalFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1100, 900)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        draw(root, self.off, self.on)
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    off: &SimRun,
+    on: &SimRun,
+) -> anyhow::Result<()> {
     let panels = root.split_evenly((3, 1));
     let t_max = off.duration_s.max(on.duration_s);
     let series = |r: &SimRun, f: fn(&SimSample) -> f64| {
@@ -249,7 +264,6 @@ fn plot(path: &Path, off: &SimRun, on: &SimRun) -> anyhow::Result<()> {
             .draw()
             .map_err(draw_err)?;
     }
-    root.present().map_err(draw_err)?;
     Ok(())
 }
 

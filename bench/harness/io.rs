@@ -8,35 +8,19 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use sluice_runtime::limits::PREAD_THREADS_MAX;
 use sluice_runtime::{Error, Extent, HostRing, Prefetcher, Reader, ReaderChoice, ReaderConfig};
 
-use super::{EXIT_BAD_INPUT, EXIT_RUNTIME};
+use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
 
 /// Files smaller than this are read anyway, with a warning: the page cache and start-up costs
 /// distort figures on small files.
 const FILE_BYTES_MIN: u64 = 2 << 30;
 
-/// Arguments of `sluice bench`.
+/// Arguments of `sluice bench io`.
 #[derive(Args, Debug)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    what: BenchWhat,
-}
-
-#[derive(Subcommand, Debug)]
-enum BenchWhat {
-    /// Sequential read throughput of the runtime's reader on a file.
-    Io(IoArgs),
-    /// CPU dequantisation and matrix × vector throughput per weight type vs memory bandwidth.
-    Kernels(super::bench_kernels::KernelsArgs),
-    /// The thermal governor off and on over a long streaming run on a simulated drive.
-    Thermal(super::bench_thermal::ThermalArgs),
-}
-
-#[derive(Args, Debug)]
-struct IoArgs {
+pub struct IoArgs {
     /// File to read (2 GiB or more for meaningful figures).
     #[arg(long)]
     file: PathBuf,
@@ -91,26 +75,13 @@ struct IoReport {
     latency_us_p99: u64,
 }
 
-/// Runs `sluice bench …` and returns the exit status.
-pub fn run(args: BenchArgs) -> i32 {
-    let io = match args.what {
-        BenchWhat::Io(io) => io,
-        BenchWhat::Kernels(k) => {
-            return match super::bench_kernels::run(&k) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("sluice bench kernels: {e:#}");
-                    EXIT_BAD_INPUT
-                }
-            };
-        }
-        BenchWhat::Thermal(thermal) => return super::bench_thermal::run(&thermal),
-    };
-    match bench_io(&io) {
+/// Runs `sluice bench io`; returns the exit status.
+pub fn run(io: &IoArgs) -> i32 {
+    match bench_io(io) {
         Ok(report) => {
             print_report(&report, io.json);
             if !io.json {
-                super::bench_thermal::print_drive_sensor(&io.file);
+                super::thermal::print_drive_sensor(&io.file);
             }
             0
         }
@@ -241,10 +212,9 @@ fn print_report(r: &IoReport, json: bool) {
     );
 }
 
-/// Parses `256K`, `1M`, `4M`, `2G` (binary multiples) or plain bytes.
 /// A byte size (`256K`, `1M`, bytes) as usize, through the CLI's shared size parser.
-fn parse_bytes(s: &str) -> Result<usize, String> {
-    let n = super::size::parse_size(s)?;
+pub(super) fn parse_bytes(s: &str) -> Result<usize, String> {
+    let n = crate::cli::size::parse_size(s)?;
     usize::try_from(n).map_err(|_| format!("size '{s}' is too large"))
 }
 

@@ -13,7 +13,7 @@ use clap::Args;
 use sluice_loader::quant::dequantize_row;
 use sluice_loader::GgmlType;
 
-use super::size::parse_size;
+use crate::cli::size::parse_size;
 
 /// Elements per weight row (a 7B-class projection's width).
 const ROW_ELEMS: usize = 4096;

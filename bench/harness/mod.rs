@@ -1,0 +1,43 @@
+//! The harness behind `sluice bench`: one module per measured link or part, each parsing its
+//! own arguments and printing a table, or one JSON object with `--json`.
+
+mod io;
+mod kernels;
+mod plot;
+mod thermal;
+
+use clap::{Args, Subcommand};
+
+use crate::cli::EXIT_BAD_INPUT;
+
+/// Arguments of `sluice bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// Sequential read throughput of the runtime's reader on a file.
+    Io(io::IoArgs),
+    /// CPU dequantisation and matrix × vector throughput per weight type vs memory bandwidth.
+    Kernels(kernels::KernelsArgs),
+    /// The thermal governor off and on over a long streaming run on a simulated drive.
+    Thermal(thermal::ThermalArgs),
+}
+
+/// Runs `sluice bench …` and returns the exit status.
+pub fn run(args: BenchArgs) -> i32 {
+    match args.what {
+        BenchWhat::Io(io) => io::run(&io),
+        BenchWhat::Kernels(k) => match kernels::run(&k) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("sluice bench kernels: {e:#}");
+                EXIT_BAD_INPUT
+            }
+        },
+        BenchWhat::Thermal(thermal) => thermal::run(&thermal),
+    }
+}
