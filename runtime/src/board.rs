@@ -6,6 +6,7 @@
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::guard::ReadSpan;
 
 /// The outcome of the read into one slot.
 #[derive(Debug)]
@@ -14,8 +15,8 @@ enum Outcome {
     Idle,
     /// A read is queued or in flight.
     Pending,
-    /// The read succeeded.
-    Ready,
+    /// The read succeeded, queued and finished at these times.
+    Ready(ReadSpan),
     /// The read failed.
     Failed(Error),
 }
@@ -59,14 +60,14 @@ impl Board {
     }
 
     /// Posts the outcome of the read into `slot` and wakes waiters.
-    pub(crate) fn post(&self, slot: usize, result: Result<()>) {
+    pub(crate) fn post(&self, slot: usize, result: Result<ReadSpan>) {
         let mut state = self.lock();
         assert!(
             matches!(state.outcomes[slot], Outcome::Pending),
             "slot {slot} posted twice"
         );
         state.outcomes[slot] = match result {
-            Ok(()) => Outcome::Ready,
+            Ok(span) => Outcome::Ready(span),
             Err(e) => Outcome::Failed(e),
         };
         drop(state);
@@ -75,14 +76,14 @@ impl Board {
 
     /// Waits for the outcome of the read into `slot` and takes it (the slot becomes idle).
     /// Returns [`Error::Cancelled`] instead, leaving the outcome, once the board is cancelled.
-    pub(crate) fn wait(&self, slot: usize) -> Result<()> {
+    pub(crate) fn wait(&self, slot: usize) -> Result<ReadSpan> {
         let mut state = self.lock();
         loop {
             if state.cancelled {
                 return Err(Error::Cancelled);
             }
             match std::mem::replace(&mut state.outcomes[slot], Outcome::Idle) {
-                Outcome::Ready => return Ok(()),
+                Outcome::Ready(span) => return Ok(span),
                 Outcome::Failed(e) => return Err(e),
                 Outcome::Pending => state.outcomes[slot] = Outcome::Pending,
                 Outcome::Idle => unreachable!("waiting on slot {slot} with no read armed"),
@@ -117,7 +118,7 @@ mod tests {
         assert!(matches!(board.wait(1), Err(Error::EmptySweep)));
         t.join().expect("poster");
         board.arm(1);
-        board.post(1, Ok(()));
+        board.post(1, Ok(ReadSpan::now()));
         board.wait(1).expect("ready");
     }
 

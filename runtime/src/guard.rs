@@ -3,6 +3,7 @@
 //! change the depth or cancel.
 
 use std::sync::Weak;
+use std::time::{Duration, Instant};
 
 use crate::extent::Extent;
 use crate::prefetch::Inner;
@@ -14,6 +15,32 @@ pub struct PrefetchControl {
     inner: Weak<Inner>,
 }
 
+/// When the read of an extent was queued to the reader and when its last chunk completed: what
+/// per-layer timelines and read-time figures are built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadSpan {
+    /// The extent was handed to the reader.
+    pub queued_at: Instant,
+    /// Its last chunk completed.
+    pub done_at: Instant,
+}
+
+impl ReadSpan {
+    /// Queued to done.
+    pub fn duration(&self) -> Duration {
+        self.done_at.saturating_duration_since(self.queued_at)
+    }
+
+    /// A zero-length span at the present instant (for tests).
+    pub fn now() -> ReadSpan {
+        let t = Instant::now();
+        ReadSpan {
+            queued_at: t,
+            done_at: t,
+        }
+    }
+}
+
 /// A slot lent to the consumer; dropping it frees the slot.
 pub struct SlotGuard<'a> {
     inner: &'a Inner,
@@ -21,6 +48,7 @@ pub struct SlotGuard<'a> {
     sequence: u64,
     extent: Extent,
     bytes: &'a [u8],
+    read: ReadSpan,
 }
 
 impl<'a> SlotGuard<'a> {
@@ -30,6 +58,7 @@ impl<'a> SlotGuard<'a> {
         sequence: u64,
         extent: Extent,
         bytes: &'a [u8],
+        read: ReadSpan,
     ) -> Self {
         SlotGuard {
             inner,
@@ -37,6 +66,7 @@ impl<'a> SlotGuard<'a> {
             sequence,
             extent,
             bytes,
+            read,
         }
     }
 }
@@ -65,6 +95,11 @@ impl SlotGuard<'_> {
     /// The ring slot lent.
     pub fn slot(&self) -> usize {
         self.slot
+    }
+
+    /// When the extent's read was queued and when it completed.
+    pub fn read_span(&self) -> ReadSpan {
+        self.read
     }
 }
 

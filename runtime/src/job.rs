@@ -8,7 +8,9 @@
 //! its payload lies before the first such end; otherwise the file was truncated.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use crate::guard::ReadSpan;
 
 use crate::errno::read_cause;
 use crate::error::{Error, Result};
@@ -167,19 +169,22 @@ impl Job {
         self.chunks_in_flight == 0 && !self.has_chunks()
     }
 
-    /// The outcome of a finished job and its latency.
-    pub(crate) fn finish(self) -> (Result<()>, Duration) {
+    /// The outcome of a finished job and when it was queued and finished.
+    pub(crate) fn finish(self) -> (Result<()>, ReadSpan) {
         assert!(self.is_finished(), "job finished with chunks in flight");
-        let latency = self.queued_at.elapsed();
+        let span = ReadSpan {
+            queued_at: self.queued_at,
+            done_at: Instant::now(),
+        };
         if let Some(error) = self.error {
-            return (Err(error), latency);
+            return (Err(error), span);
         }
         let payload_end = self.extent.payload_offset + self.extent.payload_len;
         if self.eof_pos < payload_end {
             let size_bytes = self.file_offset(self.eof_pos);
-            return (Err(self.file.truncated(&self.extent, size_bytes)), latency);
+            return (Err(self.file.truncated(&self.extent, size_bytes)), span);
         }
-        (Ok(()), latency)
+        (Ok(()), span)
     }
 }
 

@@ -46,7 +46,7 @@ mod waker;
 pub use config::{ReaderChoice, ReaderConfig, ReaderKind, IO_ENV};
 pub use error::{Error, Result};
 pub use extent::{Extent, FileId};
-pub use guard::{PrefetchControl, SlotGuard};
+pub use guard::{PrefetchControl, ReadSpan, SlotGuard};
 pub use prefetch::Prefetcher;
 pub use reader::{LiveThreads, Reader};
 pub use ring::{HostRing, SlotState, SlotStateError};

@@ -127,11 +127,14 @@ impl Prefetcher {
             "the head of the pipeline moved"
         );
         pipeline.acquired += 1;
-        if let Err(e) = outcome {
-            pipeline.stopped = true;
-            inner.discard(slot);
-            return Err(e);
-        }
+        let read = match outcome {
+            Ok(span) => span,
+            Err(e) => {
+                pipeline.stopped = true;
+                inner.discard(slot);
+                return Err(e);
+            }
+        };
         inner
             .ring()
             .transition(slot, SlotState::Ready, SlotState::InUse)?;
@@ -143,7 +146,7 @@ impl Prefetcher {
             extent.payload_offset as usize,
             extent.payload_len as usize,
         )?;
-        Ok(SlotGuard::new(inner, slot, sequence, extent, bytes))
+        Ok(SlotGuard::new(inner, slot, sequence, extent, bytes, read))
     }
 
     /// Changes how many extents are kept ahead (clamped to the slot count); returns the depth set.

@@ -70,8 +70,8 @@ impl Shared {
     pub(crate) fn complete(&self, job: Job) {
         let slot = job.slot;
         job.file.drop_cached(job.extent.offset, job.extent.len);
-        let (result, latency) = job.finish();
-        self.stats.add_extent(result.is_ok(), latency);
+        let (result, span) = job.finish();
+        self.stats.add_extent(result.is_ok(), span.duration());
         let to = if result.is_ok() {
             SlotState::Ready
         } else {
@@ -81,7 +81,8 @@ impl Shared {
             .ring
             .transition(slot, SlotState::Reading, to)
             .map_err(Error::from)
-            .and(result);
+            .and(result)
+            .map(|()| span);
         self.board.post(slot, result);
     }
 

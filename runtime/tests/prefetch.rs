@@ -277,3 +277,34 @@ fn cancel_from_another_thread_stops_the_consumer() {
         assert_eq!(ring.count(SlotState::Free), 4);
     }
 }
+
+#[test]
+fn each_slot_carries_the_span_of_its_read() {
+    let dir = disk_tempdir();
+    let (path, _) = write_random_file(dir.path(), "spans.bin", 8 * MIB, 8);
+    for choice in choices() {
+        let before = Instant::now();
+        let prefetcher = blocks(choice, &path, 8, 4, 4);
+        let mut last_queued = before;
+        for _ in 0..16 {
+            let slot = prefetcher.next().expect("extent");
+            let taken = Instant::now();
+            let span = slot.read_span();
+            assert!(
+                span.queued_at >= before,
+                "{choice:?}: queued before the run"
+            );
+            assert!(
+                span.queued_at <= span.done_at,
+                "{choice:?}: done before queued"
+            );
+            assert!(span.done_at <= taken, "{choice:?}: handed out before done");
+            assert!(
+                span.queued_at >= last_queued,
+                "{choice:?}: extents are queued in sweep order"
+            );
+            assert_eq!(span.duration(), span.done_at - span.queued_at);
+            last_queued = span.queued_at;
+        }
+    }
+}
