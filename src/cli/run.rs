@@ -1,6 +1,7 @@
 //! `sluice run`: generate text from a model, streaming it to stdout, with stats on stderr (or
 //! one JSON object on stdout with `--json`).
 
+use crate::engine::layer_times::{layer_times_requested, LAYER_TIMES_ENV};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -123,6 +124,7 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
             DeviceArg::Cuda => DeviceChoice::Cuda,
         },
         vram_budget: args.vram_budget,
+        layer_times: false,
     };
     // The context is planned for the prompt and the tokens asked for; the prompt's length is
     // known only once the tokenizer is loaded, so plan with the model's own context bound.
@@ -212,6 +214,14 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
         eprintln!("sluice: {line}");
     }
     report(args, &engine, &tok, &prompt, &generation, thermal);
+    // The GPU backend prints its own table when it is dropped.
+    if let (Some(times), true, None) = (
+        engine.layer_times(),
+        layer_times_requested(),
+        engine.tiers(),
+    ) {
+        eprintln!("sluice: per-layer times ({LAYER_TIMES_ENV}=1, cpu)\n{times}");
+    }
     Ok(())
 }
 

@@ -27,8 +27,8 @@ use super::error::CudaError;
 use super::launch::{self, is_float_type};
 use super::layout::{extent_offsets, layer_device_bytes, DeviceRing, DeviceTensor, LayerLayout};
 use super::release::Loans;
-use super::timing::{layer_times_requested, PipelineTimes, LAYER_TIMES_ENV};
 use crate::engine::executor::{Globals, SweepTimes, EXTENTS_PER_LAYER_MAX};
+use crate::engine::layer_times::{layer_times_requested, PipelineTimes, LAYER_TIMES_ENV};
 use crate::engine::store::{Held, WeightStore};
 use crate::engine::tiers::{assign, Tier, TierInput, TierPlan};
 use crate::model::forward::Config;
@@ -125,7 +125,15 @@ impl CudaBackend {
         })
     }
 
-    /// Per-layer copy, compute and stall sums, when `SLUICE_LAYER_TIMES=1` turned them on.
+    /// Turns per-layer timing on (as `SLUICE_LAYER_TIMES=1` does): events created once here.
+    pub fn time_layers(&mut self) -> Result<(), CudaError> {
+        if self.clock.is_none() {
+            self.clock = Some(LayerClock::new(&self.dev, self.layouts.len())?);
+        }
+        Ok(())
+    }
+
+    /// Per-layer read, copy, compute and stall sums, when layer timing is on.
     pub fn layer_times(&self) -> Option<&PipelineTimes> {
         self.clock.as_ref().map(|c| &c.times)
     }
@@ -369,6 +377,9 @@ impl CudaBackend {
         *io_wait += prefetch_wait;
         if let Some(c) = self.clock.as_mut() {
             c.add_stall(layer, room_wait + prefetch_wait);
+            for g in guards.iter().flatten() {
+                c.add_read(layer, g.read_span().duration());
+            }
         }
         for (p, g) in payloads.iter_mut().zip(&guards) {
             if let Some(g) = g {
@@ -1043,7 +1054,11 @@ impl Drop for CudaBackend {
         let _ = self.dev.copy.synchronize();
         let _ = self.dev.compute.synchronize();
         // Asked for with the environment variable, so reported where a person sees it.
-        if let Some(times) = self.layer_times().filter(|t| t.decode.sweeps() > 0) {
+        let asked = layer_times_requested();
+        if let Some(times) = self
+            .layer_times()
+            .filter(|t| asked && t.decode.sweeps() > 0)
+        {
             eprintln!(
                 "sluice: per-layer device times ({LAYER_TIMES_ENV}=1, {})\n{times}",
                 self.info.name

@@ -1,5 +1,5 @@
-//! The events behind [`LayerTimes`](super::timing::LayerTimes): five timing events per layer,
-//! created once when [`LAYER_TIMES_ENV`](super::timing::LAYER_TIMES_ENV) is set, recorded
+//! The events behind [`LayerTimes`](crate::engine::layer_times::LayerTimes): five timing events
+//! per layer, created once when layer times are asked for, recorded
 //! around each layer's copy (copy stream) and compute (compute stream) and read back once per
 //! sweep, after the head has synchronised the compute stream.
 
@@ -9,7 +9,7 @@ use cudarc::driver::{CudaEvent, CudaStream};
 
 use super::device::{driver, Device};
 use super::error::CudaError;
-use super::timing::{LayerSample, PipelineTimes};
+use crate::engine::layer_times::{LayerSample, PipelineTimes};
 
 /// Indices into a layer's events.
 const COPY_START: usize = 0;
@@ -28,6 +28,8 @@ pub(crate) struct LayerClock {
     copied: Vec<bool>,
     /// Host time blocked staging each layer in this sweep.
     stall: Vec<Duration>,
+    /// Disk read time of each streamed layer's extents in this sweep.
+    read: Vec<Duration>,
     samples: Vec<LayerSample>,
     pub(crate) times: PipelineTimes,
 }
@@ -49,6 +51,7 @@ impl LayerClock {
             events,
             copied: vec![false; n_layer],
             stall: vec![Duration::ZERO; n_layer],
+            read: vec![Duration::ZERO; n_layer],
             samples: vec![LayerSample::default(); n_layer],
             times: PipelineTimes::new(n_layer),
         })
@@ -58,6 +61,7 @@ impl LayerClock {
     pub(crate) fn begin_sweep(&mut self) {
         self.copied.fill(false);
         self.stall.fill(Duration::ZERO);
+        self.read.fill(Duration::ZERO);
     }
 
     fn record(&self, layer: usize, which: usize, s: &CudaStream) -> Result<(), CudaError> {
@@ -75,6 +79,11 @@ impl LayerClock {
     pub(crate) fn copy_end(&mut self, layer: usize, s: &CudaStream) -> Result<(), CudaError> {
         self.copied[layer] = true;
         self.record(layer, COPY_END, s)
+    }
+
+    /// Disk read time (queued to done) of one of layer `layer`'s streamed extents.
+    pub(crate) fn add_read(&mut self, layer: usize, d: Duration) {
+        self.read[layer] += d;
     }
 
     /// Host time blocked while staging layer `layer`.
@@ -109,6 +118,7 @@ impl LayerClock {
         for (layer, s) in self.samples.iter_mut().enumerate() {
             let ev = &self.events[layer];
             *s = LayerSample {
+                read_ms: self.read[layer].as_secs_f64() * 1e3,
                 copy_ms: if self.copied[layer] {
                     ms(ev, COPY_START, COPY_END)?
                 } else {

@@ -18,7 +18,7 @@ pub mod fatbin;
 pub mod launch;
 pub mod layout;
 pub mod release;
-pub mod timing;
+pub use crate::engine::layer_times as timing;
 
 #[cfg(feature = "cuda")]
 pub mod backend;

@@ -85,7 +85,12 @@ impl CudaBackend {
     }
 
     /// Unreachable.
-    pub fn layer_times(&self) -> Option<&super::timing::PipelineTimes> {
+    pub fn time_layers(&mut self) -> Result<(), CudaError> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn layer_times(&self) -> Option<&crate::engine::layer_times::PipelineTimes> {
         match self.never {}
     }
 

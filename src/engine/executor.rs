@@ -8,9 +8,10 @@ use sluice_loader::extents::LayerExtents;
 use sluice_loader::model::ModelFiles;
 use sluice_loader::roles::TensorRole;
 use sluice_loader::GgmlType;
-use sluice_runtime::SlotGuard;
+use sluice_runtime::{ReadSpan, SlotGuard};
 use thiserror::Error;
 
+use super::layer_times::{RowRecord, SweepRecorder};
 use super::rows::RowRange;
 use super::store::{Held, WeightStore};
 use crate::cpu::ThreadPool;
@@ -120,7 +121,9 @@ pub struct Sweep<'s, 'h> {
 
 impl Sweep<'_, '_> {
     /// Runs `tokens` (at positions `pos0..`), embedded from `embd`, through every layer and
-    /// the LM head; the logits of the last token land in `st.logits`.
+    /// the LM head; the logits of the last token land in `st.logits`. With `rec`, every row's
+    /// read, stall and compute is recorded.
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
         embd: &mut dyn EmbeddingRows,
@@ -129,16 +132,22 @@ impl Sweep<'_, '_> {
         st: &mut RunState,
         cache: &mut KvCache,
         times: &mut SweepTimes,
+        mut rec: Option<&mut SweepRecorder>,
     ) -> Result<(), ExecError> {
         let n = tokens.len();
         let started = Instant::now();
         let mut io_wait = Duration::ZERO;
         embed(self.cfg, embd, tokens, st)?;
+        if let Some(r) = rec.as_deref_mut() {
+            r.begin(started);
+        }
         let mut resident_next = 0usize;
         for (layer, extents) in self.model.extents.layers.iter().enumerate() {
             let mut guards: [Option<SlotGuard<'_>>; EXTENTS_PER_LAYER_MAX] = Default::default();
             let mut payloads: [&[u8]; EXTENTS_PER_LAYER_MAX] = [&[]; EXTENTS_PER_LAYER_MAX];
             let k = extents.len();
+            let row_start = Instant::now();
+            let mut stall = Duration::ZERO;
             if self.resident[layer] {
                 for (p, g) in payloads
                     .iter_mut()
@@ -151,11 +160,11 @@ impl Sweep<'_, '_> {
                 let Some(streamer) = self.store.streamer.as_ref() else {
                     unreachable!("a streamed layer implies a streamer")
                 };
-                let waited = Instant::now();
                 for g in guards.iter_mut().take(k) {
                     *g = Some(streamer.next()?);
                 }
-                io_wait += waited.elapsed();
+                stall = row_start.elapsed();
+                io_wait += stall;
                 for (p, g) in payloads.iter_mut().zip(guards.iter()) {
                     if let Some(g) = g {
                         *p = g.bytes();
@@ -164,20 +173,45 @@ impl Sweep<'_, '_> {
             }
             let w = LayerWeights::view(layer, extents, &payloads[..k])?;
             forward_layer(self.cfg, &w, layer, pos0, n, st, cache, self.pool)?;
+            if let Some(r) = rec.as_deref_mut() {
+                let mut reads = ReadTally::default();
+                for g in guards.iter().flatten() {
+                    reads.add(g.read_span());
+                }
+                r.row(layer, &reads.record(stall, row_start, Instant::now()));
+            }
             drop(guards);
         }
-        io_wait += self.head(n, st)?;
+        io_wait += self.head(n, st, rec.as_deref_mut())?;
+        if let Some(r) = rec {
+            r.end(n);
+        }
         times.io_wait += io_wait;
         times.compute += started.elapsed().saturating_sub(io_wait);
         Ok(())
     }
 
     /// The final norm and the LM head, resident or streamed range by range; returns the time
-    /// spent waiting for streamed ranges.
-    fn head(&self, n: usize, st: &mut RunState) -> Result<Duration, ExecError> {
+    /// spent waiting for streamed ranges. The head is `rec`'s last row; its ranges alternate
+    /// waits and compute, recorded as the summed wait followed by the rest.
+    fn head(
+        &self,
+        n: usize,
+        st: &mut RunState,
+        rec: Option<&mut SweepRecorder>,
+    ) -> Result<Duration, ExecError> {
         let norm = &self.globals.output_norm;
+        let row_start = Instant::now();
+        let row = self.model.extents.layers.len();
         if let Some(output) = &self.globals.output {
             forward_head(self.cfg, norm, output, n, st, self.pool)?;
+            if let Some(r) = rec {
+                let reads = ReadTally::default();
+                r.row(
+                    row,
+                    &reads.record(Duration::ZERO, row_start, Instant::now()),
+                );
+            }
             return Ok(Duration::ZERO);
         }
         let (Some(head), Some(streamer)) = (self.head, self.store.streamer.as_ref()) else {
@@ -185,10 +219,12 @@ impl Sweep<'_, '_> {
         };
         head_input(self.cfg, norm, head.ty, n, st)?;
         let mut io_wait = Duration::ZERO;
+        let mut reads = ReadTally::default();
         for r in head.ranges {
             let waited = Instant::now();
             let guard = streamer.next()?;
             io_wait += waited.elapsed();
+            reads.add(guard.read_span());
             let rows = Tensor {
                 ty: head.ty,
                 row_elems: head.row_elems,
@@ -197,7 +233,37 @@ impl Sweep<'_, '_> {
             };
             head_rows(&rows, r.row0, st, self.pool)?;
         }
+        if let Some(r) = rec {
+            r.row(row, &reads.record(io_wait, row_start, Instant::now()));
+        }
         Ok(io_wait)
+    }
+}
+
+/// The reads of one row's extents: first queued, last done, and their durations summed.
+#[derive(Default)]
+struct ReadTally {
+    span: Option<(Instant, Instant)>,
+    total: Duration,
+}
+
+impl ReadTally {
+    fn add(&mut self, s: ReadSpan) {
+        self.total += s.duration();
+        self.span = Some(match self.span {
+            None => (s.queued_at, s.done_at),
+            Some((q, d)) => (q.min(s.queued_at), d.max(s.done_at)),
+        });
+    }
+
+    fn record(&self, stall: Duration, start: Instant, end: Instant) -> RowRecord {
+        RowRecord {
+            read: self.span,
+            read_total: self.total,
+            stall,
+            start,
+            end,
+        }
     }
 }
 

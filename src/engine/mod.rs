@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod executor;
+pub mod layer_times;
 pub mod planner;
 pub mod row_reader;
 pub mod rows;

@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use super::backend::{select, DeviceChoice, Selected};
 use super::executor::{check_extent_counts, ExecError, Globals, StreamedHead, Sweep, SweepTimes};
+use super::layer_times::{layer_times_requested, PipelineTimes, SweepRecorder};
 use super::planner::{mem_available_bytes, plan, Plan, PlanInput};
 use super::row_reader::RowReader;
 use super::sampler::Sampler;
@@ -72,6 +73,9 @@ pub struct EngineOptions {
     pub device: DeviceChoice,
     /// Layer-weight bytes allowed to stay on the GPU (`None`: what fits).
     pub vram_budget: Option<u64>,
+    /// Time every layer of every sweep (read, copy, compute, stall), as `SLUICE_LAYER_TIMES=1`
+    /// does; off, nothing is recorded.
+    pub layer_times: bool,
 }
 
 /// Why generation ended.
@@ -132,6 +136,8 @@ pub struct Engine {
     pub cpu_because: Option<String>,
     /// Reads embedding rows on demand when the embeddings are not resident.
     embd_reader: Option<RowReader>,
+    /// Per-layer times of CPU sweeps, when asked for (the GPU keeps its own).
+    layer_rec: Option<SweepRecorder>,
 }
 
 impl Engine {
@@ -184,6 +190,15 @@ impl Engine {
         let embd_reader =
             WeightStore::embedding_reader(&model, &plan).map_err(EngineError::EmbeddingReader)?;
         let pool = ThreadPool::new(opts.threads.max(1));
+        let timed = opts.layer_times || layer_times_requested();
+        let layer_rec = match cuda.as_mut() {
+            Some(g) if timed => {
+                g.time_layers()?;
+                None
+            }
+            None if timed => Some(SweepRecorder::new(cfg.n_layer)),
+            _ => None,
+        };
         Ok(Engine {
             model,
             cfg,
@@ -194,7 +209,16 @@ impl Engine {
             cuda,
             cpu_because,
             embd_reader,
+            layer_rec,
         })
+    }
+
+    /// Per-layer read, copy, compute and stall times so far, when layer timing is on.
+    pub fn layer_times(&self) -> Option<&PipelineTimes> {
+        match &self.cuda {
+            Some(g) => g.layer_times(),
+            None => self.layer_rec.as_ref().map(|r| &r.times),
+        }
     }
 
     /// The backend computing, for the user: "cpu", or "cuda (device name)".
@@ -328,8 +352,13 @@ impl Engine {
         };
         let streamed_before = self.store.streamed_bytes_read();
         let mut times = SweepTimes::default();
-        let (cuda, store, cfg, extents) =
-            (&mut self.cuda, &self.store, &self.cfg, &self.model.extents);
+        let (cuda, store, cfg, extents, layer_rec) = (
+            &mut self.cuda,
+            &self.store,
+            &self.cfg,
+            &self.model.extents,
+            &mut self.layer_rec,
+        );
         let mut step = |tokens: &[u32],
                         pos0: usize,
                         st: &mut RunState,
@@ -350,7 +379,7 @@ impl Engine {
                     &mut st.logits,
                     times,
                 )?),
-                _ => Ok(sweep.run(embd, tokens, pos0, st, cache, times)?),
+                _ => Ok(sweep.run(embd, tokens, pos0, st, cache, times, layer_rec.as_mut())?),
             }
         };
         for &t in prompt {
