@@ -213,3 +213,49 @@ fn parse_type(name: &str) -> Result<GgmlType> {
             format!("unknown weight type {name:?} (known: {})", known.join(", "))
         })
 }
+
+/// Memory read bandwidth in GB/s over a buffer of `size` bytes across `pool`, best pass over
+/// about `seconds` (the roof of every CPU matrix × vector product).
+pub(super) fn mem_gb_per_s(size: usize, pool: &ThreadPool, seconds: f64) -> f64 {
+    let probe: Vec<u8> = (0..size).map(|i| i as u8).collect();
+    let (per_pass, _) = timed_passes(seconds, |passes| {
+        black_box(read_bandwidth(&probe, pool, passes));
+    });
+    probe.len() as f64 / per_pass / 1e9
+}
+
+/// Matrix × one-token throughput of weight type `ty` in GB/s of weights, over a random matrix of
+/// about `size` bytes (rows of [`ROW_ELEMS`]), best pass over about `seconds`.
+pub(super) fn matvec_gb_per_s(
+    ty: GgmlType,
+    size: usize,
+    pool: &ThreadPool,
+    seconds: f64,
+) -> Result<f64> {
+    let isa = Isa::current();
+    let mut rng = Rng::new(0x5EED);
+    let row_bytes = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
+    let n_rows = (size / row_bytes.max(1)).max(1);
+    let bytes = synth::weights(&mut rng, ty, ROW_ELEMS, n_rows);
+    let w = WeightView {
+        ty,
+        row_elems: ROW_ELEMS,
+        n_rows,
+        bytes: &bytes,
+    };
+    let q = synth::acts(&mut rng, isa, ty, ROW_ELEMS, 1)?;
+    let mut out = vec![0.0f32; n_rows];
+    let mut first_err = None;
+    let (per_pass, _) = timed_passes(seconds, |passes| {
+        for _ in 0..passes {
+            if let Err(e) = matmul_with(isa, &w, &q, &mut out, pool) {
+                first_err.get_or_insert(e);
+            }
+        }
+        black_box(&out);
+    });
+    if let Some(e) = first_err {
+        bail!("{ty} matvec failed: {e}");
+    }
+    Ok(bytes.len() as f64 / per_pass / 1e9)
+}

@@ -1,8 +1,11 @@
 //! The harness behind `sluice bench`: one module per measured link or part, each parsing its
 //! own arguments and printing a table, or one JSON object with `--json`.
 
+mod bound;
 mod io;
 mod kernels;
+mod model;
+mod model_plot;
 mod plot;
 mod thermal;
 
@@ -23,6 +26,9 @@ enum BenchWhat {
     Io(io::IoArgs),
     /// CPU dequantisation and matrix × vector throughput per weight type vs memory bandwidth.
     Kernels(kernels::KernelsArgs),
+    /// The whole pipeline on a model: per-layer times, the links measured in the same run, the
+    /// bound they predict and the bottleneck.
+    Model(model::ModelArgs),
     /// The thermal governor off and on over a long streaming run on a simulated drive.
     Thermal(thermal::ThermalArgs),
 }
@@ -38,6 +44,7 @@ pub fn run(args: BenchArgs) -> i32 {
                 EXIT_BAD_INPUT
             }
         },
+        BenchWhat::Model(m) => model::run(&m),
         BenchWhat::Thermal(thermal) => thermal::run(&thermal),
     }
 }

@@ -171,6 +171,11 @@ fn first_ttf(dir: &Path, depth: usize) -> Option<PathBuf> {
         .find_map(|p| first_ttf(p, depth - 1))
 }
 
+/// A plotters error as an `anyhow` error (their error types borrow the backend's).
+pub fn draw_err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
 /// Colour of the link, layer stage or series at position `i` (a fixed qualitative palette).
 pub fn palette(i: usize) -> RGBColor {
     const COLOURS: [RGBColor; 6] = [

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use clap::Args;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -17,7 +17,7 @@ use sluice_runtime::thermal::{
     simulate, DriveModelParams, GovernorConfig, NvmeSensor, SimRun, SimSample, SimWorkload,
 };
 
-use super::plot::{Figure, Format};
+use super::plot::{draw_err, Figure, Format};
 use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
 
 /// Arguments of `sluice bench thermal`.
@@ -265,10 +265,6 @@ fn draw<DB: DrawingBackend>(
             .map_err(draw_err)?;
     }
     Ok(())
-}
-
-fn draw_err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow!("{e}")
 }
 
 /// One stderr line with the drive temperature of `file`'s drive, when it has a sensor.

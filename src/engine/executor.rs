@@ -140,6 +140,14 @@ impl Sweep<'_, '_> {
         embed(self.cfg, embd, tokens, st)?;
         if let Some(r) = rec.as_deref_mut() {
             r.begin(started);
+            // Rows read on demand block the host on the disk; resident rows are a copy.
+            let elapsed = started.elapsed();
+            let on_demand = self.globals.token_embd.is_none();
+            r.embed(&ReadTally::default().record(
+                if on_demand { elapsed } else { Duration::ZERO },
+                started,
+                started + elapsed,
+            ));
         }
         let mut resident_next = 0usize;
         for (layer, extents) in self.model.extents.layers.iter().enumerate() {
@@ -178,7 +186,7 @@ impl Sweep<'_, '_> {
                 for g in guards.iter().flatten() {
                     reads.add(g.read_span());
                 }
-                r.row(layer, &reads.record(stall, row_start, Instant::now()));
+                r.layer(layer, &reads.record(stall, row_start, Instant::now()));
             }
             drop(guards);
         }
@@ -202,15 +210,11 @@ impl Sweep<'_, '_> {
     ) -> Result<Duration, ExecError> {
         let norm = &self.globals.output_norm;
         let row_start = Instant::now();
-        let row = self.model.extents.layers.len();
         if let Some(output) = &self.globals.output {
             forward_head(self.cfg, norm, output, n, st, self.pool)?;
             if let Some(r) = rec {
                 let reads = ReadTally::default();
-                r.row(
-                    row,
-                    &reads.record(Duration::ZERO, row_start, Instant::now()),
-                );
+                r.head(&reads.record(Duration::ZERO, row_start, Instant::now()));
             }
             return Ok(Duration::ZERO);
         }
@@ -234,7 +238,7 @@ impl Sweep<'_, '_> {
             head_rows(&rows, r.row0, st, self.pool)?;
         }
         if let Some(r) = rec {
-            r.row(row, &reads.record(io_wait, row_start, Instant::now()));
+            r.head(&reads.record(io_wait, row_start, Instant::now()));
         }
         Ok(io_wait)
     }

@@ -6,7 +6,8 @@
 //! done, from the reader), the copy of its weights to the device, its compute, how long the
 //! device's compute stream sat waiting for that copy, and how long the host was blocked on it
 //! (waiting on the prefetcher for a streamed slot, or on an earlier copy's event to free a host
-//! slot). The samples are summed here per row (layer, and on the CPU a last row for the LM head),
+//! slot). The samples are summed here per row (layer; on the CPU also a first row for the token
+//! embedding lookup and a last one for the LM head),
 //! separately for decode (one token) and prefill sweeps, in vectors sized once for the model;
 //! the last decode sweep's spans are kept as a timeline. The default path records nothing.
 
@@ -74,8 +75,8 @@ pub struct LayerTimes {
     /// Sum over sweeps, per row.
     totals: Vec<LayerSample>,
     sweeps: u64,
-    /// Whether the last row is the LM head.
-    head: bool,
+    /// Whether the first row is the embedding lookup and the last the LM head.
+    ends: bool,
 }
 
 impl LayerTimes {
@@ -84,35 +85,46 @@ impl LayerTimes {
         LayerTimes {
             totals: vec![LayerSample::default(); n_layer],
             sweeps: 0,
-            head: false,
+            ends: false,
         }
     }
 
-    /// Empty sums for `n_layer` layers and a last row for the LM head.
-    pub fn with_head(n_layer: usize) -> LayerTimes {
+    /// Empty sums for a first row (the embedding lookup), `n_layer` layers and a last row
+    /// (the LM head).
+    pub fn with_ends(n_layer: usize) -> LayerTimes {
         LayerTimes {
-            totals: vec![LayerSample::default(); n_layer + 1],
+            totals: vec![LayerSample::default(); n_layer + 2],
             sweeps: 0,
-            head: true,
+            ends: true,
         }
     }
 
-    /// Rows covered: the layers, and the head when it has a row.
+    /// Rows covered: the layers, and the embedding and head rows when there are.
     pub fn n_layer(&self) -> usize {
         self.totals.len()
     }
 
-    /// Whether the last row is the LM head.
-    pub fn has_head(&self) -> bool {
-        self.head
+    /// Whether the first row is the embedding lookup and the last the LM head.
+    pub fn has_ends(&self) -> bool {
+        self.ends
     }
 
-    /// The name of row `row`: the layer's index, or "head".
+    /// The layer row `row` holds, `None` for the embedding and head rows.
+    pub fn layer_of(&self, row: usize) -> Option<usize> {
+        match (self.ends, row) {
+            (false, r) => Some(r),
+            (true, 0) => None,
+            (true, r) if r + 1 == self.totals.len() => None,
+            (true, r) => Some(r - 1),
+        }
+    }
+
+    /// The name of row `row`: the layer's index, "embd" or "head".
     pub fn row_name(&self, row: usize) -> String {
-        if self.head && row + 1 == self.totals.len() {
-            "head".into()
-        } else {
-            row.to_string()
+        match self.layer_of(row) {
+            Some(l) => l.to_string(),
+            None if row == 0 => "embd".into(),
+            None => "head".into(),
         }
     }
 
@@ -208,12 +220,13 @@ impl PipelineTimes {
         }
     }
 
-    /// Empty sums for `n_layer` layers and the LM head, with room for a decode timeline.
-    pub fn with_head(n_layer: usize) -> PipelineTimes {
+    /// Empty sums for the embedding lookup, `n_layer` layers and the LM head, with room for a
+    /// decode timeline.
+    pub fn with_ends(n_layer: usize) -> PipelineTimes {
         PipelineTimes {
-            decode: LayerTimes::with_head(n_layer),
-            prefill: LayerTimes::with_head(n_layer),
-            last_decode: Vec::with_capacity(n_layer + 1),
+            decode: LayerTimes::with_ends(n_layer),
+            prefill: LayerTimes::with_ends(n_layer),
+            last_decode: Vec::with_capacity(n_layer + 2),
         }
     }
 
@@ -248,8 +261,8 @@ pub struct RowRecord {
     pub end: Instant,
 }
 
-/// Records sweeps on the host clock (the CPU executor): one [`RowRecord`] per layer and one for
-/// the head, into buffers sized once for the model.
+/// Records sweeps on the host clock (the CPU executor): one [`RowRecord`] for the embedding
+/// lookup, one per layer and one for the head, into buffers sized once for the model.
 #[derive(Clone, Debug)]
 pub struct SweepRecorder {
     /// The sums and the last decode timeline.
@@ -260,14 +273,29 @@ pub struct SweepRecorder {
 }
 
 impl SweepRecorder {
-    /// A recorder for `n_layer` layers and the head.
+    /// A recorder for the embedding lookup, `n_layer` layers and the head.
     pub fn new(n_layer: usize) -> SweepRecorder {
         SweepRecorder {
-            times: PipelineTimes::with_head(n_layer),
-            samples: vec![LayerSample::default(); n_layer + 1],
-            spans: vec![RowSpans::default(); n_layer + 1],
+            times: PipelineTimes::with_ends(n_layer),
+            samples: vec![LayerSample::default(); n_layer + 2],
+            spans: vec![RowSpans::default(); n_layer + 2],
             started: None,
         }
+    }
+
+    /// The embedding lookup of the current sweep.
+    pub fn embed(&mut self, r: &RowRecord) {
+        self.row(0, r);
+    }
+
+    /// Layer `layer` of the current sweep.
+    pub fn layer(&mut self, layer: usize, r: &RowRecord) {
+        self.row(layer + 1, r);
+    }
+
+    /// The LM head of the current sweep.
+    pub fn head(&mut self, r: &RowRecord) {
+        self.row(self.samples.len() - 1, r);
     }
 
     /// A sweep starts now.
@@ -275,8 +303,7 @@ impl SweepRecorder {
         self.started = Some(at);
     }
 
-    /// Row `row` (a layer, or `n_layer` for the head) of the current sweep.
-    pub fn row(&mut self, row: usize, r: &RowRecord) {
+    fn row(&mut self, row: usize, r: &RowRecord) {
         let Some(t0) = self.started else {
             debug_assert!(false, "row recorded outside a sweep");
             return;
@@ -387,22 +414,29 @@ mod tests {
     }
 
     #[test]
-    fn the_head_has_the_last_row() {
-        let mut p = PipelineTimes::with_head(2);
-        assert_eq!(p.decode.n_layer(), 3);
-        assert!(p.decode.has_head());
-        assert_eq!(p.decode.row_name(1), "1");
-        assert_eq!(p.decode.row_name(2), "head");
+    fn the_embedding_and_the_head_have_the_first_and_last_rows() {
+        let mut p = PipelineTimes::with_ends(2);
+        assert_eq!(p.decode.n_layer(), 4);
+        assert!(p.decode.has_ends());
+        let names: Vec<String> = (0..4).map(|r| p.decode.row_name(r)).collect();
+        assert_eq!(names, ["embd", "0", "1", "head"]);
+        assert_eq!(p.decode.layer_of(2), Some(1));
+        assert_eq!(p.decode.layer_of(3), None);
         let mut s = sample(0.0, 2.0, 0.0, 0.5);
         s.read_ms = 1.5;
-        p.for_batch(1).add_sweep(&[s; 3]);
-        assert_eq!(p.decode.mean_sweep().read_ms, 4.5);
+        p.for_batch(1).add_sweep(&[s; 4]);
+        assert_eq!(p.decode.mean_sweep().read_ms, 6.0);
         let text = p.to_string();
-        assert!(
-            text.lines().any(|l| l.trim_start().starts_with("head")),
-            "{text}"
-        );
-        assert!(!PipelineTimes::new(2).decode.has_head());
+        for name in ["embd", "head"] {
+            assert!(
+                text.lines().any(|l| l.trim_start().starts_with(name)),
+                "{text}"
+            );
+        }
+        let plain = PipelineTimes::new(2);
+        assert!(!plain.decode.has_ends());
+        assert_eq!(plain.decode.layer_of(1), Some(1));
+        assert_eq!(plain.decode.row_name(1), "1");
     }
 
     #[test]
@@ -411,7 +445,14 @@ mod tests {
         let ms = |m: u64| t0 + Duration::from_millis(m);
         let mut r = SweepRecorder::new(1);
         r.begin(ms(10));
-        r.row(
+        r.embed(&RowRecord {
+            read: None,
+            read_total: Duration::ZERO,
+            stall: Duration::ZERO,
+            start: ms(10),
+            end: ms(10),
+        });
+        r.layer(
             0,
             &RowRecord {
                 read: Some((ms(4), ms(12))),
@@ -421,57 +462,44 @@ mod tests {
                 end: ms(15),
             },
         );
-        r.row(
-            1,
-            &RowRecord {
-                read: None,
-                read_total: Duration::ZERO,
-                stall: Duration::ZERO,
-                start: ms(15),
-                end: ms(16),
-            },
-        );
+        r.head(&RowRecord {
+            read: None,
+            read_total: Duration::ZERO,
+            stall: Duration::ZERO,
+            start: ms(15),
+            end: ms(16),
+        });
         r.end(1);
         let near = |a: f64, b: f64| (a - b).abs() < 1e-6;
-        let s = r.times.decode.mean(0);
+        let s = r.times.decode.mean(1);
         assert!(near(s.read_ms, 8.0) && near(s.stall_ms, 2.0) && near(s.compute_ms, 3.0));
         let spans = &r.times.last_decode;
-        let (q, d) = spans[0].read_ms.expect("layer 0 streamed");
+        let (q, d) = spans[1].read_ms.expect("layer 0 streamed");
         assert!(near(q, -6.0) && near(d, 2.0), "{q} {d}");
-        assert!(near(spans[0].stall_ms.1, 2.0) && near(spans[0].compute_ms.1, 5.0));
-        assert_eq!(spans[1].read_ms, None);
-        assert!(near(spans[1].compute_ms.0, 5.0) && near(spans[1].compute_ms.1, 6.0));
+        assert!(near(spans[1].stall_ms.1, 2.0) && near(spans[1].compute_ms.1, 5.0));
+        assert_eq!(spans[2].read_ms, None);
+        assert!(near(spans[2].compute_ms.0, 5.0) && near(spans[2].compute_ms.1, 6.0));
         // A prefill sweep adds to its own sums and leaves the decode timeline alone.
+        let resident = |a, b| RowRecord {
+            read: None,
+            read_total: Duration::ZERO,
+            stall: Duration::ZERO,
+            start: ms(a),
+            end: ms(b),
+        };
         r.begin(ms(20));
-        r.row(
-            0,
-            &RowRecord {
-                read: None,
-                read_total: Duration::ZERO,
-                stall: Duration::ZERO,
-                start: ms(20),
-                end: ms(30),
-            },
-        );
-        r.row(
-            1,
-            &RowRecord {
-                read: None,
-                read_total: Duration::ZERO,
-                stall: Duration::ZERO,
-                start: ms(30),
-                end: ms(31),
-            },
-        );
+        r.embed(&resident(20, 20));
+        r.layer(0, &resident(20, 30));
+        r.head(&resident(30, 31));
         r.end(4);
         assert_eq!(r.times.prefill.sweeps(), 1);
-        assert!(near(r.times.prefill.mean(0).compute_ms, 10.0));
-        assert!(near(r.times.last_decode[0].compute_ms.1, 5.0));
+        assert!(near(r.times.prefill.mean(1).compute_ms, 10.0));
+        assert!(near(r.times.last_decode[1].compute_ms.1, 5.0));
     }
 
     #[test]
     fn the_last_decode_timeline_is_replaced_in_place() {
-        let mut p = PipelineTimes::with_head(3);
+        let mut p = PipelineTimes::with_ends(2);
         let cap = p.last_decode.capacity();
         let spans = [RowSpans {
             read_ms: Some((-1.0, 0.5)),
