@@ -1,17 +1,19 @@
 //! `sluice inspect PATH [--json] [--disk-gb-per-s X]`: what a model is and what streaming it
 //! costs, from its headers alone.
 //!
-//! The predicted cost per token is the bytes of every layer extent (the `--ram-budget 0`
-//! regime) divided by the disk rate; without `--disk-gb-per-s` the rate is an assumed 3 GB/s
+//! The predicted cost per token is the bytes of every layer extent and of the LM head (what
+//! `--ram-budget 0` reads per token; embedding rows are read on demand and left out) divided by
+//! the disk rate; without `--disk-gb-per-s` the rate is an assumed 3 GB/s
 //! NVMe, and the output says so. `--json` prints one object whose field names are stable:
 //! `path, format, arch, open_ms, hparams{…}, types[{type, count, bytes}], tensor_count,
 //! tensor_bytes, alignment_bytes, layers[{layer, extents, bytes, payload_bytes, contiguous}],
-//! globals[{name, type, dims, bytes}], unknown_tensors, streaming{bytes_per_token,
+//! globals[{name, type, dims, bytes}], unknown_tensors, streaming{bytes_per_token, head_bytes,
 //! extents_per_token, extent_bytes_max, disk_gb_per_s, disk_rate_assumed, seconds_per_token,
 //! tokens_per_s_max}`.
 
 mod text;
 
+use crate::engine::store::GlobalMatrix;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -162,10 +164,12 @@ struct GlobalRow {
     bytes: u64,
 }
 
-/// The predicted streaming cost per token with every layer streamed.
+/// The predicted streaming cost per token with every layer and the head streamed.
 #[derive(Serialize, Debug)]
 struct Streaming {
     bytes_per_token: u64,
+    /// The LM head's share of `bytes_per_token` (the embeddings when they are tied).
+    head_bytes: u64,
     extents_per_token: usize,
     extent_bytes_max: u64,
     disk_gb_per_s: f64,
@@ -258,11 +262,14 @@ fn layer_rows(x: &LayerExtents) -> Vec<LayerRow> {
 }
 
 fn streaming(x: &LayerExtents, rate: f64, assumed: bool) -> Streaming {
-    let bytes = x.streamed_bytes_per_token();
+    let head_bytes = GlobalMatrix::head(x).map_or(0, |h| h.extent.len);
+    let bytes = x.streamed_bytes_per_token() + head_bytes;
     let seconds = bytes as f64 / (rate * 1e9);
     Streaming {
         bytes_per_token: bytes,
-        extents_per_token: x.layers.iter().map(Vec::len).sum(),
+        head_bytes,
+        extents_per_token: x.layers.iter().map(Vec::len).sum::<usize>()
+            + usize::from(head_bytes > 0),
         extent_bytes_max: x.extent_bytes_max(),
         disk_gb_per_s: rate,
         disk_rate_assumed: assumed,

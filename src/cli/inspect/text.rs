@@ -137,8 +137,9 @@ fn write_all(o: &mut String, r: &Report) -> std::fmt::Result {
     };
     writeln!(
         o,
-        "\nstreaming every layer (--ram-budget 0): {} per token in {} extents (largest {})",
+        "\nstreaming every layer and the LM head (--ram-budget 0): {} per token (head {}) in {} extents (largest {})",
         size(s.bytes_per_token),
+        size(s.head_bytes),
         s.extents_per_token,
         size(s.extent_bytes_max)
     )?;
