@@ -1,9 +1,11 @@
 //! The harness behind `sluice bench`: one module per measured link or part, each parsing its
 //! own arguments and printing a table, or one JSON object with `--json`.
 
+mod disk;
 mod io;
 mod kernels;
 mod plot;
+mod progress;
 mod thermal;
 
 use clap::{Args, Subcommand};
@@ -19,6 +21,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 enum BenchWhat {
+    /// O_DIRECT sequential and random reads over chunk sizes × queue depths, io_uring vs pread.
+    Disk(disk::DiskArgs),
     /// Sequential read throughput of the runtime's reader on a file.
     Io(io::IoArgs),
     /// CPU dequantisation and matrix × vector throughput per weight type vs memory bandwidth.
@@ -30,6 +34,7 @@ enum BenchWhat {
 /// Runs `sluice bench …` and returns the exit status.
 pub fn run(args: BenchArgs) -> i32 {
     match args.what {
+        BenchWhat::Disk(disk) => disk::run(&disk),
         BenchWhat::Io(io) => io::run(&io),
         BenchWhat::Kernels(k) => match kernels::run(&k) {
             Ok(()) => 0,
