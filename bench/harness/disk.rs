@@ -792,6 +792,24 @@ mod tests {
     }
 
     #[test]
+    fn sequential_best_returns_a_measured_cell_of_its_grid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, vec![7u8; 8 << 20]).expect("write");
+        let best = sequential_best(&path, 0.05).expect("measured");
+        assert_eq!(best.setting.pattern, Pattern::Sequential);
+        assert!(best.read_gb_per_s().is_some_and(|g| g > 0.0));
+        assert!(LINK_CHUNKS.contains(&best.setting.chunk_bytes));
+        assert!(LINK_DEPTHS.contains(&best.setting.queue_depth));
+        std::fs::write(&path, vec![7u8; 4096]).expect("write");
+        let e = sequential_best(&path, 0.05).expect_err("too small");
+        assert!(e.to_string().contains("too small"), "{e}");
+        let missing = dir.path().join("missing.bin");
+        let e = sequential_best(&missing, 0.05).expect_err("missing");
+        assert!(e.to_string().contains("missing.bin"), "{e}");
+    }
+
+    #[test]
     fn sizes_are_labelled_in_the_largest_unit() {
         assert_eq!(size_label(128 << 10), "128K");
         assert_eq!(size_label(4 << 20), "4M");
