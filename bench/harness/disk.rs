@@ -10,13 +10,17 @@
 //! goes on with pread.
 //!
 //! Without `--file`, a scratch file of `--size` bytes is written in `--dir` (default
-//! `$SLUICE_HOME`, else `~/.cache/sluice`), read, and removed (see `scratch`); a directory whose
-//! file system has no direct I/O is refused, since its figures would be memory's. With
-//! `--file`, the file is only read; if it cannot be read directly the figures are still taken,
-//! with a warning.
+//! `$SLUICE_HOME`, else `~/.cache/sluice`), read, and removed, even on error or Ctrl-C (see
+//! `scratch`). A directory on tmpfs or ramfs (statfs, see `fs`: recent kernels let tmpfs accept
+//! O_DIRECT) or on a file system without direct I/O is refused, since its figures would be
+//! memory's. With `--file`, the file is only read; if it is in memory or cannot be read
+//! directly the figures are still taken, with a warning, and `direct` is false.
 //!
 //! Output: a table with one row per cell and a "best sequential / best random" line each;
-//! `--json` prints one object instead (`file`, `file_bytes`, `direct`, `cells`, `best`);
+//! `--json` prints one object instead (`file`, `file_bytes`, `scratch`, `direct`: reads bypass
+//! the page cache and reach a device, `seconds_per_cell`, `cells`, and `best`: the fastest cell
+//! per pattern, or null when none of its cells was measured; a cell holds its setting and
+//! either its figures or `unavailable`: the reason, with null figures);
 //! `--plot FILE` draws GB/s against chunk size per (reader, qd), one panel per pattern. A
 //! progress bar over the cells is drawn on stderr when it is a terminal.
 //!
