@@ -242,6 +242,7 @@ fn bad_options_exit_2_with_one_sentence() {
         (&["--file", "/x", "--size", "64M"][..], "--file"),
         (&["--chunks", "64M", "--depths", "32"][..], "--depths"),
         (&["--plot", "disk.jpg"][..], "disk.jpg"),
+        (&["--file", "/"][..], "not a regular file"),
     ] {
         let mut all = vec!["bench", "disk"];
         all.extend_from_slice(args);

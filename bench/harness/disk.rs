@@ -13,7 +13,7 @@
 //! `$SLUICE_HOME`, else `~/.cache/sluice`), read, and removed, even on error or Ctrl-C (see
 //! `scratch`). A directory on tmpfs or ramfs (statfs, see `fs`: recent kernels let tmpfs accept
 //! O_DIRECT) or on a file system without direct I/O is refused, since its figures would be
-//! memory's. With `--file`, the file is only read; if it is in memory or cannot be read
+//! memory's. With `--file`, the file (a regular file) is only read; if it is in memory or cannot be read
 //! directly the figures are still taken, with a warning, and `direct` is false.
 //!
 //! Output: a table with one row per cell and a "best sequential / best random" line each;
@@ -32,7 +32,6 @@ mod fs;
 mod measure;
 mod scratch;
 
-use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, ensure};
@@ -79,7 +78,7 @@ const _: () = assert!(SCRATCH_BYTES_DEFAULT % SLOT_ALIGN_BYTES as u64 == 0);
 /// Arguments of `sluice bench disk`.
 #[derive(Args, Debug)]
 pub struct DiskArgs {
-    /// File to read (only read, never written); without it a scratch file is written and removed.
+    /// Regular file to read (only read, never written); without it a scratch file is used.
     #[arg(long)]
     file: Option<PathBuf>,
     /// Size of the scratch file (default 1G; 16M to 1T, a multiple of 4K).
@@ -436,10 +435,19 @@ fn bench(plan: &Plan) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The size of `path` (a regular file or a block device), or a sentence naming it.
+/// The size of the regular file `path`, or a sentence naming it. Block devices are refused:
+/// the runtime checks a file's size before each read, and a device's inode says 0.
 fn file_size(path: &Path) -> Result<u64, Failure> {
-    let size = std::fs::File::open(path).and_then(|mut f| f.seek(SeekFrom::End(0)));
-    size.map_err(|e| Failure::bad_input(format!("cannot read {}: {e}", path.display())))
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Failure::bad_input(format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Failure::bad_input(format!(
+            "{} is not a regular file; to measure a drive, name a large file on it, or pass \
+             --dir on it for a scratch file",
+            path.display()
+        )));
+    }
+    Ok(meta.len())
 }
 
 /// Whether the runtime reads `path` with direct I/O (its own probe, on a one-slot reader).
