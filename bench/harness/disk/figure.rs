@@ -1,7 +1,8 @@
 //! The `--plot` chart of `sluice bench disk`: read GB/s against chunk size (log scale), one
 //! line per (reader, queue depth), one panel per pattern; the best cell of each panel circled
 //! in the highlight colour and labelled. Colour follows the depth; io_uring is drawn solid with
-//! dots, pread dashed with triangles. Unavailable cells are left out.
+//! dots, pread dashed with triangles; the legend has a strip of its own at the right of each
+//! panel, so it never hides a point. Unavailable cells are left out.
 
 use anyhow::anyhow;
 use plotters::coord::Shift;
@@ -12,8 +13,10 @@ use super::measure::{best_of, Cell, Pattern, ReaderSel};
 use super::size_label;
 use crate::cli::bench::plot::{palette, Figure, HIGHLIGHT};
 
-/// Pixel size of one panel.
-const PANEL_SIZE: (u32, u32) = (720, 560);
+/// Pixel size of one panel, its legend strip included.
+const PANEL_SIZE: (u32, u32) = (860, 560);
+/// Width of the legend strip at the right of each panel.
+const LEGEND_WIDTH: u32 = 140;
 
 /// The whole chart.
 pub(crate) struct DiskFigure<'a> {
@@ -88,6 +91,8 @@ fn draw_panel<DB: DrawingBackend>(
 ) -> anyhow::Result<()> {
     let lines = lines(cells, pattern);
     let title = format!("{} reads", pattern.name());
+    let (width, _) = area.dim_in_pixel();
+    let (area, legend) = area.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
     let points = || lines.iter().flat_map(|l| l.points.iter().copied());
     let (x_lo, x_hi) = points().fold((f64::MAX, f64::MIN), |(lo, hi), (x, _)| {
         (lo.min(x), hi.max(x))
@@ -102,7 +107,7 @@ fn draw_panel<DB: DrawingBackend>(
     let mut depths: Vec<usize> = lines.iter().map(|l| l.queue_depth).collect();
     depths.sort_unstable();
     depths.dedup();
-    let mut chart = ChartBuilder::on(area)
+    let mut chart = ChartBuilder::on(&area)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
@@ -125,20 +130,45 @@ fn draw_panel<DB: DrawingBackend>(
         .x_label_formatter(&label_chunk)
         .draw()
         .map_err(draw_err)?;
+    let color = |line: &Line| palette(depths.binary_search(&line.queue_depth).unwrap_or(0));
     for line in &lines {
-        let index = depths.binary_search(&line.queue_depth).unwrap_or(0);
-        draw_line(&mut chart, line, palette(index))?;
+        draw_line(&mut chart, line, color(line))?;
     }
     if let Some(best) = best_of(cells, pattern) {
         draw_best(&mut chart, best, x_lo, x_hi)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err)?;
+    for (row, line) in lines.iter().enumerate() {
+        draw_legend_row(&legend, row, line, color(line))?;
+    }
+    Ok(())
+}
+
+/// Row `row` of the legend strip: a sample of the line's stroke and marker, and its name.
+fn draw_legend_row<DB: DrawingBackend>(
+    legend: &DrawingArea<DB, Shift>,
+    row: usize,
+    line: &Line,
+    color: RGBColor,
+) -> anyhow::Result<()> {
+    let y = 60 + 22 * row as i32;
+    let stroke = color.stroke_width(2);
+    let at = EmptyElement::at((4, y));
+    match line.reader {
+        ReaderSel::Uring => legend.draw(
+            &(at + PathElement::new(vec![(0, 0), (24, 0)], stroke)
+                + Circle::new((12, 0), 4, color.filled())),
+        ),
+        ReaderSel::Pread => legend.draw(
+            &(at + PathElement::new(vec![(0, 0), (7, 0)], stroke)
+                + PathElement::new(vec![(17, 0), (24, 0)], stroke)
+                + TriangleMarker::new((12, 0), 5, color.filled())),
+        ),
+    }
+    .map_err(draw_err)?;
+    let name = format!("{} qd {}", line.reader.name(), line.queue_depth);
+    let style =
+        TextStyle::from(("sans-serif", 15).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    legend.draw_text(&name, &style, (36, y)).map_err(draw_err)?;
     Ok(())
 }
 
@@ -148,24 +178,17 @@ type Chart<'a, DB> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-fn draw_line<'a, DB: DrawingBackend + 'a>(
-    chart: &mut Chart<'a, DB>,
+fn draw_line<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
     line: &Line,
     color: RGBColor,
 ) -> anyhow::Result<()> {
-    let name = format!("{} qd {}", line.reader.name(), line.queue_depth);
     let points = line.points.clone();
     match line.reader {
         ReaderSel::Uring => {
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(draw_err)?
-                .label(name)
-                .legend(move |(x, y)| {
-                    EmptyElement::at((x, y))
-                        + PathElement::new(vec![(0, 0), (18, 0)], color.stroke_width(2))
-                        + Circle::new((9, 0), 3, color.filled())
-                });
+                .map_err(draw_err)?;
             chart
                 .draw_series(
                     points
@@ -182,14 +205,7 @@ fn draw_line<'a, DB: DrawingBackend + 'a>(
                     4,
                     color.stroke_width(2),
                 ))
-                .map_err(draw_err)?
-                .label(name)
-                .legend(move |(x, y)| {
-                    EmptyElement::at((x, y))
-                        + PathElement::new(vec![(0, 0), (6, 0)], color.stroke_width(2))
-                        + PathElement::new(vec![(12, 0), (18, 0)], color.stroke_width(2))
-                        + TriangleMarker::new((9, 0), 4, color.filled())
-                });
+                .map_err(draw_err)?;
             chart
                 .draw_series(
                     points
