@@ -120,6 +120,41 @@ fn bench(plan: &Plan) -> Result<(), Failure> {
     };
     let path = path.as_path();
     let file_bytes = file_size(path)?;
+    let direct = check_file(plan, path, file_bytes)?;
+    let cells = run_grid(
+        path,
+        file_bytes,
+        &plan.grid,
+        plan.seconds,
+        stop,
+        "disk cells",
+    )?;
+    let report = Report {
+        path,
+        file_bytes,
+        scratch: scratch.is_some(),
+        direct,
+        seconds: plan.seconds,
+        cells: &cells,
+    };
+    if let Some(plot_path) = &plan.plot {
+        let figure = figure::DiskFigure::new(&cells, &plan.grid.patterns);
+        plot::save(plot_path, &figure).map_err(|e| Failure::runtime(format!("{e:#}")))?;
+    }
+    if plan.json {
+        println!("{}", report.json());
+    } else {
+        report.print_table();
+        if let Some(plot_path) = &plan.plot {
+            println!("plot: {}", plot_path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Whether reads of `path` (`file_bytes` long) will reach a disk directly; refuses a file too
+/// small for the grid, and a scratch file that is not on a disk, and warns about the rest.
+fn check_file(plan: &Plan, path: &Path, file_bytes: u64) -> Result<bool, Failure> {
     if file_bytes < plan.grid.chunk_max() as u64 {
         return Err(Failure::bad_input(format!(
             "{}: {file_bytes} bytes is less than the largest chunk, {}; read a larger file or \
@@ -153,35 +188,7 @@ fn bench(plan: &Plan) -> Result<(), Failure> {
             path.display()
         );
     }
-    let cells = run_grid(
-        path,
-        file_bytes,
-        &plan.grid,
-        plan.seconds,
-        stop,
-        "disk cells",
-    )?;
-    let report = Report {
-        path,
-        file_bytes,
-        scratch: scratch.is_some(),
-        direct,
-        seconds: plan.seconds,
-        cells: &cells,
-    };
-    if let Some(plot_path) = &plan.plot {
-        let figure = figure::DiskFigure::new(&cells, &plan.grid.patterns);
-        plot::save(plot_path, &figure).map_err(|e| Failure::runtime(format!("{e:#}")))?;
-    }
-    if plan.json {
-        println!("{}", report.json());
-    } else {
-        report.print_table();
-        if let Some(plot_path) = &plan.plot {
-            println!("plot: {}", plot_path.display());
-        }
-    }
-    Ok(())
+    Ok(direct)
 }
 
 /// The size of the regular file `path`, or a sentence naming it. Block devices are refused:
