@@ -2,11 +2,13 @@
 //! own arguments and printing a table, or one JSON object with `--json`.
 
 mod bound;
+mod disk;
 mod io;
 mod kernels;
 mod model;
 mod model_plot;
 mod plot;
+mod progress;
 mod thermal;
 
 use clap::{Args, Subcommand};
@@ -22,6 +24,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 enum BenchWhat {
+    /// O_DIRECT sequential and random reads over chunk sizes × queue depths, io_uring vs pread.
+    Disk(disk::DiskArgs),
     /// Sequential read throughput of the runtime's reader on a file.
     Io(io::IoArgs),
     /// CPU dequantisation and matrix × vector throughput per weight type vs memory bandwidth.
@@ -36,6 +40,7 @@ enum BenchWhat {
 /// Runs `sluice bench …` and returns the exit status.
 pub fn run(args: BenchArgs) -> i32 {
     match args.what {
+        BenchWhat::Disk(disk) => disk::run(&disk),
         BenchWhat::Io(io) => io::run(&io),
         BenchWhat::Kernels(k) => match kernels::run(&k) {
             Ok(()) => 0,

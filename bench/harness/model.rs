@@ -21,6 +21,7 @@ use sluice_runtime::ReaderConfig;
 
 use super::bound::{bound, compute_seconds, Bound, Demand, Link, Rates};
 use super::model_plot::ModelFigure;
+use super::progress;
 use crate::cli::run_args::DeviceArg;
 use crate::cli::size::parse_size;
 use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
@@ -40,6 +41,9 @@ const MEM_PROBE_BYTES: usize = KERNEL_BYTES;
 /// Weight types holding less than this share of a token's bytes are not measured on their
 /// own; they are charged at memory bandwidth (norm vectors, biases).
 const TYPE_SHARE_MIN: f64 = 0.01;
+/// Bounds of `--seconds` (the disk grid's own bounds per cell).
+const SECONDS_MIN: f64 = 0.01;
+const SECONDS_MAX: f64 = 60.0;
 /// Most decode tokens one run may ask for.
 const TOKENS_MAX: u32 = 4096;
 /// Most prompt tokens.
@@ -133,9 +137,9 @@ struct TypeRate {
 fn bench(args: &ModelArgs) -> Result<(), Failure> {
     let bad = Failure::BadInput;
     let runtime = Failure::Runtime;
-    if !(args.seconds > 0.0 && args.seconds <= 60.0) {
+    if !(SECONDS_MIN..=SECONDS_MAX).contains(&args.seconds) {
         return Err(bad(anyhow!(
-            "--seconds must be in (0, 60], got {}",
+            "--seconds must be between {SECONDS_MIN} and {SECONDS_MAX}, got {}",
             args.seconds
         )));
     }
@@ -166,7 +170,7 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
     };
     let n_ctx = (args.prompt_tokens + args.tokens) as usize;
     let steps = 4;
-    let bar = pending::bar(steps, "loading the model");
+    let bar = progress::bar(steps, "loading the model");
     let mut engine = Engine::load(&path, n_ctx, &opts).map_err(|e| match e {
         e if e.is_bad_input() => bad(e.into()),
         e => runtime(e.into()),
@@ -176,8 +180,21 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
 
     bar.set_message("measuring the disk link");
     let file = largest_file(&engine).map_err(bad)?;
-    let (disk_gb_per_s, disk_setting) =
-        pending::sequential_best_rate(&file, args.seconds).map_err(runtime)?;
+    let disk = super::disk::sequential_best(&file, args.seconds).map_err(runtime)?;
+    let Some(disk_gb_per_s) = disk.read_gb_per_s() else {
+        return Err(runtime(anyhow!(
+            "{}: the disk link could not be measured",
+            file.display()
+        )));
+    };
+    let s = disk.setting;
+    let disk_setting = format!(
+        "best sequential O_DIRECT read of {}: {}, {} KiB chunks, qd {}",
+        file_name(&file.display().to_string()),
+        s.reader.name(),
+        s.chunk_bytes >> 10,
+        s.queue_depth
+    );
     bar.set_message("measuring memory and kernels");
     let pool = ThreadPool::new(threads);
     let host_gb_per_s = super::kernels::mem_gb_per_s(MEM_PROBE_BYTES, &pool, args.seconds);
@@ -324,7 +341,7 @@ fn generate(engine: &mut Engine, args: &ModelArgs) -> Result<Decoded, EngineErro
         ..SamplerConfig::default()
     };
     let mut sampler = Sampler::new(cfg, n_vocab);
-    let tokens_bar = pending::bar(u64::from(args.tokens), "decoding");
+    let tokens_bar = progress::bar(u64::from(args.tokens), "decoding");
     let started = Instant::now();
     let g = engine.generate(
         &prompt,
@@ -681,60 +698,9 @@ fn file_name(path: &str) -> String {
         .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// Stand-ins for the disk, PCIe and progress helpers of the neighbouring bench modules.
+/// The PCIe link's rate, until the PCIe bench module lands.
 mod pending {
-    use std::path::Path;
-    use std::time::Instant;
-
     use anyhow::Result;
-    use indicatif::{ProgressBar, ProgressStyle};
-    use sluice_runtime::{Extent, HostRing, Prefetcher, Reader, ReaderConfig};
-
-    pub fn bar(len: u64, what: &str) -> ProgressBar {
-        let b = ProgressBar::new(len);
-        if let Ok(style) = ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len}") {
-            b.set_style(style);
-        }
-        b.set_message(what.to_string());
-        b
-    }
-
-    pub fn sequential_best_rate(file: &Path, seconds: f64) -> Result<(f64, String)> {
-        let mut best = (0.0, String::new());
-        for (chunk, qd) in [(1usize << 20, 8usize), (4 << 20, 16)] {
-            let ring = HostRing::new(4, 16 << 20)?;
-            let cfg = ReaderConfig {
-                queue_depth: qd,
-                chunk_bytes: chunk,
-                ..ReaderConfig::default()
-            };
-            let reader = Reader::new(ring, &cfg)?;
-            let id = reader.open_file(file)?;
-            let len = std::fs::metadata(file)?.len();
-            let slot = 16u64 << 20;
-            let sweep: Vec<Extent> = (0..len / slot)
-                .map(|i| Extent::whole(id, i * slot, slot))
-                .collect();
-            if sweep.is_empty() {
-                anyhow::bail!("{}: smaller than 16 MiB", file.display());
-            }
-            let n = sweep.len();
-            let p = Prefetcher::new(reader, sweep, 4)?;
-            let t = Instant::now();
-            let mut bytes = 0u64;
-            while t.elapsed().as_secs_f64() < seconds {
-                for _ in 0..n {
-                    drop(p.next()?);
-                    bytes += slot;
-                }
-            }
-            let r = bytes as f64 / t.elapsed().as_secs_f64() / 1e9;
-            if r > best.0 {
-                best = (r, format!("io_uring, {} KiB chunks, qd {qd}", chunk >> 10));
-            }
-        }
-        Ok(best)
-    }
 
     pub fn pcie_link_gb_per_s() -> Result<f64> {
         #[cfg(feature = "cuda")]
