@@ -1,8 +1,9 @@
 //! Files registered with a reader: opened once with O_DIRECT, identified, checked before reads.
 //!
 //! Direct I/O is a policy plus a probe: the file is opened with `O_DIRECT`; a file system that
-//! refuses it (tmpfs before Linux 6.6 answers EINVAL; newer tmpfs accepts it) gets a buffered descriptor instead, logged once, and its
-//! pages are dropped from the page cache after each read (`posix_fadvise(DONTNEED)`).
+//! refuses it (tmpfs before Linux 6.6 answers EINVAL; newer tmpfs accepts it) gets a buffered
+//! descriptor instead, logged once, and its pages are dropped from the page cache after each
+//! read (`posix_fadvise(DONTNEED)`).
 //! The alignment comes from `statx(STATX_DIOALIGN)`, 4096 when the kernel does not say.
 //!
 //! Identity: the device and inode are recorded at open. Before each extent is read the path is
