@@ -3,6 +3,7 @@
 
 mod io;
 mod kernels;
+mod pcie;
 mod plot;
 mod thermal;
 
@@ -23,6 +24,8 @@ enum BenchWhat {
     Io(io::IoArgs),
     /// CPU dequantisation and matrix × vector throughput per weight type vs memory bandwidth.
     Kernels(kernels::KernelsArgs),
+    /// Host → device and device → host copy GB/s by size, page-locked vs pageable memory.
+    Pcie(pcie::PcieArgs),
     /// The thermal governor off and on over a long streaming run on a simulated drive.
     Thermal(thermal::ThermalArgs),
 }
@@ -38,6 +41,7 @@ pub fn run(args: BenchArgs) -> i32 {
                 EXIT_BAD_INPUT
             }
         },
+        BenchWhat::Pcie(pcie) => pcie::run(&pcie),
         BenchWhat::Thermal(thermal) => thermal::run(&thermal),
     }
 }
