@@ -82,7 +82,7 @@ fn pcie_bad_options_exit_2_with_one_sentence() {
     for (args, fragment) in [
         (&["--sizes", "0"][..], "--sizes"),
         (&["--sizes", "64K,12Q"][..], "--sizes"),
-        (&["--sizes", "32G"][..], "between 4K and 16G"),
+        (&["--sizes", "32G"][..], "between 4 KiB and 16 GiB"),
         (&["--reps", "0"][..], "--reps"),
         (&["--plot", "chart.jpg"][..], ".png or .svg"),
     ] {

@@ -142,7 +142,9 @@ fn check_args(args: &PcieArgs) -> Result<Vec<u64>> {
         let bytes = parse_size(s).map_err(|e| anyhow::anyhow!("--sizes: {e}"))?;
         if !(SIZE_MIN_BYTES..=SIZE_MAX_BYTES).contains(&bytes) {
             bail!(
-                "--sizes: each size must be between 4K and 16G, got {}",
+                "--sizes: each size must be between {} and {}, got {}",
+                size_label(SIZE_MIN_BYTES),
+                size_label(SIZE_MAX_BYTES),
                 s.trim()
             );
         }
@@ -193,6 +195,7 @@ fn bench(args: &PcieArgs, sizes: &[u64]) -> Result<()> {
         let why = skipped.first().map_or("", |s| s.reason.as_str());
         bail!("no size fits: {why}");
     }
+    skipped.sort_by_key(|s| s.bytes);
     let rows = measure(&mut bench, &fit, args)?;
     if let Some(path) = &args.plot {
         let figure = PcieFigure {

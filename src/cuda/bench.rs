@@ -262,7 +262,7 @@ impl Drop for PinnedHost {
 
 /// GB/s of `bytes` moved in `ms` milliseconds (an error for a clock that did not advance).
 fn gb_per_s(bytes: f64, ms: f32) -> Result<f64, CudaError> {
-    if !(ms > 0.0) {
+    if ms.is_nan() || ms <= 0.0 {
         return Err(CudaError::Driver {
             call: "cuEventElapsedTime",
             detail: format!("{ms} ms elapsed for {bytes} bytes"),
