@@ -1,5 +1,6 @@
 //! `sluice bench kernels` contracts: one JSON object with a figure per requested type, measured
-//! against the memory bandwidth of the same run; bad options exit 2 with one sentence.
+//! against the memory bandwidth of the same run, and the GPU's figures or why there are none;
+//! bad options exit 2 with one sentence.
 
 use std::process::{Command, Output};
 
@@ -45,6 +46,22 @@ fn kernels_json_has_a_figure_per_type() {
             k["weight_bytes"].as_u64().is_some_and(|b| b >= 1 << 20),
             "{k}"
         );
+    }
+    // The GPU's figures for the same types, or why there are none.
+    if v["gpu"].is_null() {
+        let why = v["gpu_reason"].as_str().unwrap_or("");
+        assert!(!why.is_empty(), "no gpu and no gpu_reason: {v}");
+    } else {
+        let g = &v["gpu"];
+        assert!(g["mem_gb_per_s"].as_f64().is_some_and(|x| x > 0.0), "{g}");
+        let ks = g["kernels"].as_array().expect("gpu kernels array");
+        let names: Vec<&str> = ks.iter().filter_map(|k| k["type"].as_str()).collect();
+        assert_eq!(names, ["Q4_1", "Q8_0", "Q4_K"]);
+        for k in ks {
+            for field in ["dequant_gb_per_s", "matvec_gb_per_s"] {
+                assert!(k[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {k}");
+            }
+        }
     }
 }
 

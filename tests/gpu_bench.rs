@@ -129,3 +129,129 @@ fn streamed_per_layer_copy_compute_stall() {
         );
     }
 }
+
+// `sluice bench pcie` and the GPU half of `sluice bench kernels`: the figures behind them,
+// printed (`--nocapture`); asserted only to exist.
+
+#[test]
+fn pcie_link_both_ways_page_locked() {
+    if let Err(e) = sluice::cuda::probe() {
+        println!("skipped: no CUDA device ({e})");
+        return;
+    }
+    let f = sluice::cuda::bench::pcie_link(64 << 20, 8).expect("PCIe link");
+    println!(
+        "link at {} MiB: H2D {:.2} GB/s, D2H {:.2} GB/s (page-locked)",
+        f.bytes >> 20,
+        f.h2d_gb_per_s,
+        f.d2h_gb_per_s
+    );
+    assert!(f.bytes > 0 && f.h2d_gb_per_s > 0.0 && f.d2h_gb_per_s > 0.0);
+}
+
+#[test]
+fn pcie_bench_four_series_by_size() {
+    use sluice::cuda::bench::PcieBench;
+    if let Err(e) = sluice::cuda::probe() {
+        println!("skipped: no CUDA device ({e})");
+        return;
+    }
+    let mut bench = PcieBench::open(256 << 20).expect("opening the PCIe bench");
+    println!(
+        "{}: {} MiB free, copies up to {} MiB",
+        bench.info().name,
+        bench.free_device_bytes() >> 20,
+        bench.bytes_max() >> 20
+    );
+    println!("     size   H2D pinned  H2D pageable   D2H pinned  D2H pageable  (GB/s)");
+    for bytes in [64usize << 10, 1 << 20, 16 << 20, 256 << 20] {
+        let bytes = bytes.min(bench.bytes_max());
+        let f = bench.measure(bytes, 10).expect("copies");
+        println!(
+            "{:>9} {:>12.2} {:>13.2} {:>12.2} {:>13.2}",
+            f.bytes,
+            f.h2d_pinned_gb_per_s,
+            f.h2d_pageable_gb_per_s,
+            f.d2h_pinned_gb_per_s,
+            f.d2h_pageable_gb_per_s
+        );
+        for rate in [
+            f.h2d_pinned_gb_per_s,
+            f.h2d_pageable_gb_per_s,
+            f.d2h_pinned_gb_per_s,
+            f.d2h_pageable_gb_per_s,
+        ] {
+            assert!(rate > 0.0 && rate.is_finite(), "{f:?}");
+        }
+    }
+}
+
+#[test]
+fn kernel_bench_every_weight_type() {
+    use sluice::cpu::synth::{weights, Rng, WEIGHT_TYPES};
+    use sluice::cuda::bench::KernelBench;
+    let bench = match KernelBench::open() {
+        Ok(b) => b,
+        Err(e) => {
+            println!("skipped: no CUDA device ({e})");
+            return;
+        }
+    };
+    let (row_elems, matrix_bytes, seconds) = (4096usize, 64usize << 20, 0.2);
+    let mem = bench
+        .mem_gb_per_s(matrix_bytes, seconds)
+        .expect("memory bandwidth");
+    println!(
+        "{}: device-to-device copy {mem:.1} GB/s (read + written)",
+        bench.info().name
+    );
+    let mut rng = Rng::new(7);
+    for ty in WEIGHT_TYPES {
+        let row_bytes = ty.row_bytes(row_elems as u64).expect("whole blocks") as usize;
+        let n_rows = matrix_bytes / row_bytes;
+        let w = weights(&mut rng, ty, row_elems, n_rows);
+        let f = bench
+            .measure(ty, row_elems, n_rows, &w, seconds)
+            .unwrap_or_else(|e| panic!("{ty}: {e}"));
+        println!(
+            "{:<7} dequant {:>8.1} GB/s, matvec {:>8.1} GB/s ({:.0}% of the copy)",
+            ty.to_string(),
+            f.dequant_gb_per_s,
+            f.matvec_gb_per_s,
+            100.0 * f.matvec_gb_per_s / mem
+        );
+        assert_eq!(f.weight_bytes, w.len());
+        assert!(f.dequant_gb_per_s > 0.0 && f.matvec_gb_per_s > 0.0, "{f:?}");
+    }
+}
+
+#[test]
+fn bench_pcie_writes_a_plot() {
+    if let Err(e) = sluice::cuda::probe() {
+        println!("skipped: no CUDA device ({e})");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plot = dir.path().join("pcie.svg");
+    let plot_arg = plot.to_str().expect("utf-8 temp path");
+    let args = [
+        "bench",
+        "pcie",
+        "--sizes",
+        "64K,4M,64M",
+        "--reps",
+        "5",
+        "--plot",
+        plot_arg,
+    ];
+    let out = sluice(&args, &[]);
+    let (text, err) = (common::stdout(&out), stderr(&out));
+    println!("{text}");
+    if err.contains("TrueType font") {
+        println!("no plot: {err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(text.contains("best: H2D"), "{text}");
+    assert!(std::fs::metadata(&plot).is_ok_and(|m| m.len() > 0));
+}

@@ -1,6 +1,11 @@
 //! `sluice bench kernels`: CPU dequantisation and matrix × vector throughput per weight type, in
 //! GB/s of weights and as a fraction of the memory read bandwidth measured in the same run (a
 //! decode step streams every weight once, so that bandwidth is the roof).
+//!
+//! Where a GPU is present the same matrices go through its dequantisation and fused matvec
+//! kernels too (`cuda::bench::KernelBench`), against the device memory bandwidth of the same run
+//! (a device-to-device copy, bytes read plus written per second). Without one, the report says
+//! why (`"gpu": null` and `"gpu_reason"` in JSON); that is not a failure.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -14,6 +19,9 @@ use sluice_loader::quant::dequantize_row;
 use sluice_loader::GgmlType;
 
 use crate::cli::size::parse_size;
+use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
+use crate::cuda::bench::KernelBench;
+use crate::cuda::CudaError;
 
 /// Elements per weight row (a 7B-class projection's width).
 const ROW_ELEMS: usize = 4096;
@@ -58,11 +66,47 @@ struct KernelsReport {
     threads: usize,
     mem_gb_per_s: f64,
     kernels: Vec<KernelFigures>,
-    gpu: String,
+    /// The device's figures, or `None` with `gpu_reason` saying why there are none.
+    gpu: Option<GpuReport>,
+    gpu_reason: Option<String>,
 }
 
-/// Runs `sluice bench kernels`.
-pub fn run(args: &KernelsArgs) -> Result<()> {
+/// The device's figures over the same matrices.
+#[derive(Debug, serde::Serialize)]
+struct GpuReport {
+    name: String,
+    compute_capability: String,
+    /// Device-to-device copy: bytes read plus bytes written per second.
+    mem_gb_per_s: f64,
+    kernels: Vec<KernelFigures>,
+}
+
+/// Checked arguments.
+struct Plan {
+    size: u64,
+    threads: usize,
+    types: Vec<GgmlType>,
+}
+
+/// Runs `sluice bench kernels`; returns the exit status.
+pub fn run(args: &KernelsArgs) -> i32 {
+    let plan = match check_args(args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("sluice bench kernels: {e:#}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    match bench(args, plan) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sluice bench kernels: {e:#}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
+fn check_args(args: &KernelsArgs) -> Result<Plan> {
     let size = parse_size(&args.size).map_err(|e| anyhow::anyhow!("--size: {e}"))?;
     if !(1 << 20..=SIZE_MAX).contains(&size) {
         bail!("--size must be between 1M and 8G, got {}", args.size);
@@ -84,6 +128,19 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
             .map(|t| parse_type(t))
             .collect::<Result<Vec<_>>>()?
     };
+    Ok(Plan {
+        size,
+        threads,
+        types,
+    })
+}
+
+fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
+    let Plan {
+        size,
+        threads,
+        types,
+    } = plan;
     let pool = ThreadPool::new(threads);
     let isa = Isa::current();
     let mut rng = Rng::new(0x5EED);
@@ -94,6 +151,7 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
     });
     let mem_bps = probe.len() as f64 / mem;
     drop(probe);
+    let mut gpu = Gpu::open(size as usize, args.seconds)?;
     if !args.json {
         println!(
             "memory read bandwidth, {threads} threads: {:.2} GB/s",
@@ -163,11 +221,9 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
             );
         }
         kernels.push(fig);
+        gpu.measure(ty, n_rows, &bytes, args.seconds)?;
     }
-    let gpu = match crate::cuda::probe() {
-        Ok(_) => "present; its kernel figures come from scripts/gpu-check.sh".to_string(),
-        Err(e) => format!("none ({e})"),
-    };
+    let (gpu, gpu_reason) = gpu.report();
     if args.json {
         let report = KernelsReport {
             isa: isa.name(),
@@ -175,12 +231,115 @@ pub fn run(args: &KernelsArgs) -> Result<()> {
             mem_gb_per_s: mem_bps / 1e9,
             kernels,
             gpu,
+            gpu_reason,
         };
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("dequant is one thread; matvec uses {threads}. gpu: {gpu}");
+        println!("dequant is one thread; matvec uses {threads}.");
+        print_gpu(gpu.as_ref(), gpu_reason.as_deref());
     }
     Ok(())
+}
+
+/// The GPU half: device 0 and its figures so far, or why there is none.
+enum Gpu {
+    Present {
+        bench: KernelBench,
+        mem_gb_per_s: f64,
+        kernels: Vec<KernelFigures>,
+    },
+    Absent(String),
+}
+
+impl Gpu {
+    /// Opens device 0 and measures its memory bandwidth over a copy of `size` bytes; a device
+    /// that is there but fails is an error.
+    fn open(size: usize, seconds: f64) -> Result<Gpu> {
+        let bench = match KernelBench::open() {
+            Ok(bench) => bench,
+            Err(CudaError::Unavailable(why)) => return Ok(Gpu::Absent(why)),
+            Err(e) => return Err(e).context("opening the GPU"),
+        };
+        let mem_gb_per_s = bench
+            .mem_gb_per_s(size, seconds)
+            .context("measuring the GPU's memory bandwidth")?;
+        Ok(Gpu::Present {
+            bench,
+            mem_gb_per_s,
+            kernels: Vec::new(),
+        })
+    }
+
+    /// Times `ty`'s device kernels over `weights` (rows of [`ROW_ELEMS`]), when there is a GPU.
+    fn measure(&mut self, ty: GgmlType, n_rows: usize, weights: &[u8], seconds: f64) -> Result<()> {
+        let Gpu::Present {
+            bench,
+            mem_gb_per_s,
+            kernels,
+        } = self
+        else {
+            return Ok(());
+        };
+        let f = bench
+            .measure(ty, ROW_ELEMS, n_rows, weights, seconds)
+            .with_context(|| format!("{ty} on the GPU"))?;
+        kernels.push(KernelFigures {
+            ty: ty.to_string(),
+            weight_bytes: f.weight_bytes,
+            dequant_gb_per_s: f.dequant_gb_per_s,
+            matvec_gb_per_s: f.matvec_gb_per_s,
+            matvec_fraction_of_mem: f.matvec_gb_per_s / *mem_gb_per_s,
+        });
+        Ok(())
+    }
+
+    /// The report's `gpu` and `gpu_reason`.
+    fn report(self) -> (Option<GpuReport>, Option<String>) {
+        match self {
+            Gpu::Present {
+                bench,
+                mem_gb_per_s,
+                kernels,
+            } => {
+                let info = bench.info();
+                let (major, minor) = info.compute_capability;
+                let report = GpuReport {
+                    name: info.name.clone(),
+                    compute_capability: format!("{major}.{minor}"),
+                    mem_gb_per_s,
+                    kernels,
+                };
+                (Some(report), None)
+            }
+            Gpu::Absent(why) => (None, Some(why)),
+        }
+    }
+}
+
+/// The GPU's table after the CPU's, or one line saying why there is none.
+fn print_gpu(gpu: Option<&GpuReport>, reason: Option<&str>) {
+    let Some(g) = gpu else {
+        println!("gpu: none ({})", reason.unwrap_or("not probed"));
+        return;
+    };
+    println!(
+        "gpu {} (compute {}): memory bandwidth {:.2} GB/s (device-to-device copy, read + written)",
+        g.name, g.compute_capability, g.mem_gb_per_s
+    );
+    println!(
+        "{:<8} {:>12} {:>14} {:>14} {:>8}",
+        "type", "weights", "dequant GB/s", "matvec GB/s", "of mem"
+    );
+    for fig in &g.kernels {
+        println!(
+            "{:<8} {:>9.0} MB {:>14.2} {:>14.2} {:>7.0}%",
+            fig.ty,
+            fig.weight_bytes as f64 / 1e6,
+            fig.dequant_gb_per_s,
+            fig.matvec_gb_per_s,
+            100.0 * fig.matvec_fraction_of_mem
+        );
+    }
 }
 
 /// Runs `f(passes)` with growing pass counts until one call lasts `seconds`; returns the best

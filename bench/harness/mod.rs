@@ -7,13 +7,12 @@ mod io;
 mod kernels;
 mod model;
 mod model_plot;
+mod pcie;
 mod plot;
 mod progress;
 mod thermal;
 
 use clap::{Args, Subcommand};
-
-use crate::cli::EXIT_BAD_INPUT;
 
 /// Arguments of `sluice bench`.
 #[derive(Args, Debug)]
@@ -28,11 +27,14 @@ enum BenchWhat {
     Disk(disk::DiskArgs),
     /// Sequential read throughput of the runtime's reader on a file.
     Io(io::IoArgs),
-    /// CPU dequantisation and matrix × vector throughput per weight type vs memory bandwidth.
+    /// CPU (and GPU) dequantisation and matrix × vector throughput per weight type vs memory
+    /// bandwidth.
     Kernels(kernels::KernelsArgs),
     /// The whole pipeline on a model: per-layer times, the links measured in the same run, the
     /// bound they predict and the bottleneck.
     Model(model::ModelArgs),
+    /// Host → device and device → host copy GB/s by size, page-locked vs pageable memory.
+    Pcie(pcie::PcieArgs),
     /// The thermal governor off and on over a long streaming run on a simulated drive.
     Thermal(thermal::ThermalArgs),
 }
@@ -42,14 +44,9 @@ pub fn run(args: BenchArgs) -> i32 {
     match args.what {
         BenchWhat::Disk(disk) => disk::run(&disk),
         BenchWhat::Io(io) => io::run(&io),
-        BenchWhat::Kernels(k) => match kernels::run(&k) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("sluice bench kernels: {e:#}");
-                EXIT_BAD_INPUT
-            }
-        },
+        BenchWhat::Kernels(k) => kernels::run(&k),
         BenchWhat::Model(m) => model::run(&m),
+        BenchWhat::Pcie(pcie) => pcie::run(&pcie),
         BenchWhat::Thermal(thermal) => thermal::run(&thermal),
     }
 }

@@ -41,6 +41,9 @@ const MEM_PROBE_BYTES: usize = KERNEL_BYTES;
 /// Weight types holding less than this share of a token's bytes are not measured on their
 /// own; they are charged at memory bandwidth (norm vectors, biases).
 const TYPE_SHARE_MIN: f64 = 0.01;
+/// Copies timed for the PCIe link: page-locked host → device, as the ring's copies are.
+const PCIE_LINK_BYTES: usize = 64 << 20;
+const PCIE_LINK_REPS: usize = 8;
 /// Bounds of `--seconds` (the disk grid's own bounds per cell).
 const SECONDS_MIN: f64 = 0.01;
 const SECONDS_MAX: f64 = 60.0;
@@ -408,8 +411,8 @@ fn pcie_link(on_gpu: bool) -> (Option<f64>, Option<String>) {
         };
         return (None, Some(why));
     }
-    match pending::pcie_link_gb_per_s() {
-        Ok(r) => (Some(r), None),
+    match crate::cuda::bench::pcie_link(PCIE_LINK_BYTES, PCIE_LINK_REPS) {
+        Ok(f) => (Some(f.h2d_gb_per_s), None),
         Err(e) => (None, Some(format!("PCIe not measured: {e}"))),
     }
 }
@@ -696,20 +699,4 @@ fn file_name(path: &str) -> String {
     Path::new(path)
         .file_name()
         .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
-}
-
-/// The PCIe link's rate, until the PCIe bench module lands.
-mod pending {
-    use anyhow::Result;
-
-    pub fn pcie_link_gb_per_s() -> Result<f64> {
-        #[cfg(feature = "cuda")]
-        {
-            Ok(crate::cuda::bench::h2d(64 << 20, 8)?.pinned_gb_per_s)
-        }
-        #[cfg(not(feature = "cuda"))]
-        {
-            anyhow::bail!("built without CUDA")
-        }
-    }
 }

@@ -21,6 +21,9 @@ pub enum CudaError {
     /// The model has something the device kernels do not take.
     #[error("the CUDA backend cannot run this model: {0}")]
     Unsupported(String),
+    /// Too little device memory is free for what was asked (a measurement's buffers).
+    #[error("not enough free device memory: {0}")]
+    OutOfMemory(String),
     /// A kernel refused the model's dimensions.
     #[error(transparent)]
     Shape(#[from] ShapeError),

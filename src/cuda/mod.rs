@@ -9,12 +9,14 @@
 //! without panicking, owns the context, the copy and compute streams, device buffers, raw
 //! launches and `cuMemHostRegister` page-locking of the host ring; [`layout`] places a layer's
 //! tensors in a device buffer and rotates the device ring (pure); [`release`] holds streamed
-//! host slots until their copies complete (pure); [`backend`] runs the forward pass. Without
-//! the `cuda` feature a stub twin with the same names reports why there is no GPU, so the
-//! engine and its tests build everywhere.
+//! host slots until their copies complete (pure); [`backend`] runs the forward pass; [`bench`]
+//! measures the PCIe link and the kernels' throughput for `sluice bench`. Without the `cuda`
+//! feature a stub twin with the same names reports why there is no GPU, so the engine, the
+//! bench harness and their tests build everywhere.
 
 pub mod error;
 pub mod fatbin;
+mod figures;
 pub mod launch;
 pub mod layout;
 pub mod release;
@@ -37,7 +39,7 @@ pub use backend::{CudaBackend, DeviceState};
 pub use device::{probe, DeviceInfo};
 pub use error::CudaError;
 #[cfg(not(feature = "cuda"))]
-pub use stub::{probe, CudaBackend, DeviceInfo, DeviceState};
+pub use stub::{bench, probe, CudaBackend, DeviceInfo, DeviceState};
 
 #[cfg(test)]
 mod host_check;

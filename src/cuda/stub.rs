@@ -1,6 +1,7 @@
 //! The stub twin of the CUDA backend for builds without the `cuda` feature: the same names and
 //! signatures, and a probe that says why there is no GPU. No value of [`CudaBackend`] or
-//! [`DeviceState`] can exist, so their methods are never reached.
+//! [`DeviceState`] (nor of the benches in [`bench`]) can exist, so their methods are never
+//! reached.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -122,5 +123,110 @@ impl CudaBackend {
         _times: &mut SweepTimes,
     ) -> Result<(), CudaError> {
         match self.never {}
+    }
+}
+
+/// The stub twin of `cuda::bench`: the same names; opening a bench says why there is no GPU.
+pub mod bench {
+    use std::convert::Infallible;
+
+    use sluice_loader::GgmlType;
+
+    use super::{DeviceInfo, NOT_BUILT};
+    use crate::cuda::error::CudaError;
+    pub use crate::cuda::figures::{
+        CopyFigures, Direction, H2dFigures, HostMemory, KernelFigures, LinkFigures,
+        DEVICE_RESERVE_BYTES,
+    };
+
+    fn unavailable() -> CudaError {
+        CudaError::Unavailable(NOT_BUILT.into())
+    }
+
+    /// Always "unavailable": this build has no CUDA support.
+    pub fn pcie_link(_bytes: usize, _reps: usize) -> Result<LinkFigures, CudaError> {
+        Err(unavailable())
+    }
+
+    /// Always "unavailable": this build has no CUDA support.
+    pub fn h2d(_bytes: usize, _reps: usize) -> Result<H2dFigures, CudaError> {
+        Err(unavailable())
+    }
+
+    /// The PCIe bench's stand-in; cannot be created.
+    pub struct PcieBench {
+        never: Infallible,
+    }
+
+    impl PcieBench {
+        /// Always fails: this build has no CUDA support.
+        pub fn open(_bytes_wanted: usize) -> Result<PcieBench, CudaError> {
+            Err(unavailable())
+        }
+
+        /// Unreachable.
+        pub fn info(&self) -> &DeviceInfo {
+            match self.never {}
+        }
+
+        /// Unreachable.
+        pub fn free_device_bytes(&self) -> u64 {
+            match self.never {}
+        }
+
+        /// Unreachable.
+        pub fn bytes_max(&self) -> usize {
+            match self.never {}
+        }
+
+        /// Unreachable.
+        pub fn measure(&mut self, _bytes: usize, _reps: usize) -> Result<CopyFigures, CudaError> {
+            match self.never {}
+        }
+
+        /// Unreachable.
+        pub fn rate(
+            &mut self,
+            _dir: Direction,
+            _mem: HostMemory,
+            _bytes: usize,
+            _reps: usize,
+        ) -> Result<f64, CudaError> {
+            match self.never {}
+        }
+    }
+
+    /// The kernel bench's stand-in; cannot be created.
+    pub struct KernelBench {
+        never: Infallible,
+    }
+
+    impl KernelBench {
+        /// Always fails: this build has no CUDA support.
+        pub fn open() -> Result<KernelBench, CudaError> {
+            Err(unavailable())
+        }
+
+        /// Unreachable.
+        pub fn info(&self) -> &DeviceInfo {
+            match self.never {}
+        }
+
+        /// Unreachable.
+        pub fn mem_gb_per_s(&self, _bytes: usize, _seconds: f64) -> Result<f64, CudaError> {
+            match self.never {}
+        }
+
+        /// Unreachable.
+        pub fn measure(
+            &self,
+            _ty: GgmlType,
+            _row_elems: usize,
+            _n_rows: usize,
+            _weights: &[u8],
+            _seconds: f64,
+        ) -> Result<KernelFigures, CudaError> {
+            match self.never {}
+        }
     }
 }
