@@ -145,12 +145,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
     let isa = Isa::current();
     let mut rng = Rng::new(0x5EED);
 
-    let probe: Vec<u8> = (0..size as usize).map(|i| i as u8).collect();
-    let (mem, _) = timed_passes(args.seconds, |passes| {
-        black_box(read_bandwidth(&probe, &pool, passes));
-    });
-    let mem_bps = probe.len() as f64 / mem;
-    drop(probe);
+    let mem_bps = mem_gb_per_s(size as usize, &pool, args.seconds) * 1e9;
     let mut gpu = Gpu::open(size as usize, args.seconds)?;
     if !args.json {
         println!(
@@ -174,20 +169,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             n_rows,
             bytes: &bytes,
         };
-        let q = synth::acts(&mut rng, isa, ty, ROW_ELEMS, 1)?;
-        let mut out = vec![0.0f32; n_rows];
-        let mut first_err = None;
-        let (mv, _) = timed_passes(args.seconds, |passes| {
-            for _ in 0..passes {
-                if let Err(e) = matmul_with(isa, &w, &q, &mut out, &pool) {
-                    first_err.get_or_insert(e);
-                }
-            }
-            black_box(&out);
-        });
-        if let Some(e) = first_err {
-            bail!("{ty} matvec failed: {e}");
-        }
+        let mv = matvec_pass_s(isa, &w, &mut rng, &pool, args.seconds)?;
         let mut row = vec![0.0f32; ROW_ELEMS];
         let mut deq_err = None;
         let (dq, _) = timed_passes(args.seconds, |passes| {
@@ -393,21 +375,53 @@ pub(super) fn matvec_gb_per_s(
 ) -> Result<f64> {
     let isa = Isa::current();
     let mut rng = Rng::new(0x5EED);
-    let row_bytes = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
-    let n_rows = (size / row_bytes.max(1)).max(1);
-    let bytes = synth::weights(&mut rng, ty, ROW_ELEMS, n_rows);
+    let (n_rows, bytes) = random_matrix(&mut rng, ty, size);
     let w = WeightView {
         ty,
         row_elems: ROW_ELEMS,
         n_rows,
         bytes: &bytes,
     };
-    let q = synth::acts(&mut rng, isa, ty, ROW_ELEMS, 1)?;
-    let mut out = vec![0.0f32; n_rows];
+    let per_pass = matvec_pass_s(isa, &w, &mut rng, pool, seconds)?;
+    Ok(bytes.len() as f64 / per_pass / 1e9)
+}
+
+/// The device's one-token matvec throughput of `ty` in GB/s of weights, over a random matrix of
+/// about `size` bytes, best over about `seconds`.
+pub(super) fn gpu_matvec_gb_per_s(
+    bench: &KernelBench,
+    ty: GgmlType,
+    size: usize,
+    seconds: f64,
+) -> Result<f64> {
+    let mut rng = Rng::new(0x5EED);
+    let (n_rows, bytes) = random_matrix(&mut rng, ty, size);
+    let f = bench.measure(ty, ROW_ELEMS, n_rows, &bytes, seconds)?;
+    Ok(f.matvec_gb_per_s)
+}
+
+/// A random matrix of `ty` with rows of [`ROW_ELEMS`] and about `size` bytes: (rows, bytes).
+fn random_matrix(rng: &mut Rng, ty: GgmlType, size: usize) -> (usize, Vec<u8>) {
+    let row_bytes = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
+    let n_rows = (size / row_bytes.max(1)).max(1);
+    (n_rows, synth::weights(rng, ty, ROW_ELEMS, n_rows))
+}
+
+/// Best seconds per one-token matrix × vector pass over `w` on `pool`, over about `seconds`.
+fn matvec_pass_s(
+    isa: Isa,
+    w: &WeightView<'_>,
+    rng: &mut Rng,
+    pool: &ThreadPool,
+    seconds: f64,
+) -> Result<f64> {
+    let ty = w.ty;
+    let q = synth::acts(rng, isa, ty, w.row_elems, 1)?;
+    let mut out = vec![0.0f32; w.n_rows];
     let mut first_err = None;
     let (per_pass, _) = timed_passes(seconds, |passes| {
         for _ in 0..passes {
-            if let Err(e) = matmul_with(isa, &w, &q, &mut out, pool) {
+            if let Err(e) = matmul_with(isa, w, &q, &mut out, pool) {
                 first_err.get_or_insert(e);
             }
         }
@@ -416,5 +430,5 @@ pub(super) fn matvec_gb_per_s(
     if let Some(e) = first_err {
         bail!("{ty} matvec failed: {e}");
     }
-    Ok(bytes.len() as f64 / per_pass / 1e9)
+    Ok(per_pass)
 }

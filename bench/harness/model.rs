@@ -2,9 +2,10 @@
 //! pipeline on a real model, explained by the links measured in the same run.
 //!
 //! Steps: load the model with per-layer timing on; measure the disk link (the best sequential
-//! O_DIRECT setting on the model's own file), the host link (memory read bandwidth), the PCIe
-//! link when a GPU computes, and the compute link (each weight type's matrix × vector rate, on
-//! the CPU; the device's kernel times from the pipeline on a GPU); then generate `--tokens`
+//! O_DIRECT setting on the model's own file, as `sluice bench disk` measures it), the host link
+//! (memory read bandwidth), the PCIe link when a GPU computes (`sluice bench pcie`'s page-locked
+//! copies), and the compute link (each weight type's matrix × vector rate on the side that
+//! computes, as `sluice bench kernels` measures it); then generate `--tokens`
 //! greedy tokens after a synthetic prompt. The bound per token is max(streamed bytes / disk,
 //! copied bytes / PCIe, compute time) (`bound`); the report sets the achieved decode rate against
 //! it, names the link that sets the pace, and shows each layer's read, copy, compute and stall.
@@ -27,6 +28,7 @@ use crate::cli::size::parse_size;
 use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
 use crate::cpu::synth::WEIGHT_TYPES;
 use crate::cpu::ThreadPool;
+use crate::cuda::bench::KernelBench;
 use crate::engine::backend::DeviceChoice;
 use crate::engine::layer_times::{LayerSample, PipelineTimes, RowSpans};
 use crate::engine::sampler::{Sampler, SamplerConfig};
@@ -203,18 +205,35 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
     let host_gb_per_s = super::kernels::mem_gb_per_s(MEM_PROBE_BYTES, &pool, args.seconds);
     let by_type = bytes_by_type(&engine);
     let weight_bytes: u64 = by_type.iter().map(|(_, b)| b).sum();
-    let mut rates = Vec::new();
-    if !on_gpu {
-        for &(ty, bytes) in &by_type {
-            let share = bytes as f64 / weight_bytes.max(1) as f64;
-            if share >= TYPE_SHARE_MIN && WEIGHT_TYPES.contains(&ty) {
-                let r = super::kernels::matvec_gb_per_s(ty, KERNEL_BYTES, &pool, args.seconds)
-                    .map_err(runtime)?;
-                rates.push((ty, r));
-            }
-        }
+    let measured: Vec<GgmlType> = by_type
+        .iter()
+        .filter(|&&(ty, bytes)| {
+            bytes as f64 / weight_bytes.max(1) as f64 >= TYPE_SHARE_MIN
+                && WEIGHT_TYPES.contains(&ty)
+        })
+        .map(|&(ty, _)| ty)
+        .collect();
+    let device = if on_gpu {
+        Some(KernelBench::open().map_err(|e| runtime(e.into()))?)
+    } else {
+        None
+    };
+    // Small tensors run at the memory bandwidth of whichever side computes.
+    let fallback_gb_per_s = match &device {
+        Some(d) => d
+            .mem_gb_per_s(KERNEL_BYTES, args.seconds)
+            .map_err(|e| runtime(e.into()))?,
+        None => host_gb_per_s,
+    };
+    let mut rates = Vec::with_capacity(measured.len());
+    for ty in measured {
+        let r = match &device {
+            Some(d) => super::kernels::gpu_matvec_gb_per_s(d, ty, KERNEL_BYTES, args.seconds),
+            None => super::kernels::matvec_gb_per_s(ty, KERNEL_BYTES, &pool, args.seconds),
+        };
+        rates.push((ty, r.map_err(runtime)?));
     }
-    drop(pool);
+    drop((pool, device));
     let (pcie_gb_per_s, pcie_absent) = pcie_link(on_gpu);
     bar.inc(1);
 
@@ -231,17 +250,9 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
         return Err(runtime(anyhow!("no decode sweep was timed")));
     }
 
-    let (compute_s, compute_source) = if on_gpu {
-        (
-            times.decode.mean_sweep().compute_ms / 1e3,
-            "the device's kernel times in this run's decode sweeps".to_string(),
-        )
-    } else {
-        (
-            compute_seconds(&by_type, &rates, host_gb_per_s),
-            "each weight type's matrix × vector rate, measured above".to_string(),
-        )
-    };
+    let side = if on_gpu { "device" } else { "CPU" };
+    let compute_s = compute_seconds(&by_type, &rates, fallback_gb_per_s);
+    let compute_source = format!("each weight type's {side} matrix × vector rate, measured above");
     let copied_bytes = engine
         .tiers()
         .map_or(0, |t| t.ram_bytes.saturating_add(t.disk_bytes));
