@@ -366,19 +366,21 @@ pub(super) fn mem_gb_per_s(size: usize, pool: &ThreadPool, seconds: f64) -> f64 
 }
 
 /// Matrix × one-token throughput of weight type `ty` in GB/s of weights, over a random matrix of
-/// about `size` bytes (rows of [`ROW_ELEMS`]), best pass over about `seconds`.
+/// about `size` bytes in rows of `row_elems` (a model's own row length: short rows cost more per
+/// byte), best pass over about `seconds`.
 pub(super) fn matvec_gb_per_s(
     ty: GgmlType,
+    row_elems: usize,
     size: usize,
     pool: &ThreadPool,
     seconds: f64,
 ) -> Result<f64> {
     let isa = Isa::current();
     let mut rng = Rng::new(0x5EED);
-    let (n_rows, bytes) = random_matrix(&mut rng, ty, size);
+    let (n_rows, bytes) = random_matrix(&mut rng, ty, row_elems, size)?;
     let w = WeightView {
         ty,
-        row_elems: ROW_ELEMS,
+        row_elems,
         n_rows,
         bytes: &bytes,
     };
@@ -387,24 +389,33 @@ pub(super) fn matvec_gb_per_s(
 }
 
 /// The device's one-token matvec throughput of `ty` in GB/s of weights, over a random matrix of
-/// about `size` bytes, best over about `seconds`.
+/// about `size` bytes in rows of `row_elems`, best over about `seconds`.
 pub(super) fn gpu_matvec_gb_per_s(
     bench: &KernelBench,
     ty: GgmlType,
+    row_elems: usize,
     size: usize,
     seconds: f64,
 ) -> Result<f64> {
     let mut rng = Rng::new(0x5EED);
-    let (n_rows, bytes) = random_matrix(&mut rng, ty, size);
-    let f = bench.measure(ty, ROW_ELEMS, n_rows, &bytes, seconds)?;
+    let (n_rows, bytes) = random_matrix(&mut rng, ty, row_elems, size)?;
+    let f = bench.measure(ty, row_elems, n_rows, &bytes, seconds)?;
     Ok(f.matvec_gb_per_s)
 }
 
-/// A random matrix of `ty` with rows of [`ROW_ELEMS`] and about `size` bytes: (rows, bytes).
-fn random_matrix(rng: &mut Rng, ty: GgmlType, size: usize) -> (usize, Vec<u8>) {
-    let row_bytes = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
-    let n_rows = (size / row_bytes.max(1)).max(1);
-    (n_rows, synth::weights(rng, ty, ROW_ELEMS, n_rows))
+/// A random matrix of `ty` with rows of `row_elems` and about `size` bytes: (rows, bytes).
+fn random_matrix(
+    rng: &mut Rng,
+    ty: GgmlType,
+    row_elems: usize,
+    size: usize,
+) -> Result<(usize, Vec<u8>)> {
+    let row_bytes = match ty.row_bytes(row_elems as u64) {
+        Some(b) if b > 0 => b as usize,
+        _ => bail!("{ty}: rows of {row_elems} elements are not whole blocks"),
+    };
+    let n_rows = (size / row_bytes).max(1);
+    Ok((n_rows, synth::weights(rng, ty, row_elems, n_rows)))
 }
 
 /// Best seconds per one-token matrix × vector pass over `w` on `pool`, over about `seconds`.

@@ -135,6 +135,8 @@ struct TypeRate {
     #[serde(rename = "type")]
     ty: String,
     bytes_per_token: u64,
+    /// The row length measured (the one carrying most of the type's bytes).
+    row_elems: usize,
     /// `None`: charged at memory bandwidth.
     matvec_gb_per_s: Option<f64>,
 }
@@ -204,14 +206,14 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
     let pool = ThreadPool::new(threads);
     let host_gb_per_s = super::kernels::mem_gb_per_s(MEM_PROBE_BYTES, &pool, args.seconds);
     let by_type = bytes_by_type(&engine);
-    let weight_bytes: u64 = by_type.iter().map(|(_, b)| b).sum();
-    let measured: Vec<GgmlType> = by_type
+    let weight_bytes: u64 = by_type.iter().map(|s| s.bytes).sum();
+    let measured: Vec<TypeShare> = by_type
         .iter()
-        .filter(|&&(ty, bytes)| {
-            bytes as f64 / weight_bytes.max(1) as f64 >= TYPE_SHARE_MIN
-                && WEIGHT_TYPES.contains(&ty)
+        .filter(|s| {
+            s.bytes as f64 / weight_bytes.max(1) as f64 >= TYPE_SHARE_MIN
+                && WEIGHT_TYPES.contains(&s.ty)
         })
-        .map(|&(ty, _)| ty)
+        .copied()
         .collect();
     let device = if on_gpu {
         Some(KernelBench::open().map_err(|e| runtime(e.into()))?)
@@ -226,10 +228,11 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
         None => host_gb_per_s,
     };
     let mut rates = Vec::with_capacity(measured.len());
-    for ty in measured {
+    for s in measured {
+        let (ty, rows) = (s.ty, s.row_elems);
         let r = match &device {
-            Some(d) => super::kernels::gpu_matvec_gb_per_s(d, ty, KERNEL_BYTES, args.seconds),
-            None => super::kernels::matvec_gb_per_s(ty, KERNEL_BYTES, &pool, args.seconds),
+            Some(d) => super::kernels::gpu_matvec_gb_per_s(d, ty, rows, KERNEL_BYTES, args.seconds),
+            None => super::kernels::matvec_gb_per_s(ty, rows, KERNEL_BYTES, &pool, args.seconds),
         };
         rates.push((ty, r.map_err(runtime)?));
     }
@@ -251,7 +254,8 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
     }
 
     let side = if on_gpu { "device" } else { "CPU" };
-    let compute_s = compute_seconds(&by_type, &rates, fallback_gb_per_s);
+    let type_bytes: Vec<(GgmlType, u64)> = by_type.iter().map(|s| (s.ty, s.bytes)).collect();
+    let compute_s = compute_seconds(&type_bytes, &rates, fallback_gb_per_s);
     let compute_source = format!("each weight type's {side} matrix × vector rate, measured above");
     let copied_bytes = engine
         .tiers()
@@ -286,10 +290,11 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
 
     let kernels: Vec<TypeRate> = by_type
         .iter()
-        .map(|&(ty, bytes)| TypeRate {
-            ty: ty.to_string(),
-            bytes_per_token: bytes,
-            matvec_gb_per_s: rates.iter().find(|(t, _)| *t == ty).map(|&(_, r)| r),
+        .map(|s| TypeRate {
+            ty: s.ty.to_string(),
+            bytes_per_token: s.bytes,
+            row_elems: s.row_elems,
+            matvec_gb_per_s: rates.iter().find(|(t, _)| *t == s.ty).map(|&(_, r)| r),
         })
         .collect();
     let report = Report {
@@ -395,21 +400,57 @@ fn largest_file(engine: &Engine) -> Result<PathBuf> {
     }
 }
 
-/// Weight bytes one token runs through, per type: every layer tensor and the LM head.
-fn bytes_by_type(engine: &Engine) -> Vec<(GgmlType, u64)> {
+/// One weight type's bytes per token and the row length that carries most of them.
+#[derive(Clone, Copy, Debug)]
+struct TypeShare {
+    ty: GgmlType,
+    bytes: u64,
+    row_elems: usize,
+}
+
+/// Weight bytes one token runs through, per type (largest first): every layer tensor and the
+/// LM head.
+fn bytes_by_type(engine: &Engine) -> Vec<TypeShare> {
     let ext = &engine.model.extents;
-    let mut by: Vec<(GgmlType, u64)> = Vec::new();
-    let mut add = |ty: GgmlType, n: u64| match by.iter_mut().find(|(t, _)| *t == ty) {
-        Some((_, b)) => *b += n,
-        None => by.push((ty, n)),
+    // (type, row length) → bytes.
+    let mut by_shape: Vec<(GgmlType, usize, u64)> = Vec::new();
+    let mut add = |ty: GgmlType, dims: &[u64], n: u64| {
+        let row_elems = dims.first().copied().unwrap_or(1) as usize;
+        match by_shape
+            .iter_mut()
+            .find(|(t, r, _)| *t == ty && *r == row_elems)
+        {
+            Some((_, _, b)) => *b += n,
+            None => by_shape.push((ty, row_elems, n)),
+        }
     };
     for t in ext.layers.iter().flatten().flat_map(|e| &e.tensors) {
-        add(t.ty, t.n_bytes);
+        add(t.ty, &t.dims, t.n_bytes);
     }
     if let Some(head) = GlobalMatrix::head(ext) {
-        add(head.slice.ty, head.slice.n_bytes);
+        add(head.slice.ty, &head.slice.dims, head.slice.n_bytes);
     }
-    by.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut by: Vec<TypeShare> = Vec::new();
+    for &(ty, row_elems, bytes) in &by_shape {
+        match by.iter_mut().find(|s| s.ty == ty) {
+            Some(s) => {
+                let kept = by_shape
+                    .iter()
+                    .find(|(t, r, _)| *t == ty && *r == s.row_elems)
+                    .map_or(0, |x| x.2);
+                if bytes > kept {
+                    s.row_elems = row_elems;
+                }
+                s.bytes += bytes;
+            }
+            None => by.push(TypeShare {
+                ty,
+                bytes,
+                row_elems,
+            }),
+        }
+    }
+    by.sort_by(|a, b| b.bytes.cmp(&a.bytes));
     by
 }
 
@@ -628,9 +669,10 @@ impl Report<'_> {
         for k in self.kernels {
             match k.matvec_gb_per_s {
                 Some(r) => println!(
-                    "          {:<6} {:>8.1} MB/token at {r:.2} GB/s",
+                    "          {:<6} {:>8.1} MB/token at {r:.2} GB/s (rows of {})",
                     k.ty,
-                    k.bytes_per_token as f64 / 1e6
+                    k.bytes_per_token as f64 / 1e6,
+                    k.row_elems
                 ),
                 None => println!(
                     "          {:<6} {:>8.1} MB/token at memory bandwidth",
