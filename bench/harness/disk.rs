@@ -126,6 +126,7 @@ fn bench(plan: &Plan) -> Result<(), Failure> {
         file_bytes,
         &plan.grid,
         plan.seconds,
+        1,
         stop,
         "disk cells",
     )?;
@@ -226,14 +227,15 @@ fn probe_direct(path: &Path) -> Result<bool, Failure> {
     })
 }
 
-/// Measures every cell of `grid` on `path` (`file_bytes` long), with a progress bar labelled
-/// `what`. After the kernel refuses io_uring once, its later cells are marked unavailable
+/// Measures every cell of `grid` on `path` (`file_bytes` long) for `seconds` or `passes_max`
+/// passes over its sweep, whichever ends first, with a progress bar labelled `what`. After the kernel refuses io_uring once, its later cells are marked unavailable
 /// without asking again. `stop` ends the run between reads (Ctrl-C).
 pub(crate) fn run_grid(
     path: &Path,
     file_bytes: u64,
     grid: &Grid,
     seconds: f64,
+    passes_max: u64,
     stop: &dyn Fn() -> bool,
     what: &str,
 ) -> Result<Vec<Cell>, Failure> {
@@ -245,7 +247,7 @@ pub(crate) fn run_grid(
         bar.set_message(format!("{what}: {}", setting_label(&setting)));
         let outcome = match (&uring_refused, setting.reader) {
             (Some(why), ReaderSel::Uring) => Outcome::Unavailable(why.clone()),
-            _ => measure(path, file_bytes, setting, seconds, stop).map_err(|e| {
+            _ => measure(path, file_bytes, setting, seconds, passes_max, stop).map_err(|e| {
                 Failure::runtime(format!(
                     "{} ({}): {e}",
                     path.display(),
@@ -270,8 +272,10 @@ pub(crate) fn run_grid(
 }
 
 /// The best io_uring sequential setting for `file` over a small grid (chunks 1M and 4M × qd
-/// 4, 16, 32; chunks larger than the file are left out), `seconds_per_cell` each; the pread
-/// pool's grid when the kernel refuses io_uring. The returned cell is always measured.
+/// 4, 16, 32; chunks larger than the file are left out), `seconds_per_cell` each, sweeping the
+/// file again as often as that allows (a model file can be read in a few tens of ms, too short
+/// for a steady figure); the pread pool's grid when the kernel refuses io_uring. The returned
+/// cell is always measured.
 pub(super) fn sequential_best(file: &Path, seconds_per_cell: f64) -> anyhow::Result<Cell> {
     ensure!(
         (SECONDS_MIN..=SECONDS_MAX).contains(&seconds_per_cell),
@@ -296,7 +300,15 @@ pub(super) fn sequential_best(file: &Path, seconds_per_cell: f64) -> anyhow::Res
             depths: LINK_DEPTHS.to_vec(),
         };
         let stop: &dyn Fn() -> bool = &interrupt::requested;
-        let cells = run_grid(file, file_bytes, &grid, seconds_per_cell, stop, "disk link")?;
+        let cells = run_grid(
+            file,
+            file_bytes,
+            &grid,
+            seconds_per_cell,
+            u64::MAX,
+            stop,
+            "disk link",
+        )?;
         if let Some(best) = best_of(&cells, Pattern::Sequential) {
             return Ok(best.clone());
         }

@@ -9,8 +9,8 @@
 //! random reads this keeps the effective depth a little below `qd`, which is what the engine,
 //! which also consumes in order, would see.
 //!
-//! A cell stops after `seconds` or after one pass over its sweep (whichever comes first), so
-//! its time and bytes are both bounded. Latency is each extent's read span (queued to the
+//! A cell stops after `seconds` or after `passes_max` passes over its sweep (whichever comes
+//! first; the grid makes one pass), so its time and bytes are both bounded. Latency is each extent's read span (queued to the
 //! reader → last byte in), recorded exactly for the first [`LATENCY_SAMPLES_MAX`] reads.
 
 use std::path::Path;
@@ -155,6 +155,7 @@ pub(crate) fn measure(
     file_bytes: u64,
     setting: Setting,
     seconds: f64,
+    passes_max: u64,
     stop: &dyn Fn() -> bool,
 ) -> Result<Outcome, Error> {
     let Setting {
@@ -190,10 +191,11 @@ pub(crate) fn measure(
     let started = Instant::now();
     let prefetcher = Prefetcher::new(reader, sweep, queue_depth)?;
     let pass_reads = prefetcher.sweep().len() as u64;
+    let reads_max = pass_reads.saturating_mul(passes_max.max(1));
     let mut latencies = Vec::with_capacity((pass_reads as usize).min(LATENCY_SAMPLES_MAX));
     let mut reads = 0u64;
     let budget = Duration::from_secs_f64(seconds);
-    while reads < pass_reads && started.elapsed() < budget && !stop() {
+    while reads < reads_max && started.elapsed() < budget && !stop() {
         let slot = prefetcher.next()?;
         if latencies.len() < LATENCY_SAMPLES_MAX {
             latencies.push(slot.read_span().duration());
