@@ -1,6 +1,9 @@
 //! Criterion bench of the runtime's ring and readers: sweeping a 256 MiB file on the real disk
 //! through a `Prefetcher`, for both readers, at the default chunk size and queue depth.
-//! Throughput is reported in bytes. (`sluice bench io` measures a 2 GiB+ file against fio.)
+//! Throughput is reported in bytes. (`sluice bench io` measures a 2 GiB+ file against fio;
+//! `bench/ring.rs` measures the ring's own per-extent cost without the disk.)
+//!
+//! `cargo bench --bench io` (about 30 s; the file is written to target/tmp first)
 
 use std::hint::black_box;
 use std::io::Write;

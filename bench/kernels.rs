@@ -1,14 +1,23 @@
-//! CPU kernel throughput: matrix × one token for every weight type, scalar vs AVX2, 1 vs 2
-//! threads, reported as weight bytes per second; one SmolLM2-135M-shaped layer (decode); and
-//! prefill-shaped matrices × 128 tokens, reported as tokens per second.
+//! CPU kernel throughput (`src/cpu`): matrix × one token for every weight type, scalar vs AVX2,
+//! 1 vs 2 threads, reported as weight bytes per second; one SmolLM2-135M-shaped layer's matmuls
+//! (decode); prefill-shaped matrices × 128 tokens, reported as tokens per second; activation
+//! quantisation into each dot format, in f32 input bytes per second; and the thread pool's
+//! dispatch of an empty job, in jobs per second.
 //!
-//! `cargo bench --bench kernels -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench --bench kernels` (about 3 minutes); one group: `cargo bench --bench kernels --
+//! quantize_acts`
 
 use std::hint::black_box;
+use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use sluice::cpu::synth::{self, weights, Rng, WEIGHT_TYPES};
-use sluice::cpu::{matmul_with, quantize_acts_with, Isa, QuantizedActs, ThreadPool, WeightView};
+use sluice::cpu::{
+    matmul_with, quantize_acts_with, vec_dot_type, Isa, QuantizedActs, ThreadPool, WeightView,
+};
 use sluice_loader::GgmlType;
 
 /// Rows and row length of the large matrix (4096 × 4096, like a 7B attention projection).
@@ -20,6 +29,15 @@ fn acts(rng: &mut Rng, isa: Isa, ty: GgmlType, row_elems: usize, tokens: usize) 
 }
 
 const TYPES: [GgmlType; 14] = WEIGHT_TYPES;
+
+/// Samples and measurement time of a group, with half a second of warm-up: short enough that
+/// `cargo bench --bench kernels` takes about 3 minutes on a 2-core machine.
+fn timing(group: &mut BenchmarkGroup<'_, WallTime>, samples: usize, measure_s: u64) {
+    group
+        .sample_size(samples)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(measure_s));
+}
 
 /// Paths benchmarked: scalar always, AVX2 where the CPU has it.
 fn paths() -> Vec<Isa> {
@@ -41,9 +59,8 @@ fn matvec_4096(c: &mut Criterion) {
             bytes: &bytes,
         };
         let mut group = c.benchmark_group(format!("matvec_4096/{ty}"));
-        group
-            .throughput(Throughput::Bytes(bytes.len() as u64))
-            .sample_size(10);
+        timing(&mut group, 10, 2);
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
         for isa in paths() {
             let q = acts(&mut rng, isa, ty, BIG, 1);
             let mut out = vec![0.0f32; BIG];
@@ -84,6 +101,7 @@ fn smollm2_layer(c: &mut Criterion) {
         let total: usize = mats.iter().map(|m| m.2.len()).sum();
         let x: Vec<f32> = (0..ff).map(|_| rng.float()).collect();
         let mut group = c.benchmark_group(format!("smollm2_layer/{ty}"));
+        timing(&mut group, 20, 2);
         group.throughput(Throughput::Bytes(total as u64));
         for isa in paths() {
             for pool in &pools {
@@ -131,9 +149,8 @@ fn prefill(c: &mut Criterion) {
         let q = acts(&mut rng, isa, ty, k, PREFILL_TOKENS);
         let mut out = vec![0.0f32; PREFILL_TOKENS * n];
         let mut group = c.benchmark_group(format!("prefill_{k}x{n}/{ty}"));
-        group
-            .throughput(Throughput::Elements(PREFILL_TOKENS as u64))
-            .sample_size(10);
+        timing(&mut group, 10, 3);
+        group.throughput(Throughput::Elements(PREFILL_TOKENS as u64));
         for pool in &pools {
             let id = BenchmarkId::new(isa.name(), format!("{}t", pool.n_threads()));
             group.bench_function(id, |b| {
@@ -146,5 +163,67 @@ fn prefill(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, matvec_4096, smollm2_layer, prefill);
+/// Activation shapes quantised: one decode token of Qwen2.5-0.5B's FFN width (the down
+/// projection's input), and a 128-token prompt of SmolLM2-135M's FFN width. Both are whole
+/// Q8_K blocks (256) as well as Q8_0/Q8_1 blocks (32).
+const ACT_SHAPES: [(usize, usize); 2] = [(1, 4864), (PREFILL_TOKENS, 1536)];
+
+/// One weight type per activation format the dot kernels take: Q8_0 (Q4_0, Q5_0, Q8_0,
+/// IQ4_NL weights), Q8_1 (Q4_1, Q5_1), Q8_K (the K-quants) and F16 (F16 weights).
+const ACT_FORMATS: [GgmlType; 4] = [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::F16];
+
+/// `quantize_acts_with`: f32 activations into each dot format, scalar vs AVX2; throughput in
+/// bytes of f32 input.
+fn quantize_acts(c: &mut Criterion) {
+    let mut rng = Rng::new(17);
+    for (tokens, row_elems) in ACT_SHAPES {
+        let x: Vec<f32> = (0..tokens * row_elems).map(|_| rng.float()).collect();
+        let mut q = QuantizedActs::for_shape(tokens, row_elems);
+        let mut group = c.benchmark_group(format!("quantize_acts_{tokens}x{row_elems}"));
+        timing(&mut group, 50, 1);
+        group.throughput(Throughput::Bytes(std::mem::size_of_val(&x[..]) as u64));
+        for weight_ty in ACT_FORMATS {
+            let act_ty = vec_dot_type(weight_ty).expect("a weight type");
+            for isa in paths() {
+                let id = BenchmarkId::new(act_ty.to_string(), isa.name());
+                group.bench_function(id, |b| {
+                    b.iter(|| {
+                        quantize_acts_with(isa, weight_ty, black_box(&x), tokens, &mut q)
+                            .map(|()| black_box(q.row(0)[0]))
+                    })
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+/// `ThreadPool::run` of an empty job on 2 threads: the fixed cost each matmul, fused SwiGLU
+/// and attention call pays to hand work to the pool and wait for it, with the workers still
+/// spinning from the previous call as they are between a layer's products; throughput in jobs.
+/// (A pool of 1 runs the job inline: nothing to measure.)
+fn pool_dispatch(c: &mut Criterion) {
+    let threads = 2;
+    let pool = ThreadPool::new(threads);
+    let mut group = c.benchmark_group("pool_run_empty");
+    timing(&mut group, 50, 1);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(format!("{threads}t"), |b| {
+        b.iter(|| {
+            pool.run(threads, |task| {
+                black_box(task);
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    matvec_4096,
+    smollm2_layer,
+    prefill,
+    quantize_acts,
+    pool_dispatch
+);
 criterion_main!(benches);
