@@ -198,16 +198,19 @@ impl ModelFigure<'_> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            .build_cartesian_2d(lo..hi * 1.02, (n as f64)..0.0)
+            .build_cartesian_2d(lo..hi * 1.02, (n as f64 - 0.5)..-0.5)
             .map_err(draw_err)?;
         chart
             .configure_mesh()
             .x_desc("ms from the start of the sweep")
             .y_desc("layer")
-            .y_labels(n.min(40))
+            .y_labels((2 * n + 1).min(81))
             .y_label_formatter(&|y| {
-                let i = y.floor() as usize;
-                names.get(i).cloned().unwrap_or_default()
+                // Rows are centred on whole numbers.
+                if *y < -0.25 || (y - y.round()).abs() > 0.25 {
+                    return String::new();
+                }
+                names.get(y.round() as usize).cloned().unwrap_or_default()
             })
             .disable_y_mesh()
             .draw()
@@ -223,7 +226,7 @@ impl ModelFigure<'_> {
                 self.spans
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, s)| s.read_ms.map(|r| bar(i, r, 0.1, 0.45, READ))),
+                    .filter_map(|(i, s)| s.read_ms.map(|r| bar(i, r, -0.4, -0.05, READ))),
             )
             .map_err(draw_err)?
             .label("read")
@@ -233,7 +236,7 @@ impl ModelFigure<'_> {
                 self.spans
                     .iter()
                     .enumerate()
-                    .map(|(i, s)| bar(i, s.stall_ms, 0.5, 0.9, STALL)),
+                    .map(|(i, s)| bar(i, s.stall_ms, 0.0, 0.4, STALL)),
             )
             .map_err(draw_err)?
             .label("host stall")
@@ -243,7 +246,7 @@ impl ModelFigure<'_> {
                 self.spans
                     .iter()
                     .enumerate()
-                    .map(|(i, s)| bar(i, s.compute_ms, 0.5, 0.9, COMPUTE)),
+                    .map(|(i, s)| bar(i, s.compute_ms, 0.0, 0.4, COMPUTE)),
             )
             .map_err(draw_err)?
             .label("compute")
