@@ -193,14 +193,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             matvec_fraction_of_mem: bytes.len() as f64 / mv / mem_bps,
         };
         if !args.json {
-            println!(
-                "{:<8} {:>9.0} MB {:>14.2} {:>14.2} {:>7.0}%",
-                fig.ty,
-                fig.weight_bytes as f64 / 1e6,
-                fig.dequant_gb_per_s,
-                fig.matvec_gb_per_s,
-                100.0 * fig.matvec_fraction_of_mem
-            );
+            print_row(&fig);
         }
         kernels.push(fig);
         gpu.measure(ty, n_rows, &bytes, args.seconds)?;
@@ -313,15 +306,20 @@ fn print_gpu(gpu: Option<&GpuReport>, reason: Option<&str>) {
         "type", "weights", "dequant GB/s", "matvec GB/s", "of mem"
     );
     for fig in &g.kernels {
-        println!(
-            "{:<8} {:>9.0} MB {:>14.2} {:>14.2} {:>7.0}%",
-            fig.ty,
-            fig.weight_bytes as f64 / 1e6,
-            fig.dequant_gb_per_s,
-            fig.matvec_gb_per_s,
-            100.0 * fig.matvec_fraction_of_mem
-        );
+        print_row(fig);
     }
+}
+
+/// One type's row of the CPU or GPU table.
+fn print_row(fig: &KernelFigures) {
+    println!(
+        "{:<8} {:>9.0} MB {:>14.2} {:>14.2} {:>7.0}%",
+        fig.ty,
+        fig.weight_bytes as f64 / 1e6,
+        fig.dequant_gb_per_s,
+        fig.matvec_gb_per_s,
+        100.0 * fig.matvec_fraction_of_mem
+    );
 }
 
 /// Runs `f(passes)` with growing pass counts until one call lasts `seconds`; returns the best

@@ -23,13 +23,12 @@ use sluice_runtime::ReaderConfig;
 use super::bound::{bound, compute_seconds, Bound, Demand, Link, Rates};
 use super::model_plot::ModelFigure;
 use super::progress;
-use crate::cli::run_args::DeviceArg;
+use crate::cli::run_args::{threads_or_cores, DeviceArg};
 use crate::cli::size::parse_size;
 use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
 use crate::cpu::synth::WEIGHT_TYPES;
 use crate::cpu::ThreadPool;
 use crate::cuda::bench::KernelBench;
-use crate::engine::backend::DeviceChoice;
 use crate::engine::layer_times::{LayerSample, PipelineTimes, RowSpans};
 use crate::engine::sampler::{Sampler, SamplerConfig};
 use crate::engine::session::{Engine, EngineError, EngineOptions};
@@ -159,19 +158,12 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
     let path = sluice_loader::cache::resolve(&args.model)
         .into_path()
         .map_err(|m| bad(anyhow!(m)))?;
-    let threads = args
-        .threads
-        .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = threads_or_cores(args.threads);
     let opts = EngineOptions {
         threads,
         ram_budget: args.ram_budget,
         reader: ReaderConfig::default(),
-        device: match args.device {
-            DeviceArg::Auto => DeviceChoice::Auto,
-            DeviceArg::Cpu => DeviceChoice::Cpu,
-            DeviceArg::Cuda => DeviceChoice::Cuda,
-        },
+        device: args.device.choice(),
         vram_budget: args.vram_budget,
         layer_times: true,
     };

@@ -11,9 +11,8 @@ use sluice_loader::gguf::GgufFile;
 use sluice_loader::tokenizer::{ChatMessage, StreamDecoder, Tokenizer};
 use sluice_runtime::ReaderConfig;
 
-use super::run_args::{DeviceArg, RunArgs};
+use super::run_args::{threads_or_cores, DeviceArg, RunArgs};
 use super::{interrupt, EXIT_BAD_INPUT, EXIT_RUNTIME};
-use crate::engine::backend::DeviceChoice;
 use crate::engine::sampler::{Sampler, SamplerConfig};
 use crate::engine::session::{Engine, EngineError, EngineOptions, Generation};
 
@@ -110,19 +109,12 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     let path = sluice_loader::cache::resolve(&args.model)
         .into_path()
         .map_err(|m| bad(anyhow!(m)))?;
-    let threads = args
-        .threads
-        .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = threads_or_cores(args.threads);
     let opts = EngineOptions {
         threads,
         ram_budget: args.ram_budget,
         reader: ReaderConfig::default(),
-        device: match args.device {
-            DeviceArg::Auto => DeviceChoice::Auto,
-            DeviceArg::Cpu => DeviceChoice::Cpu,
-            DeviceArg::Cuda => DeviceChoice::Cuda,
-        },
+        device: args.device.choice(),
         vram_budget: args.vram_budget,
         layer_times: false,
     };

@@ -16,6 +16,25 @@ pub enum DeviceArg {
     Cuda,
 }
 
+impl DeviceArg {
+    /// The engine's name for this choice.
+    pub fn choice(self) -> crate::engine::backend::DeviceChoice {
+        use crate::engine::backend::DeviceChoice;
+        match self {
+            DeviceArg::Auto => DeviceChoice::Auto,
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Cuda => DeviceChoice::Cuda,
+        }
+    }
+}
+
+/// `--threads`, or the machine's cores when it is not given.
+pub fn threads_or_cores(threads: Option<u16>) -> usize {
+    threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Options of `sluice run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
