@@ -159,7 +159,9 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
     }
 
     let mut kernels = Vec::new();
+    let bar = super::progress::bar(types.len() as u64, "weight types");
     for ty in types {
+        bar.set_message(format!("weight types: {ty}"));
         let row_bytes = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
         let n_rows = (size as usize / row_bytes.max(1)).max(1);
         let bytes = synth::weights(&mut rng, ty, ROW_ELEMS, n_rows);
@@ -193,11 +195,13 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             matvec_fraction_of_mem: bytes.len() as f64 / mv / mem_bps,
         };
         if !args.json {
-            print_row(&fig);
+            bar.suspend(|| print_row(&fig));
         }
         kernels.push(fig);
         gpu.measure(ty, n_rows, &bytes, args.seconds)?;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let (gpu, gpu_reason) = gpu.report();
     if args.json {
         let report = KernelsReport {
