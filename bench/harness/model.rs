@@ -25,7 +25,7 @@ use super::model_plot::ModelFigure;
 use super::progress;
 use crate::cli::run_args::{threads_or_cores, DeviceArg};
 use crate::cli::size::parse_size;
-use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
+use crate::cli::Failure;
 use crate::cpu::synth::WEIGHT_TYPES;
 use crate::cpu::ThreadPool;
 use crate::cuda::bench::KernelBench;
@@ -88,25 +88,9 @@ pub struct ModelArgs {
     plot: Option<PathBuf>,
 }
 
-/// A failure, and whether the input or the machine is at fault.
-enum Failure {
-    BadInput(anyhow::Error),
-    Runtime(anyhow::Error),
-}
-
 /// Runs `sluice bench model`; returns the exit status.
 pub fn run(args: &ModelArgs) -> i32 {
-    match bench(args) {
-        Ok(()) => 0,
-        Err(Failure::BadInput(e)) => {
-            eprintln!("sluice bench model: {e:#}");
-            EXIT_BAD_INPUT
-        }
-        Err(Failure::Runtime(e)) => {
-            eprintln!("sluice bench model: {e:#}");
-            EXIT_RUNTIME
-        }
-    }
+    crate::cli::exit_status(bench(args), "sluice bench model")
 }
 
 /// The links as measured in this run.

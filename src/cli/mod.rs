@@ -20,6 +20,29 @@ pub const EXIT_RUNTIME: i32 = 1;
 /// Exit status for bad usage or a bad input file.
 pub const EXIT_BAD_INPUT: i32 = 2;
 
+/// A command's failure, and whether the input or the machine is at fault.
+pub(crate) enum Failure {
+    BadInput(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+impl Failure {
+    /// Prints the failure as one sentence after `who: ` and returns its exit status.
+    pub(crate) fn report(self, who: &str) -> i32 {
+        let (e, code) = match self {
+            Failure::BadInput(e) => (e, EXIT_BAD_INPUT),
+            Failure::Runtime(e) => (e, EXIT_RUNTIME),
+        };
+        eprintln!("{who}: {e:#}");
+        code
+    }
+}
+
+/// The exit status of a command's outcome, its failure printed after `who: `.
+pub(crate) fn exit_status(outcome: Result<(), Failure>, who: &str) -> i32 {
+    outcome.map_or_else(|f| f.report(who), |()| 0)
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "sluice",

@@ -12,28 +12,13 @@ use sluice_loader::tokenizer::{ChatMessage, StreamDecoder, Tokenizer};
 use sluice_runtime::ReaderConfig;
 
 use super::run_args::{threads_or_cores, DeviceArg, RunArgs};
-use super::{interrupt, EXIT_BAD_INPUT, EXIT_RUNTIME};
+use super::{interrupt, Failure};
 use crate::engine::sampler::{Sampler, SamplerConfig};
 use crate::engine::session::{Engine, EngineError, EngineOptions, Generation};
 
 /// Runs the command; returns the exit status.
 pub fn run(args: &RunArgs) -> i32 {
-    match run_inner(args) {
-        Ok(()) => 0,
-        Err(Failure::BadInput(e)) => {
-            eprintln!("sluice: {e:#}");
-            EXIT_BAD_INPUT
-        }
-        Err(Failure::Runtime(e)) => {
-            eprintln!("sluice: {e:#}");
-            EXIT_RUNTIME
-        }
-    }
-}
-
-enum Failure {
-    BadInput(anyhow::Error),
-    Runtime(anyhow::Error),
+    super::exit_status(run_inner(args), "sluice")
 }
 
 fn bad(e: impl Into<anyhow::Error>) -> Failure {
