@@ -10,7 +10,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sluice_runtime::{Extent, HostRing, Prefetcher, Reader, ReaderChoice, ReaderConfig};
+use sluice_runtime::ReaderChoice;
+
+#[path = "common.rs"]
+mod common;
 
 const FILE_BYTES: usize = 256 << 20;
 const SLOT_BYTES: usize = 16 << 20;
@@ -25,26 +28,6 @@ fn write_file(path: &std::path::Path) {
     file.sync_all().expect("sync bench file");
 }
 
-fn prefetcher(choice: ReaderChoice, path: &std::path::Path) -> Option<Prefetcher> {
-    let ring = HostRing::new(SLOTS, SLOT_BYTES).expect("ring");
-    let config = ReaderConfig {
-        choice,
-        ..ReaderConfig::default()
-    };
-    let reader = match Reader::new(ring, &config) {
-        Ok(reader) => reader,
-        Err(e) => {
-            eprintln!("skipping {choice:?}: {e}");
-            return None;
-        }
-    };
-    let file = reader.open_file(path).expect("open bench file");
-    let sweep = (0..FILE_BYTES / SLOT_BYTES)
-        .map(|i| Extent::whole(file, (i * SLOT_BYTES) as u64, SLOT_BYTES as u64))
-        .collect();
-    Some(Prefetcher::new(reader, sweep, SLOTS).expect("prefetcher"))
-}
-
 fn sweep_file(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir on disk");
     let path = dir.path().join("bench-io.bin");
@@ -54,7 +37,8 @@ fn sweep_file(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(10));
     for choice in [ReaderChoice::Uring, ReaderChoice::Pread] {
-        let Some(prefetcher) = prefetcher(choice, &path) else {
+        let shape = (SLOTS, SLOT_BYTES, FILE_BYTES / SLOT_BYTES, SLOTS);
+        let Some(prefetcher) = common::prefetcher("io", choice, &path, shape) else {
             continue;
         };
         let name = format!("sweep-256MiB/{}", prefetcher.reader().kind().name());

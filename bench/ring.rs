@@ -17,6 +17,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[path = "common.rs"]
+mod common;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluice_runtime::thermal::{DriveModelParams, SimDrive};
 use sluice_runtime::{
@@ -36,9 +39,7 @@ const LARGE_BYTES: usize = 4 << 20;
 const TMPFS: &str = "/dev/shm";
 
 fn sweep(file: FileId, extent_bytes: usize) -> Vec<Extent> {
-    (0..SWEEP_EXTENTS)
-        .map(|i| Extent::whole(file, (i * extent_bytes) as u64, extent_bytes as u64))
-        .collect()
+    common::extents_from_start(file, extent_bytes, SWEEP_EXTENTS)
 }
 
 /// Per-iteration throughput: the sweep's extents (and their bytes, where bytes move).
@@ -103,25 +104,6 @@ fn tmpfs_file(dir: &Path, bytes: usize) -> PathBuf {
     path
 }
 
-/// A prefetcher with reader `choice` over `path`, or `None` (said why) if that reader cannot
-/// start here.
-fn prefetcher(choice: ReaderChoice, path: &Path, extent_bytes: usize) -> Option<Prefetcher> {
-    let ring = HostRing::new(SLOTS, extent_bytes).expect("ring");
-    let config = ReaderConfig {
-        choice,
-        ..ReaderConfig::default()
-    };
-    let reader = match Reader::new(ring, &config) {
-        Ok(reader) => reader,
-        Err(e) => {
-            eprintln!("ring_tmpfs: skipping {choice:?}: {e}");
-            return None;
-        }
-    };
-    let id = reader.open_file(path).expect("open tmpfs file");
-    Some(Prefetcher::new(reader, sweep(id, extent_bytes), DEPTH).expect("prefetcher"))
-}
-
 /// Whether `dir` is the mount point of a tmpfs (from /proc/mounts).
 fn is_tmpfs(dir: &str) -> bool {
     std::fs::read_to_string("/proc/mounts").is_ok_and(|mounts| {
@@ -148,7 +130,8 @@ fn ring_tmpfs(c: &mut Criterion) {
         let path = tmpfs_file(dir.path(), SWEEP_EXTENTS * extent_bytes);
         group.throughput(extents(Some(extent_bytes)));
         for choice in [ReaderChoice::Uring, ReaderChoice::Pread] {
-            let Some(prefetcher) = prefetcher(choice, &path, extent_bytes) else {
+            let shape = (SLOTS, extent_bytes, SWEEP_EXTENTS, DEPTH);
+            let Some(prefetcher) = common::prefetcher("ring_tmpfs", choice, &path, shape) else {
                 continue;
             };
             let kind: ReaderKind = prefetcher.reader().kind();

@@ -426,7 +426,7 @@ fn bytes_by_type(engine: &Engine) -> Vec<TypeShare> {
             }),
         }
     }
-    by.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    by.sort_by_key(|s| std::cmp::Reverse(s.bytes));
     by
 }
 

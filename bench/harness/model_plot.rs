@@ -113,11 +113,12 @@ impl ModelFigure<'_> {
             let x0 = i as f64 + 0.15;
             let x1 = i as f64 + 0.85;
             let is_bottleneck = bar.link == Some(self.bound.bottleneck);
-            let colour = match (bar.gb_per_s, bar.carries, is_bottleneck) {
+            // A link no byte crosses and no time is spent on is greyed out.
+            let idle = bar.carries.is_some_and(|(bytes, s)| bytes == 0 && s <= 0.0);
+            let colour = match (bar.gb_per_s, idle, is_bottleneck) {
                 (_, _, true) => HIGHLIGHT,
-                (Some(_), Some((0, s)), _) if s == 0.0 => UNUSED,
-                (Some(_), _, _) => palette(i),
-                (None, _, _) => UNUSED,
+                (Some(_), false, _) => palette(i),
+                _ => UNUSED,
             };
             let height = bar.gb_per_s.unwrap_or(top * 0.02);
             chart
