@@ -4,7 +4,7 @@
 //! quantisation into each dot format, in f32 input bytes per second; and the thread pool's
 //! dispatch of an empty job, in jobs per second.
 //!
-//! `cargo bench --bench kernels` (about 3 minutes); one group: `cargo bench --bench kernels --
+//! `cargo bench --bench kernels` (about 4 minutes); one group: `cargo bench --bench kernels --
 //! quantize_acts`
 
 use std::hint::black_box;
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{
-    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode,
+    Throughput,
 };
 use sluice::cpu::synth::{self, weights, Rng, WEIGHT_TYPES};
 use sluice::cpu::{
@@ -31,7 +32,7 @@ fn acts(rng: &mut Rng, isa: Isa, ty: GgmlType, row_elems: usize, tokens: usize) 
 const TYPES: [GgmlType; 14] = WEIGHT_TYPES;
 
 /// Samples and measurement time of a group, with half a second of warm-up: short enough that
-/// `cargo bench --bench kernels` takes about 3 minutes on a 2-core machine.
+/// `cargo bench --bench kernels` takes about 4 minutes on a 2-core machine.
 fn timing(group: &mut BenchmarkGroup<'_, WallTime>, samples: usize, measure_s: u64) {
     group
         .sample_size(samples)
@@ -60,6 +61,8 @@ fn matvec_4096(c: &mut Criterion) {
         };
         let mut group = c.benchmark_group(format!("matvec_4096/{ty}"));
         timing(&mut group, 10, 2);
+        // The scalar F16/BF16/F32 paths take 60-120 ms an iteration: the same count per sample.
+        group.sampling_mode(SamplingMode::Flat);
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         for isa in paths() {
             let q = acts(&mut rng, isa, ty, BIG, 1);
@@ -180,7 +183,7 @@ fn quantize_acts(c: &mut Criterion) {
         let x: Vec<f32> = (0..tokens * row_elems).map(|_| rng.float()).collect();
         let mut q = QuantizedActs::for_shape(tokens, row_elems);
         let mut group = c.benchmark_group(format!("quantize_acts_{tokens}x{row_elems}"));
-        timing(&mut group, 50, 1);
+        timing(&mut group, 30, 1);
         group.throughput(Throughput::Bytes(std::mem::size_of_val(&x[..]) as u64));
         for weight_ty in ACT_FORMATS {
             let act_ty = vec_dot_type(weight_ty).expect("a weight type");

@@ -4,7 +4,7 @@
 //! second, and for a 128-token prompt in tokens per second; and one whole transformer block for
 //! one decode token (norms, projections, RoPE, KV store, attention, FFN) in tokens per second.
 //!
-//! `cargo bench --bench model` (about 2 minutes); one group: `cargo bench --bench model -- attend`
+//! `cargo bench --bench model` (about 1.5 minutes); one group: `cargo bench --bench model -- attend`
 
 use std::hint::black_box;
 use std::sync::Mutex;
