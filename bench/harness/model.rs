@@ -17,12 +17,11 @@ use clap::Args;
 use serde_json::{json, Value};
 use sluice_loader::roles::TensorRole;
 use sluice_loader::GgmlType;
-use sluice_runtime::ReaderConfig;
 
 use super::bound::{bound, compute_seconds, Bound, Demand, Link, Rates};
 use super::model_plot::ModelFigure;
 use super::progress;
-use crate::cli::run_args::{threads_or_cores, DeviceArg};
+use crate::cli::run_args::{DeviceArg, EngineArgs};
 use crate::cli::size::parse_size;
 use crate::cli::Failure;
 use crate::cpu::synth::WEIGHT_TYPES;
@@ -30,7 +29,7 @@ use crate::cpu::ThreadPool;
 use crate::cuda::bench::KernelBench;
 use crate::engine::layer_times::{LayerSample, PipelineTimes, RowSpans};
 use crate::engine::sampler::{Sampler, SamplerConfig};
-use crate::engine::session::{Engine, EngineError, EngineOptions};
+use crate::engine::session::{Engine, EngineError};
 use crate::engine::store::GlobalMatrix;
 use crate::engine::tiers::Tier;
 
@@ -135,21 +134,16 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
     if let Some(plot) = &args.plot {
         super::plot::Format::of(plot).map_err(bad)?;
     }
-    if args.device == DeviceArg::Cuda {
-        crate::cuda::probe().map_err(|e| runtime(anyhow!("--device cuda: {e}")))?;
-    }
-    let path = sluice_loader::cache::resolve(&args.model)
-        .into_path()
-        .map_err(|m| bad(anyhow!(m)))?;
-    let threads = threads_or_cores(args.threads);
-    let opts = EngineOptions {
-        threads,
+    let (path, opts) = EngineArgs {
+        model: &args.model,
+        device: args.device,
+        threads: args.threads,
         ram_budget: args.ram_budget,
-        reader: ReaderConfig::default(),
-        device: args.device.choice(),
         vram_budget: args.vram_budget,
         layer_times: true,
-    };
+    }
+    .resolve()?;
+    let threads = opts.threads;
     let n_ctx = (args.prompt_tokens + args.tokens) as usize;
     let steps = 4;
     let bar = progress::bar(steps, "loading the model");

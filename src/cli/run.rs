@@ -9,12 +9,11 @@ use anyhow::{anyhow, Context};
 use serde_json::json;
 use sluice_loader::gguf::GgufFile;
 use sluice_loader::tokenizer::{ChatMessage, StreamDecoder, Tokenizer};
-use sluice_runtime::ReaderConfig;
 
-use super::run_args::{threads_or_cores, DeviceArg, RunArgs};
+use super::run_args::{DeviceArg, EngineArgs, RunArgs};
 use super::{interrupt, Failure};
 use crate::engine::sampler::{Sampler, SamplerConfig};
-use crate::engine::session::{Engine, EngineError, EngineOptions, Generation};
+use crate::engine::session::{Engine, EngineError, Generation};
 
 /// Runs the command; returns the exit status.
 pub fn run(args: &RunArgs) -> i32 {
@@ -87,22 +86,16 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
         seed: args.seed,
     };
     sampler_cfg.validate().map_err(bad)?;
-    if args.device == DeviceArg::Cuda {
-        // Fail before touching the model: no amount of model loading makes a GPU appear.
-        crate::cuda::probe().map_err(|e| Failure::Runtime(anyhow!("--device cuda: {e}")))?;
-    }
-    let path = sluice_loader::cache::resolve(&args.model)
-        .into_path()
-        .map_err(|m| bad(anyhow!(m)))?;
-    let threads = threads_or_cores(args.threads);
-    let opts = EngineOptions {
-        threads,
+    let (path, opts) = EngineArgs {
+        model: &args.model,
+        device: args.device,
+        threads: args.threads,
         ram_budget: args.ram_budget,
-        reader: ReaderConfig::default(),
-        device: args.device.choice(),
         vram_budget: args.vram_budget,
         layer_times: false,
-    };
+    }
+    .resolve()?;
+    let threads = opts.threads;
     // The context is planned for the prompt and the tokens asked for; the prompt's length is
     // known only once the tokenizer is loaded, so plan with the model's own context bound.
     let n_ctx_plan = (args.max_tokens as usize).saturating_add(4096);

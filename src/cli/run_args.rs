@@ -29,10 +29,46 @@ impl DeviceArg {
 }
 
 /// `--threads`, or the machine's cores when it is not given.
-pub fn threads_or_cores(threads: Option<u16>) -> usize {
+fn threads_or_cores(threads: Option<u16>) -> usize {
     threads
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The engine arguments `sluice run` and `sluice bench model` share.
+pub struct EngineArgs<'a> {
+    pub model: &'a str,
+    pub device: DeviceArg,
+    pub threads: Option<u16>,
+    pub ram_budget: Option<u64>,
+    pub vram_budget: Option<u64>,
+    pub layer_times: bool,
+}
+
+impl EngineArgs<'_> {
+    /// The model's path and the engine's options; `--device cuda` without a usable GPU fails
+    /// here, before the model is touched (no amount of loading makes a GPU appear).
+    pub(crate) fn resolve(
+        &self,
+    ) -> Result<(std::path::PathBuf, crate::engine::session::EngineOptions), super::Failure> {
+        use super::Failure;
+        if self.device == DeviceArg::Cuda {
+            crate::cuda::probe()
+                .map_err(|e| Failure::Runtime(anyhow::anyhow!("--device cuda: {e}")))?;
+        }
+        let path = sluice_loader::cache::resolve(self.model)
+            .into_path()
+            .map_err(|m| Failure::BadInput(anyhow::anyhow!(m)))?;
+        let opts = crate::engine::session::EngineOptions {
+            threads: threads_or_cores(self.threads),
+            ram_budget: self.ram_budget,
+            reader: sluice_runtime::ReaderConfig::default(),
+            device: self.device.choice(),
+            vram_budget: self.vram_budget,
+            layer_times: self.layer_times,
+        };
+        Ok((path, opts))
+    }
 }
 
 /// Options of `sluice run`.
