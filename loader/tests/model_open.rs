@@ -93,7 +93,8 @@ fn smollm2_hf_dir() -> PathBuf {
     let dir = models_dir().join("smollm2-135m-f16-hf");
     assert!(
         dir.join("model.safetensors").is_file(),
-        "this test needs {}: run scripts/test.sh (or python3 tests/fixtures/make_f16_models.py)",
+        "this test needs {}: run scripts/test.sh, which makes it (or \
+         `\"$(scripts/fixture-python.sh)\" tests/fixtures/make_f16_models.py`)",
         dir.display()
     );
     dir

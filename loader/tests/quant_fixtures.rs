@@ -47,7 +47,7 @@ fn read(name: &str) -> Vec<u8> {
     let path = fixture_dir().join(name);
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (regenerate with `python3 tests/fixtures/make_quant_fixtures.py`)",
+            "{}: {e} (regenerate with `\"$(scripts/fixture-python.sh)\" tests/fixtures/make_quant_fixtures.py`)",
             path.display()
         )
     })

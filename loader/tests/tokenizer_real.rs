@@ -1,5 +1,5 @@
 //! The real models' tokenizers (SmolLM2-135M: `smollm` pre; Qwen2.5-Coder-0.5B: `qwen2` pre)
-//! against llama.cpp's reference tokenisations in `shared/reference/`, llama.cpp's `chktxt`,
+//! against llama.cpp's reference tokenisations in `tests/reference/`, llama.cpp's `chktxt`,
 //! round trips, their chat templates, and the same vocabularies loaded as `tokenizer.json`.
 
 use std::path::PathBuf;
@@ -55,20 +55,19 @@ const PAGE: &str = "Über naïve café — 日本語のテキスト、中文，�
     \u{a0}\u{3000}x\u{2028}y\t\t  \n    indented\n$ echo \"a\\tb\" | tr -d '\\n' >> out.txt\n\
     <|im_start|>not parsed<|im_end|> <tool_call> 3.14159e-10 0x1F 1,000,000\n\u{feff}\u{0}\u{7f}end ";
 
-/// Where `shared/` lies: beside the repository root (or a checkout further up holds it).
+/// The llama.cpp reference files, kept in the repository's `tests/reference` (one level above
+/// this crate) so that a clone is self-sufficient.
 fn reference_dir() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for dir in manifest.ancestors().skip(1) {
-        let candidate = dir.join("shared").join("reference");
-        if candidate.is_dir() {
-            return candidate;
-        }
-    }
-    panic!(
-        "shared/reference not found beside the repository root or above {}: \
-         these tests need llama.cpp's reference outputs in ../shared/reference",
-        manifest.display()
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("tests")
+        .join("reference");
+    assert!(
+        dir.is_dir(),
+        "the llama.cpp reference files were not found: expected the directory {}",
+        dir.display()
     );
+    dir
 }
 
 /// The model's GGUF metadata (the models are fetched by `scripts/fetch-models.sh`).
@@ -93,7 +92,7 @@ fn tokenizer(alias: &str) -> &'static Tokenizer {
     })
 }
 
-/// `(prompt id, text, add_bos, expected ids)` from `shared/reference/<alias>.json`.
+/// `(prompt id, text, add_bos, expected ids)` from `tests/reference/<alias>.json`.
 fn reference_prompts(alias: &str) -> Vec<(String, String, bool, Vec<u32>)> {
     let path = reference_dir().join(format!("{alias}.json"));
     let bytes =

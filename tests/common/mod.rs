@@ -118,8 +118,8 @@ pub fn require_fixture_model(name: &str) -> PathBuf {
     let p = models_dir().join(name);
     assert!(
         p.exists(),
-        "this test needs {}: make it with `python3 tests/fixtures/make_f16_models.py` \
-         (scripts/test.sh runs it)",
+        "this test needs {}: run scripts/test.sh, which makes it (or \
+         `\"$(scripts/fixture-python.sh)\" tests/fixtures/make_f16_models.py`)",
         p.display()
     );
     p
@@ -161,22 +161,18 @@ pub fn open_model(path: &Path) -> ModelFiles {
     ModelFiles::open(path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
 }
 
-/// The directory of the llama.cpp reference files: `shared/reference` next to the repository
-/// checkout, or next to one of its ancestors (a git worktree lives deeper than the main one).
+/// The directory of the llama.cpp reference files, kept in the repository (`tests/reference`,
+/// whose README says what produced each file) so that a clone is self-sufficient.
 pub fn reference_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let found = root
-        .ancestors()
-        .skip(1)
-        .map(|a| a.join("shared").join("reference"))
-        .find(|p| p.is_dir());
-    found.unwrap_or_else(|| {
-        panic!(
-            "the llama.cpp reference files were not found: expected a directory shared/reference \
-             next to {} or one of its parent directories",
-            root.display()
-        )
-    })
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("reference");
+    assert!(
+        dir.is_dir(),
+        "the llama.cpp reference files were not found: expected the directory {}",
+        dir.display()
+    );
+    dir
 }
 
 /// One of the 20 largest first-step logits in the reference.
