@@ -21,6 +21,7 @@ use sluice::model::exp::exp_ggml;
 use sluice::model::forward::{embed, forward_layer, Config, RunState};
 use sluice::model::kv_cache::KvCache;
 use sluice::model::ops::{rms_norm, softmax_scaled, swiglu, RopePairs, RopeTable};
+use sluice::model::segment::Segment;
 use sluice::model::weights::{LayerWeights, Tensor};
 use sluice_loader::GgmlType;
 
@@ -289,7 +290,6 @@ fn attend_decode(c: &mut Criterion) {
                             black_box(&q),
                             pos,
                             n_tok,
-                            n_kv,
                             &scratch,
                             &mut out,
                             pool,
@@ -328,7 +328,6 @@ fn attend_prompt(c: &mut Criterion) {
                         black_box(&q),
                         0,
                         PROMPT_TOKENS,
-                        n_kv,
                         &scratch,
                         &mut out,
                         pool,
@@ -449,13 +448,21 @@ fn decode_layer(c: &mut Criterion) {
             let mut cache = filled_cache(&mut rng, m.kv_dim(), n_ctx);
             let pos = n_ctx - 1;
             for pool in &pools {
-                let mut st = RunState::new(&cfg, 1, n_ctx, Vec::new(), pool.n_threads());
+                let mut st = RunState::new(&cfg, 1, n_ctx, 1, Vec::new(), pool.n_threads());
                 let id = BenchmarkId::new(format!("pos{pos}"), format!("{}t", pool.n_threads()));
                 group.bench_function(id, |b| {
                     b.iter(|| {
                         embed(&cfg, &mut token_embd, &[0], &mut st)
                             .and_then(|()| {
-                                forward_layer(&cfg, &w, 0, pos, 1, &mut st, &mut cache, pool)
+                                forward_layer(
+                                    &cfg,
+                                    &w,
+                                    0,
+                                    &[Segment::alone(pos, 1)],
+                                    &mut st,
+                                    &mut cache,
+                                    pool,
+                                )
                             })
                             .expect("forward_layer on synthetic weights")
                     })

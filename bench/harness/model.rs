@@ -141,6 +141,7 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
         ram_budget: args.ram_budget,
         vram_budget: args.vram_budget,
         layer_times: true,
+        max_batch: 1,
     }
     .resolve()?;
     let threads = opts.threads;
@@ -328,12 +329,12 @@ fn generate(engine: &mut Engine, args: &ModelArgs) -> Result<Decoded, EngineErro
         temperature: 0.0,
         ..SamplerConfig::default()
     };
-    let mut sampler = Sampler::new(cfg, n_vocab);
+    let sampler = Sampler::new(cfg, n_vocab);
     let tokens_bar = progress::bar(u64::from(args.tokens), "decoding");
     let g = engine.generate(
         &prompt,
         args.tokens as usize,
-        &mut sampler,
+        sampler,
         |_| false,
         |_| {
             tokens_bar.inc(1);

@@ -25,7 +25,10 @@ fn bad(e: impl Into<anyhow::Error>) -> Failure {
 }
 
 /// The tokenizer: `--tokenizer`, else the GGUF's metadata, else the HF directory's files.
-fn load_tokenizer(engine: &Engine, explicit: Option<&Path>) -> anyhow::Result<Tokenizer> {
+pub(crate) fn load_tokenizer(
+    engine: &Engine,
+    explicit: Option<&Path>,
+) -> anyhow::Result<Tokenizer> {
     if let Some(p) = explicit {
         if p.extension().is_some_and(|e| e == "json") {
             return Tokenizer::from_hf_files(p, None).with_context(|| format!("{}", p.display()));
@@ -93,6 +96,7 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
         ram_budget: args.ram_budget,
         vram_budget: args.vram_budget,
         layer_times: false,
+        max_batch: 1,
     }
     .resolve()?;
     let threads = opts.threads;
@@ -135,7 +139,7 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
         }
     }
     interrupt::install();
-    let mut sampler = Sampler::new(sampler_cfg, engine.spec().n_vocab);
+    let sampler = Sampler::new(sampler_cfg, engine.spec().n_vocab);
     let mut stream = StreamDecoder::new(&tok);
     let mut stdout = std::io::stdout().lock();
     let json_mode = args.json;
@@ -143,7 +147,7 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
         .generate(
             &prompt,
             args.max_tokens as usize,
-            &mut sampler,
+            sampler,
             |t| tok.is_end_of_generation(t),
             |t| {
                 if !json_mode {

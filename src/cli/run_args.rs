@@ -43,6 +43,8 @@ pub struct EngineArgs<'a> {
     pub ram_budget: Option<u64>,
     pub vram_budget: Option<u64>,
     pub layer_times: bool,
+    /// Sequences run at once (the planner keeps room for their KV caches).
+    pub max_batch: usize,
 }
 
 impl EngineArgs<'_> {
@@ -66,6 +68,7 @@ impl EngineArgs<'_> {
             device: self.device.choice(),
             vram_budget: self.vram_budget,
             layer_times: self.layer_times,
+            max_batch: self.max_batch,
         };
         Ok((path, opts))
     }

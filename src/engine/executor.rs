@@ -19,7 +19,8 @@ use crate::model::forward::{
     embed, forward_head, forward_layer, head_input, head_rows, Config, EmbeddingRows, ForwardError,
     RunState,
 };
-use crate::model::kv_cache::KvCache;
+use crate::model::kv_slabs::KvCaches;
+use crate::model::segment::Segment;
 use crate::model::weights::{LayerWeights, Tensor, WeightError};
 
 /// Most extents one layer may be split into (a layer straddling shards or interleaved with
@@ -106,6 +107,31 @@ pub struct StreamedHead<'s> {
     pub ranges: &'s [RowRange],
 }
 
+/// What one sweep computes: the step's tokens, which sequence each run of them belongs to,
+/// and the rows whose logits the head computes.
+#[derive(Clone, Copy, Debug)]
+pub struct StepBatch<'b> {
+    /// Every token of the step, segment after segment.
+    pub tokens: &'b [u32],
+    /// The runs of `tokens`, one sequence each, sorted and tiling `tokens`.
+    pub segs: &'b [Segment],
+    /// The batch rows the head computes logits for, in the order they land in the run state.
+    pub logit_rows: &'b [usize],
+}
+
+impl<'b> StepBatch<'b> {
+    /// One sequence's `tokens` at `pos0` in KV slot 0, with the logits of the last token.
+    pub fn alone(tokens: &'b [u32], seg: &'b [Segment; 1], last: &'b [usize; 1]) -> StepBatch<'b> {
+        debug_assert_eq!(seg[0].n, tokens.len());
+        debug_assert_eq!(last[0] + 1, tokens.len());
+        StepBatch {
+            tokens,
+            segs: seg,
+            logit_rows: last,
+        }
+    }
+}
+
 /// Everything one sweep touches.
 pub struct Sweep<'s, 'h> {
     pub model: &'s ModelFiles,
@@ -120,24 +146,22 @@ pub struct Sweep<'s, 'h> {
 }
 
 impl Sweep<'_, '_> {
-    /// Runs `tokens` (at positions `pos0..`), embedded from `embd`, through every layer and
-    /// the LM head; the logits of the last token land in `st.logits`. With `rec`, every row's
-    /// read, stall and compute is recorded.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs the batch's tokens, embedded from `embd`, through every layer (each segment over
+    /// its own sequence's cache) and the LM head; the logits of `batch.logit_rows[i]` land in
+    /// `st.logits(i)` (no logits asked, no head computed). With `rec`, every row's read, stall and compute is recorded.
     pub fn run(
         &self,
         embd: &mut dyn EmbeddingRows,
-        tokens: &[u32],
-        pos0: usize,
+        batch: &StepBatch<'_>,
         st: &mut RunState,
-        cache: &mut KvCache,
+        caches: &mut impl KvCaches,
         times: &mut SweepTimes,
         mut rec: Option<&mut SweepRecorder>,
     ) -> Result<(), ExecError> {
-        let n = tokens.len();
+        let n = batch.tokens.len();
         let started = Instant::now();
         let mut io_wait = Duration::ZERO;
-        embed(self.cfg, embd, tokens, st)?;
+        embed(self.cfg, embd, batch.tokens, st)?;
         if let Some(r) = rec.as_deref_mut() {
             r.begin(started);
             // Rows read on demand block the host on the disk; resident rows are a copy.
@@ -180,7 +204,7 @@ impl Sweep<'_, '_> {
                 }
             }
             let w = LayerWeights::view(layer, extents, &payloads[..k])?;
-            forward_layer(self.cfg, &w, layer, pos0, n, st, cache, self.pool)?;
+            forward_layer(self.cfg, &w, layer, batch.segs, st, caches, self.pool)?;
             if let Some(r) = rec.as_deref_mut() {
                 let mut reads = ReadTally::default();
                 for g in guards.iter().flatten() {
@@ -190,7 +214,7 @@ impl Sweep<'_, '_> {
             }
             drop(guards);
         }
-        io_wait += self.head(n, st, rec.as_deref_mut())?;
+        io_wait += self.head(batch.logit_rows, st, rec.as_deref_mut())?;
         if let Some(r) = rec {
             r.end(n);
         }
@@ -204,14 +228,16 @@ impl Sweep<'_, '_> {
     /// waits and compute, recorded as the summed wait followed by the rest.
     fn head(
         &self,
-        n: usize,
+        rows: &[usize],
         st: &mut RunState,
         rec: Option<&mut SweepRecorder>,
     ) -> Result<Duration, ExecError> {
         let norm = &self.globals.output_norm;
         let row_start = Instant::now();
         if let Some(output) = &self.globals.output {
-            forward_head(self.cfg, norm, output, n, st, self.pool)?;
+            if !rows.is_empty() {
+                forward_head(self.cfg, norm, output, rows, st, self.pool)?;
+            }
             if let Some(r) = rec {
                 let reads = ReadTally::default();
                 r.head(&reads.record(Duration::ZERO, row_start, Instant::now()));
@@ -221,7 +247,11 @@ impl Sweep<'_, '_> {
         let (Some(head), Some(streamer)) = (self.head, self.store.streamer.as_ref()) else {
             unreachable!("a head that is not resident streams")
         };
-        head_input(self.cfg, norm, head.ty, n, st)?;
+        // A step that needs no logits (a prompt chunk that does not end its prompt) still
+        // takes the head's ranges off the streamer, which delivers them every sweep.
+        if !rows.is_empty() {
+            head_input(self.cfg, norm, head.ty, rows, st)?;
+        }
         let mut io_wait = Duration::ZERO;
         let mut reads = ReadTally::default();
         for r in head.ranges {
@@ -229,13 +259,15 @@ impl Sweep<'_, '_> {
             let guard = streamer.next()?;
             io_wait += waited.elapsed();
             reads.add(guard.read_span());
-            let rows = Tensor {
+            let range = Tensor {
                 ty: head.ty,
                 row_elems: head.row_elems,
                 n_rows: r.n_rows,
                 bytes: guard.bytes(),
             };
-            head_rows(&rows, r.row0, st, self.pool)?;
+            if !rows.is_empty() {
+                head_rows(&range, r.row0, rows.len(), st, self.pool)?;
+            }
         }
         if let Some(r) = rec {
             r.head(&reads.record(io_wait, row_start, Instant::now()));

@@ -8,6 +8,8 @@ pub mod planner;
 pub mod row_reader;
 pub mod rows;
 pub mod sampler;
+pub mod scheduler;
 pub mod session;
+pub mod stops;
 pub mod store;
 pub mod tiers;

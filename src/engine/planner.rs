@@ -178,6 +178,12 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 }
 
+/// Bytes of KV cache to plan for: `max_batch` sequences of `n_ctx` positions each.
+pub fn kv_plan_bytes(n_layer: usize, kv_dim: usize, n_ctx: usize, max_batch: usize) -> u64 {
+    crate::model::kv_cache::KvCache::bytes_for(n_layer, kv_dim, n_ctx)
+        .saturating_mul(max_batch.max(1) as u64)
+}
+
 /// 75% of available memory, less the KV cache, the small vectors and a worst-case ring.
 fn default_budget(input: &PlanInput) -> u64 {
     let usable = (input.mem_available as f64 * DEFAULT_BUDGET_FRACTION) as u64;
@@ -342,5 +348,23 @@ mod tests {
         // 64 MiB of 2 MiB slots would be 32, capped at the 30 streamed layers.
         assert_eq!(p.ring_slots, 30);
         assert_eq!(p.depth, 29);
+    }
+
+    #[test]
+    fn the_default_budget_leaves_room_for_every_sequence_of_a_batch() {
+        // 30 layers of 64 KiB-wide KV per position: 2 MiB per 32 positions per sequence.
+        let one = kv_plan_bytes(30, 512, 2048, 1);
+        assert_eq!(kv_plan_bytes(30, 512, 2048, 16), 16 * one);
+        let mut alone = input(None);
+        alone.kv_cache_bytes = one;
+        let mut batch = input(None);
+        batch.kv_cache_bytes = kv_plan_bytes(30, 512, 2048, 16);
+        let (a, b) = (plan(&alone), plan(&batch));
+        assert!(b.budget_bytes + 15 * one <= a.budget_bytes + 1);
+        assert!(
+            b.n_resident() < a.n_resident(),
+            "16 sequences' KV ({} MiB) leaves room for fewer layers",
+            batch.kv_cache_bytes / MIB
+        );
     }
 }

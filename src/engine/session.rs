@@ -10,18 +10,17 @@ use sluice_runtime::ReaderConfig;
 use thiserror::Error;
 
 use super::backend::{select, DeviceChoice, Selected};
-use super::executor::{check_extent_counts, ExecError, Globals, StreamedHead, Sweep, SweepTimes};
+use super::executor::{check_extent_counts, ExecError};
 use super::layer_times::{layer_times_requested, PipelineTimes, SweepRecorder};
-use super::planner::{mem_available_bytes, plan, Plan, PlanInput};
+use super::planner::{kv_plan_bytes, mem_available_bytes, plan, Plan, PlanInput};
 use super::row_reader::RowReader;
 use super::sampler::Sampler;
+use super::scheduler::{BatchError, BatchOptions, Driver, Finished, SeqRequest, Verdict};
 use super::store::{GlobalMatrix, WeightStore};
 use crate::cpu::ThreadPool;
-use crate::cuda::release::Loans;
 use crate::cuda::{CudaBackend, CudaError};
-use crate::model::forward::{Config, EmbeddingRows, RunState};
-use crate::model::kv_cache::KvCache;
-use crate::model::weights::{check_tensors, WeightError};
+use crate::model::forward::Config;
+use crate::model::weights::check_tensors;
 
 /// Largest number of prompt tokens computed in one sweep; longer prompts take several.
 pub const PREFILL_BATCH_MAX: usize = 512;
@@ -45,6 +44,8 @@ pub enum EngineError {
     EmptyPrompt,
     #[error(transparent)]
     Cuda(#[from] CudaError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
 }
 
 impl EngineError {
@@ -56,6 +57,7 @@ impl EngineError {
                 | EngineError::Model { .. }
                 | EngineError::PromptTooLong { .. }
                 | EngineError::EmptyPrompt
+                | EngineError::Batch(_)
         )
     }
 }
@@ -76,6 +78,9 @@ pub struct EngineOptions {
     /// Time every layer of every sweep (read, copy, compute, stall), as `SLUICE_LAYER_TIMES=1`
     /// does; off, nothing is recorded.
     pub layer_times: bool,
+    /// Sequences run at once ([`run_batch`](Engine::run_batch)): the planner keeps room for
+    /// this many KV caches of the context [`Engine::load`] is given.
+    pub max_batch: usize,
 }
 
 /// Why generation ended.
@@ -85,6 +90,8 @@ pub enum StopReason {
     Length,
     /// The model produced an end-of-generation token.
     Eos,
+    /// A stop string of the request was generated.
+    Stop,
     /// The caller asked to stop (Ctrl-C).
     Interrupted,
 }
@@ -95,6 +102,7 @@ impl StopReason {
         match self {
             StopReason::Length => "length",
             StopReason::Eos => "eos",
+            StopReason::Stop => "stop",
             StopReason::Interrupted => "interrupted",
         }
     }
@@ -128,16 +136,16 @@ pub struct Engine {
     pub cfg: Config,
     pub plan: Plan,
     pub load_time: Duration,
-    pool: ThreadPool,
-    store: WeightStore,
+    pub(super) pool: ThreadPool,
+    pub(super) store: WeightStore,
     /// The GPU backend, when one computes.
-    cuda: Option<Box<CudaBackend>>,
+    pub(super) cuda: Option<Box<CudaBackend>>,
     /// Why the CPU computes when `--device auto` found no usable GPU.
     pub cpu_because: Option<String>,
     /// Reads embedding rows on demand when the embeddings are not resident.
-    embd_reader: Option<RowReader>,
+    pub(super) embd_reader: Option<RowReader>,
     /// Per-layer times of CPU sweeps, when asked for (the GPU keeps its own).
-    layer_rec: Option<SweepRecorder>,
+    pub(super) layer_rec: Option<SweepRecorder>,
 }
 
 impl Engine {
@@ -282,155 +290,79 @@ impl Engine {
 
     /// Generates up to `max_tokens` after `prompt`; `on_token` sees each token as it is
     /// chosen and returns false to stop (Ctrl-C). Stops early at an end-of-generation token.
+    /// This is [`run_batch`](Engine::run_batch) with one sequence.
     pub fn generate(
         &mut self,
         prompt: &[u32],
         max_tokens: usize,
-        sampler: &mut Sampler,
+        sampler: Sampler,
         is_eog: impl Fn(u32) -> bool,
-        mut on_token: impl FnMut(u32) -> bool,
+        on_token: impl FnMut(u32) -> bool,
     ) -> Result<Generation, EngineError> {
         self.check_prompt(prompt)?;
         let context = self.model.spec.context_length;
         let max_tokens = max_tokens.min(context - prompt.len());
-        let n_ctx = prompt.len() + max_tokens;
-        let on_gpu = self.cuda.is_some();
-        // On the GPU the host keeps only the logits: no host KV cache, one-token buffers.
-        let host_ctx = if on_gpu { 1 } else { n_ctx };
-        let mut cache = KvCache::new(self.cfg.n_layer, self.model.spec.kv_dim(), host_ctx);
-        let batch_max = prompt.len().min(PREFILL_BATCH_MAX);
-        let held_started = Instant::now();
-        let held = self.store.hold()?;
-        let globals = Globals::view(&self.model.extents, &held).map_err(ExecError::from)?;
-        let resident_load = held_started.elapsed();
-        let host_batch = if on_gpu { 1 } else { batch_max };
-        let mut st = RunState::new(
-            &self.cfg,
-            host_batch,
-            cache.n_ctx(),
-            Vec::new(),
-            self.pool.n_threads(),
-        );
-        let mut device = match self.cuda.as_mut() {
-            Some(g) => Some(g.start(&self.cfg, &globals, batch_max, n_ctx)?),
-            None => None,
+        let mut opts = BatchOptions::new(1);
+        opts.step_tokens = prompt.len().min(PREFILL_BATCH_MAX);
+        opts.keep_first_logits = true;
+        let mut one = OneSequence {
+            request: Some(SeqRequest {
+                id: 0,
+                prompt: prompt.to_vec(),
+                max_tokens,
+                sampler,
+            }),
+            is_eog,
+            on_token,
+            result: None,
         };
-        let host_slots = self
-            .store
-            .streamer
-            .as_ref()
-            .map_or(1, |p| p.reader().ring().slot_count());
-        let mut loans = Loans::new(host_slots);
-        let head = GlobalMatrix::head(&self.model.extents)
-            .filter(|_| !self.plan.head_ranges.is_empty())
-            .map(|m| StreamedHead {
-                ty: m.slice.ty,
-                row_elems: m.row_elems(),
-                ranges: &self.plan.head_ranges,
-            });
-        let sweep = Sweep {
-            model: &self.model,
-            cfg: &self.cfg,
-            resident: &self.plan.resident,
-            store: &self.store,
-            held: &held,
-            globals: &globals,
-            head,
-            pool: &self.pool,
-        };
-        let mut resident_embd = globals.token_embd;
-        let missing_embd = || {
-            EngineError::from(ExecError::from(WeightError::Missing {
-                layer: None,
-                role: TensorRole::TokenEmbd,
-            }))
-        };
-        let embd: &mut dyn EmbeddingRows = match (&mut self.embd_reader, &mut resident_embd) {
-            (_, Some(t)) => t,
-            (Some(r), None) => r,
-            (None, None) => return Err(missing_embd()),
-        };
-        let streamed_before = self.store.streamed_bytes_read();
-        let mut times = SweepTimes::default();
-        let (cuda, store, cfg, extents, layer_rec) = (
-            &mut self.cuda,
-            &self.store,
-            &self.cfg,
-            &self.model.extents,
-            &mut self.layer_rec,
-        );
-        let mut step = |tokens: &[u32],
-                        pos0: usize,
-                        st: &mut RunState,
-                        cache: &mut KvCache,
-                        times: &mut SweepTimes|
-         -> Result<(), EngineError> {
-            match (cuda.as_mut(), device.as_mut()) {
-                (Some(g), Some(d)) => Ok(g.sweep(
-                    cfg,
-                    extents,
-                    store,
-                    &held,
-                    globals.token_embd.as_ref().ok_or_else(missing_embd)?,
-                    tokens,
-                    pos0,
-                    d,
-                    &mut loans,
-                    &mut st.logits,
-                    times,
-                )?),
-                _ => Ok(sweep.run(embd, tokens, pos0, st, cache, times, layer_rec.as_mut())?),
-            }
-        };
-        for &t in prompt {
-            sampler.observe(t);
-        }
-
-        let prefill_started = Instant::now();
-        for (i, chunk) in prompt.chunks(batch_max).enumerate() {
-            step(chunk, i * batch_max, &mut st, &mut cache, &mut times)?;
-        }
-        let prefill = prefill_started.elapsed();
-        let first_logits = st.logits.clone();
-
-        let decode_started = Instant::now();
-        let mut tokens = Vec::with_capacity(max_tokens);
-        let mut stop_reason = StopReason::Length;
-        let mut pos = prompt.len();
-        let mut decode_steps = 0usize;
-        while tokens.len() < max_tokens {
-            let next = sampler.sample(&mut st.logits);
-            if is_eog(next) {
-                stop_reason = StopReason::Eos;
-                break;
-            }
-            sampler.observe(next);
-            tokens.push(next);
-            if !on_token(next) {
-                stop_reason = StopReason::Interrupted;
-                break;
-            }
-            if tokens.len() == max_tokens {
-                break;
-            }
-            step(&[next], pos, &mut st, &mut cache, &mut times)?;
-            pos += 1;
-            decode_steps += 1;
-        }
-        let decode = decode_started.elapsed();
+        let stats = self.run_batch(&opts, &mut one)?;
+        let f = one
+            .result
+            .unwrap_or_else(|| unreachable!("a run of one admitted sequence reports it"))?;
         Ok(Generation {
-            decode_steps,
-            tokens,
-            stop_reason,
-            resident_load,
-            prefill,
-            decode,
-            io_wait: times.io_wait,
-            streamed_bytes: self.store.streamed_bytes_read() - streamed_before,
-            first_logits,
-            kv_cache_bytes: cache.bytes() as u64,
-            run_state_bytes: st.bytes() as u64,
+            decode_steps: f.decode_steps,
+            stop_reason: f.stop_reason,
+            resident_load: stats.resident_load,
+            prefill: f.prefilled.duration_since(f.started),
+            decode: f.ended.duration_since(f.prefilled),
+            io_wait: stats.io_wait,
+            streamed_bytes: stats.streamed_bytes,
+            first_logits: f.first_logits.unwrap_or_default(),
+            kv_cache_bytes: stats.peak_kv_bytes,
+            run_state_bytes: stats.run_state_bytes,
+            tokens: f.tokens,
         })
+    }
+}
+
+/// The driver of [`Engine::generate`]: one sequence, its tokens handed to a callback.
+struct OneSequence<E, T> {
+    request: Option<SeqRequest>,
+    is_eog: E,
+    on_token: T,
+    result: Option<Result<Finished, EngineError>>,
+}
+
+impl<E: Fn(u32) -> bool, T: FnMut(u32) -> bool> Driver for OneSequence<E, T> {
+    fn next(&mut self, _idle: bool) -> Option<SeqRequest> {
+        self.request.take()
+    }
+
+    fn is_eog(&self, token: u32) -> bool {
+        (self.is_eog)(token)
+    }
+
+    fn token(&mut self, _id: u64, token: u32, _logits: &[f32]) -> Verdict {
+        if (self.on_token)(token) {
+            Verdict::Continue
+        } else {
+            Verdict::Stop(StopReason::Interrupted)
+        }
+    }
+
+    fn finished(&mut self, _id: u64, result: Result<Finished, EngineError>) {
+        self.result = Some(result);
     }
 }
 
@@ -463,7 +395,7 @@ fn plan_input(
         embd_extent_bytes,
         vector_bytes: ext.global_bytes().saturating_sub(matrices),
         alignment_bytes: ext.alignment_bytes,
-        kv_cache_bytes: KvCache::bytes_for(cfg.n_layer, model.spec.kv_dim(), n_ctx),
+        kv_cache_bytes: kv_plan_bytes(cfg.n_layer, model.spec.kv_dim(), n_ctx, opts.max_batch),
         ram_budget: opts.ram_budget,
         mem_available: mem_available_bytes().unwrap_or(0),
     })

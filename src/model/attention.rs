@@ -6,7 +6,9 @@
 use std::sync::{Mutex, PoisonError};
 
 use super::kv_cache::{KvCache, KV_PAD};
+use super::kv_slabs::KvCaches;
 use super::ops::softmax_scaled;
+use super::segment::{segment_of, Segment};
 use crate::cpu::dot::vec_dot_f16_f16;
 use crate::cpu::gemm_f16::dot_f16_gemm;
 use crate::cpu::quantize::convert_row_f16;
@@ -69,9 +71,8 @@ pub fn attend(
     }
 }
 
-/// Attention for the `n_tok` tokens at positions `pos0..pos0 + n_tok` whose queries are the
-/// rows of `q`, into the rows of `out`, one (token, head) pair per work item across the pool.
-/// `scratch` holds one scratch per pool thread; every output is the same as [`attend`]'s.
+/// Attention for the `n_tok` tokens of one sequence at positions `pos0..pos0 + n_tok` whose
+/// queries are the rows of `q`, into the rows of `out`: [`attend_segments`] with one segment.
 #[allow(clippy::too_many_arguments)]
 pub fn attend_batch(
     cache: &KvCache,
@@ -80,11 +81,31 @@ pub fn attend_batch(
     q: &[f32],
     pos0: usize,
     n_tok: usize,
-    n_kv: usize,
     scratch: &[Mutex<AttnScratch>],
     out: &mut [f32],
     pool: &ThreadPool,
 ) {
+    let segs = [Segment::alone(pos0, n_tok)];
+    attend_segments(cache, layer, shape, q, &segs, scratch, out, pool);
+}
+
+/// Attention for every token of a step's batch, each over its own sequence's cache: the
+/// queries are the rows of `q`, the outputs the rows of `out`, and `segs` (sorted by row,
+/// tiling the batch) say which sequence and position each row is. One (token, head) pair per
+/// work item across the pool; `scratch` holds one scratch per pool thread. Every output is the
+/// same as [`attend`]'s for that token alone, with the padded `n_kv` of its segment.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_segments(
+    caches: &impl KvCaches,
+    layer: usize,
+    shape: AttnShape,
+    q: &[f32],
+    segs: &[Segment],
+    scratch: &[Mutex<AttnScratch>],
+    out: &mut [f32],
+    pool: &ThreadPool,
+) {
+    let n_tok = segs.last().map_or(0, |s| s.row0 + s.n);
     let hd = shape.head_dim;
     let width = shape.n_head * hd;
     debug_assert!(q.len() >= n_tok * width && out.len() >= n_tok * width);
@@ -100,12 +121,14 @@ pub fn attend_batch(
             let next = items.lock().unwrap_or_else(PoisonError::into_inner).next();
             let Some((i, o)) = next else { break };
             let (t, h) = (i / shape.n_head, i % shape.n_head);
+            let seg = segment_of(segs, t);
+            let cache = caches.cache(seg.slot);
             let at = HeadAt {
                 layer,
                 head: h,
-                pos: pos0 + t,
-                n_kv,
-                batched: n_tok > 1,
+                pos: seg.pos0 + (t - seg.row0),
+                n_kv: padded_n_kv(seg.pos0 + seg.n, cache.n_ctx()),
+                batched: seg.batched,
             };
             let qh = &q[t * width + h * hd..t * width + (h + 1) * hd];
             attend_head(cache, shape, at, qh, &mut s, o);
@@ -296,7 +319,7 @@ mod tests {
                     .collect();
                 let mut got = vec![f32::NAN; tokens * width];
                 attend_batch(
-                    &cache, 0, shape, &q, pos0, tokens, n_kv, &scratch, &mut got, &pool,
+                    &cache, 0, shape, &q, pos0, tokens, &scratch, &mut got, &pool,
                 );
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(
@@ -305,6 +328,85 @@ mod tests {
                     "{tokens} tokens, {threads} threads"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn segments_of_several_sequences_equal_each_token_alone() {
+        use crate::model::kv_slabs::{KvCaches, KvSlabs};
+        let shape = AttnShape {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 16,
+        };
+        let width = shape.n_head * shape.head_dim;
+        let kvd = shape.n_head_kv * shape.head_dim;
+        let mut slabs = KvSlabs::new(1, kvd, 3, u64::MAX);
+        // Three sequences of different lengths: a decode token at 40, a prompt chunk of 7 at
+        // 0 (batched), a decode token at 3.
+        let lens = [41usize, 7, 4];
+        let slots: Vec<usize> = lens.iter().map(|&l| slabs.alloc(l + 8).unwrap()).collect();
+        for (s, (&slot, &len)) in slots.iter().zip(&lens).enumerate() {
+            for p in 0..len {
+                let k: Vec<f32> = (0..kvd)
+                    .map(|i| ((p * 31 + i + s * 7) as f32 * 0.013).sin())
+                    .collect();
+                let v: Vec<f32> = (0..kvd)
+                    .map(|i| ((p * 17 + i + s * 3) as f32 * 0.029).cos())
+                    .collect();
+                slabs.cache_mut(slot).store(0, p, &k, &v);
+            }
+        }
+        let segs = [
+            Segment {
+                row0: 0,
+                n: 1,
+                pos0: 40,
+                slot: slots[0],
+                batched: false,
+            },
+            Segment {
+                row0: 1,
+                n: 7,
+                pos0: 0,
+                slot: slots[1],
+                batched: true,
+            },
+            Segment {
+                row0: 8,
+                n: 1,
+                pos0: 3,
+                slot: slots[2],
+                batched: false,
+            },
+        ];
+        let n_tok = 9;
+        let q: Vec<f32> = (0..n_tok * width)
+            .map(|i| (i as f32 * 0.07).sin())
+            .collect();
+        let mut want = vec![0.0f32; n_tok * width];
+        for seg in &segs {
+            let cache = slabs.cache(seg.slot);
+            let n_kv = padded_n_kv(seg.pos0 + seg.n, cache.n_ctx());
+            let mut s = AttnScratch::new(shape.head_dim, cache.n_ctx());
+            for t in seg.rows() {
+                let (qt, ot) = (
+                    &q[t * width..(t + 1) * width],
+                    &mut want[t * width..(t + 1) * width],
+                );
+                let pos = seg.pos0 + t - seg.row0;
+                attend(cache, 0, shape, qt, pos, n_kv, seg.batched, &mut s, ot);
+            }
+        }
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool::new(threads);
+            let scratch: Vec<Mutex<AttnScratch>> = (0..threads)
+                .map(|_| Mutex::new(AttnScratch::new(shape.head_dim, 64)))
+                .collect();
+            let mut got = vec![f32::NAN; n_tok * width];
+            attend_segments(&slabs, 0, shape, &q, &segs, &scratch, &mut got, &pool);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{threads} threads");
         }
     }
 }

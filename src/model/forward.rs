@@ -13,11 +13,12 @@ use sluice_loader::spec::{Arch, ModelSpec, RopeStyle, SourceFormat};
 use sluice_loader::GgmlType;
 use thiserror::Error;
 
-use super::attention::{attend_batch, padded_n_kv, AttnScratch, AttnShape};
-use super::kv_cache::KvCache;
+use super::attention::{attend_segments, AttnScratch, AttnShape};
+use super::kv_slabs::KvCaches;
 use super::ops::{
     add_bias_rows, add_in_place, rms_norm, swiglu, swiglu_chunk, RopePairs, RopeTable,
 };
+use super::segment::Segment;
 use super::weights::{LayerWeights, Tensor};
 use crate::cpu::{
     matmul, matmul_many_with, matmul_pair_with, quantize_acts, vec_dot_type, CpuError, Isa,
@@ -115,24 +116,30 @@ pub struct RunState {
     /// One head, for the HF → interleaved permutation.
     head_scratch: Vec<f32>,
     acts: QuantizedActs,
-    /// Logits of the last token of the batch.
-    pub logits: Vec<f32>,
+    /// Logits `[logit_rows][n_vocab]`: one row per token the head was asked for, in order.
+    logits: Vec<f32>,
+    n_vocab: usize,
+    /// A streamed head range's products `[rows asked][range rows]` before they are scattered
+    /// into `logits` (sized by [`reserve_head_range`](RunState::reserve_head_range)).
+    head_tmp: Vec<f32>,
     rope: RopeTable,
     /// Attention scratch, one per pool thread.
     attn: Vec<Mutex<AttnScratch>>,
 }
 
 impl RunState {
-    /// Buffers for batches of up to `batch_max` tokens over a cache of `n_ctx` positions, for
-    /// a pool of `n_threads` threads.
+    /// Buffers for batches of up to `batch_max` tokens over caches of up to `n_ctx` positions,
+    /// logits for up to `logit_rows` tokens per batch, for a pool of `n_threads` threads.
     pub fn new(
         cfg: &Config,
         batch_max: usize,
         n_ctx: usize,
+        logit_rows: usize,
         rope_freq_factors: Vec<f32>,
         n_threads: usize,
     ) -> RunState {
         let b = batch_max.max(1);
+        let logit_rows = logit_rows.clamp(1, b);
         let widest = cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim());
         RunState {
             batch_max: b,
@@ -148,7 +155,9 @@ impl RunState {
             vec_scratch: vec![0.0; cfg.n_embd.max(cfg.q_dim()).max(cfg.kv_dim())],
             head_scratch: vec![0.0; cfg.head_dim],
             acts: QuantizedActs::for_shape(b, widest),
-            logits: vec![0.0; cfg.n_vocab],
+            logits: vec![0.0; logit_rows * cfg.n_vocab],
+            n_vocab: cfg.n_vocab,
+            head_tmp: Vec::new(),
             rope: RopeTable::new(cfg.n_rot, cfg.rope_freq_base, rope_freq_factors),
             attn: (0..n_threads.max(1))
                 .map(|_| Mutex::new(AttnScratch::new(cfg.head_dim, n_ctx)))
@@ -159,6 +168,30 @@ impl RunState {
     /// The largest batch these buffers hold.
     pub fn batch_max(&self) -> usize {
         self.batch_max
+    }
+
+    /// The most tokens one batch can ask the head for.
+    pub fn logit_rows(&self) -> usize {
+        self.logits.len() / self.n_vocab.max(1)
+    }
+
+    /// The logits of the `i`th token the last head was asked for.
+    pub fn logits(&self, i: usize) -> &[f32] {
+        &self.logits[i * self.n_vocab..(i + 1) * self.n_vocab]
+    }
+
+    /// The logits of the `i`th token the last head was asked for, to sample from in place.
+    pub fn logits_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.logits[i * self.n_vocab..(i + 1) * self.n_vocab]
+    }
+
+    /// Makes room, once, for a streamed head's ranges of up to `range_rows` rows (one token's
+    /// range products land in its logits directly).
+    pub fn reserve_head_range(&mut self, range_rows: usize) {
+        let want = self.logit_rows() * range_rows;
+        if self.logit_rows() > 1 && self.head_tmp.len() < want {
+            self.head_tmp = vec![0.0; want];
+        }
     }
 
     /// Bytes of the activation buffers and the logits (the RoPE table and the attention
@@ -177,6 +210,7 @@ impl RunState {
             &self.vec_scratch,
             &self.head_scratch,
             &self.logits,
+            &self.head_tmp,
         ];
         let floats: usize = f32_bufs.iter().map(|b| b.len()).sum();
         floats * std::mem::size_of::<f32>() + self.acts.capacity_bytes()
@@ -354,18 +388,19 @@ pub fn embed(
     Ok(())
 }
 
-/// One transformer block over `n` tokens at positions `pos0..pos0+n`.
+/// One transformer block over a step's batch: `segs` (sorted, tiling the batch) say which
+/// sequence, KV slot and position each token row is.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_layer(
     cfg: &Config,
     w: &LayerWeights<'_>,
     layer: usize,
-    pos0: usize,
-    n: usize,
+    segs: &[Segment],
     st: &mut RunState,
-    cache: &mut KvCache,
+    caches: &mut impl KvCaches,
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
+    let n = segs.last().map_or(0, |s| s.row0 + s.n);
     debug_assert!(n >= 1 && n <= st.batch_max);
     let (e, qd, kvd) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim());
 
@@ -386,39 +421,40 @@ pub fn forward_layer(
         interleave_heads(&mut st.q[..n * qd], cfg.head_dim, &mut st.head_scratch);
         interleave_heads(&mut st.k[..n * kvd], cfg.head_dim, &mut st.head_scratch);
     }
-    for t in 0..n {
-        st.rope.set_position(pos0 + t);
-        st.rope.apply(
-            &mut st.q[t * qd..(t + 1) * qd],
-            cfg.head_dim,
-            cfg.rope_pairs,
-        );
-        st.rope.apply(
-            &mut st.k[t * kvd..(t + 1) * kvd],
-            cfg.head_dim,
-            cfg.rope_pairs,
-        );
-        cache.store(
-            layer,
-            pos0 + t,
-            &st.k[t * kvd..(t + 1) * kvd],
-            &st.v[t * kvd..(t + 1) * kvd],
-        );
+    for seg in segs {
+        let cache = caches.cache_mut(seg.slot);
+        for t in seg.rows() {
+            let pos = seg.pos0 + (t - seg.row0);
+            st.rope.set_position(pos);
+            st.rope.apply(
+                &mut st.q[t * qd..(t + 1) * qd],
+                cfg.head_dim,
+                cfg.rope_pairs,
+            );
+            st.rope.apply(
+                &mut st.k[t * kvd..(t + 1) * kvd],
+                cfg.head_dim,
+                cfg.rope_pairs,
+            );
+            cache.store(
+                layer,
+                pos,
+                &st.k[t * kvd..(t + 1) * kvd],
+                &st.v[t * kvd..(t + 1) * kvd],
+            );
+        }
     }
-    let n_kv = padded_n_kv(pos0 + n, cache.n_ctx());
     let shape = AttnShape {
         n_head: cfg.n_head,
         n_head_kv: cfg.n_head_kv,
         head_dim: cfg.head_dim,
     };
-    attend_batch(
-        cache,
+    attend_segments(
+        caches,
         layer,
         shape,
         &st.q[..n * qd],
-        pos0,
-        n,
-        n_kv,
+        segs,
         &st.attn,
         &mut st.att[..n * qd],
         pool,
@@ -453,46 +489,74 @@ pub fn forward_layer(
     Ok(())
 }
 
-/// Final norm and LM head for the last of `n` tokens; the logits land in `st.logits`.
+/// Final norm and LM head for the batch rows `rows` (at most [`RunState::logit_rows`]); the
+/// logits of `rows[i]` land in [`RunState::logits`]`(i)`.
 pub fn forward_head(
     cfg: &Config,
     output_norm: &Tensor<'_>,
     output: &Tensor<'_>,
-    n: usize,
+    rows: &[usize],
     st: &mut RunState,
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
-    head_input(cfg, output_norm, output.ty, n, st)?;
-    head_rows(output, 0, st, pool)
+    head_input(cfg, output_norm, output.ty, rows, st)?;
+    head_rows(output, 0, rows.len(), st, pool)
 }
 
-/// The LM head's input: the final norm of the last of `n` tokens, quantised for a head of type
+/// The LM head's input: the final norm of the batch rows `rows`, quantised for a head of type
 /// `head_ty`. [`head_rows`] then computes the logits from any rows of the head.
 pub fn head_input(
     cfg: &Config,
     output_norm: &Tensor<'_>,
     head_ty: GgmlType,
-    n: usize,
+    rows: &[usize],
     st: &mut RunState,
 ) -> Result<(), ForwardError> {
     let e = cfg.n_embd;
-    let last = &st.x[(n - 1) * e..n * e];
+    let m = rows.len();
+    debug_assert!(m >= 1 && m <= st.logit_rows());
     let norm_w = read_vector(output_norm, &mut st.vec_scratch)?;
-    rms_norm(last, norm_w, cfg.rms_eps, &mut st.xb[..e]);
-    quantize_acts(head_ty, &st.xb[..e], 1, &mut st.acts)?;
+    for (i, &r) in rows.iter().enumerate() {
+        rms_norm(
+            &st.x[r * e..(r + 1) * e],
+            norm_w,
+            cfg.rms_eps,
+            &mut st.xb[i * e..(i + 1) * e],
+        );
+    }
+    quantize_acts(head_ty, &st.xb[..m * e], m, &mut st.acts)?;
     Ok(())
 }
 
-/// Logits `row0..row0 + rows.n_rows` from those rows of the LM head, after [`head_input`]:
-/// each logit is one row's dot product, so a head taken range by range gives the same logits
-/// as the whole matrix.
+/// Logits `row0..row0 + head.n_rows` of the `m` tokens [`head_input`] prepared, from those rows
+/// of the LM head: each logit is one row's dot product, so a head taken range by range gives
+/// the same logits as the whole matrix.
 pub fn head_rows(
-    rows: &Tensor<'_>,
+    head: &Tensor<'_>,
     row0: usize,
+    m: usize,
     st: &mut RunState,
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
-    let out = &mut st.logits[row0..row0 + rows.n_rows];
-    matmul(&rows.matrix(), &st.acts, out, pool)?;
+    let (nv, nr) = (st.n_vocab, head.n_rows);
+    if m == 1 || nr == nv {
+        // One token's logits, or whole rows of logits: the product's layout is the logits'.
+        let out = if m == 1 {
+            &mut st.logits[row0..row0 + nr]
+        } else {
+            &mut st.logits[..m * nv]
+        };
+        matmul(&head.matrix(), &st.acts, out, pool)?;
+        return Ok(());
+    }
+    assert!(
+        st.head_tmp.len() >= m * nr,
+        "reserve_head_range was not called for ranges of {nr} rows"
+    );
+    matmul(&head.matrix(), &st.acts, &mut st.head_tmp[..m * nr], pool)?;
+    for i in 0..m {
+        st.logits[i * nv + row0..i * nv + row0 + nr]
+            .copy_from_slice(&st.head_tmp[i * nr..(i + 1) * nr]);
+    }
     Ok(())
 }

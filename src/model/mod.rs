@@ -5,5 +5,7 @@ pub mod attention;
 pub mod exp;
 pub mod forward;
 pub mod kv_cache;
+pub mod kv_slabs;
 pub mod ops;
+pub mod segment;
 pub mod weights;

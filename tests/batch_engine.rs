@@ -1,0 +1,268 @@
+//! Many sequences per sweep give every sequence the tokens it gets alone (greedy), on the real
+//! models: prompts of mixed lengths (one longer than a prefill chunk, so its chunks are split
+//! across steps beside decode tokens) with different token limits, more sequences than the
+//! batch holds (so some join while others decode, and leave at different steps), resident and
+//! streamed, on 1 and 2 threads, on this machine's kernel path and (re-running this test
+//! binary with `SLUICE_SIMD=scalar`) on the scalar twin. Needs the models of
+//! `scripts/fetch-models.sh all`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::{assert_no_failures, load_reference, REFERENCE_MODELS};
+use sluice::engine::backend::DeviceChoice;
+use sluice::engine::sampler::{Sampler, SamplerConfig};
+use sluice::engine::scheduler::{
+    BatchOptions, Driver, Finished, SeqRequest, Verdict, MAX_BATCH_LIMIT,
+};
+use sluice::engine::session::{Engine, EngineError, EngineOptions, StopReason};
+use sluice_loader::cache::require_model;
+use sluice_runtime::ReaderConfig;
+
+/// Hands the requests in order and keeps what each sequence produced.
+struct Collect {
+    queue: Vec<SeqRequest>,
+    done: BTreeMap<u64, Result<Finished, String>>,
+    /// Sequences live at each admission call, to show that joins happened mid-run.
+    joined_while_busy: usize,
+}
+
+impl Driver for Collect {
+    fn next(&mut self, idle: bool) -> Option<SeqRequest> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        if !idle {
+            self.joined_while_busy += 1;
+        }
+        Some(self.queue.remove(0))
+    }
+
+    fn is_eog(&self, _token: u32) -> bool {
+        false
+    }
+
+    fn token(&mut self, _id: u64, _token: u32, _logits: &[f32]) -> Verdict {
+        Verdict::Continue
+    }
+
+    fn finished(&mut self, id: u64, result: Result<Finished, EngineError>) {
+        self.done.insert(id, result.map_err(|e| e.to_string()));
+    }
+}
+
+fn greedy(n_vocab: usize) -> Sampler {
+    let cfg = SamplerConfig {
+        temperature: 0.0,
+        ..SamplerConfig::default()
+    };
+    Sampler::new(cfg, n_vocab)
+}
+
+/// The reference prompts' token ids, and one prompt longer than a prefill chunk made of them.
+fn prompts(model: &str) -> Vec<Vec<u32>> {
+    let r = load_reference(model);
+    let mut ps: Vec<Vec<u32>> = r
+        .prompts
+        .values()
+        .map(|p| p.prompt_token_ids.clone())
+        .collect();
+    let long: Vec<u32> = ps.iter().flatten().copied().cycle().take(530).collect();
+    ps.insert(1, long);
+    ps
+}
+
+fn load(path: &Path, threads: usize, ram_budget: Option<u64>, max_batch: usize) -> Engine {
+    let opts = EngineOptions {
+        threads,
+        ram_budget,
+        reader: ReaderConfig::default(),
+        device: DeviceChoice::Cpu,
+        vram_budget: None,
+        layer_times: false,
+        max_batch,
+    };
+    Engine::load(path, 1024, &opts).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every model × residency × thread count: batched tokens against alone tokens.
+#[test]
+fn batched_sequences_equal_each_sequence_alone() {
+    let mut failures = Vec::new();
+    let limits = [12usize, 9, 16, 5, 20];
+    // The scalar re-run (below) covers SmolLM2 on 2 threads only: its kernels are many times
+    // slower, and the scheduling and thread split are the same code on every path.
+    let scalar = std::env::var("SLUICE_SIMD").is_ok_and(|v| v == "scalar");
+    for model in REFERENCE_MODELS
+        .into_iter()
+        .filter(|&m| !scalar || m == "smollm2-135m")
+    {
+        let path = require_model(model);
+        let ps = prompts(model);
+        for (ram_budget, residency) in [(None, "resident"), (Some(0), "streamed")] {
+            for threads in [1, 2].into_iter().filter(|&t| !scalar || t == 2) {
+                let what = format!("{model}, {residency}, {threads} threads");
+                let mut engine = load(&path, threads, ram_budget, 3);
+                let n_vocab = engine.spec().n_vocab;
+                let alone: Vec<Vec<u32>> = ps
+                    .iter()
+                    .zip(limits)
+                    .map(|(p, n)| {
+                        engine
+                            .generate(p, n, greedy(n_vocab), |_| false, |_| true)
+                            .unwrap_or_else(|e| panic!("{what}: alone: {e}"))
+                            .tokens
+                    })
+                    .collect();
+                let mut driver = Collect {
+                    queue: ps
+                        .iter()
+                        .zip(limits)
+                        .enumerate()
+                        .map(|(i, (p, n))| SeqRequest {
+                            id: i as u64,
+                            prompt: p.clone(),
+                            max_tokens: n,
+                            sampler: greedy(n_vocab),
+                        })
+                        .collect(),
+                    done: BTreeMap::new(),
+                    joined_while_busy: 0,
+                };
+                let stats = engine
+                    .run_batch(&BatchOptions::new(3), &mut driver)
+                    .unwrap_or_else(|e| panic!("{what}: batch: {e}"));
+                assert!(
+                    driver.joined_while_busy >= 2,
+                    "{what}: sequences must join while others run"
+                );
+                assert_eq!(stats.peak_live, 3, "{what}");
+                assert_eq!(
+                    stats.generated_tokens,
+                    limits.iter().sum::<usize>(),
+                    "{what}"
+                );
+                for (i, want) in alone.iter().enumerate() {
+                    match driver.done.get(&(i as u64)) {
+                        Some(Ok(f)) => {
+                            assert_eq!(f.stop_reason, StopReason::Length, "{what}");
+                            if &f.tokens != want {
+                                failures.push(format!(
+                                    "{what}: sequence {i} (prompt of {} tokens): batched {:?} != alone {:?}",
+                                    ps[i].len(),
+                                    f.tokens,
+                                    want
+                                ));
+                            }
+                        }
+                        other => failures.push(format!("{what}: sequence {i}: {other:?}")),
+                    }
+                }
+                eprintln!(
+                    "{what}: {} sequences in {} steps, {} streamed bytes",
+                    ps.len(),
+                    stats.steps,
+                    stats.streamed_bytes
+                );
+            }
+        }
+    }
+    assert_no_failures("batched vs alone", &failures);
+}
+
+/// The same comparison on the scalar kernels: this test binary again, forced to them.
+#[test]
+fn batched_sequences_equal_alone_on_the_scalar_path() {
+    if std::env::var("SLUICE_SIMD").is_ok_and(|v| v == "scalar") {
+        return; // This is the child run: the test above does the work.
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            "batched_sequences_equal_each_sequence_alone",
+            "--nocapture",
+        ])
+        .env("SLUICE_SIMD", "scalar")
+        .output()
+        .expect("re-running the test binary");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scalar run failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the scalar run did not run the comparison:\n{text}"
+    );
+}
+
+/// A KV budget for two sequences holds the third back until one leaves; a sequence that alone
+/// exceeds the budget, an empty prompt and one longer than the context are refused by name
+/// while the others run; bad batch options are refused before anything runs.
+#[test]
+fn admission_is_bounded_by_the_kv_budget_and_refuses_bad_sequences() {
+    let path = require_model("smollm2-135m");
+    let mut engine = load(&path, 2, None, 2);
+    let n_vocab = engine.spec().n_vocab;
+    let p = prompts("smollm2-135m")[0].clone();
+    let req = |id: u64, prompt: Vec<u32>, max_tokens: usize| SeqRequest {
+        id,
+        prompt,
+        max_tokens,
+        sampler: greedy(n_vocab),
+    };
+    let mut opts = BatchOptions::new(3);
+    opts.n_ctx = Some(256);
+    let one = sluice::model::kv_cache::KvCache::bytes_for(
+        engine.cfg.n_layer,
+        engine.spec().kv_dim(),
+        p.len() + 8,
+    );
+    opts.kv_budget = Some(2 * one);
+    let mut driver = Collect {
+        queue: vec![
+            req(0, p.clone(), 8),
+            req(1, p.clone(), 8),
+            req(2, p.clone(), 8),
+            req(3, Vec::new(), 8),
+            req(4, vec![1; 300], 8),
+            req(5, p.clone(), 200),
+        ],
+        done: BTreeMap::new(),
+        joined_while_busy: 0,
+    };
+    let stats = engine.run_batch(&opts, &mut driver).expect("batch run");
+    assert_eq!(stats.peak_live, 2, "the budget holds two slabs");
+    assert!(stats.peak_kv_bytes <= 2 * one);
+    let alone = engine
+        .generate(&p, 8, greedy(n_vocab), |_| false, |_| true)
+        .expect("alone")
+        .tokens;
+    for id in 0..3 {
+        match &driver.done[&id] {
+            Ok(f) => assert_eq!(f.tokens, alone, "sequence {id}"),
+            Err(e) => panic!("sequence {id}: {e}"),
+        }
+    }
+    let err = |id: u64| driver.done[&id].as_ref().err().cloned().unwrap_or_default();
+    assert!(err(3).contains("empty"), "{}", err(3));
+    assert!(err(4).contains("context"), "{}", err(4));
+    assert!(err(5).contains("KV"), "{}", err(5));
+
+    for (max_batch, step) in [(0, 512), (MAX_BATCH_LIMIT + 1, 512), (4, 2), (1, 513)] {
+        let mut o = BatchOptions::new(max_batch);
+        o.step_tokens = step;
+        let mut d = Collect {
+            queue: vec![req(0, p.clone(), 4)],
+            done: BTreeMap::new(),
+            joined_while_busy: 0,
+        };
+        let e = engine
+            .run_batch(&o, &mut d)
+            .expect_err("bad batch options are refused");
+        assert!(e.is_bad_input(), "{e}");
+        assert!(d.done.is_empty(), "nothing ran");
+    }
+}
