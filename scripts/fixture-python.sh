@@ -45,7 +45,7 @@ if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$
   rm -rf "$venv"
   die "pip could not install the pinned packages of $reqs into $venv (is PyPI reachable?); run 'scripts/fixture-python.sh' again once it is"
 fi
-"$venv/bin/python" -c 'import gguf, numpy, safetensors' 2>/dev/null \
+"$venv/bin/python" -c 'import gguf, numpy, safetensors, openai' 2>/dev/null \
   || { rm -rf "$venv"; die "the packages of $reqs installed but do not import in $venv"; }
 echo "$want" > "$stamp"
 echo "$venv/bin/python"

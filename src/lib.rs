@@ -1,7 +1,7 @@
 //! sluice: run LLMs larger than memory by streaming their layers from NVMe.
 //!
 //! Data flows disk → `sluice_runtime` (extents into a ring of host buffers) → backend
-//! (`cpu`) → engine (model graph, executor, sampler) → the user (`cli`).
+//! (`cpu`) → engine (model graph, executor, sampler) → the user (`cli`, `serve`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cli;
@@ -9,3 +9,4 @@ pub mod cpu;
 pub mod cuda;
 pub mod engine;
 pub mod model;
+pub mod serve;

@@ -62,6 +62,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure parts of the engine (`sluice bench io --file F`, `sluice bench thermal --simulate`).
     Bench(bench::BenchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API, many requests per layer sweep.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Parses the command line, runs it, and returns the process exit status.
@@ -79,5 +81,6 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => crate::serve::run(&args),
     }
 }
