@@ -9,7 +9,7 @@ mod model;
 mod model_plot;
 mod pcie;
 mod plot;
-mod progress;
+pub(crate) mod progress;
 mod thermal;
 
 use clap::{Args, Subcommand};

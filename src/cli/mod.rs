@@ -3,6 +3,7 @@
 //! Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 bad usage or bad input file. Errors
 //! are printed to stderr as one sentence naming the file and the problem.
 
+pub mod batch;
 #[path = "../../bench/harness/mod.rs"]
 mod bench;
 pub mod inspect;
@@ -62,6 +63,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure parts of the engine (`sluice bench io --file F`, `sluice bench thermal --simulate`).
     Bench(bench::BenchArgs),
+    /// Generate for many prompts from a JSONL file, many sequences per layer sweep (resumable).
+    Batch(batch::BatchArgs),
     /// Serve the model over an OpenAI-compatible HTTP API, many requests per layer sweep.
     Serve(crate::serve::ServeArgs),
 }
@@ -81,6 +84,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Bench(args) => bench::run(args),
+        Command::Batch(args) => batch::run(&args),
         Command::Serve(args) => crate::serve::run(&args),
     }
 }

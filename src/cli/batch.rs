@@ -1,0 +1,246 @@
+//! `sluice batch`: generate for every line of a JSONL file, many sequences per layer sweep,
+//! writing each result as it finishes. Resumable: ids already in the output are skipped and a
+//! torn last line is done again. A bad line is reported with its line number and the others
+//! still run (exit status 1 at the end).
+
+mod driver;
+mod input;
+mod output;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use clap::Args;
+use serde_json::json;
+
+use super::bench::progress;
+use super::run_args::{DeviceArg, EngineArgs};
+use super::size::parse_size;
+use super::{interrupt, Failure};
+use crate::engine::sampler::SamplerConfig;
+use crate::engine::scheduler::{BatchOptions, MAX_BATCH_LIMIT};
+use crate::engine::session::Engine;
+use driver::{BatchDriver, Defaults, Tally};
+use output::Output;
+
+/// Options of `sluice batch`.
+#[derive(Args, Debug, Clone)]
+pub struct BatchArgs {
+    /// Model: a GGUF file, an HF directory (safetensors + config.json), or a cache alias.
+    #[arg(long, short = 'm', default_value = sluice_loader::cache::DEFAULT_ALIAS)]
+    pub model: String,
+    /// Input: one JSON object per line, {"id", "prompt" | "messages", "max_tokens"?,
+    /// "temperature"?, "seed"?, "stop"?}.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output: one JSON object per finished line, appended (ids already there are skipped).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Sequences generated together (each layer sweep advances all of them).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_batch: u16,
+    /// Tokens to generate at most per line (a line's "max_tokens" overrides it).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_tokens: u32,
+    /// Positions one sequence may hold, prompt and answer (capped by the model's context).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
+    pub ctx: u32,
+    /// Sampling temperature; 0 = greedy (a line's "temperature" overrides it).
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold in (0, 1].
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
+    pub top_p: f32,
+    /// Drop tokens below min-p × the top probability.
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    pub min_p: f32,
+    /// Repetition penalty over the last 64 tokens (1 = off).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub repeat_penalty: f32,
+    /// Seed of the random draw (a line's "seed" overrides it).
+    #[arg(long, default_value_t = 0x5eed)]
+    pub seed: u64,
+    /// No chat template for "prompt" lines; BOS exactly when the model's metadata asks for it.
+    #[arg(long)]
+    pub raw: bool,
+    /// Print the summary as one JSON object on stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// Compute threads (default: the machine's cores).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// Bytes of model weights kept resident in RAM (`0` streams every layer every step).
+    #[arg(long, value_parser = parse_size)]
+    pub ram_budget: Option<u64>,
+    /// Bytes of layer weights kept resident on the GPU.
+    #[arg(long, value_parser = parse_size)]
+    pub vram_budget: Option<u64>,
+    /// Tokenizer source for HF directories without tokenizer.json.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// Runs the command; returns the exit status.
+pub fn run(args: &BatchArgs) -> i32 {
+    super::exit_status(batch(args), "sluice batch")
+}
+
+fn batch(args: &BatchArgs) -> Result<(), Failure> {
+    let bad = |e: anyhow::Error| Failure::BadInput(e);
+    let defaults = SamplerConfig {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        repeat_last_n: 64,
+        seed: args.seed,
+    };
+    defaults.validate().map_err(|e| bad(e.into()))?;
+    let max_batch = args.max_batch as usize;
+    if max_batch > MAX_BATCH_LIMIT {
+        return Err(bad(anyhow!(
+            "--max-batch must be at most {MAX_BATCH_LIMIT}"
+        )));
+    }
+    let text = std::fs::read_to_string(&args.input)
+        .map_err(|e| bad(anyhow!("{}: {e}", args.input.display())))?;
+    let (lines, mut bad_lines) = input::parse_all(&text);
+    let (out, existing) = Output::open(&args.output).map_err(|e| bad(anyhow!(e)))?;
+    if existing.torn_bytes > 0 {
+        eprintln!(
+            "sluice batch: {}: cut off a torn last line ({} bytes); its sequence runs again",
+            args.output.display(),
+            existing.torn_bytes
+        );
+    }
+    let total_valid = lines.len();
+    let todo: Vec<_> = lines
+        .into_iter()
+        .filter(|l| !existing.done.contains(&input::id_key(&l.id)))
+        .collect();
+    let skipped = total_valid - todo.len();
+
+    let (path, opts) = EngineArgs {
+        model: &args.model,
+        device: args.device,
+        threads: args.threads,
+        ram_budget: args.ram_budget,
+        vram_budget: args.vram_budget,
+        layer_times: false,
+        max_batch,
+    }
+    .resolve()?;
+    let ctx = args.ctx as usize;
+    let mut engine = Engine::load(&path, ctx, &opts).map_err(|e| {
+        if e.is_bad_input() {
+            bad(e.into())
+        } else {
+            Failure::Runtime(e.into())
+        }
+    })?;
+    let tok = super::run::load_tokenizer(&engine, args.tokenizer.as_deref()).map_err(bad)?;
+    let ctx = ctx.min(engine.spec().context_length);
+    if !args.json {
+        eprintln!(
+            "sluice batch: {} lines to run ({} already in {}, {} bad), up to {max_batch} at once, {} layers resident, {} streamed",
+            todo.len(),
+            skipped,
+            args.output.display(),
+            bad_lines.len(),
+            engine.plan.n_resident(),
+            engine.plan.n_streamed(),
+        );
+    }
+    interrupt::install();
+    let bar = progress::bar(todo.len() as u64, "sequences");
+    let started = Instant::now();
+    let n_vocab = engine.spec().n_vocab;
+    let bar_step = bar.clone();
+    let mut driver = BatchDriver::new(
+        todo,
+        &tok,
+        Defaults {
+            raw: args.raw,
+            sampler: defaults,
+            max_tokens: args.max_tokens as usize,
+        },
+        n_vocab,
+        out,
+        Box::new(|t: &Tally| bar.set_position((t.written + t.failed.len()) as u64)),
+        Box::new(move |s| {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            bar_step.set_message(format!(
+                "sequences, {:.1} tok/s",
+                s.generated_tokens as f64 / secs
+            ));
+        }),
+    );
+    let mut opts = BatchOptions::new(max_batch);
+    opts.n_ctx = Some(ctx);
+    let result = engine.run_batch(&opts, &mut driver);
+    let tally = driver.tally;
+    let stats = result.map_err(|e| Failure::Runtime(e.into()))?;
+    let wall = started.elapsed().as_secs_f64();
+    bad_lines.extend(tally.failed.iter().cloned());
+    bad_lines.sort();
+    for (line, why) in &bad_lines {
+        eprintln!("sluice batch: {} line {line}: {why}", args.input.display());
+    }
+    let bytes = engine.bytes_read();
+    let summary = json!({
+        "sequences": tally.written,
+        "failed": bad_lines.len(),
+        "skipped": skipped,
+        "interrupted": tally.interrupted,
+        "prompt_tokens": tally.prompt_tokens,
+        "completion_tokens": tally.completion_tokens,
+        "steps": stats.steps,
+        "wall_s": wall,
+        "tok_per_s": stats.generated_tokens as f64 / wall.max(1e-9),
+        "bytes_read": bytes,
+        "streamed_bytes": stats.streamed_bytes,
+        "bytes_read_per_token": stats.streamed_bytes as f64 / (stats.generated_tokens.max(1)) as f64,
+        "io_stall_s": stats.io_wait.as_secs_f64(),
+        "peak_live": stats.peak_live,
+        "peak_kv_bytes": stats.peak_kv_bytes,
+        "max_batch": max_batch,
+    });
+    if args.json {
+        eprintln!("{summary}");
+    } else {
+        eprintln!(
+            "sluice batch: {} written, {} failed, {} skipped; {} tokens in {:.1} s ({:.1} tok/s, {} steps, {:.1} MB streamed per token, I/O stall {:.2} s)",
+            tally.written,
+            bad_lines.len(),
+            skipped,
+            tally.completion_tokens,
+            wall,
+            summary["tok_per_s"].as_f64().unwrap_or(0.0),
+            stats.steps,
+            summary["bytes_read_per_token"].as_f64().unwrap_or(0.0) / 1e6,
+            stats.io_wait.as_secs_f64(),
+        );
+    }
+    if interrupt::requested() {
+        return Err(Failure::Runtime(anyhow!(
+            "interrupted: {} sequences in flight or not started were not written; run the same command again to resume",
+            tally.interrupted
+        )));
+    }
+    if !bad_lines.is_empty() {
+        return Err(Failure::Runtime(anyhow!(
+            "{} of the input's lines failed (listed above); the others were written to {}",
+            bad_lines.len(),
+            args.output.display()
+        )));
+    }
+    Ok(())
+}
