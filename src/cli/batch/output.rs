@@ -131,7 +131,7 @@ mod tests {
         let (mut out, ex) = Output::open(&p).unwrap();
         assert_eq!(ex.done.len(), 2);
         assert!(ex.done.contains("1") && ex.done.contains("\"x\""));
-        assert_eq!(ex.torn_bytes, 12);
+        assert_eq!(ex.torn_bytes, "{\"id\":3,\"te".len());
         out.write(&json!({"id": 3, "text": "c"})).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 3);
