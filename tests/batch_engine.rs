@@ -214,7 +214,8 @@ fn admission_is_bounded_by_the_kv_budget_and_refuses_bad_sequences() {
         sampler: greedy(n_vocab),
     };
     let mut opts = BatchOptions::new(3);
-    opts.n_ctx = Some(256);
+    // Not a multiple of the KV padding: slabs and attention scratch round up alike.
+    opts.n_ctx = Some(250);
     let one = sluice::model::kv_cache::KvCache::bytes_for(
         engine.cfg.n_layer,
         engine.spec().kv_dim(),
@@ -250,6 +251,21 @@ fn admission_is_bounded_by_the_kv_budget_and_refuses_bad_sequences() {
     assert!(err(3).contains("empty"), "{}", err(3));
     assert!(err(4).contains("context"), "{}", err(4));
     assert!(err(5).contains("KV"), "{}", err(5));
+
+    // A context that is not a multiple of the KV padding, filled to its end.
+    let mut tight = BatchOptions::new(2);
+    tight.n_ctx = Some(p.len() + 10);
+    let mut d = Collect {
+        queue: vec![req(0, p.clone(), 10), req(1, p.clone(), 10)],
+        done: BTreeMap::new(),
+        joined_while_busy: 0,
+    };
+    engine.run_batch(&tight, &mut d).expect("a tight context");
+    for id in 0..2 {
+        let got = d.done[&id].as_ref().expect("finished");
+        assert_eq!(got.tokens.len(), 10, "sequence {id} fills the context");
+        assert_eq!(got.tokens[..8], alone[..], "sequence {id}");
+    }
 
     for (max_batch, step) in [(0, 512), (MAX_BATCH_LIMIT + 1, 512), (4, 2), (1, 513)] {
         let mut o = BatchOptions::new(max_batch);

@@ -1,6 +1,7 @@
 //! The harness behind `sluice bench`: one module per measured link or part, each parsing its
 //! own arguments and printing a table, or one JSON object with `--json`.
 
+mod batch;
 mod bound;
 mod disk;
 mod io;
@@ -23,6 +24,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 enum BenchWhat {
+    /// Aggregate decode tokens/s against the number of sequences per layer sweep.
+    Batch(batch::BatchBenchArgs),
     /// O_DIRECT sequential and random reads over chunk sizes × queue depths, io_uring vs pread.
     Disk(disk::DiskArgs),
     /// Sequential read throughput of the runtime's reader on a file.
@@ -42,6 +45,7 @@ enum BenchWhat {
 /// Runs `sluice bench …` and returns the exit status.
 pub fn run(args: BenchArgs) -> i32 {
     match args.what {
+        BenchWhat::Batch(b) => batch::run(&b),
         BenchWhat::Disk(disk) => disk::run(&disk),
         BenchWhat::Io(io) => io::run(&io),
         BenchWhat::Kernels(k) => kernels::run(&k),

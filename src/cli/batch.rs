@@ -15,12 +15,13 @@ use clap::Args;
 use serde_json::json;
 
 use super::bench::progress;
+use super::prompt::load_tokenizer;
 use super::run_args::{DeviceArg, EngineArgs};
 use super::size::parse_size;
 use super::{interrupt, Failure};
 use crate::engine::sampler::SamplerConfig;
 use crate::engine::scheduler::{BatchOptions, MAX_BATCH_LIMIT};
-use crate::engine::session::Engine;
+use crate::engine::session::{Engine, EngineError};
 use driver::{BatchDriver, Defaults, Tally};
 use output::Output;
 
@@ -38,7 +39,7 @@ pub struct BatchArgs {
     #[arg(long)]
     pub output: PathBuf,
     /// Sequences generated together (each layer sweep advances all of them).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=MAX_BATCH_LIMIT as i64))]
     pub max_batch: u16,
     /// Tokens to generate at most per line (a line's "max_tokens" overrides it).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -92,8 +93,22 @@ pub fn run(args: &BatchArgs) -> i32 {
     super::exit_status(batch(args), "sluice batch")
 }
 
+fn bad(e: anyhow::Error) -> Failure {
+    Failure::BadInput(e)
+}
+
+/// An engine error as a failure: the input's fault (exit 2) or the machine's (exit 1).
+fn engine_failure(e: EngineError, device: DeviceArg) -> Failure {
+    match e {
+        EngineError::Cuda(c) if device == DeviceArg::Cuda => {
+            Failure::Runtime(anyhow!("--device cuda: {c}"))
+        }
+        e if e.is_bad_input() => bad(e.into()),
+        e => Failure::Runtime(e.into()),
+    }
+}
+
 fn batch(args: &BatchArgs) -> Result<(), Failure> {
-    let bad = |e: anyhow::Error| Failure::BadInput(e);
     let defaults = SamplerConfig {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -104,15 +119,12 @@ fn batch(args: &BatchArgs) -> Result<(), Failure> {
         seed: args.seed,
     };
     defaults.validate().map_err(|e| bad(e.into()))?;
-    let max_batch = args.max_batch as usize;
-    if max_batch > MAX_BATCH_LIMIT {
-        return Err(bad(anyhow!(
-            "--max-batch must be at most {MAX_BATCH_LIMIT}"
-        )));
-    }
-    let text = std::fs::read_to_string(&args.input)
-        .map_err(|e| bad(anyhow!("{}: {e}", args.input.display())))?;
+    let max_batch = usize::from(args.max_batch);
+    let input_name = args.input.display().to_string();
+    let text =
+        std::fs::read_to_string(&args.input).map_err(|e| bad(anyhow!("{input_name}: {e}")))?;
     let (lines, mut bad_lines) = input::parse_all(&text);
+    drop(text);
     let (out, existing) = Output::open(&args.output).map_err(|e| bad(anyhow!(e)))?;
     if existing.torn_bytes > 0 {
         eprintln!(
@@ -139,22 +151,18 @@ fn batch(args: &BatchArgs) -> Result<(), Failure> {
     }
     .resolve()?;
     let ctx = args.ctx as usize;
-    let mut engine = Engine::load(&path, ctx, &opts).map_err(|e| {
-        if e.is_bad_input() {
-            bad(e.into())
-        } else {
-            Failure::Runtime(e.into())
-        }
-    })?;
-    let tok = super::run::load_tokenizer(&engine, args.tokenizer.as_deref()).map_err(bad)?;
+    let mut engine = Engine::load(&path, ctx, &opts).map_err(|e| engine_failure(e, args.device))?;
+    let tok = load_tokenizer(&engine, args.tokenizer.as_deref()).map_err(bad)?;
     let ctx = ctx.min(engine.spec().context_length);
     if !args.json {
         eprintln!(
-            "sluice batch: {} lines to run ({} already in {}, {} bad), up to {max_batch} at once, {} layers resident, {} streamed",
+            "sluice batch: {} lines to run ({} already in {}, {} bad), up to {max_batch} at once, {} context positions each; {} backend, {} layers resident, {} streamed",
             todo.len(),
             skipped,
             args.output.display(),
             bad_lines.len(),
+            ctx,
+            engine.backend_name(),
             engine.plan.n_resident(),
             engine.plan.n_streamed(),
         );
@@ -186,58 +194,73 @@ fn batch(args: &BatchArgs) -> Result<(), Failure> {
     let mut opts = BatchOptions::new(max_batch);
     opts.n_ctx = Some(ctx);
     let result = engine.run_batch(&opts, &mut driver);
+    bar.finish_and_clear();
+    let remaining = driver.remaining();
+    let write_error = driver.write_error().map(str::to_string);
     let tally = driver.tally;
-    let stats = result.map_err(|e| Failure::Runtime(e.into()))?;
-    let wall = started.elapsed().as_secs_f64();
+    // The lines that failed are named even when the run itself failed.
     bad_lines.extend(tally.failed.iter().cloned());
     bad_lines.sort();
     for (line, why) in &bad_lines {
-        eprintln!("sluice batch: {} line {line}: {why}", args.input.display());
+        eprintln!("sluice batch: {input_name} line {line}: {why}");
     }
-    let bytes = engine.bytes_read();
-    let summary = json!({
-        "sequences": tally.written,
-        "failed": bad_lines.len(),
-        "skipped": skipped,
-        "interrupted": tally.interrupted,
-        "prompt_tokens": tally.prompt_tokens,
-        "completion_tokens": tally.completion_tokens,
-        "steps": stats.steps,
-        "wall_s": wall,
-        "tok_per_s": stats.generated_tokens as f64 / wall.max(1e-9),
-        "bytes_read": bytes,
-        "streamed_bytes": stats.streamed_bytes,
-        "bytes_read_per_token": stats.streamed_bytes as f64 / (stats.generated_tokens.max(1)) as f64,
-        "io_stall_s": stats.io_wait.as_secs_f64(),
-        "peak_live": stats.peak_live,
-        "peak_kv_bytes": stats.peak_kv_bytes,
-        "max_batch": max_batch,
-    });
+    let stats = result.map_err(|e| engine_failure(e, args.device))?;
+    let wall = started.elapsed().as_secs_f64();
+    let per_s = |n: usize| n as f64 / wall.max(1e-9);
+    // Bytes streamed per generated token: what the batch amortises (0 when all is resident).
+    let per_token = stats.streamed_bytes as f64 / stats.generated_tokens.max(1) as f64;
+    let bytes_read = engine.bytes_read();
     if args.json {
+        let summary = json!({
+            "sequences": tally.written,
+            "failed": bad_lines.len(),
+            "skipped": skipped,
+            "interrupted": tally.interrupted,
+            "prompt_tokens": tally.prompt_tokens,
+            "completion_tokens": tally.completion_tokens,
+            "steps": stats.steps,
+            "wall_s": wall,
+            "tok_per_s": per_s(stats.generated_tokens),
+            "bytes_read": bytes_read,
+            "bytes_read_per_token": per_token,
+            "streamed_bytes": stats.streamed_bytes,
+            "io_stall_s": stats.io_wait.as_secs_f64(),
+            "peak_live": stats.peak_live,
+            "peak_kv_bytes": stats.peak_kv_bytes,
+            "max_batch": max_batch,
+        });
         eprintln!("{summary}");
     } else {
         eprintln!(
-            "sluice batch: {} written, {} failed, {} skipped; {} tokens in {:.1} s ({:.1} tok/s, {} steps, {:.1} MB streamed per token, I/O stall {:.2} s)",
+            "sluice batch: {} written, {} failed, {} skipped; {} prompt and {} generated tokens in {:.1} s ({:.1} tok/s, {} steps); read {:.1} MB ({:.1} MB streamed per token), I/O stall {:.2} s; up to {} sequences at once, {:.1} MB of KV cache",
             tally.written,
             bad_lines.len(),
             skipped,
+            tally.prompt_tokens,
             tally.completion_tokens,
             wall,
-            summary["tok_per_s"].as_f64().unwrap_or(0.0),
+            per_s(stats.generated_tokens),
             stats.steps,
-            summary["bytes_read_per_token"].as_f64().unwrap_or(0.0) / 1e6,
+            bytes_read as f64 / 1e6,
+            per_token / 1e6,
             stats.io_wait.as_secs_f64(),
+            stats.peak_live,
+            stats.peak_kv_bytes as f64 / 1e6,
         );
+    }
+    if let Some(e) = write_error {
+        return Err(Failure::Runtime(anyhow!(
+            "{e}; stopped with {remaining} lines not written (run the same command again to resume)"
+        )));
     }
     if interrupt::requested() {
         return Err(Failure::Runtime(anyhow!(
-            "interrupted: {} sequences in flight or not started were not written; run the same command again to resume",
-            tally.interrupted
+            "interrupted: {remaining} lines of {input_name} were not written (in flight or not started); run the same command again to resume"
         )));
     }
     if !bad_lines.is_empty() {
         return Err(Failure::Runtime(anyhow!(
-            "{} of the input's lines failed (listed above); the others were written to {}",
+            "{} lines of {input_name} failed (listed above); the others were written to {}",
             bad_lines.len(),
             args.output.display()
         )));

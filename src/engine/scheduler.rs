@@ -19,6 +19,7 @@ use super::session::{Engine, EngineError, StopReason, PREFILL_BATCH_MAX};
 use super::store::GlobalMatrix;
 use crate::cuda::release::Loans;
 use crate::model::forward::{EmbeddingRows, RunState};
+use crate::model::kv_cache::KV_PAD;
 use crate::model::kv_slabs::{KvSlabs, SlabRefused};
 use crate::model::segment::Segment;
 use crate::model::weights::WeightError;
@@ -307,7 +308,12 @@ impl Engine {
         }
         let kv_dim = self.model.spec.kv_dim();
         // On the GPU the host keeps only the logits: no host KV cache, one-token buffers.
-        let host_ctx = if on_gpu { 1 } else { n_ctx };
+        // A slab holds its positions rounded up to KV_PAD, and attention reads that far.
+        let host_ctx = if on_gpu {
+            1
+        } else {
+            n_ctx.div_ceil(KV_PAD) * KV_PAD
+        };
         let probe = KvSlabs::new(self.cfg.n_layer, kv_dim, 0, 0);
         let kv_budget = opts
             .kv_budget
