@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command. On a fresh machine it installs what the tests need, then runs every test:
 #   - the small reference models (scripts/fetch-models.sh, verified by sha256);
-#   - the fixture scripts' pinned Python packages, in a virtual environment under the cache
+#   - the test scripts' pinned Python packages (gguf, numpy, safetensors, openai), in a venv under the cache
 #     (scripts/fixture-python.sh), and the F16 copies of SmolLM2 they make;
 #   - a C++ compiler (build.rs host-compiles the CUDA headers for their tests) and a TrueType font
 #     (the bench plots), from Debian's packages when running as root.
@@ -44,11 +44,13 @@ need_deb '[ -n "${SLUICE_FONT:-}" ] && [ -f "$SLUICE_FONT" ] || [ -n "$(find /us
 
 scripts/fetch-models.sh all
 
-# F16 copies of SmolLM2 (GGUF and HF safetensors), made by an independent script from PyPI's
-# gguf package; the unquantised-weights tests compare sluice's tokens on both.
+# The test scripts' Python (the pinned gguf, numpy, safetensors and openai packages in a venv
+# under the cache; a no-op once made). The F16 copies of SmolLM2 (GGUF and HF safetensors) are
+# made by an independent script from PyPI's gguf package; the unquantised-weights tests compare
+# sluice's tokens on both. tests/serve_openai.rs drives `sluice serve` with the openai client.
+py="$(scripts/fixture-python.sh)"
 models="${SLUICE_HOME:-$HOME/.cache/sluice}/models"
 if [ ! -f "$models/smollm2-135m-f16.gguf" ] || [ ! -f "$models/smollm2-135m-f16-hf/model.safetensors" ]; then
-  py="$(scripts/fixture-python.sh)"
   "$py" tests/fixtures/make_f16_models.py
 fi
 
