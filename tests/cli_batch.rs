@@ -45,6 +45,8 @@ fn alone(prompt: &str, max_tokens: u64) -> (Vec<u64>, String) {
         "--json",
         "--threads",
         "2",
+        "--device",
+        "cpu",
         "--max-tokens",
         &n,
         "-p",
@@ -84,6 +86,8 @@ fn batch(input: &str, output: &str, extra: &[&str]) -> (Option<i32>, String) {
         "0",
         "--threads",
         "2",
+        "--device",
+        "cpu",
         "--json",
     ];
     args.extend(extra);

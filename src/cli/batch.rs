@@ -93,6 +93,11 @@ pub fn run(args: &BatchArgs) -> i32 {
     super::exit_status(batch(args), "sluice batch")
 }
 
+/// "1 line", "3 lines".
+fn n_lines(n: usize) -> String {
+    format!("{n} line{}", if n == 1 { "" } else { "s" })
+}
+
 fn bad(e: anyhow::Error) -> Failure {
     Failure::BadInput(e)
 }
@@ -250,18 +255,20 @@ fn batch(args: &BatchArgs) -> Result<(), Failure> {
     }
     if let Some(e) = write_error {
         return Err(Failure::Runtime(anyhow!(
-            "{e}; stopped with {remaining} lines not written (run the same command again to resume)"
+            "{e}; stopped with {} not written (run the same command again to resume)",
+            n_lines(remaining)
         )));
     }
     if interrupt::requested() {
         return Err(Failure::Runtime(anyhow!(
-            "interrupted: {remaining} lines of {input_name} were not written (in flight or not started); run the same command again to resume"
+            "interrupted: {} of {input_name} not written (in flight or not started); run the same command again to resume",
+            n_lines(remaining)
         )));
     }
     if !bad_lines.is_empty() {
         return Err(Failure::Runtime(anyhow!(
-            "{} lines of {input_name} failed (listed above); the others were written to {}",
-            bad_lines.len(),
+            "{} of {input_name} failed (listed above); the others were written to {}",
+            n_lines(bad_lines.len()),
             args.output.display()
         )));
     }

@@ -9,6 +9,7 @@ mod bench;
 pub mod inspect;
 mod interrupt;
 mod logger;
+pub(crate) mod prompt;
 pub mod run;
 pub mod run_args;
 pub mod size;

@@ -3,13 +3,12 @@
 
 use crate::engine::layer_times::{layer_times_requested, LAYER_TIMES_ENV};
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use serde_json::json;
-use sluice_loader::gguf::GgufFile;
-use sluice_loader::tokenizer::{ChatMessage, StreamDecoder, Tokenizer};
+use sluice_loader::tokenizer::{StreamDecoder, Tokenizer};
 
+use super::prompt::{load_tokenizer, prompt_tokens};
 use super::run_args::{DeviceArg, EngineArgs, RunArgs};
 use super::{interrupt, Failure};
 use crate::engine::sampler::{Sampler, SamplerConfig};
@@ -22,49 +21,6 @@ pub fn run(args: &RunArgs) -> i32 {
 
 fn bad(e: impl Into<anyhow::Error>) -> Failure {
     Failure::BadInput(e.into())
-}
-
-/// The tokenizer: `--tokenizer`, else the GGUF's metadata, else the HF directory's files.
-pub(crate) fn load_tokenizer(
-    engine: &Engine,
-    explicit: Option<&Path>,
-) -> anyhow::Result<Tokenizer> {
-    if let Some(p) = explicit {
-        if p.extension().is_some_and(|e| e == "json") {
-            return Tokenizer::from_hf_files(p, None).with_context(|| format!("{}", p.display()));
-        }
-        let g = GgufFile::open(p)?;
-        return Tokenizer::from_gguf_metadata(&g.metadata)
-            .with_context(|| format!("{}", p.display()));
-    }
-    if let Some(md) = &engine.model.metadata {
-        return Tokenizer::from_gguf_metadata(md)
-            .with_context(|| format!("{}", engine.model.path.display()));
-    }
-    let dir: PathBuf = engine
-        .model
-        .hf_dir
-        .clone()
-        .unwrap_or_else(|| engine.model.path.clone());
-    let json = dir.join("tokenizer.json");
-    if !json.exists() {
-        return Err(anyhow!(
-            "{}: the directory has no tokenizer.json; name a tokenizer with --tokenizer (a GGUF file of the same model, or a tokenizer.json)",
-            dir.display()
-        ));
-    }
-    let cfg = dir.join("tokenizer_config.json");
-    Tokenizer::from_hf_files(&json, cfg.exists().then_some(cfg.as_path()))
-        .with_context(|| format!("{}", json.display()))
-}
-
-/// The prompt's token ids: raw, or wrapped in the model's chat template as one user turn.
-fn prompt_tokens(tok: &Tokenizer, prompt: &str, raw: bool) -> anyhow::Result<Vec<u32>> {
-    let text = match (raw, tok.chat_template()) {
-        (false, Some(_)) => tok.apply_chat_template(&[ChatMessage::user(prompt)], true)?,
-        _ => prompt.to_string(),
-    };
-    Ok(tok.encode(&text, tok.add_bos_default(), true)?)
 }
 
 fn peak_rss_bytes() -> u64 {

@@ -101,7 +101,7 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
                     }
                 })
                 .and_then(|engine| {
-                    let tok = crate::cli::run::load_tokenizer(&engine, tokenizer_arg.as_deref())
+                    let tok = crate::cli::prompt::load_tokenizer(&engine, tokenizer_arg.as_deref())
                         .map_err(Failure::BadInput)?;
                     Ok((engine, tok))
                 });

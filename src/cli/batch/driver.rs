@@ -1,32 +1,66 @@
 //! The scheduler's driver for `sluice batch`: it feeds input lines as the engine has room
 //! (tokenising each only then), decodes each sequence's tokens, applies its stop strings, and
-//! writes each result as it finishes.
+//! writes each result as it finishes. A sequence's engine id is the 0-based index of its input
+//! line.
 
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
-use sluice_loader::tokenizer::{ChatMessage, StreamDecoder, Tokenizer};
+use sluice_loader::tokenizer::{StreamDecoder, Tokenizer};
 
 use super::input::{InputLine, PromptSpec};
 use super::output::Output;
 use crate::cli::interrupt;
+use crate::cli::prompt::{messages_tokens, prompt_tokens};
 use crate::engine::sampler::{Sampler, SamplerConfig};
 use crate::engine::scheduler::{BatchStats, Driver, Finished, SeqRequest, Verdict};
 use crate::engine::session::{EngineError, StopReason};
 use crate::engine::stops::StopText;
 
+/// A sequence's answer: its decoded pieces with its stop strings matched across token
+/// boundaries (neither a stop string nor anything after it is kept).
+#[derive(Debug)]
+pub struct Answer {
+    text: StopText,
+}
+
+impl Answer {
+    /// An empty answer that stops at any of `stops`.
+    pub fn new(stops: Vec<String>) -> Answer {
+        Answer {
+            text: StopText::new(stops),
+        }
+    }
+
+    /// Appends one token's decoded piece; true once a stop string is complete.
+    pub fn push(&mut self, piece: &str) -> bool {
+        self.text.push(piece).1
+    }
+
+    /// The final text, given the decoder's last held-back piece (ignored after a stop string:
+    /// the text then ends just before it).
+    pub fn finish(mut self, tail: &str) -> String {
+        self.text.push(tail);
+        self.text.finish();
+        self.text.released().to_string()
+    }
+}
+
 /// A sequence in flight.
 struct Running<'t> {
     line: InputLine,
     decoder: StreamDecoder<'t>,
-    text: StopText,
+    answer: Answer,
 }
 
 /// What the run did, for the summary.
 #[derive(Debug, Default)]
 pub struct Tally {
+    /// Lines written to the output.
     pub written: usize,
+    /// Tokens generated for the written lines.
     pub completion_tokens: usize,
+    /// Prompt tokens of the written lines.
     pub prompt_tokens: usize,
     /// `(line, problem)` of each line that failed.
     pub failed: Vec<(usize, String)>,
@@ -41,8 +75,11 @@ pub type OnStep<'t> = Box<dyn FnMut(&BatchStats) + 't>;
 
 /// How every line is generated unless it says otherwise.
 pub struct Defaults {
+    /// "prompt" lines skip the chat template.
     pub raw: bool,
+    /// The command line's sampler (a line's "temperature" and "seed" override it).
     pub sampler: SamplerConfig,
+    /// The command line's `--max-tokens` (a line's "max_tokens" overrides it).
     pub max_tokens: usize,
 }
 
@@ -54,9 +91,10 @@ pub struct BatchDriver<'t> {
     n_vocab: usize,
     out: Output,
     running: HashMap<u64, Running<'t>>,
-    next_id: u64,
     on_finished: OnFinished<'t>,
     on_step: OnStep<'t>,
+    /// Why the output could not be written (the run then stops admitting).
+    write_error: Option<String>,
     /// What happened so far.
     pub tally: Tally,
 }
@@ -79,61 +117,74 @@ impl<'t> BatchDriver<'t> {
             n_vocab,
             out,
             running: HashMap::new(),
-            next_id: 0,
             on_finished,
             on_step,
+            write_error: None,
             tally: Tally::default(),
         }
     }
 
+    /// Lines not written yet for want of time: those cut short by Ctrl-C (or a write error)
+    /// and those never started.
+    pub fn remaining(&self) -> usize {
+        self.tally.interrupted + self.running.len() + self.lines.len()
+    }
+
+    /// Why writing the output failed, if it did.
+    pub fn write_error(&self) -> Option<&str> {
+        self.write_error.as_deref()
+    }
+
     /// The prompt's token ids.
     fn tokens(&self, p: &PromptSpec) -> Result<Vec<u32>, String> {
-        let tok = self.tok;
-        let text = match (p, self.defaults.raw, tok.chat_template()) {
-            (PromptSpec::Text(t), true, _) | (PromptSpec::Text(t), _, None) => t.clone(),
-            (PromptSpec::Text(t), false, Some(_)) => tok
-                .apply_chat_template(&[ChatMessage::user(t)], true)
-                .map_err(|e| format!("the chat template failed: {e}"))?,
-            (PromptSpec::Messages(m), _, Some(_)) => tok
-                .apply_chat_template(m, true)
-                .map_err(|e| format!("the chat template failed: {e}"))?,
-            (PromptSpec::Messages(_), _, None) => {
-                return Err("\"messages\" needs a chat template, and the model has none".into())
-            }
-        };
-        tok.encode(&text, tok.add_bos_default(), true)
-            .map_err(|e| format!("tokenising the prompt: {e}"))
+        match p {
+            PromptSpec::Text(t) => prompt_tokens(self.tok, t, self.defaults.raw),
+            PromptSpec::Messages(m) => messages_tokens(self.tok, m),
+        }
+        .map_err(|e| format!("{e:#}"))
+    }
+
+    /// The line's sampler settings: the defaults with its overrides, checked.
+    fn sampler_config(&self, line: &InputLine) -> Result<SamplerConfig, String> {
+        let mut cfg = self.defaults.sampler.clone();
+        if let Some(t) = line.temperature {
+            cfg.temperature = t;
+        }
+        if let Some(s) = line.seed {
+            cfg.seed = s;
+        }
+        cfg.validate().map_err(|e| e.to_string())?;
+        Ok(cfg)
     }
 
     fn fail(&mut self, line: usize, why: String) {
         self.tally.failed.push((line, why));
         (self.on_finished)(&self.tally);
     }
+
+    fn stopping(&self) -> bool {
+        interrupt::requested() || self.write_error.is_some()
+    }
 }
 
 impl Driver for BatchDriver<'_> {
     fn next(&mut self, _idle: bool) -> Option<SeqRequest> {
         loop {
-            if interrupt::requested() {
+            if self.stopping() {
                 return None;
             }
             let line = self.lines.next()?;
-            let prompt = match self.tokens(&line.prompt) {
+            let prepared = self
+                .sampler_config(&line)
+                .and_then(|cfg| Ok((cfg, self.tokens(&line.prompt)?)));
+            let (cfg, prompt) = match prepared {
                 Ok(p) => p,
                 Err(e) => {
                     self.fail(line.line, e);
                     continue;
                 }
             };
-            let mut cfg = self.defaults.sampler.clone();
-            if let Some(t) = line.temperature {
-                cfg.temperature = t;
-            }
-            if let Some(s) = line.seed {
-                cfg.seed = s;
-            }
-            let id = self.next_id;
-            self.next_id += 1;
+            let id = (line.line - 1) as u64;
             let req = SeqRequest {
                 id,
                 prompt,
@@ -143,7 +194,7 @@ impl Driver for BatchDriver<'_> {
             self.running.insert(
                 id,
                 Running {
-                    text: StopText::new(line.stop.clone()),
+                    answer: Answer::new(line.stop.clone()),
                     line,
                     decoder: StreamDecoder::new(self.tok),
                 },
@@ -157,14 +208,14 @@ impl Driver for BatchDriver<'_> {
     }
 
     fn token(&mut self, id: u64, token: u32, _logits: &[f32]) -> Verdict {
-        if interrupt::requested() {
+        if self.stopping() {
             return Verdict::Stop(StopReason::Interrupted);
         }
         let Some(r) = self.running.get_mut(&id) else {
             return Verdict::Stop(StopReason::Interrupted);
         };
         let piece = r.decoder.push(token).unwrap_or("");
-        if r.text.push(piece).1 {
+        if r.answer.push(piece) {
             Verdict::Stop(StopReason::Stop)
         } else {
             Verdict::Continue
@@ -183,14 +234,13 @@ impl Driver for BatchDriver<'_> {
             self.tally.interrupted += 1;
             return;
         }
-        if f.stop_reason != StopReason::Stop {
-            let tail = r.decoder.finish().unwrap_or("").to_string();
-            r.text.push(&tail);
-            r.text.finish();
-        }
+        let tail = match f.stop_reason {
+            StopReason::Stop => String::new(),
+            _ => r.decoder.finish().unwrap_or("").to_string(),
+        };
         let v: Value = json!({
             "id": r.line.id,
-            "text": r.text.released(),
+            "text": r.answer.finish(&tail),
             "tokens": f.tokens,
             "stop_reason": f.stop_reason.name(),
             "prompt_tokens": f.prompt_tokens,
@@ -203,11 +253,62 @@ impl Driver for BatchDriver<'_> {
                 self.tally.completion_tokens += f.tokens.len();
                 (self.on_finished)(&self.tally);
             }
-            Err(e) => self.fail(r.line.line, e),
+            Err(e) => {
+                // Not written: like an interrupted sequence, a rerun does it again.
+                self.tally.interrupted += 1;
+                self.write_error.get_or_insert(e);
+            }
         }
     }
 
     fn step(&mut self, stats: &BatchStats, _kv_bytes: u64) {
         (self.on_step)(stats);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds token pieces as the driver does; returns the final text, whether a stop string
+    /// ended it, and how many pieces were taken.
+    fn answer(stops: &[&str], pieces: &[&str], tail: &str) -> (String, bool, usize) {
+        let mut a = Answer::new(stops.iter().map(|s| s.to_string()).collect());
+        for (i, p) in pieces.iter().enumerate() {
+            if a.push(p) {
+                return (a.finish(""), true, i + 1);
+            }
+        }
+        (a.finish(tail), false, pieces.len())
+    }
+
+    #[test]
+    fn a_stop_string_split_over_tokens_ends_the_text_before_it() {
+        let (text, hit, taken) = answer(&["\n\n"], &["Paris", ".\n", "\nThe", " end"], "");
+        assert_eq!((text.as_str(), hit, taken), ("Paris.", true, 3));
+        let (text, hit, _) = answer(&["END", "###"], &["a", "#", "#", "# b"], "");
+        assert_eq!((text.as_str(), hit), ("a", true));
+        let (text, hit, _) = answer(&["stop"], &["x", "sto", "p and more"], "");
+        assert_eq!((text.as_str(), hit), ("x", true));
+    }
+
+    #[test]
+    fn a_partial_stop_string_is_kept_when_generation_ends_otherwise() {
+        let (text, hit, _) = answer(&["</s>"], &["a <", "/"], "x");
+        assert_eq!((text.as_str(), hit), ("a </x", false));
+        let (text, hit, _) = answer(&[], &["é", "t", "é"], "");
+        assert_eq!((text.as_str(), hit), ("été", false));
+        let (text, hit, _) = answer(&[""], &["a", "b"], "");
+        assert_eq!(
+            (text.as_str(), hit),
+            ("ab", false),
+            "an empty stop never matches"
+        );
+    }
+
+    #[test]
+    fn a_stop_string_in_the_first_piece_leaves_no_text() {
+        let (text, hit, taken) = answer(&["Q:"], &["Q: next"], "");
+        assert_eq!((text.as_str(), hit, taken), ("", true, 1));
     }
 }

@@ -23,14 +23,20 @@ pub struct InputLine {
     pub line: usize,
     /// The id as given (a string or a number), echoed in the output.
     pub id: Value,
+    /// What to generate from.
     pub prompt: PromptSpec,
+    /// The line's "max_tokens" (else `--max-tokens`).
     pub max_tokens: Option<usize>,
+    /// The line's "temperature" (else `--temperature`).
     pub temperature: Option<f32>,
+    /// The line's "seed" (else `--seed`).
     pub seed: Option<u64>,
+    /// Stop strings: the text ends just before the first one generated.
     pub stop: Vec<String>,
 }
 
-/// The key an id is compared by (its JSON text: `"7"` and `7` are different ids).
+/// The key an id is compared by: its JSON value written canonically (`"7"` and `7` are
+/// different ids, `"a\u0062"` and `"ab"` the same).
 pub fn id_key(id: &Value) -> String {
     id.to_string()
 }
@@ -55,6 +61,7 @@ pub fn parse_line(line: usize, text: &str) -> Result<Option<InputLine>, String> 
     };
     let prompt = match (field(&o, "prompt"), field(&o, "messages")) {
         (Some(_), Some(_)) => return Err("give \"prompt\" or \"messages\", not both".into()),
+        (Some(Value::String(p)), None) if p.is_empty() => return Err("\"prompt\" is empty".into()),
         (Some(Value::String(p)), None) => PromptSpec::Text(p.clone()),
         (Some(_), None) => return Err("\"prompt\" must be a string".into()),
         (None, Some(Value::Array(ms))) => PromptSpec::Messages(messages(ms)?),
@@ -188,6 +195,30 @@ mod tests {
             (r#"{"id": 1}"#, "neither"),
             (r#"{"id": 1, "prompt": "x", "messages": []}"#, "not both"),
             (r#"{"id": 1, "prompt": 5}"#, "\"prompt\" must be"),
+            (r#"{"id": 1, "prompt": ""}"#, "\"prompt\" is empty"),
+            (r#"{"id": 1, "prompt": null}"#, "neither"),
+            (r#"{"id": null, "prompt": "x"}"#, "no \"id\""),
+            (r#"{"id": true, "prompt": "x"}"#, "\"id\" must be"),
+            (r#"{"id": 1, "messages": "hi"}"#, "\"messages\" must be"),
+            (r#"{"id": 1, "messages": [5]}"#, "messages[0]"),
+            (
+                r#"{"id": 1, "messages": [{"role": "user", "content": 3}]}"#,
+                "messages[0]",
+            ),
+            (
+                r#"{"id": 1, "prompt": "x", "max_tokens": 2.5}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"id": 1, "prompt": "x", "max_tokens": -3}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"id": 1, "prompt": "x", "temperature": "hot"}"#,
+                "temperature",
+            ),
+            (r#"{"id": 1, "prompt": "x", "seed": -1}"#, "seed"),
+            (r#"{"id": 1, "prompt": "x", "stop": 7}"#, "stop"),
             (r#"{"id": 1, "messages": []}"#, "empty"),
             (
                 r#"{"id": 1, "messages": [{"role": "user"}]}"#,
@@ -215,5 +246,33 @@ mod tests {
         assert_eq!(bad[0].0, 4);
         assert!(bad[0].1.contains("appears earlier"));
         assert_eq!(bad[1].0, 5);
+    }
+
+    #[test]
+    fn ids_compare_by_their_json_value() {
+        let key = |t: &str| id_key(&serde_json::from_str::<Value>(t).unwrap());
+        assert_eq!(key("7"), key(" 7"));
+        assert_ne!(
+            key("7"),
+            key("\"7\""),
+            "a number is not the string of its digits"
+        );
+        assert_ne!(key("7"), key("7.0"));
+        assert_eq!(
+            key(r#""a\u0062""#),
+            key(r#""ab""#),
+            "escapes are normalised"
+        );
+        assert_eq!(key(r#""é""#), key(r#""\u00e9""#));
+        let l = parse_line(1, r#"{"id": "x\"y", "prompt": "p"}"#)
+            .unwrap()
+            .unwrap();
+        let written = serde_json::json!({"id": l.id}).to_string();
+        let back: Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(
+            id_key(&back["id"]),
+            id_key(&l.id),
+            "an id survives the output file"
+        );
     }
 }

@@ -156,4 +156,29 @@ mod tests {
             "no final newline is torn"
         );
     }
+
+    #[test]
+    fn an_unparseable_last_line_is_torn_even_with_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.jsonl");
+        let good = "{\"id\":\"a\"}\n\n{\"id\":2}\n";
+        let torn = "{\"id\":3,\"text\":\"x\n";
+        std::fs::write(&p, format!("{good}{torn}")).unwrap();
+        let (_, ex) = Output::open(&p).unwrap();
+        assert_eq!(ex.torn_bytes, torn.len());
+        assert!(ex.done.contains("\"a\"") && ex.done.contains("2") && !ex.done.contains("3"));
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            good,
+            "cut at the last full line"
+        );
+        std::fs::write(&p, "{\"id\":9,\"te").unwrap();
+        let (_, ex) = Output::open(&p).unwrap();
+        assert!(ex.done.is_empty() && ex.torn_bytes == 11);
+        assert_eq!(
+            std::fs::read(&p).unwrap().len(),
+            0,
+            "only a torn line: nothing kept"
+        );
+    }
 }
