@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 
 use super::plot::{draw_err, palette, Figure};
 use super::progress;
-use crate::cli::run_args::{DeviceArg, EngineArgs};
-use crate::cli::size::parse_size;
+use crate::cli::run_args::EngineFlags;
 use crate::cli::Failure;
 use crate::engine::sampler::{Sampler, SamplerConfig};
 use crate::engine::scheduler::{
@@ -27,21 +26,8 @@ use crate::engine::session::{Engine, EngineError, PREFILL_BATCH_MAX};
 /// Options of `sluice bench batch`.
 #[derive(Args, Debug)]
 pub struct BatchBenchArgs {
-    /// Model: a GGUF file, an HF directory, or a cache alias.
-    #[arg(long, short = 'm', default_value = sluice_loader::cache::DEFAULT_ALIAS)]
-    model: String,
-    /// Bytes of weights kept resident in RAM (`0` streams every layer and the head).
-    #[arg(long, value_parser = parse_size)]
-    ram_budget: Option<u64>,
-    /// Bytes of layer weights kept on the GPU.
-    #[arg(long, value_parser = parse_size)]
-    vram_budget: Option<u64>,
-    /// Compute device.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    device: DeviceArg,
-    /// Compute threads (default: the machine's cores).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    threads: Option<u16>,
+    #[command(flatten)]
+    engine: EngineFlags,
     /// Batch sizes to measure (1 is always measured, for the speedup).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
     batches: Vec<usize>,
@@ -199,16 +185,7 @@ fn bench(args: &BatchBenchArgs) -> Result<(), Failure> {
         super::plot::Format::of(p).map_err(bad)?;
     }
     let largest = sizes.last().copied().unwrap_or(1);
-    let (path, opts) = EngineArgs {
-        model: &args.model,
-        device: args.device,
-        threads: args.threads,
-        ram_budget: args.ram_budget,
-        vram_budget: args.vram_budget,
-        layer_times: false,
-        max_batch: largest,
-    }
-    .resolve()?;
+    let (path, opts) = args.engine.engine_args(largest).resolve()?;
     let threads = opts.threads;
     let mut engine = Engine::load(&path, prompt + tokens, &opts).map_err(|e| {
         if e.is_bad_input() {

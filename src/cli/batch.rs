@@ -16,10 +16,8 @@ use serde_json::json;
 
 use super::bench::progress;
 use super::prompt::load_tokenizer;
-use super::run_args::{DeviceArg, EngineArgs};
-use super::size::parse_size;
+use super::run_args::{DeviceArg, EngineFlags, SamplingArgs};
 use super::{interrupt, Failure};
-use crate::engine::sampler::SamplerConfig;
 use crate::engine::scheduler::{BatchOptions, MAX_BATCH_LIMIT};
 use crate::engine::session::{Engine, EngineError};
 use driver::{BatchDriver, Defaults, Tally};
@@ -28,9 +26,8 @@ use output::Output;
 /// Options of `sluice batch`.
 #[derive(Args, Debug, Clone)]
 pub struct BatchArgs {
-    /// Model: a GGUF file, an HF directory (safetensors + config.json), or a cache alias.
-    #[arg(long, short = 'm', default_value = sluice_loader::cache::DEFAULT_ALIAS)]
-    pub model: String,
+    #[command(flatten)]
+    pub engine: EngineFlags,
     /// Input: one JSON object per line, {"id", "prompt" | "messages", "max_tokens"?,
     /// "temperature"?, "seed"?, "stop"?}.
     #[arg(long)]
@@ -47,45 +44,15 @@ pub struct BatchArgs {
     /// Positions one sequence may hold, prompt and answer (capped by the model's context).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(2..=1_048_576))]
     pub ctx: u32,
-    /// Sampling temperature; 0 = greedy (a line's "temperature" overrides it).
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-    pub temperature: f32,
-    /// Keep the k most likely tokens (0 = off).
-    #[arg(long, default_value_t = 40)]
-    pub top_k: usize,
-    /// Nucleus sampling threshold in (0, 1].
-    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
-    pub top_p: f32,
-    /// Drop tokens below min-p × the top probability.
-    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
-    pub min_p: f32,
-    /// Repetition penalty over the last 64 tokens (1 = off).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    pub repeat_penalty: f32,
-    /// Seed of the random draw (a line's "seed" overrides it).
-    #[arg(long, default_value_t = 0x5eed)]
-    pub seed: u64,
+    /// Sampling defaults (a line's "temperature" and "seed" override them).
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// No chat template for "prompt" lines; BOS exactly when the model's metadata asks for it.
     #[arg(long)]
     pub raw: bool,
     /// Print the summary as one JSON object on stderr.
     #[arg(long)]
     pub json: bool,
-    /// Compute threads (default: the machine's cores).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub threads: Option<u16>,
-    /// Compute device.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// Bytes of model weights kept resident in RAM (`0` streams every layer every step).
-    #[arg(long, value_parser = parse_size)]
-    pub ram_budget: Option<u64>,
-    /// Bytes of layer weights kept resident on the GPU.
-    #[arg(long, value_parser = parse_size)]
-    pub vram_budget: Option<u64>,
-    /// Tokenizer source for HF directories without tokenizer.json.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
 }
 
 /// Runs the command; returns the exit status.
@@ -114,15 +81,7 @@ fn engine_failure(e: EngineError, device: DeviceArg) -> Failure {
 }
 
 fn batch(args: &BatchArgs) -> Result<(), Failure> {
-    let defaults = SamplerConfig {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        repeat_penalty: args.repeat_penalty,
-        repeat_last_n: 64,
-        seed: args.seed,
-    };
+    let defaults = args.sampling.config();
     defaults.validate().map_err(|e| bad(e.into()))?;
     let max_batch = usize::from(args.max_batch);
     let input_name = args.input.display().to_string();
@@ -145,19 +104,11 @@ fn batch(args: &BatchArgs) -> Result<(), Failure> {
         .collect();
     let skipped = total_valid - todo.len();
 
-    let (path, opts) = EngineArgs {
-        model: &args.model,
-        device: args.device,
-        threads: args.threads,
-        ram_budget: args.ram_budget,
-        vram_budget: args.vram_budget,
-        layer_times: false,
-        max_batch,
-    }
-    .resolve()?;
+    let (path, opts) = args.engine.engine_args(max_batch).resolve()?;
     let ctx = args.ctx as usize;
-    let mut engine = Engine::load(&path, ctx, &opts).map_err(|e| engine_failure(e, args.device))?;
-    let tok = load_tokenizer(&engine, args.tokenizer.as_deref()).map_err(bad)?;
+    let mut engine =
+        Engine::load(&path, ctx, &opts).map_err(|e| engine_failure(e, args.engine.device))?;
+    let tok = load_tokenizer(&engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
     let ctx = ctx.min(engine.spec().context_length);
     if !args.json {
         eprintln!(
@@ -209,7 +160,7 @@ fn batch(args: &BatchArgs) -> Result<(), Failure> {
     for (line, why) in &bad_lines {
         eprintln!("sluice batch: {input_name} line {line}: {why}");
     }
-    let stats = result.map_err(|e| engine_failure(e, args.device))?;
+    let stats = result.map_err(|e| engine_failure(e, args.engine.device))?;
     let wall = started.elapsed().as_secs_f64();
     let per_s = |n: usize| n as f64 / wall.max(1e-9);
     // Bytes streamed per generated token: what the batch amortises (0 when all is resident).

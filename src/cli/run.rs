@@ -9,9 +9,9 @@ use serde_json::json;
 use sluice_loader::tokenizer::{StreamDecoder, Tokenizer};
 
 use super::prompt::{load_tokenizer, prompt_tokens};
-use super::run_args::{DeviceArg, EngineArgs, RunArgs};
+use super::run_args::{DeviceArg, RunArgs};
 use super::{interrupt, Failure};
-use crate::engine::sampler::{Sampler, SamplerConfig};
+use crate::engine::sampler::Sampler;
 use crate::engine::session::{Engine, EngineError, Generation};
 
 /// Runs the command; returns the exit status.
@@ -35,38 +35,21 @@ fn peak_rss_bytes() -> u64 {
 }
 
 fn run_inner(args: &RunArgs) -> Result<(), Failure> {
-    let sampler_cfg = SamplerConfig {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        repeat_penalty: args.repeat_penalty,
-        repeat_last_n: 64,
-        seed: args.seed,
-    };
+    let sampler_cfg = args.sampling.config();
     sampler_cfg.validate().map_err(bad)?;
-    let (path, opts) = EngineArgs {
-        model: &args.model,
-        device: args.device,
-        threads: args.threads,
-        ram_budget: args.ram_budget,
-        vram_budget: args.vram_budget,
-        layer_times: false,
-        max_batch: 1,
-    }
-    .resolve()?;
+    let (path, opts) = args.engine.engine_args(1).resolve()?;
     let threads = opts.threads;
     // The context is planned for the prompt and the tokens asked for; the prompt's length is
     // known only once the tokenizer is loaded, so plan with the model's own context bound.
     let n_ctx_plan = (args.max_tokens as usize).saturating_add(4096);
     let mut engine = Engine::load(&path, n_ctx_plan, &opts).map_err(|e| match e {
-        EngineError::Cuda(c) if args.device == DeviceArg::Cuda => {
+        EngineError::Cuda(c) if args.engine.device == DeviceArg::Cuda => {
             Failure::Runtime(anyhow!("--device cuda: {c}"))
         }
         e if e.is_bad_input() => bad(e),
         e => Failure::Runtime(e.into()),
     })?;
-    let tok = load_tokenizer(&engine, args.tokenizer.as_deref()).map_err(bad)?;
+    let tok = load_tokenizer(&engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
     let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
     engine.check_prompt(&prompt).map_err(bad)?;
     report_device(args, &engine);
@@ -173,7 +156,7 @@ fn report_device(args: &RunArgs, engine: &Engine) {
         }
         (None, None) => {
             eprintln!("sluice: device: cpu");
-            if args.vram_budget.is_some() {
+            if args.engine.vram_budget.is_some() {
                 eprintln!("sluice: --vram-budget has no effect on the CPU backend");
             }
         }

@@ -74,18 +74,9 @@ impl EngineArgs<'_> {
     }
 }
 
-/// Options of `sluice run`.
+/// Sampling options `sluice run` and `sluice batch` share.
 #[derive(Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Model: a GGUF file, an HF directory (safetensors + config.json), or a cache alias.
-    #[arg(long, short = 'm', default_value = sluice_loader::cache::DEFAULT_ALIAS)]
-    pub model: String,
-    /// The prompt.
-    #[arg(long, short = 'p')]
-    pub prompt: String,
-    /// Tokens to generate at most.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_tokens: u32,
+pub struct SamplingArgs {
     /// Sampling temperature; 0 = greedy (argmax, ties to the lowest id).
     #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
@@ -104,12 +95,29 @@ pub struct RunArgs {
     /// Seed of the random draw.
     #[arg(long, default_value_t = 0x5eed)]
     pub seed: u64,
-    /// No chat template; BOS exactly when the model's metadata asks for it.
-    #[arg(long)]
-    pub raw: bool,
-    /// Print one JSON object on stdout and nothing else there.
-    #[arg(long)]
-    pub json: bool,
+}
+
+impl SamplingArgs {
+    /// The sampler settings these options give (not yet validated).
+    pub fn config(&self) -> crate::engine::sampler::SamplerConfig {
+        crate::engine::sampler::SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: 64,
+            seed: self.seed,
+        }
+    }
+}
+
+/// The model and where it runs: options `sluice run`, `sluice batch` and `sluice serve` share.
+#[derive(Args, Debug, Clone)]
+pub struct EngineFlags {
+    /// Model: a GGUF file, an HF directory (safetensors + config.json), or a cache alias.
+    #[arg(long, short = 'm', default_value = sluice_loader::cache::DEFAULT_ALIAS)]
+    pub model: String,
     /// Compute threads (default: the machine's cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -128,6 +136,42 @@ pub struct RunArgs {
     /// tokenizer.json).
     #[arg(long)]
     pub tokenizer: Option<std::path::PathBuf>,
+}
+
+impl EngineFlags {
+    /// The engine arguments for a run of up to `max_batch` sequences at once.
+    pub fn engine_args(&self, max_batch: usize) -> EngineArgs<'_> {
+        EngineArgs {
+            model: &self.model,
+            device: self.device,
+            threads: self.threads,
+            ram_budget: self.ram_budget,
+            vram_budget: self.vram_budget,
+            layer_times: false,
+            max_batch,
+        }
+    }
+}
+
+/// Options of `sluice run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub engine: EngineFlags,
+    /// The prompt.
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    /// Tokens to generate at most.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_tokens: u32,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// No chat template; BOS exactly when the model's metadata asks for it.
+    #[arg(long)]
+    pub raw: bool,
+    /// Print one JSON object on stdout and nothing else there.
+    #[arg(long)]
+    pub json: bool,
     /// Write the logits after the prompt (the first step) to this file as little-endian f32,
     /// in token-id order: for comparisons with a reference implementation.
     #[arg(long, value_name = "FILE")]

@@ -2,15 +2,13 @@
 
 use clap::Args;
 
-use crate::cli::run_args::DeviceArg;
-use crate::cli::size::parse_size;
+use crate::cli::run_args::EngineFlags;
 
 /// Options of `sluice serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Model: a GGUF file, an HF directory (safetensors + config.json), or a cache alias.
-    #[arg(long, short = 'm', default_value = sluice_loader::cache::DEFAULT_ALIAS)]
-    pub model: String,
+    #[command(flatten)]
+    pub engine: EngineFlags,
     /// Address to listen on (loopback unless told otherwise).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -35,19 +33,4 @@ pub struct ServeArgs {
     /// Seconds requests in flight get to finish after SIGTERM before they are cancelled.
     #[arg(long, default_value_t = 30)]
     pub shutdown_grace: u64,
-    /// Compute threads (default: the machine's cores).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub threads: Option<u16>,
-    /// Compute device.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// Bytes of model weights kept resident in RAM (`0` streams every layer every step).
-    #[arg(long, value_parser = parse_size)]
-    pub ram_budget: Option<u64>,
-    /// Bytes of layer weights kept resident on the GPU.
-    #[arg(long, value_parser = parse_size)]
-    pub vram_budget: Option<u64>,
-    /// Tokenizer source for HF directories without tokenizer.json.
-    #[arg(long)]
-    pub tokenizer: Option<std::path::PathBuf>,
 }

@@ -33,7 +33,6 @@ pub use args::ServeArgs;
 use routes::AppState;
 use worker::{Shared, Worker};
 
-use crate::cli::run_args::EngineArgs;
 use crate::cli::Failure;
 use crate::engine::scheduler::{BatchOptions, MAX_BATCH_LIMIT};
 use crate::engine::session::Engine;
@@ -59,16 +58,7 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
         )));
     }
     let ctx_ask = args.ctx as usize;
-    let (path, opts) = EngineArgs {
-        model: &args.model,
-        device: args.device,
-        threads: args.threads,
-        ram_budget: args.ram_budget,
-        vram_budget: args.vram_budget,
-        layer_times: false,
-        max_batch: parallel,
-    }
-    .resolve()?;
+    let (path, opts) = args.engine.engine_args(parallel).resolve()?;
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .map_err(|e| bad(anyhow!("--host {} --port {}: {e}", args.host, args.port)))?;
@@ -86,7 +76,7 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let shared = Arc::new(Shared::default());
     let (queue, jobs) = sync_channel(args.max_queue as usize);
     let (loaded_tx, loaded_rx) = std::sync::mpsc::channel::<Result<Loaded, Failure>>();
-    let tokenizer_arg = args.tokenizer.clone();
+    let tokenizer_arg = args.engine.tokenizer.clone();
     let engine_shared = shared.clone();
     let engine_thread = std::thread::Builder::new()
         .name("sluice-engine".into())
@@ -148,7 +138,7 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
         }
     };
 
-    let (model_id, model_aliases) = model_names(&args.model);
+    let (model_id, model_aliases) = model_names(&args.engine.model);
     let state = Arc::new(AppState {
         shared: shared.clone(),
         queue,
