@@ -299,13 +299,22 @@ impl Figure for BatchFigure<'_> {
             .configure_mesh()
             .x_desc("sequences per layer sweep")
             .y_desc("decode tokens/s (all sequences)")
-            .x_label_formatter(&|x| format!("{:.0}", x.exp2()))
+            .x_labels(((x_hi + 0.3) * 2.0) as usize + 1)
+            .x_label_formatter(&|x| {
+                // Powers of two only: the axis is log2 of the batch size.
+                if (x - x.round()).abs() < 1e-6 && *x >= 0.0 {
+                    format!("{:.0}", x.round().exp2())
+                } else {
+                    String::new()
+                }
+            })
             .draw()
             .map_err(draw_err)?;
         let ideal: Vec<(f64, f64)> = self
             .rows
             .iter()
-            .map(|r| (log2(r.batch), (one * r.batch as f64).min(y_hi)))
+            .map(|r| (log2(r.batch), one * r.batch as f64))
+            .take_while(|&(_, y)| y <= y_hi)
             .collect();
         let grey = RGBColor(150, 150, 150);
         chart
