@@ -13,7 +13,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::{json, Value};
 
-use super::plot::{draw_err, palette, Figure};
+use super::plot::{draw_err, draw_legend, palette, Figure};
 use super::progress;
 use crate::cli::run_args::EngineFlags;
 use crate::cli::Failure;
@@ -336,13 +336,7 @@ impl Figure for BatchFigure<'_> {
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
             .map_err(draw_err)?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use plotters::style::text_anchor;
 
 use super::bound::{Bound, Demand, Link};
 use super::model::Links;
-use super::plot::{draw_err, palette, Figure, HIGHLIGHT};
+use super::plot::{draw_err, draw_legend, palette, Figure, HIGHLIGHT};
 use crate::engine::layer_times::RowSpans;
 
 /// Grey of a link no byte crosses.
@@ -252,13 +252,7 @@ impl ModelFigure<'_> {
             .map_err(draw_err)?
             .label("compute")
             .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], COMPUTE.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     }
 }

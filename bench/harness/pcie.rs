@@ -17,7 +17,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::{json, Value};
 
-use super::plot::{draw_err, palette, Figure, Format};
+use super::plot::{draw_err, draw_legend, palette, Figure, Format};
 use super::progress::bar;
 use crate::cli::size::parse_size;
 use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
@@ -446,13 +446,7 @@ impl Figure for PcieFigure<'_> {
                 )
                 .map_err(draw_err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     }
 }

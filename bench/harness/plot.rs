@@ -176,6 +176,20 @@ pub fn draw_err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("{e}")
 }
 
+/// Draws the series labels of `chart` at `at` in the common style (a light box, black border).
+pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err)
+}
+
 /// Colour of the link, layer stage or series at position `i` (a fixed qualitative palette).
 pub fn palette(i: usize) -> RGBColor {
     const COLOURS: [RGBColor; 6] = [

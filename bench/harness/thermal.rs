@@ -17,7 +17,7 @@ use sluice_runtime::thermal::{
     simulate, DriveModelParams, GovernorConfig, NvmeSensor, SimRun, SimSample, SimWorkload,
 };
 
-use super::plot::{draw_err, Figure, Format};
+use super::plot::{draw_err, draw_legend, Figure, Format};
 use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
 
 /// Arguments of `sluice bench thermal`.
@@ -256,13 +256,7 @@ fn draw<DB: DrawingBackend>(
                 .label("drive throttles here (WCTEMP)")
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }
