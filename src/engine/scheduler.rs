@@ -327,10 +327,12 @@ impl Engine {
             resident_load: held_started.elapsed(),
             ..BatchStats::default()
         };
-        let step_tokens = if on_gpu { 1 } else { opts.step_tokens };
+        let step_tokens = opts.step_tokens;
+        // On the GPU the host computes nothing: one-token buffers (the logits are its output).
+        let host_batch = if on_gpu { 1 } else { step_tokens };
         let mut st = RunState::new(
             &self.cfg,
-            step_tokens,
+            host_batch,
             host_ctx,
             opts.max_batch,
             Vec::new(),
