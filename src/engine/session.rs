@@ -237,6 +237,11 @@ impl Engine {
         }
     }
 
+    /// Whether the GPU computes (it runs one sequence per sweep: see `BatchError::CudaBatch`).
+    pub fn on_gpu(&self) -> bool {
+        self.cuda.is_some()
+    }
+
     /// The GPU tier plan, when the GPU computes.
     pub fn tiers(&self) -> Option<&super::tiers::TierPlan> {
         self.cuda.as_ref().and_then(|g| g.tiers())

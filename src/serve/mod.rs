@@ -102,6 +102,13 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
                     return Ok(());
                 }
             };
+            if engine.on_gpu() && parallel > 1 {
+                let e = crate::engine::scheduler::BatchError::CudaBatch;
+                let _ = loaded_tx.send(Err(Failure::BadInput(anyhow!(
+                    "--parallel {parallel}: {e}"
+                ))));
+                return Ok(());
+            }
             let ctx = ctx_ask.min(engine.spec().context_length);
             let tok = Arc::new(tok);
             let summary = format!(
