@@ -3,9 +3,9 @@
 //! free loopback ports: chat and completions, streamed and not, greedy answers equal to
 //! `sluice run`'s, stop strings, log-probabilities, errors, auth, tokenize; a bounded load test
 //! (32 concurrent clients × 4 requests) whose answers all equal the sequential ones, also with
-//! every layer streamed from disk; a full queue's 503s; a client that leaves mid-stream; and
-//! SIGTERM ending the server with status 0. Needs `scripts/fetch-models.sh` and the fixture
-//! venv (scripts/test.sh sets both up).
+//! every layer streamed from disk; a full queue's 503s; a client that leaves mid-stream; SSE
+//! keep-alive comments during a long prefill; and SIGTERM ending the server with status 0.
+//! Needs `scripts/fetch-models.sh` and the fixture venv (scripts/test.sh sets both up).
 
 mod common;
 
@@ -184,10 +184,20 @@ fn expected() -> PathBuf {
 fn openai_client_chat_completions_errors_auth_and_load() {
     let expected = expected();
     let exp = expected.to_str().expect("UTF-8 path");
-    let server = Server::start(&["--parallel", "8", "--max-queue", "256", "--ctx", "1024"]);
+    let server = Server::start(&[
+        "--parallel",
+        "8",
+        "--max-queue",
+        "256",
+        "--ctx",
+        "1024",
+        "--sse-ping",
+        "1",
+    ]);
     server.check(&["basic", exp]);
     server.check(&["load", exp, "32", "4"]);
     server.check(&["disconnect"]);
+    server.check(&["keepalive"]);
     server.stop();
     let _ = std::fs::remove_file(expected);
 }

@@ -6,6 +6,7 @@ what is checked). Run by tests/serve_openai.rs against a server it started on a 
     PY tests/serve/openai_checks.py load     BASE_URL KEY EXPECTED.json CLIENTS REQUESTS
     PY tests/serve/openai_checks.py overflow BASE_URL KEY
     PY tests/serve/openai_checks.py disconnect BASE_URL KEY
+    PY tests/serve/openai_checks.py keepalive BASE_URL KEY    (a server with --sse-ping 1)
 
 EXPECTED.json holds what `sluice run --temperature 0` printed for the same prompts:
 {"max_tokens": N, "chat": [{"prompt", "text"}], "raw": [{"prompt", "text"}]}.
@@ -248,6 +249,32 @@ def disconnect(base, key):
     raise AssertionError("the sequence of a client that left was not cancelled within 30 s")
 
 
+def keepalive(base, key):
+    """While a long prompt is computed, the silent SSE stream carries `:` comments."""
+    u = urlparse(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    body = json.dumps({"messages": [{"role": "user", "content": "word " * 400}],
+                       "max_tokens": 2, "temperature": 0, "stream": True})
+    conn.request("POST", "/v1/chat/completions", body=body,
+                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    r = conn.getresponse()
+    assert r.status == 200, r.status
+    comments, datas = 0, []
+    for raw_line in r:
+        line = raw_line.decode().rstrip("\r\n")
+        if line.startswith(":"):
+            if len(datas) == 1:  # after the role chunk, before any text: the prefill
+                comments += 1
+        elif line.startswith("data:"):
+            datas.append(line[5:].strip())
+            if datas[-1] == "[DONE]":
+                break
+    conn.close()
+    assert datas and datas[-1] == "[DONE]", datas[-3:]
+    assert comments >= 1, f"no keep-alive comment during the prefill ({len(datas)} events)"
+    ok(f"keep-alive: {comments} SSE comments while a 400-word prompt was computed")
+
+
 def main():
     what, base, key = sys.argv[1], sys.argv[2], sys.argv[3]
     if what == "basic":
@@ -258,6 +285,8 @@ def main():
         overflow(base, key)
     elif what == "disconnect":
         disconnect(base, key)
+    elif what == "keepalive":
+        keepalive(base, key)
     else:
         sys.exit(f"unknown check {what}")
 
