@@ -167,7 +167,7 @@ fn check_model(model: &str) {
                 f.overlap
             ));
         }
-        if !(f.centred_max_abs < CENTRED_MAX_ABS_BOUND) {
+        if f.centred_max_abs.is_nan() || f.centred_max_abs >= CENTRED_MAX_ABS_BOUND {
             failures.push(format!(
                 "{label}: centred max abs error {:.4} ≥ {CENTRED_MAX_ABS_BOUND}",
                 f.centred_max_abs
