@@ -1,6 +1,47 @@
 //! Stop strings matched in the decoded text across token boundaries: text that could still be
 //! the start of a stop string is held back until it cannot, and neither a stop string nor
-//! anything after it is ever released.
+//! anything after it is ever released. [`StopDecoder`] is what frontends use: a sequence's
+//! tokens decoded as they come, through its stop strings.
+
+use sluice_loader::tokenizer::{StreamDecoder, Tokenizer};
+
+/// One sequence's generated text: tokens decoded as they come (a character split over tokens
+/// waits for its last byte) and released through its stop strings.
+pub struct StopDecoder<'t> {
+    decoder: StreamDecoder<'t>,
+    text: StopText,
+}
+
+impl<'t> StopDecoder<'t> {
+    /// Decodes with `tok` and stops at any of `stops`.
+    pub fn new(tok: &'t Tokenizer, stops: Vec<String>) -> StopDecoder<'t> {
+        StopDecoder {
+            decoder: StreamDecoder::new(tok),
+            text: StopText::new(stops),
+        }
+    }
+
+    /// Decodes one token: the text it releases, and whether a stop string was completed.
+    pub fn push(&mut self, token: u32) -> (&str, bool) {
+        let piece = self.decoder.push(token).unwrap_or("");
+        self.text.push(piece)
+    }
+
+    /// Generation ended: releases what was held back (a possible stop-string prefix, bytes of
+    /// an unfinished character) and returns it; nothing after a completed stop string.
+    pub fn finish(&mut self) -> &str {
+        let start = self.text.released().len();
+        let tail = self.decoder.finish().unwrap_or("");
+        self.text.push(tail);
+        self.text.finish();
+        &self.text.released()[start..]
+    }
+
+    /// Everything released so far.
+    pub fn released(&self) -> &str {
+        self.text.released()
+    }
+}
 
 /// The decoded text of one sequence and how much of it has been released.
 #[derive(Clone, Debug, Default)]
@@ -100,6 +141,41 @@ mod tests {
         }
         let rest = s.finish().to_string();
         (out, hit, rest)
+    }
+
+    /// Pieces through a `StopText` as a sequence feeds them, then the decoder's `tail` at the
+    /// end; returns the final text, whether a stop string ended it, and the pieces taken.
+    fn answer(stops: &[&str], pieces: &[&str], tail: &str) -> (String, bool, usize) {
+        let mut s = StopText::new(stops.iter().map(|s| s.to_string()).collect());
+        let mut taken = pieces.len();
+        let mut hit = false;
+        for (i, p) in pieces.iter().enumerate() {
+            if s.push(p).1 {
+                (hit, taken) = (true, i + 1);
+                break;
+            }
+        }
+        s.push(tail);
+        s.finish();
+        (s.released().to_string(), hit, taken)
+    }
+
+    #[test]
+    fn the_final_text_ends_before_a_stop_or_keeps_a_partial_one() {
+        let (text, hit, taken) = answer(&["\n\n"], &["Paris", ".\n", "\nThe", " end"], "x");
+        assert_eq!((text.as_str(), hit, taken), ("Paris.", true, 3));
+        let (text, hit, _) = answer(&["END", "###"], &["a", "#", "#", "# b"], "");
+        assert_eq!((text.as_str(), hit), ("a", true));
+        let (text, hit, taken) = answer(&["Q:"], &["Q: next"], "");
+        assert_eq!((text.as_str(), hit, taken), ("", true, 1));
+        let (text, hit, _) = answer(&["</s>"], &["a <", "/"], "x");
+        assert_eq!((text.as_str(), hit), ("a </x", false));
+        let (text, hit, _) = answer(&[""], &["a", "b"], "");
+        assert_eq!(
+            (text.as_str(), hit),
+            ("ab", false),
+            "an empty stop never matches"
+        );
     }
 
     #[test]

@@ -10,14 +10,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_loader::tokenizer::{StreamDecoder, Tokenizer};
+use sluice_loader::tokenizer::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::metrics::Metrics;
 use crate::engine::sampler::{Sampler, SamplerConfig};
 use crate::engine::scheduler::{BatchStats, Driver, Finished, SeqRequest, Verdict};
 use crate::engine::session::{EngineError, StopReason};
-use crate::engine::stops::StopText;
+use crate::engine::stops::StopDecoder;
 
 /// How often an idle engine thread looks up from its queue (for shutdown).
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -73,8 +73,7 @@ pub struct Shared {
 /// One live request on the engine thread.
 struct Seq<'t> {
     events: UnboundedSender<Event>,
-    decoder: StreamDecoder<'t>,
-    text: StopText,
+    text: StopDecoder<'t>,
     logprobs: Option<usize>,
     queued_at: Instant,
     last_token: Option<Instant>,
@@ -177,8 +176,7 @@ impl Driver for Worker<'_> {
             id,
             Seq {
                 events: job.events,
-                decoder: StreamDecoder::new(self.tok),
-                text: StopText::new(job.stop),
+                text: StopDecoder::new(self.tok, job.stop),
                 logprobs: job.logprobs,
                 queued_at: job.queued_at,
                 last_token: None,
@@ -216,8 +214,7 @@ impl Driver for Worker<'_> {
         s.last_token = Some(now);
         s.generated += 1;
         Metrics::add(&metrics.generated_tokens, 1);
-        let piece = s.decoder.push(token).unwrap_or("");
-        let (text, hit) = s.text.push(piece);
+        let (text, hit) = s.text.push(token);
         let event = Event::Token {
             text: text.to_string(),
             logprob,
@@ -254,17 +251,13 @@ impl Driver for Worker<'_> {
             StopReason::Length => "length",
             StopReason::Eos | StopReason::Stop => "stop",
         };
-        if f.stop_reason != StopReason::Stop {
-            // Text held back as a possible stop string, and bytes of an unfinished character.
-            let tail = s.decoder.finish().unwrap_or("").to_string();
-            let mut rest = s.text.push(&tail).0.to_string();
-            rest.push_str(s.text.finish());
-            if !rest.is_empty() {
-                let _ = s.events.send(Event::Token {
-                    text: rest,
-                    logprob: None,
-                });
-            }
+        // Text held back as a possible stop string, bytes of an unfinished character.
+        let rest = s.text.finish();
+        if !rest.is_empty() {
+            let _ = s.events.send(Event::Token {
+                text: rest.to_string(),
+                logprob: None,
+            });
         }
         let _ = s.events.send(Event::Done {
             finish_reason,

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
-use sluice_loader::tokenizer::{StreamDecoder, Tokenizer};
+use sluice_loader::tokenizer::Tokenizer;
 
 use super::input::{InputLine, PromptSpec};
 use super::output::Output;
@@ -15,42 +15,12 @@ use crate::cli::prompt::{messages_tokens, prompt_tokens};
 use crate::engine::sampler::{Sampler, SamplerConfig};
 use crate::engine::scheduler::{BatchStats, Driver, Finished, SeqRequest, Verdict};
 use crate::engine::session::{EngineError, StopReason};
-use crate::engine::stops::StopText;
-
-/// A sequence's answer: its decoded pieces with its stop strings matched across token
-/// boundaries (neither a stop string nor anything after it is kept).
-#[derive(Debug)]
-pub struct Answer {
-    text: StopText,
-}
-
-impl Answer {
-    /// An empty answer that stops at any of `stops`.
-    pub fn new(stops: Vec<String>) -> Answer {
-        Answer {
-            text: StopText::new(stops),
-        }
-    }
-
-    /// Appends one token's decoded piece; true once a stop string is complete.
-    pub fn push(&mut self, piece: &str) -> bool {
-        self.text.push(piece).1
-    }
-
-    /// The final text, given the decoder's last held-back piece (ignored after a stop string:
-    /// the text then ends just before it).
-    pub fn finish(mut self, tail: &str) -> String {
-        self.text.push(tail);
-        self.text.finish();
-        self.text.released().to_string()
-    }
-}
+use crate::engine::stops::StopDecoder;
 
 /// A sequence in flight.
 struct Running<'t> {
     line: InputLine,
-    decoder: StreamDecoder<'t>,
-    answer: Answer,
+    text: StopDecoder<'t>,
 }
 
 /// What the run did, for the summary.
@@ -194,9 +164,8 @@ impl Driver for BatchDriver<'_> {
             self.running.insert(
                 id,
                 Running {
-                    answer: Answer::new(line.stop.clone()),
+                    text: StopDecoder::new(self.tok, line.stop.clone()),
                     line,
-                    decoder: StreamDecoder::new(self.tok),
                 },
             );
             return Some(req);
@@ -214,8 +183,7 @@ impl Driver for BatchDriver<'_> {
         let Some(r) = self.running.get_mut(&id) else {
             return Verdict::Stop(StopReason::Interrupted);
         };
-        let piece = r.decoder.push(token).unwrap_or("");
-        if r.answer.push(piece) {
+        if r.text.push(token).1 {
             Verdict::Stop(StopReason::Stop)
         } else {
             Verdict::Continue
@@ -234,13 +202,10 @@ impl Driver for BatchDriver<'_> {
             self.tally.interrupted += 1;
             return;
         }
-        let tail = match f.stop_reason {
-            StopReason::Stop => String::new(),
-            _ => r.decoder.finish().unwrap_or("").to_string(),
-        };
+        r.text.finish();
         let v: Value = json!({
             "id": r.line.id,
-            "text": r.answer.finish(&tail),
+            "text": r.text.released(),
             "tokens": f.tokens,
             "stop_reason": f.stop_reason.name(),
             "prompt_tokens": f.prompt_tokens,
@@ -263,52 +228,5 @@ impl Driver for BatchDriver<'_> {
 
     fn step(&mut self, stats: &BatchStats, _kv_bytes: u64) {
         (self.on_step)(stats);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Feeds token pieces as the driver does; returns the final text, whether a stop string
-    /// ended it, and how many pieces were taken.
-    fn answer(stops: &[&str], pieces: &[&str], tail: &str) -> (String, bool, usize) {
-        let mut a = Answer::new(stops.iter().map(|s| s.to_string()).collect());
-        for (i, p) in pieces.iter().enumerate() {
-            if a.push(p) {
-                return (a.finish(""), true, i + 1);
-            }
-        }
-        (a.finish(tail), false, pieces.len())
-    }
-
-    #[test]
-    fn a_stop_string_split_over_tokens_ends_the_text_before_it() {
-        let (text, hit, taken) = answer(&["\n\n"], &["Paris", ".\n", "\nThe", " end"], "");
-        assert_eq!((text.as_str(), hit, taken), ("Paris.", true, 3));
-        let (text, hit, _) = answer(&["END", "###"], &["a", "#", "#", "# b"], "");
-        assert_eq!((text.as_str(), hit), ("a", true));
-        let (text, hit, _) = answer(&["stop"], &["x", "sto", "p and more"], "");
-        assert_eq!((text.as_str(), hit), ("x", true));
-    }
-
-    #[test]
-    fn a_partial_stop_string_is_kept_when_generation_ends_otherwise() {
-        let (text, hit, _) = answer(&["</s>"], &["a <", "/"], "x");
-        assert_eq!((text.as_str(), hit), ("a </x", false));
-        let (text, hit, _) = answer(&[], &["é", "t", "é"], "");
-        assert_eq!((text.as_str(), hit), ("été", false));
-        let (text, hit, _) = answer(&[""], &["a", "b"], "");
-        assert_eq!(
-            (text.as_str(), hit),
-            ("ab", false),
-            "an empty stop never matches"
-        );
-    }
-
-    #[test]
-    fn a_stop_string_in_the_first_piece_leaves_no_text() {
-        let (text, hit, taken) = answer(&["Q:"], &["Q: next"], "");
-        assert_eq!((text.as_str(), hit, taken), ("", true, 1));
     }
 }
