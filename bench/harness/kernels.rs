@@ -1,6 +1,8 @@
 //! `sluice bench kernels`: CPU dequantisation and matrix × vector throughput per weight type, in
 //! GB/s of weights and as a fraction of the memory read bandwidth measured in the same run (a
-//! decode step streams every weight once, so that bandwidth is the roof).
+//! decode step streams every weight once, so that bandwidth is the roof), on every kernel tier
+//! the CPU has (scalar, AVX2, AVX-512): the one-token product (decode) and an 8-token product
+//! (prefill and batched decode, in weight GB/s times tokens).
 //!
 //! Where a GPU is present the same matrices go through its dequantisation and fused matvec
 //! kernels too (`cuda::bench::KernelBench`), against the device memory bandwidth of the same run
@@ -27,6 +29,8 @@ use crate::cuda::CudaError;
 const ROW_ELEMS: usize = 4096;
 /// Largest matrix accepted (the machine must hold it and the bandwidth buffer).
 const SIZE_MAX: u64 = 8 << 30;
+/// Tokens of the batched product (one full tile of the matmul).
+const BATCH_TOKENS: usize = crate::cpu::TOKENS_PER_TILE;
 
 /// Arguments of `sluice bench kernels`.
 #[derive(Args, Debug)]
@@ -57,6 +61,26 @@ struct KernelFigures {
     dequant_gb_per_s: f64,
     matvec_gb_per_s: f64,
     matvec_fraction_of_mem: f64,
+    /// The 8-token product: weight bytes × tokens per second (CPU only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch_gb_per_s: Option<f64>,
+}
+
+/// One kernel tier's products over the same matrices.
+#[derive(Debug, serde::Serialize)]
+struct TierFigures {
+    isa: &'static str,
+    kernels: Vec<TierKernel>,
+}
+
+/// One weight type on one tier.
+#[derive(Debug, serde::Serialize)]
+struct TierKernel {
+    #[serde(rename = "type")]
+    ty: String,
+    matvec_gb_per_s: f64,
+    matvec_fraction_of_mem: f64,
+    batch_gb_per_s: f64,
 }
 
 /// The whole report.
@@ -65,7 +89,10 @@ struct KernelsReport {
     isa: &'static str,
     threads: usize,
     mem_gb_per_s: f64,
+    /// The figures of `isa`, the tier the engine runs.
     kernels: Vec<KernelFigures>,
+    /// Every tier this CPU has, slowest first.
+    tiers: Vec<TierFigures>,
     /// The device's figures, or `None` with `gpu_reason` saying why there are none.
     gpu: Option<GpuReport>,
     gpu_reason: Option<String>,
@@ -153,11 +180,19 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             mem_bps / 1e9
         );
         println!(
-            "{:<8} {:>12} {:>14} {:>14} {:>8}",
-            "type", "weights", "dequant GB/s", "matvec GB/s", "of mem"
+            "{:<8} {:>12} {:>14} {:>14} {:>8} {:>12}",
+            "type", "weights", "dequant GB/s", "matvec GB/s", "of mem", "batch GB/s"
         );
     }
 
+    let tiers_present = Isa::all_present();
+    let mut tiers: Vec<TierFigures> = tiers_present
+        .iter()
+        .map(|t| TierFigures {
+            isa: t.name(),
+            kernels: Vec::new(),
+        })
+        .collect();
     let mut kernels = Vec::new();
     let bar = super::progress::bar(types.len() as u64, "weight types");
     for ty in types {
@@ -171,7 +206,28 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             n_rows,
             bytes: &bytes,
         };
-        let mv = matvec_pass_s(isa, &w, &mut rng, &pool, args.seconds)?;
+        let gb = |s: f64, tokens: usize| (bytes.len() * tokens) as f64 / s / 1e9;
+        let mut current = None;
+        for (tier, figs) in tiers_present.iter().zip(tiers.iter_mut()) {
+            let mv = matvec_pass_s(*tier, &w, &mut rng, &pool, args.seconds, 1)?;
+            let bt = matvec_pass_s(*tier, &w, &mut rng, &pool, args.seconds, BATCH_TOKENS)?;
+            figs.kernels.push(TierKernel {
+                ty: ty.to_string(),
+                matvec_gb_per_s: gb(mv, 1),
+                matvec_fraction_of_mem: gb(mv, 1) * 1e9 / mem_bps,
+                batch_gb_per_s: gb(bt, BATCH_TOKENS),
+            });
+            if *tier == isa {
+                current = Some((mv, bt));
+            }
+        }
+        let (mv, bt) = match current {
+            Some(c) => c,
+            None => (
+                matvec_pass_s(isa, &w, &mut rng, &pool, args.seconds, 1)?,
+                matvec_pass_s(isa, &w, &mut rng, &pool, args.seconds, BATCH_TOKENS)?,
+            ),
+        };
         let mut row = vec![0.0f32; ROW_ELEMS];
         let mut deq_err = None;
         let (dq, _) = timed_passes(args.seconds, |passes| {
@@ -191,8 +247,9 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             ty: ty.to_string(),
             weight_bytes: bytes.len(),
             dequant_gb_per_s: bytes.len() as f64 / dq / 1e9,
-            matvec_gb_per_s: bytes.len() as f64 / mv / 1e9,
-            matvec_fraction_of_mem: bytes.len() as f64 / mv / mem_bps,
+            matvec_gb_per_s: gb(mv, 1),
+            matvec_fraction_of_mem: gb(mv, 1) * 1e9 / mem_bps,
+            batch_gb_per_s: Some(gb(bt, BATCH_TOKENS)),
         };
         if !args.json {
             bar.suspend(|| print_row(&fig));
@@ -209,12 +266,17 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             threads,
             mem_gb_per_s: mem_bps / 1e9,
             kernels,
+            tiers,
             gpu,
             gpu_reason,
         };
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("dequant is one thread; matvec uses {threads}.");
+        println!(
+            "dequant is one thread; matvec uses {threads}; batch is {BATCH_TOKENS} tokens (weight GB/s × tokens). Kernel path: {}.",
+            isa.name()
+        );
+        print_tiers(&tiers);
         print_gpu(gpu.as_ref(), gpu_reason.as_deref());
     }
     Ok(())
@@ -268,6 +330,7 @@ impl Gpu {
             dequant_gb_per_s: f.dequant_gb_per_s,
             matvec_gb_per_s: f.matvec_gb_per_s,
             matvec_fraction_of_mem: f.matvec_gb_per_s / *mem_gb_per_s,
+            batch_gb_per_s: None,
         });
         Ok(())
     }
@@ -316,14 +379,44 @@ fn print_gpu(gpu: Option<&GpuReport>, reason: Option<&str>) {
 
 /// One type's row of the CPU or GPU table.
 fn print_row(fig: &KernelFigures) {
+    let batch = fig
+        .batch_gb_per_s
+        .map_or_else(String::new, |b| format!("{b:>12.2}"));
     println!(
-        "{:<8} {:>9.0} MB {:>14.2} {:>14.2} {:>7.0}%",
+        "{:<8} {:>9.0} MB {:>14.2} {:>14.2} {:>7.0}% {batch}",
         fig.ty,
         fig.weight_bytes as f64 / 1e6,
         fig.dequant_gb_per_s,
         fig.matvec_gb_per_s,
         100.0 * fig.matvec_fraction_of_mem
     );
+}
+
+/// Every tier's matvec (and fraction of memory bandwidth) and batch figures, a column pair
+/// per tier.
+fn print_tiers(tiers: &[TierFigures]) {
+    print!("{:<8}", "tier:");
+    for t in tiers {
+        print!(" {:>24}", format!("{} matvec / batch", t.isa));
+    }
+    println!();
+    let n_types = tiers.first().map_or(0, |t| t.kernels.len());
+    for i in 0..n_types {
+        print!("{:<8}", tiers[0].kernels[i].ty);
+        for t in tiers {
+            let k = &t.kernels[i];
+            print!(
+                " {:>24}",
+                format!(
+                    "{:.2} ({:.0}%) / {:.2}",
+                    k.matvec_gb_per_s,
+                    100.0 * k.matvec_fraction_of_mem,
+                    k.batch_gb_per_s
+                )
+            );
+        }
+        println!();
+    }
 }
 
 /// Runs `f(passes)` with growing pass counts until one call lasts `seconds`; returns the best
@@ -386,7 +479,7 @@ pub(super) fn matvec_gb_per_s(
         n_rows,
         bytes: &bytes,
     };
-    let per_pass = matvec_pass_s(isa, &w, &mut rng, pool, seconds)?;
+    let per_pass = matvec_pass_s(isa, &w, &mut rng, pool, seconds, 1)?;
     Ok(bytes.len() as f64 / per_pass / 1e9)
 }
 
@@ -420,17 +513,19 @@ fn random_matrix(
     Ok((n_rows, synth::weights(rng, ty, row_elems, n_rows)))
 }
 
-/// Best seconds per one-token matrix × vector pass over `w` on `pool`, over about `seconds`.
+/// Best seconds per product of `w` with `tokens` activation rows on `pool` (one token: the
+/// matrix × vector of decode), over about `seconds`.
 fn matvec_pass_s(
     isa: Isa,
     w: &WeightView<'_>,
     rng: &mut Rng,
     pool: &ThreadPool,
     seconds: f64,
+    tokens: usize,
 ) -> Result<f64> {
     let ty = w.ty;
-    let q = synth::acts(rng, isa, ty, w.row_elems, 1)?;
-    let mut out = vec![0.0f32; w.n_rows];
+    let q = synth::acts(rng, isa, ty, w.row_elems, tokens)?;
+    let mut out = vec![0.0f32; w.n_rows * tokens];
     let mut first_err = None;
     let (per_pass, _) = timed_passes(seconds, |passes| {
         for _ in 0..passes {

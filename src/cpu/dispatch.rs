@@ -1,15 +1,16 @@
 //! Which kernel path the CPU backend runs: chosen once per process, overridable by environment.
 //!
 //! `SLUICE_SIMD=scalar` forces the scalar reference kernels (the engine's tests run every model
-//! on both paths); `SLUICE_SIMD=avx2` asks for AVX2 and falls back to scalar, logged once, when
-//! the CPU lacks it; unset or `auto` picks the best path the CPU supports.
+//! on every path); `SLUICE_SIMD=avx2` or `avx512` asks for that tier and falls back to the best
+//! lower one, logged once, when the CPU lacks it; unset or `auto` picks the best path the CPU
+//! supports. Every tier gives bit-identical results (the kernels keep the AVX2 path's order).
 
 use std::sync::OnceLock;
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::Avx2;
+use super::simd::{Avx2, Avx512};
 
-/// The environment variable that selects the kernel path (`scalar`, `avx2` or `auto`).
+/// The environment variable that selects the kernel path (`scalar`, `avx2`, `avx512` or `auto`).
 pub const SIMD_ENV: &str = "SLUICE_SIMD";
 
 /// A kernel path. A value naming AVX2 can only be built after AVX2, FMA and F16C were detected,
@@ -27,6 +28,9 @@ pub(crate) enum IsaKind {
     /// AVX2 + FMA + F16C kernels.
     #[cfg(target_arch = "x86_64")]
     Avx2(Avx2),
+    /// AVX-512 F/BW/VL/VNNI row-pair kernels where a type has one, AVX2 for the rest.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512),
 }
 
 impl Isa {
@@ -51,9 +55,32 @@ impl Isa {
         }
     }
 
+    /// The AVX-512 (F/BW/VL/VNNI) path, if this CPU supports it.
+    pub fn avx512() -> Option<Isa> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Avx512::detect().map(|t| Isa {
+                kind: IsaKind::Avx512(t),
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            None
+        }
+    }
+
     /// The fastest path this CPU supports, ignoring the environment.
     pub fn best() -> Isa {
-        Isa::avx2().unwrap_or_else(Isa::scalar)
+        Isa::avx512().or_else(Isa::avx2).unwrap_or_else(Isa::scalar)
+    }
+
+    /// Every path this CPU supports, slowest first (scalar, then each SIMD tier present): what
+    /// the tests compare and `sluice bench kernels` measures.
+    pub fn all_present() -> Vec<Isa> {
+        [Some(Isa::scalar()), Isa::avx2(), Isa::avx512()]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The process-wide path: `SLUICE_SIMD` if set, else [`Isa::best`]; decided on first call.
@@ -73,21 +100,42 @@ impl Isa {
                 );
                 Isa::scalar()
             }),
+            Some("avx512") => Isa::avx512().unwrap_or_else(|| {
+                let fallback = Isa::avx2().unwrap_or_else(Isa::scalar);
+                log::warn!(
+                    "{SIMD_ENV}=avx512 but this CPU lacks AVX-512 F/BW/VL/VNNI; using {}",
+                    fallback.name()
+                );
+                fallback
+            }),
             Some(other) => {
                 log::warn!(
-                    "{SIMD_ENV}={other:?} is not scalar, avx2 or auto; picking automatically"
+                    "{SIMD_ENV}={other:?} is not scalar, avx2, avx512 or auto; picking automatically"
                 );
                 Isa::best()
             }
         }
     }
 
-    /// A short name for logs and bench labels (`scalar`, `avx2`).
+    /// A short name for logs and bench labels (`scalar`, `avx2`, `avx512`).
     pub fn name(self) -> &'static str {
         match self.kind {
             IsaKind::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             IsaKind::Avx2(_) => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512(_) => "avx512",
+        }
+    }
+
+    /// The AVX2 proof of a SIMD path (every x86 tier includes AVX2, FMA and F16C), for the
+    /// operations that have no kernel of their own on the higher tiers.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn avx2_proof(self) -> Option<Avx2> {
+        match self.kind {
+            IsaKind::Scalar => None,
+            IsaKind::Avx2(t) => Some(t),
+            IsaKind::Avx512(t) => Some(t.avx2()),
         }
     }
 
@@ -98,6 +146,8 @@ impl Isa {
         match self.kind {
             #[cfg(target_arch = "x86_64")]
             IsaKind::Avx2(proof) => super::simd::with_fma(proof, f),
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512(proof) => super::simd::with_fma(proof.avx2(), f),
             IsaKind::Scalar => f(),
         }
     }
@@ -118,7 +168,13 @@ mod tests {
         assert_eq!(Isa::from_setting(None), Isa::best());
         assert_eq!(Isa::from_setting(Some("auto")), Isa::best());
         assert_eq!(Isa::from_setting(Some("bogus")), Isa::best());
-        assert_eq!(Isa::from_setting(Some("avx2")), Isa::best());
+        let avx2 = Isa::avx2().unwrap_or_else(Isa::scalar);
+        assert_eq!(Isa::from_setting(Some("avx2")), avx2);
+        let avx512 = Isa::avx512().unwrap_or(avx2);
+        assert_eq!(Isa::from_setting(Some("avx512")), avx512);
         assert_eq!(Isa::scalar().name(), "scalar");
+        let names: Vec<&str> = Isa::all_present().iter().map(|i| i.name()).collect();
+        assert_eq!(names[0], "scalar");
+        assert_eq!(*names.last().unwrap_or(&""), Isa::best().name());
     }
 }

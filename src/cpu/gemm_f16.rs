@@ -5,7 +5,6 @@
 
 use half::f16;
 
-use super::dispatch::IsaKind;
 use super::Isa;
 
 /// Dots two little-endian f16 rows of equal length (a multiple of 8) in GEMM order.
@@ -13,8 +12,8 @@ pub fn dot_f16_gemm(isa: Isa, a: &[u8], b: &[u8]) -> f32 {
     let n = a.len().min(b.len()) / 2;
     debug_assert!(n % 8 == 0);
     #[cfg(target_arch = "x86_64")]
-    if let IsaKind::Avx2(_) = isa.kind() {
-        // SAFETY: an `Avx2` token exists only after AVX2, FMA and F16C were detected; the rows
+    if isa.avx2_proof().is_some() {
+        // SAFETY: an `Avx2` proof exists only after AVX2, FMA and F16C were detected; the rows
         // hold 2·n bytes.
         return unsafe { gemm_avx2(&a[..2 * n], &b[..2 * n]) };
     }

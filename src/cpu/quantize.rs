@@ -159,6 +159,8 @@ pub fn quantize_row_q8_0(isa: Isa, x: &[f32], out: &mut [BlockQ8_0]) {
         IsaKind::Scalar => q8_0_scalar(x, out),
         #[cfg(target_arch = "x86_64")]
         IsaKind::Avx2(t) => simd::quantize::q8_0(t, x, out),
+        #[cfg(target_arch = "x86_64")]
+        IsaKind::Avx512(t) => simd::quantize::q8_0(t.avx2(), x, out),
     }
 }
 
@@ -169,6 +171,8 @@ pub fn quantize_row_q8_1(isa: Isa, x: &[f32], out: &mut [BlockQ8_1]) {
         IsaKind::Scalar => q8_1_scalar(x, out),
         #[cfg(target_arch = "x86_64")]
         IsaKind::Avx2(t) => simd::quantize::q8_1(t, x, out),
+        #[cfg(target_arch = "x86_64")]
+        IsaKind::Avx512(t) => simd::quantize::q8_1(t.avx2(), x, out),
     }
 }
 
@@ -179,6 +183,8 @@ pub fn quantize_row_q8_k(isa: Isa, x: &[f32], out: &mut [BlockQ8K]) {
         IsaKind::Scalar => q8_k_scalar(x, out),
         #[cfg(target_arch = "x86_64")]
         IsaKind::Avx2(t) => simd::quantize::q8_k(t, x, out),
+        #[cfg(target_arch = "x86_64")]
+        IsaKind::Avx512(t) => simd::quantize::q8_k(t.avx2(), x, out),
     }
 }
 
@@ -189,6 +195,8 @@ pub fn convert_row_f16(isa: Isa, x: &[f32], out: &mut [u8]) {
         IsaKind::Scalar => f16_scalar(x, out),
         #[cfg(target_arch = "x86_64")]
         IsaKind::Avx2(t) => simd::quantize::f16(t, x, out),
+        #[cfg(target_arch = "x86_64")]
+        IsaKind::Avx512(t) => simd::quantize::f16(t.avx2(), x, out),
     }
 }
 
@@ -199,5 +207,7 @@ pub fn convert_row_bf16(isa: Isa, x: &[f32], out: &mut [u8]) {
         IsaKind::Scalar => bf16_scalar(x, out),
         #[cfg(target_arch = "x86_64")]
         IsaKind::Avx2(t) => simd::quantize::bf16(t, x, out),
+        #[cfg(target_arch = "x86_64")]
+        IsaKind::Avx512(t) => simd::quantize::bf16(t.avx2(), x, out),
     }
 }

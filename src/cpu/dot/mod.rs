@@ -60,6 +60,8 @@ macro_rules! pair {
                 IsaKind::Scalar => $scalar(x, y),
                 #[cfg(target_arch = "x86_64")]
                 IsaKind::Avx2(t) => $avx2(t, x, y),
+                #[cfg(target_arch = "x86_64")]
+                IsaKind::Avx512(t) => $avx2(t.avx2(), x, y),
             }
         }
 
@@ -128,6 +130,8 @@ macro_rules! float_pair {
                 IsaKind::Scalar => $scalar(w, a),
                 #[cfg(target_arch = "x86_64")]
                 IsaKind::Avx2(t) => $avx2(t, w, a),
+                #[cfg(target_arch = "x86_64")]
+                IsaKind::Avx512(t) => $avx2(t.avx2(), w, a),
             }
         }
 
@@ -159,7 +163,7 @@ float_pair!(
     vec_dot_f32_f32, f32_row, 4, float::f32_f32, simd::float::f32_f32);
 
 /// The dot kernel for one weight type: its activation format, its byte-row function and, where
-/// one exists, its multi-token AVX2 tile kernel.
+/// they exist, its multi-token AVX2 tile kernel and its AVX-512 row-pair tile kernel.
 #[derive(Clone, Copy)]
 pub(crate) struct RowDot {
     /// The activation format the rows must be in.
@@ -167,6 +171,8 @@ pub(crate) struct RowDot {
     f: RowFn,
     #[cfg(target_arch = "x86_64")]
     tile: Option<multi::TileFn>,
+    #[cfg(target_arch = "x86_64")]
+    pair_tile: Option<multi::PairTileFn>,
 }
 
 impl RowDot {
@@ -196,6 +202,8 @@ impl RowDot {
             f,
             #[cfg(target_arch = "x86_64")]
             tile: multi::avx2_tile(weight),
+            #[cfg(target_arch = "x86_64")]
+            pair_tile: multi::avx512_tile(weight),
         })
     }
 

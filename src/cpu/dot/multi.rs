@@ -11,11 +11,15 @@ use crate::cpu::dispatch::Isa;
 use crate::cpu::dispatch::IsaKind;
 use crate::cpu::error::CpuError;
 #[cfg(target_arch = "x86_64")]
-use crate::cpu::simd::{k456_multi as km, legacy_multi as lm, Avx2};
+use crate::cpu::simd::{avx512 as zm, k456_multi as km, legacy_multi as lm, Avx2, Avx512};
 
 /// An AVX2 tile kernel: `outs[k][i] = dot(weight row i of w, activation row k of a)`.
 #[cfg(target_arch = "x86_64")]
 pub(super) type TileFn = fn(Avx2, &[u8], &[u8], &mut [&mut [f32]]);
+
+/// An AVX-512 row-pair tile kernel, same contract as [`TileFn`].
+#[cfg(target_arch = "x86_64")]
+pub(super) type PairTileFn = fn(Avx512, &[u8], &[u8], &mut [&mut [f32]]);
 
 /// Activation rows per [`RowDot::tile`] call in [`vec_dot_multi_with`].
 const TOKENS_PER_CALL: usize = 8;
@@ -38,14 +42,37 @@ pub(super) fn avx2_tile(weight: GgmlType) -> Option<TileFn> {
     })
 }
 
+/// The AVX-512 row-pair tile kernel of a weight type, if it has one.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn avx512_tile(weight: GgmlType) -> Option<PairTileFn> {
+    use GgmlType as T;
+    Some(match weight {
+        T::Q4_0 => zm::q4_0_pair_tile,
+        T::Q4_1 => zm::q4_1_pair_tile,
+        T::Q5_0 => zm::q5_0_pair_tile,
+        T::Q5_1 => zm::q5_1_pair_tile,
+        T::Q8_0 => zm::q8_0_pair_tile,
+        T::IQ4NL => zm::iq4_nl_pair_tile,
+        T::Q2K => zm::q2k_pair_tile,
+        T::Q3K => zm::q3k_pair_tile,
+        T::Q4K => zm::q4k_pair_tile,
+        T::Q5K => zm::q5k_pair_tile,
+        T::Q6K => zm::q6k_pair_tile,
+        _ => return None,
+    })
+}
+
 impl RowDot {
     /// `outs[k][i] = dot(weight row i of w, activation row k of a)` over a tile: `w` holds
     /// `outs[0].len()` whole weight rows, `a` holds `outs.len()` whole activation rows, and every
     /// `outs[k]` has the same length. One dispatch per tile, not per dot.
     pub(crate) fn tile(&self, isa: Isa, w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
         #[cfg(target_arch = "x86_64")]
-        if let (IsaKind::Avx2(proof), Some(f)) = (isa.kind(), self.tile) {
-            return f(proof, w, a, outs);
+        match (isa.kind(), self.tile, self.pair_tile) {
+            (IsaKind::Avx512(proof), _, Some(f)) => return f(proof, w, a, outs),
+            (IsaKind::Avx512(proof), Some(f), None) => return f(proof.avx2(), w, a, outs),
+            (IsaKind::Avx2(proof), Some(f), _) => return f(proof, w, a, outs),
+            _ => {}
         }
         self.tile_by_dots(isa, w, a, outs);
     }

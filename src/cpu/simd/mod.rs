@@ -14,8 +14,12 @@ pub(crate) mod k456;
 pub(crate) mod k456_multi;
 pub(crate) mod legacy;
 pub(crate) mod legacy_multi;
+pub(crate) mod membw;
 pub(crate) mod quantize;
 mod tile;
+
+pub(crate) mod avx512;
+pub use avx512::Avx512;
 
 /// Proof that this CPU supports AVX2, FMA and F16C; only [`Avx2::detect`] makes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -57,7 +57,7 @@ fn every_type_matches_the_f64_reference_on_both_paths() {
                     .map(|(w, a)| w.value * a.value)
                     .sum();
                 let tol = tolerance(ty, &w, q.row(0), q.ty());
-                for isa in [Some(Isa::scalar()), Isa::avx2()].into_iter().flatten() {
+                for isa in Isa::all_present().into_iter() {
                     let got = vec_dot_with(isa, ty, n, &w, q.row(0)).map(f64::from);
                     let err = (got.clone().unwrap_or(f64::NAN) - exact).abs();
                     assert!(

@@ -42,10 +42,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 fn paths() -> Vec<Isa> {
-    [Some(Isa::scalar()), Isa::avx2()]
-        .into_iter()
-        .flatten()
-        .collect()
+    Isa::all_present()
 }
 
 #[test]

@@ -22,10 +22,7 @@ fn lengths(ty: GgmlType) -> &'static [usize] {
 #[test]
 fn every_output_equals_the_single_dot_on_both_paths() {
     let mut rng = Rng::new(0x5EED_0030);
-    let paths: Vec<Isa> = [Some(Isa::scalar()), Isa::avx2()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let paths: Vec<Isa> = Isa::all_present();
     for ty in WEIGHT_TYPES {
         for &n in lengths(ty) {
             for n_tok in NS {
