@@ -99,16 +99,16 @@ fn check_model(model: &str) {
             "{}: argmax disagrees with top20_first_step",
             ref_path.display()
         );
-        let first_step = |budget: &[&str], out: &Path| {
+        let first_step = |budget: &[&str], isa: &str, out: &Path| {
             let mut args = greedy_args(path_arg(&path), &p.text, "1", "2");
             args.extend(["--logits-out", path_arg(out)]);
             args.extend_from_slice(budget);
-            let run = run_json(&args, &[("SLUICE_SIMD", "avx2")]);
+            let run = run_json(&args, &[("SLUICE_SIMD", isa)]);
             (run, read_f32_file(out))
         };
-        let (run, ours) = first_step(&[], &dir.path().join(format!("{model}-{id}.f32")));
+        let (run, ours) = first_step(&[], "avx2", &dir.path().join(format!("{model}-{id}.f32")));
         let streamed_path = dir.path().join(format!("{model}-{id}-streamed.f32"));
-        let (_, streamed) = first_step(&["--ram-budget", "0"], &streamed_path);
+        let (_, streamed) = first_step(&["--ram-budget", "0"], "avx2", &streamed_path);
         let label = format!("{model} {id}");
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         let streamed_same = bits(&streamed) == bits(&ours);
@@ -116,6 +116,20 @@ fn check_model(model: &str) {
             failures.push(format!(
                 "{label}: --ram-budget 0 logits differ from the resident run's"
             ));
+        }
+        // Every higher tier keeps the AVX2 order: the same logits to the bit.
+        if cpu_has_avx512() {
+            let out = dir.path().join(format!("{model}-{id}-avx512.f32"));
+            let (_, wide) = first_step(&[], "avx512", &out);
+            if bits(&wide) != bits(&ours) {
+                failures.push(format!(
+                    "{label}: SLUICE_SIMD=avx512 logits differ from avx2's"
+                ));
+            }
+        } else if id == "A" {
+            eprintln!(
+                "{model}: this CPU lacks AVX-512 F/BW/VL/VNNI; the avx512 tier is not compared"
+            );
         }
         if ours.len() != ref_logits.len() {
             failures.push(format!(
@@ -204,4 +218,22 @@ fn qwen_first_step_logits() {
 #[test]
 fn top_k_ties_go_to_the_lower_id() {
     assert_eq!(top_k_ids(&[1.0, 3.0, 3.0, 2.0], 3), vec![1, 2, 3]);
+}
+
+/// Whether `SLUICE_SIMD=avx512` selects the AVX-512 tier here (F/BW/VL/VNNI, with AVX2).
+fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }

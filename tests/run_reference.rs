@@ -1,6 +1,7 @@
 //! `sluice run --raw --temperature 0` reproduces llama.cpp's greedy tokens (tests/reference)
 //! for both models and every prompt, on every path: resident and fully streamed weights
-//! (`--ram-budget 0`), 1 and 2 threads, AVX2 and scalar kernels, and, when streaming, the pread
+//! (`--ram-budget 0`), 1 and 2 threads, AVX2, AVX-512 (where the CPU has it) and scalar kernels,
+//! and, when streaming, the pread
 //! reader as well as the default one. Each test prints a table of its runs; run with
 //! `--nocapture` to see it.
 
@@ -25,7 +26,11 @@ struct Leg {
 /// Every leg for one residency setting: threads × ISA, plus the pread reader when streaming.
 fn legs(streamed: bool) -> Vec<Leg> {
     let mut v = Vec::new();
-    for isa in ["avx2", "scalar"] {
+    let mut isas = vec!["avx2", "scalar"];
+    if cpu_has_avx512() {
+        isas.insert(1, "avx512");
+    }
+    for isa in isas {
         for threads in [1, 2] {
             v.push(Leg {
                 threads,
@@ -51,6 +56,23 @@ fn cpu_has_avx2() -> bool {
         std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
             && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether `SLUICE_SIMD=avx512` selects the AVX-512 tier here (F/BW/VL/VNNI); without it the
+/// avx512 legs are not run, and the table says so.
+fn cpu_has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cpu_has_avx2()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -122,11 +144,13 @@ fn check_model(model: &str, streamed: bool) {
             failures.extend(problems.into_iter().map(|e| format!("{label}: {e}")));
         }
     }
-    let note = if cpu_has_avx2() {
-        ""
-    } else {
-        "\n(this CPU lacks AVX2/FMA/F16C: the avx2 legs ran the scalar kernels)"
-    };
+    let mut note = String::new();
+    if !cpu_has_avx2() {
+        note.push_str("\n(this CPU lacks AVX2/FMA/F16C: the avx2 legs ran the scalar kernels)");
+    }
+    if !cpu_has_avx512() {
+        note.push_str("\n(this CPU lacks AVX-512 F/BW/VL/VNNI: no avx512 legs were run)");
+    }
     println!(
         "\n{:<18} {:<2} {:<7} {:>3} {:<6} {:<7} {:>7} {:<44} {:>9}\n{}{note}\n{model} {}: {} runs in {:.1} s\n",
         "model",

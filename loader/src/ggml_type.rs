@@ -142,7 +142,7 @@ impl GgmlType {
     /// number of blocks or the size overflows.
     pub fn row_bytes(self, n_elems: u64) -> Option<u64> {
         let blk = self.block_elems() as u64;
-        if n_elems % blk != 0 {
+        if !n_elems.is_multiple_of(blk) {
             return None;
         }
         (n_elems / blk).checked_mul(self.block_bytes() as u64)

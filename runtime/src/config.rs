@@ -100,7 +100,7 @@ impl ReaderConfig {
             )));
         }
         if !(CHUNK_BYTES_MIN..=CHUNK_BYTES_MAX).contains(&self.chunk_bytes)
-            || self.chunk_bytes % SLOT_ALIGN_BYTES != 0
+            || !self.chunk_bytes.is_multiple_of(SLOT_ALIGN_BYTES)
         {
             return Err(Error::Config(format!(
                 "chunk size {} must be a multiple of {SLOT_ALIGN_BYTES} in {CHUNK_BYTES_MIN}..={CHUNK_BYTES_MAX}",

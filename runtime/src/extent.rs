@@ -92,7 +92,7 @@ impl Extent {
             });
         }
         debug_assert!(align_bytes.is_power_of_two());
-        if self.offset % align_bytes != 0 || self.len % align_bytes != 0 {
+        if !self.offset.is_multiple_of(align_bytes) || !self.len.is_multiple_of(align_bytes) {
             return Err(Error::ExtentMisaligned {
                 index,
                 path: path.to_path_buf(),

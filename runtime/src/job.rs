@@ -59,7 +59,7 @@ pub(crate) fn step(chunk: Chunk, result: i64, direct: bool, align_bytes: u64) ->
     let pos = chunk.pos + got;
     if got == chunk.len {
         Step::Done
-    } else if got == 0 || (direct && pos % align_bytes != 0) {
+    } else if got == 0 || (direct && !pos.is_multiple_of(align_bytes)) {
         Step::Eof(pos)
     } else {
         Step::More(Chunk {

@@ -35,17 +35,17 @@ pub const PREAD_THREADS_MAX: usize = 16;
 pub const ENTER_FAILURES_MAX: u32 = 1000;
 
 const _: () = assert!(SLOT_ALIGN_BYTES.is_power_of_two());
-const _: () = assert!(HUGE_PAGE_BYTES % SLOT_ALIGN_BYTES == 0);
+const _: () = assert!(HUGE_PAGE_BYTES.is_multiple_of(SLOT_ALIGN_BYTES));
 const _: () = assert!(ALIGN_BYTES_DEFAULT as usize == SLOT_ALIGN_BYTES);
-const _: () = assert!(CHUNK_BYTES_MIN % SLOT_ALIGN_BYTES == 0);
-const _: () = assert!(CHUNK_BYTES_MAX % SLOT_ALIGN_BYTES == 0);
+const _: () = assert!(CHUNK_BYTES_MIN.is_multiple_of(SLOT_ALIGN_BYTES));
+const _: () = assert!(CHUNK_BYTES_MAX.is_multiple_of(SLOT_ALIGN_BYTES));
 const _: () = assert!(CHUNK_BYTES_MIN <= CHUNK_BYTES_MAX);
 const _: () = assert!(CHUNK_BYTES_MAX <= READ_BYTES_MAX);
 const _: () = assert!(CHUNK_BYTES_MAX <= IOVEC_BYTES_MAX);
-const _: () = assert!(IOVEC_BYTES_MAX % SLOT_ALIGN_BYTES == 0);
+const _: () = assert!(IOVEC_BYTES_MAX.is_multiple_of(SLOT_ALIGN_BYTES));
 const _: () = assert!(SLOTS_MAX <= FIXED_BUFFERS_MAX);
 const _: () = assert!(FIXED_BUFFERS_MAX <= u16::MAX as usize + 1);
-const _: () = assert!(SLOT_BYTES_MAX % SLOT_ALIGN_BYTES == 0);
+const _: () = assert!(SLOT_BYTES_MAX.is_multiple_of(SLOT_ALIGN_BYTES));
 const _: () = assert!(FILES_MAX <= u32::MAX as usize);
 // One submission entry is reserved for the wake-up poll on top of the chunk reads.
 const _: () = assert!((QUEUE_DEPTH_MAX + 1).next_power_of_two() <= 4096);

@@ -53,7 +53,7 @@ unsafe impl Sync for Slab {}
 impl Slab {
     /// Maps `len_bytes` (a multiple of the page size), pre-faults it, and registers it.
     pub(crate) fn new(len_bytes: usize, registrar: Option<Arc<dyn SlabRegistrar>>) -> Result<Slab> {
-        assert!(len_bytes > 0 && len_bytes % SLOT_ALIGN_BYTES == 0);
+        assert!(len_bytes > 0 && len_bytes.is_multiple_of(SLOT_ALIGN_BYTES));
         let huge_pages = len_bytes >= HUGE_PAGE_BYTES;
         let too_large = || Error::Config(format!("slab of {len_bytes} bytes is too large"));
         let (align_bytes, backed_bytes) = if huge_pages {

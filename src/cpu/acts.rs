@@ -119,7 +119,7 @@ pub fn quantize_acts_with(
         ty,
         block,
     };
-    if rows == 0 || x.len() % rows != 0 || (x.len() / rows) % block != 0 {
+    if rows == 0 || !x.len().is_multiple_of(rows) || !(x.len() / rows).is_multiple_of(block) {
         return Err(shape_err);
     }
     let row_elems = x.len() / rows;

@@ -152,6 +152,38 @@ impl Isa {
         }
     }
 
+    /// Runs the AVX-512 softmax (bit-identical to `model::ops`'s scalar loop) when this path
+    /// has it; returns false, having done nothing, otherwise.
+    pub(crate) fn softmax_wide(self, x: &mut [f32], scale: f32, n_valid: usize) -> bool {
+        match self.kind {
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512(t) => {
+                super::simd::avx512::ops::softmax(t, x, scale, n_valid);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs the AVX-512 SwiGLU of one row chunk (bit-identical to `model::ops`'s scalar loop)
+    /// when this path has it; returns false, having done nothing, otherwise.
+    pub(crate) fn swiglu_wide(
+        self,
+        col0: usize,
+        row_len: usize,
+        gate: &mut [f32],
+        up: &[f32],
+    ) -> bool {
+        match self.kind {
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512(t) => {
+                super::simd::avx512::ops::swiglu(t, col0, row_len, gate, up);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The selected path with its feature proof.
     pub(crate) fn kind(self) -> IsaKind {
         self.kind

@@ -10,7 +10,7 @@ use super::Isa;
 /// Dots two little-endian f16 rows of equal length (a multiple of 8) in GEMM order.
 pub fn dot_f16_gemm(isa: Isa, a: &[u8], b: &[u8]) -> f32 {
     let n = a.len().min(b.len()) / 2;
-    debug_assert!(n % 8 == 0);
+    debug_assert!(n.is_multiple_of(8));
     #[cfg(target_arch = "x86_64")]
     if isa.avx2_proof().is_some() {
         // SAFETY: an `Avx2` proof exists only after AVX2, FMA and F16C were detected; the rows

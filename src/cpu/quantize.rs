@@ -147,7 +147,7 @@ pub(crate) fn bf16_scalar(x: &[f32], out: &mut [u8]) {
 /// Asserts the block count of a quantiser call (programming error, not data).
 fn check_blocks(x_len: usize, block: usize, out_len: usize) {
     assert!(
-        x_len % block == 0 && x_len / block == out_len,
+        x_len.is_multiple_of(block) && x_len / block == out_len,
         "quantiser: {x_len} inputs do not fill {out_len} blocks of {block}"
     );
 }

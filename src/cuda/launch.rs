@@ -33,7 +33,7 @@ pub const GRID_X_MAX: u64 = (1 << 31) - 1;
 
 const _: () = assert!(MATVEC_ROWS_PER_BLOCK * 32 <= 1024);
 const _: () = assert!(MATMUL_ROWS_PER_BLOCK * MATMUL_TOKENS_PER_BLOCK == MATMUL_THREADS * 8);
-const _: () = assert!(HEAD_DIM_MAX % 32 == 0 && HEAD_DIM_MAX / 2 <= 1024);
+const _: () = assert!(HEAD_DIM_MAX.is_multiple_of(32) && HEAD_DIM_MAX / 2 <= 1024);
 
 /// A kernel launch: the entry name in the fatbin and its configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,7 +143,7 @@ fn check_row(ty: GgmlType, row_elems: u64) -> Result<(), ShapeError> {
     } else {
         (ty.block_elems() as u64).max(u64::from(QK8_1))
     };
-    if row_elems == 0 || row_elems % unit != 0 {
+    if row_elems == 0 || !row_elems.is_multiple_of(unit) {
         return Err(ShapeError::PartialBlock {
             ty,
             row_elems,
@@ -165,7 +165,7 @@ fn launch(name: String, grid: (u32, u32, u32), block: (u32, u32, u32)) -> Launch
 /// `dequant_<ty>_f16` over `n_elems` elements (whole blocks).
 pub fn dequant(ty: GgmlType, n_elems: u64) -> Result<Launch, ShapeError> {
     let unit = ty.block_elems() as u64;
-    if n_elems % unit != 0 {
+    if !n_elems.is_multiple_of(unit) {
         return Err(ShapeError::PartialBlock {
             ty,
             row_elems: n_elems,
@@ -183,7 +183,7 @@ pub fn dequant(ty: GgmlType, n_elems: u64) -> Result<Launch, ShapeError> {
 
 /// `quantize_q8_1_f32` for `n_tok` rows of `row_elems` activations (a multiple of 32).
 pub fn quantize_q8_1(row_elems: u64, n_tok: u32) -> Result<Launch, ShapeError> {
-    if row_elems % u64::from(QK8_1) != 0 {
+    if !row_elems.is_multiple_of(u64::from(QK8_1)) {
         return Err(ShapeError::PartialBlock {
             ty: GgmlType::Q8_1,
             row_elems,
@@ -222,7 +222,7 @@ pub fn matmul(ty: GgmlType, n_rows: u64, row_elems: u64, n_tok: u32) -> Result<L
         return Err(ShapeError::NoKernel { op: "matmul", ty });
     }
     check_row(ty, row_elems)?;
-    if row_elems % u64::from(QK8_1) != 0 {
+    if !row_elems.is_multiple_of(u64::from(QK8_1)) {
         return Err(ShapeError::PartialBlock {
             ty,
             row_elems,
@@ -258,7 +258,7 @@ pub fn rope(
     n_tok: u32,
     neox: bool,
 ) -> Result<Launch, ShapeError> {
-    if n_rot == 0 || n_rot % 2 != 0 || n_rot > head_dim || n_rot > HEAD_DIM_MAX {
+    if n_rot == 0 || !n_rot.is_multiple_of(2) || n_rot > head_dim || n_rot > HEAD_DIM_MAX {
         return Err(ShapeError::Rope { n_rot, head_dim });
     }
     let n_heads = in_range("n_heads", u64::from(n_heads), GRID_X_MAX)?;
@@ -280,9 +280,9 @@ pub fn attention(
 ) -> Result<Launch, ShapeError> {
     let bad = n_head == 0
         || n_head_kv == 0
-        || n_head % n_head_kv != 0
+        || !n_head.is_multiple_of(n_head_kv)
         || head_dim == 0
-        || head_dim % 32 != 0
+        || !head_dim.is_multiple_of(32)
         || head_dim > HEAD_DIM_MAX;
     if bad {
         return Err(ShapeError::Attention {

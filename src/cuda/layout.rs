@@ -95,7 +95,7 @@ pub fn layer_device_bytes(extents: &[Extent]) -> u64 {
 
 fn device_tensor(s: &TensorSlice, extent_offset: u64) -> Result<DeviceTensor, LayoutError> {
     let offset = extent_offset + s.offset_in_payload;
-    if offset % TENSOR_ALIGN_BYTES != 0 {
+    if !offset.is_multiple_of(TENSOR_ALIGN_BYTES) {
         return Err(LayoutError::Misaligned {
             name: s.name.clone(),
             offset,

@@ -9,18 +9,18 @@
 //! has no hex float literals).
 
 /// 1.5 · 2^23: adding it rounds to an integer in the low mantissa bits.
-const ROUND: f32 = f32::from_bits(0x4b40_0000);
+pub(crate) const ROUND: f32 = f32::from_bits(0x4b40_0000);
 /// log2(e).
-const LOG2E: f32 = f32::from_bits(0x3fb8_aa3b);
+pub(crate) const LOG2E: f32 = f32::from_bits(0x3fb8_aa3b);
 /// ln(2), split into a high part and a low part for an exact reduction.
-const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
-const LN2_LO: f32 = f32::from_bits(0x35bf_be8e);
+pub(crate) const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
+pub(crate) const LN2_LO: f32 = f32::from_bits(0x35bf_be8e);
 /// Polynomial coefficients, highest degree first.
-const P5: f32 = f32::from_bits(0x3c07_2010);
-const P4: f32 = f32::from_bits(0x3d2b_9f17);
-const P3: f32 = f32::from_bits(0x3e2a_af33);
-const P2: f32 = f32::from_bits(0x3eff_fedb);
-const P1: f32 = f32::from_bits(0x3f7f_fff6);
+pub(crate) const P5: f32 = f32::from_bits(0x3c07_2010);
+pub(crate) const P4: f32 = f32::from_bits(0x3d2b_9f17);
+pub(crate) const P3: f32 = f32::from_bits(0x3e2a_af33);
+pub(crate) const P2: f32 = f32::from_bits(0x3eff_fedb);
+pub(crate) const P1: f32 = f32::from_bits(0x3f7f_fff6);
 
 /// `e^x`, computed as llama.cpp's AVX2 `exp` approximation computes it for one lane.
 #[inline(always)]

@@ -41,7 +41,7 @@ pub struct RopeTable {
 impl RopeTable {
     /// A table for `n_rot` rotated dimensions with base frequency `freq_base`.
     pub fn new(n_rot: usize, freq_base: f32, freq_factors: Vec<f32>) -> RopeTable {
-        debug_assert!(n_rot % 2 == 0);
+        debug_assert!(n_rot.is_multiple_of(2));
         debug_assert!(freq_factors.is_empty() || freq_factors.len() == n_rot / 2);
         RopeTable {
             cs: vec![0.0; n_rot],
@@ -71,7 +71,7 @@ impl RopeTable {
     #[inline(always)]
     fn apply_body(&self, x: &mut [f32], head_dim: usize, pairs: RopePairs) {
         let n_rot = self.cs.len();
-        debug_assert!(n_rot <= head_dim && x.len() % head_dim == 0);
+        debug_assert!(n_rot <= head_dim && x.len().is_multiple_of(head_dim));
         for head in x.chunks_exact_mut(head_dim) {
             for i in 0..n_rot / 2 {
                 let (c, s) = (self.cs[2 * i], self.cs[2 * i + 1]);
@@ -94,7 +94,15 @@ impl RopeTable {
 /// whose sums are taken in f32 (upper half + lower half, then pairwise) and accumulated in
 /// f64, libm `expf` on the tail, then a multiply by the f32-rounded reciprocal.
 pub fn softmax_scaled(x: &mut [f32], scale: f32, n_valid: usize) {
-    Isa::current().with_fma(|| softmax_body(x, scale, n_valid));
+    softmax_scaled_with(Isa::current(), x, scale, n_valid);
+}
+
+/// [`softmax_scaled`] on an explicit kernel path (every path gives the same bits).
+pub fn softmax_scaled_with(isa: Isa, x: &mut [f32], scale: f32, n_valid: usize) {
+    debug_assert!(n_valid >= 1 && n_valid <= x.len());
+    if !isa.softmax_wide(x, scale, n_valid) {
+        isa.with_fma(|| softmax_body(x, scale, n_valid));
+    }
 }
 
 /// [`softmax_scaled`]'s body, inlined into an FMA frame where the CPU has one.
@@ -153,10 +161,18 @@ pub fn swiglu(gate: &mut [f32], up: &[f32], row_len: usize) {
 /// values whatever the chunking (llama.cpp's SiLU uses its vector `exp` on whole 8-lane groups
 /// from the row's start and libm's on the tail), so threads can apply it chunk by chunk.
 pub fn swiglu_chunk(col0: usize, row_len: usize, gate: &mut [f32], up: &[f32]) {
+    swiglu_chunk_with(Isa::current(), col0, row_len, gate, up);
+}
+
+/// [`swiglu_chunk`] on an explicit kernel path (every path gives the same bits).
+pub fn swiglu_chunk_with(isa: Isa, col0: usize, row_len: usize, gate: &mut [f32], up: &[f32]) {
     debug_assert_eq!(gate.len(), up.len());
     debug_assert!(col0 + gate.len() <= row_len);
+    if isa.swiglu_wide(col0, row_len, gate, up) {
+        return;
+    }
     let poly_end = row_len - row_len % LANES;
-    Isa::current().with_fma(|| {
+    isa.with_fma(|| {
         for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
             let e = if col0 + i < poly_end {
                 exp_ggml(0.0 - *g)
@@ -179,7 +195,7 @@ pub fn add_in_place(x: &mut [f32], y: &[f32]) {
 
 /// `x += b` for each row of `x` (q/k/v biases).
 pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
-    debug_assert!(!bias.is_empty() && x.len() % bias.len() == 0);
+    debug_assert!(!bias.is_empty() && x.len().is_multiple_of(bias.len()));
     for row in x.chunks_exact_mut(bias.len()) {
         add_in_place(row, bias);
     }
@@ -188,6 +204,63 @@ pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values that exercise exp's whole range: ordinary, far beyond both saturation points, ±0.
+    fn awkward(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|i| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let r = (s >> 8) as f32 / (1u32 << 24) as f32;
+                match i % 23 {
+                    0 => 200.0 * (r - 0.5) * 2.0,
+                    1 => -150.0 - 100.0 * r,
+                    2 => 0.0,
+                    3 => -0.0,
+                    5 => 100.0 + 60.0 * r,
+                    _ => 30.0 * (r - 0.5),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_path_gives_the_scalar_softmax_and_swiglu_bits() {
+        for len in [1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 257] {
+            for n_valid in [1, len / 2 + 1, len] {
+                let x = awkward(len, len as u32 * 31 + n_valid as u32);
+                let mut want = x.clone();
+                softmax_scaled_with(Isa::scalar(), &mut want, 0.125, n_valid);
+                for isa in Isa::all_present() {
+                    let mut got = x.clone();
+                    softmax_scaled_with(isa, &mut got, 0.125, n_valid);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "softmax {} len {len} valid {n_valid}",
+                        isa.name()
+                    );
+                }
+            }
+            for col0 in [0, 3, 8] {
+                let row_len = col0 + len;
+                let g = awkward(len, 7 + len as u32);
+                let u = awkward(len, 11 + len as u32);
+                let mut want = g.clone();
+                swiglu_chunk_with(Isa::scalar(), col0, row_len, &mut want, &u);
+                for isa in Isa::all_present() {
+                    let mut got = g.clone();
+                    swiglu_chunk_with(isa, col0, row_len, &mut got, &u);
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "swiglu {} len {len} col0 {col0}", isa.name());
+                }
+            }
+        }
+    }
 
     #[test]
     fn rms_norm_of_constant_is_weight() {

@@ -30,7 +30,7 @@ pub(crate) const SECONDS_MAX: f64 = 60.0;
 
 const _: () = assert!(CHUNKS_DEFAULT[3] * DEPTHS_DEFAULT[3] <= RING_BYTES_MAX);
 const _: () = assert!(SCRATCH_BYTES_MIN >= CHUNK_BYTES_MAX as u64 / 4);
-const _: () = assert!(SCRATCH_BYTES_DEFAULT % SLOT_ALIGN_BYTES as u64 == 0);
+const _: () = assert!(SCRATCH_BYTES_DEFAULT.is_multiple_of(SLOT_ALIGN_BYTES as u64));
 
 /// Arguments of `sluice bench disk`.
 #[derive(Args, Debug)]

@@ -26,7 +26,7 @@ const WRITE_ALIGN_BYTES: usize = sluice_runtime::limits::SLOT_ALIGN_BYTES;
 /// Seed of the file's contents.
 const FILL_SEED: u64 = 0xD15C_F111;
 
-const _: () = assert!(WRITE_BYTES % WRITE_ALIGN_BYTES == 0);
+const _: () = assert!(WRITE_BYTES.is_multiple_of(WRITE_ALIGN_BYTES));
 
 /// A file of pseudo-random bytes on a disk, removed on drop.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl ScratchFile {
         stop: &dyn Fn() -> bool,
     ) -> Result<ScratchFile, Failure> {
         assert!(
-            bytes % WRITE_ALIGN_BYTES as u64 == 0,
+            bytes.is_multiple_of(WRITE_ALIGN_BYTES as u64),
             "scratch size is aligned"
         );
         let existing = dir

@@ -224,7 +224,7 @@ block!(BlockIQ4NL, 32, 18);
 
 /// Views a byte slice as blocks; `None` unless the length is a whole number of blocks.
 pub fn as_blocks<B: Block>(bytes: &[u8]) -> Option<&[B]> {
-    if bytes.len() % B::BYTES != 0 {
+    if !bytes.len().is_multiple_of(B::BYTES) {
         return None;
     }
     let n = bytes.len() / B::BYTES;
@@ -235,7 +235,7 @@ pub fn as_blocks<B: Block>(bytes: &[u8]) -> Option<&[B]> {
 
 /// Views a mutable byte slice as blocks; `None` unless the length is a whole number of blocks.
 pub fn as_blocks_mut<B: Block>(bytes: &mut [u8]) -> Option<&mut [B]> {
-    if bytes.len() % B::BYTES != 0 {
+    if !bytes.len().is_multiple_of(B::BYTES) {
         return None;
     }
     let n = bytes.len() / B::BYTES;

@@ -76,7 +76,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), D
 /// Checks that `n_elems` is whole blocks of `ty` and that `src_bytes` is exactly their size.
 fn check_lengths(ty: GgmlType, src_bytes: usize, n_elems: usize) -> Result<(), DequantError> {
     let block_elems = ty.block_elems();
-    if n_elems % block_elems != 0 {
+    if !n_elems.is_multiple_of(block_elems) {
         return Err(DequantError::PartialBlock {
             ty,
             n_elems,

@@ -322,7 +322,7 @@ impl NvmeSensor {
 
 impl DriveSensor for NvmeSensor {
     fn read(&mut self) -> DriveReading {
-        if self.polls % REFRESH_POLLS == 0 {
+        if self.polls.is_multiple_of(REFRESH_POLLS) {
             self.refresh();
         }
         self.polls += 1;

@@ -11,6 +11,7 @@
 
 mod kquants;
 mod legacy;
+pub(crate) mod ops;
 mod pair;
 mod util;
 
