@@ -9,7 +9,9 @@ use sluice_loader::quant::blocks::{
 };
 
 use super::pair::{pair_tile, PairDot};
-use super::util::{bcast_i8x32, bcast_x4, dot_i8_i8, dot_u8_i8, hsum_pair, pair_nibbles, pair_ps};
+use super::util::{
+    bcast_i8x32, bcast_x4, dot_i8_i8, dot_u8_i8, hsum_pair, pair_halves, pair_nibbles, pair_ps,
+};
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 /// Bytes ahead of the current weight block that each block step prefetches, per row (a
@@ -27,6 +29,12 @@ pub(super) unsafe fn prefetch<T>(block: &T) {
                 .wrapping_add(PREFETCH_AHEAD),
         )
     }
+}
+
+/// A block's f16 `d` and `m` as the 4 bytes `pair_halves` reads.
+#[inline(always)]
+fn dm(d: &[u8; 2], m: &[u8; 2]) -> [u8; 4] {
+    [d[0], d[1], m[0], m[1]]
 }
 
 /// The 64-bit mask of two rows' 32 fifth bits (`qh`), row a in the low half.
@@ -124,8 +132,8 @@ macro_rules! offset_pair {
                             let ($a, $b) = (&x[p][0][b], &x[p][1][b]);
                             prefetch($a);
                             prefetch($b);
-                            dx[p] = pair_ps(f16_lookup(t, $a.d), f16_lookup(t, $b.d));
-                            mx[p] = _mm_set_ps(0.0, 0.0, f16_lookup(t, $b.m), f16_lookup(t, $a.m));
+                            // [da, ma, db, mb]: the m·s terms run in lanes 1 and 3.
+                            (dx[p], mx[p]) = pair_halves(dm(&$a.d, &$a.m), dm(&$b.d, &$b.m));
                             qx[p] = $unpack;
                         }
                         for n in 0..N {
@@ -147,8 +155,8 @@ macro_rules! offset_pair {
                             let [ra, rb] = hsum_pair(acc[p][n]);
                             let mut m = [0.0f32; 4];
                             _mm_storeu_ps(m.as_mut_ptr(), summs[p][n]);
-                            out[p][0][n] = ra + m[0];
-                            out[p][1][n] = rb + m[1];
+                            out[p][0][n] = ra + m[1];
+                            out[p][1][n] = rb + m[3];
                         }
                     }
                     out

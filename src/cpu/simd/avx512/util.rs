@@ -75,6 +75,19 @@ pub(super) unsafe fn pair_ps(da: f32, db: f32) -> __m512 {
     unsafe { _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(da), _mm512_set1_ps(db)) }
 }
 
+/// Two rows' first two f16 fields (each row's 4 bytes `h`, e.g. a block's `d` and `m`) as f32
+/// `[a0, a1, b0, b1]`, converted exactly by F16C, and `[a0 ×8 | b0 ×8]` for the per-row scale.
+#[inline(always)]
+pub(super) unsafe fn pair_halves(a: [u8; 4], b: [u8; 4]) -> (__m512, __m128) {
+    // SAFETY: AVX-512F/F16C per module contract; register-only.
+    unsafe {
+        let words = _mm_set_epi32(0, 0, i32::from_le_bytes(b), i32::from_le_bytes(a));
+        let f = _mm_cvtph_ps(words);
+        let idx = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+        (_mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f)), f)
+    }
+}
+
 /// `[da ×4 | db ×4]`.
 #[inline(always)]
 pub(super) unsafe fn pair_ps4(da: f32, db: f32) -> __m256 {
