@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::{
-    assert_no_failures, greedy_args, load_reference, path_arg, read_f32_file, reference_dir,
-    run_json, RefPrompt,
+    assert_no_failures, cpu_has_avx512, greedy_args, load_reference, path_arg, read_f32_file,
+    reference_dir, run_json, RefPrompt,
 };
 use sluice_loader::cache::require_model;
 
@@ -218,22 +218,4 @@ fn qwen_first_step_logits() {
 #[test]
 fn top_k_ties_go_to_the_lower_id() {
     assert_eq!(top_k_ids(&[1.0, 3.0, 3.0, 2.0], 3), vec![1, 2, 3]);
-}
-
-/// Whether `SLUICE_SIMD=avx512` selects the AVX-512 tier here (F/BW/VL/VNNI, with AVX2).
-fn cpu_has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }

@@ -10,8 +10,8 @@ mod common;
 use std::time::Instant;
 
 use common::{
-    assert_no_failures, compare_greedy, greedy_args, load_reference, path_arg, try_run_json,
-    RefPrompt, Verdict,
+    assert_no_failures, compare_greedy, cpu_has_avx512, greedy_args, load_reference, path_arg,
+    try_run_json, RefPrompt, Verdict,
 };
 use sluice_loader::cache::require_model;
 
@@ -56,23 +56,6 @@ fn cpu_has_avx2() -> bool {
         std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
             && std::arch::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Whether `SLUICE_SIMD=avx512` selects the AVX-512 tier here (F/BW/VL/VNNI); without it the
-/// avx512 legs are not run, and the table says so.
-fn cpu_has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        cpu_has_avx2()
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
