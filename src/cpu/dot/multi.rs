@@ -68,11 +68,14 @@ impl RowDot {
     /// `outs[k]` has the same length. One dispatch per tile, not per dot.
     pub(crate) fn tile(&self, isa: Isa, w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
         #[cfg(target_arch = "x86_64")]
-        match (isa.kind(), self.tile, self.pair_tile) {
-            (IsaKind::Avx512(proof), _, Some(f)) => return f(proof, w, a, outs),
-            (IsaKind::Avx512(proof), Some(f), None) => return f(proof.avx2(), w, a, outs),
-            (IsaKind::Avx2(proof), Some(f), _) => return f(proof, w, a, outs),
-            _ => {}
+        {
+            if let (IsaKind::Avx512(proof), Some(f)) = (isa.kind(), self.pair_tile) {
+                return f(proof, w, a, outs);
+            }
+            // A higher tier without its own kernel for this type runs the AVX2 one.
+            if let (Some(proof), Some(f)) = (isa.avx2_proof(), self.tile) {
+                return f(proof, w, a, outs);
+            }
         }
         self.tile_by_dots(isa, w, a, outs);
     }

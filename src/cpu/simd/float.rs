@@ -3,7 +3,7 @@
 use std::arch::x86_64::*;
 
 use super::safe_kernel;
-use super::util::{hsum_f32x8, load_u8x16, load_u8x32};
+use super::util::{hsum_f32x8, load_x16, load_x32};
 use crate::cpu::dot::float::{bf16_finish, f16_finish, f32_finish, tail_start, FLOAT_STEP};
 
 /// Reduces four accumulators as ggml's `GGML_F32x8_REDUCE`: `(a0+a2)+(a1+a3)`, then two `hadd`s.
@@ -22,25 +22,21 @@ unsafe fn reduce_hadd(a: [__m256; 4]) -> f32 {
 #[inline(always)]
 unsafe fn load_f16x8(b: &[u8]) -> __m256 {
     // SAFETY: F16C per the calling kernel's contract; the load checks its length.
-    unsafe { _mm256_cvtph_ps(load_u8x16(b)) }
+    unsafe { _mm256_cvtph_ps(load_x16(b)) }
 }
 
 /// 8 bf16 values (16 bytes) widened to f32 (`bits << 16`).
 #[inline(always)]
 unsafe fn load_bf16x8(b: &[u8]) -> __m256 {
     // SAFETY: AVX2 per the calling kernel's contract; the load checks its length.
-    unsafe {
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load_u8x16(
-            b,
-        ))))
-    }
+    unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load_x16(b)))) }
 }
 
 /// 8 f32 values (32 bytes).
 #[inline(always)]
 unsafe fn load_f32x8_bytes(b: &[u8]) -> __m256 {
     // SAFETY: AVX per the calling kernel's contract; the load checks its length.
-    unsafe { _mm256_castsi256_ps(load_u8x32(b)) }
+    unsafe { _mm256_castsi256_ps(load_x32(b)) }
 }
 
 /// Runs the 4-accumulator vector loop over whole 32-element steps of `esize`-byte elements.

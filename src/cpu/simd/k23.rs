@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 use sluice_loader::quant::blocks::{BlockQ2K, BlockQ3K, BlockQ8K};
 
 use super::safe_kernel;
-use super::util::{hsum_f32x8, load_bsums, load_i8x32, load_u8x16, load_u8x32, pair_scales};
+use super::util::{hsum_f32x8, load_bsums, load_x16, load_x32, pair_scales};
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::dot::kscales::q3k_scales;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
@@ -42,7 +42,7 @@ unsafe fn q2k_q8k_imp(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
         for (bx, by) in x.iter().zip(y) {
             let d = q8k_d(by) * f16_lookup(t, bx.d);
             let dmin = -q8k_d(by) * f16_lookup(t, bx.dmin);
-            let packed = load_u8x16(&bx.scales);
+            let packed = load_x16(&bx.scales);
             let scales = _mm_and_si128(packed, m4);
             let mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(packed), m4));
             let prod = _mm256_madd_epi16(mins, load_bsums(&by.bsums));
@@ -50,13 +50,11 @@ unsafe fn q2k_q8k_imp(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
 
             let mut sumi = _mm256_setzero_si256();
             for h in 0..2 {
-                let shifted = shifted_pairs(load_u8x32(&bx.qs[32 * h..]));
+                let shifted = shifted_pairs(load_x32(&bx.qs[32 * h..]));
                 for (s, sh) in shifted.into_iter().enumerate() {
                     let g = 4 * h + s;
-                    let p = _mm256_maddubs_epi16(
-                        _mm256_and_si256(sh, m3),
-                        load_i8x32(&by.qs[32 * g..]),
-                    );
+                    let p =
+                        _mm256_maddubs_epi16(_mm256_and_si256(sh, m3), load_x32(&by.qs[32 * g..]));
                     sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pair_scales(scales, 2 * g), p));
                 }
             }
@@ -80,17 +78,17 @@ unsafe fn q3k_q8k_imp(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
             let d = q8k_d(by) * f16_lookup(t, bx.d);
-            let scales = load_u8x16(&q3k_scales(&bx.scales).map(|s| s as u8));
-            let hbits = load_u8x32(&bx.hmask);
+            let scales = load_x16(&q3k_scales(&bx.scales).map(|s| s as u8));
+            let hbits = load_x32(&bx.hmask);
             let mut sumi = _mm256_setzero_si256();
             for h in 0..2 {
-                let shifted = shifted_pairs(load_u8x32(&bx.qs[32 * h..]));
+                let shifted = shifted_pairs(load_x32(&bx.qs[32 * h..]));
                 for (s, sh) in shifted.into_iter().enumerate() {
                     let g = 4 * h + s;
                     let bit = _mm256_set1_epi8((1u8 << g) as i8);
                     let clear =
                         _mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), _mm256_setzero_si256());
-                    let q8g = load_i8x32(&by.qs[32 * g..]);
+                    let q8g = load_x32(&by.qs[32 * g..]);
                     let low = _mm256_maddubs_epi16(_mm256_and_si256(sh, m3), q8g);
                     let high = _mm256_maddubs_epi16(_mm256_and_si256(clear, four), q8g);
                     let p = _mm256_sub_epi16(low, high);

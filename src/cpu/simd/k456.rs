@@ -5,9 +5,7 @@ use std::arch::x86_64::*;
 use sluice_loader::quant::blocks::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 
 use super::safe_kernel;
-use super::util::{
-    hsum_f32x4, hsum_f32x8, load_bsums, load_i8x32, load_u8x16, load_u8x32, pair_scales,
-};
+use super::util::{hsum_f32x4, hsum_f32x8, load_bsums, load_x16, load_x32, pair_scales};
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::dot::kscales::k4_scales_mins;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
@@ -55,15 +53,15 @@ unsafe fn k4_lanes(
         let m4 = _mm256_set1_epi8(0x0F);
         let mut sumi = _mm256_setzero_si256();
         for j in 0..4 {
-            let bits = load_u8x32(&qs[32 * j..]);
+            let bits = load_x32(&qs[32 * j..]);
             let mut lo = _mm256_and_si256(bits, m4);
             let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
             if let Some(h) = hbits {
                 lo = _mm256_add_epi8(lo, fifth_bits(h, 2 * j));
                 hi = _mm256_add_epi8(hi, fifth_bits(h, 2 * j + 1));
             }
-            let pl = _mm256_maddubs_epi16(lo, load_i8x32(&q8[64 * j..]));
-            let ph = _mm256_maddubs_epi16(hi, load_i8x32(&q8[64 * j + 32..]));
+            let pl = _mm256_maddubs_epi16(lo, load_x32(&q8[64 * j..]));
+            let ph = _mm256_maddubs_epi16(hi, load_x32(&q8[64 * j + 32..]));
             let sl = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(scales[2 * j])), pl);
             let sh = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(scales[2 * j + 1])), ph);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(sl, sh));
@@ -115,7 +113,7 @@ unsafe fn q5k_q8k_imp(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
             let p = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
             let isum = _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<0b01>(p)));
             summs = dmin.mul_add(isum as f32, summs);
-            let sumi = k4_lanes(&bx.qs, &sm[..8], &by.qs, Some(load_u8x32(&bx.qh)));
+            let sumi = k4_lanes(&bx.qs, &sm[..8], &by.qs, Some(load_x32(&bx.qh)));
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
         hsum_f32x8(acc) + summs
@@ -137,12 +135,12 @@ unsafe fn q6k_q8k_imp(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
             let d = q8k_d(by) * f16_lookup(t, bx.d);
-            let scales = load_u8x16(&bx.scales.map(|s| s as u8));
+            let scales = load_x16(&bx.scales.map(|s| s as u8));
             let mut sumi = _mm256_setzero_si256();
             for h in 0..2 {
-                let lo_a = load_u8x32(&bx.ql[64 * h..]);
-                let lo_b = load_u8x32(&bx.ql[64 * h + 32..]);
-                let high = load_u8x32(&bx.qh[32 * h..]);
+                let lo_a = load_x32(&bx.ql[64 * h..]);
+                let lo_b = load_x32(&bx.ql[64 * h + 32..]);
+                let high = load_x32(&bx.qh[32 * h..]);
                 let low4 = [
                     _mm256_and_si256(lo_a, m4),
                     _mm256_and_si256(lo_b, m4),
@@ -157,7 +155,7 @@ unsafe fn q6k_q8k_imp(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
                 ];
                 for g in 0..4 {
                     let q = _mm256_or_si256(low4[g], _mm256_slli_epi16::<4>(high2[g]));
-                    let q8g = load_i8x32(&by.qs[128 * h + 32 * g..]);
+                    let q8g = load_x32(&by.qs[128 * h + 32 * g..]);
                     let p = _mm256_sub_epi16(
                         _mm256_maddubs_epi16(q, q8g),
                         _mm256_maddubs_epi16(m32, q8g),

@@ -8,7 +8,7 @@ use sluice_loader::quant::blocks::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 
 use super::k456::{fifth_bits, min_products};
 use super::tile::{tile_kernel, MultiDot};
-use super::util::{hsum_f32x4, hsum_f32x8, load_i8x32, load_u8x16, load_u8x32, pair_scales};
+use super::util::{hsum_f32x4, hsum_f32x8, load_x16, load_x32, pair_scales};
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::dot::kscales::k4_scales_mins;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
@@ -21,7 +21,7 @@ unsafe fn k4_unpack(qs: &[u8; 128], hbits: Option<__m256i>) -> [__m256i; 8] {
         let m4 = _mm256_set1_epi8(0x0F);
         let mut q = [_mm256_setzero_si256(); 8];
         for j in 0..4 {
-            let bits = load_u8x32(&qs[32 * j..]);
+            let bits = load_x32(&qs[32 * j..]);
             q[2 * j] = _mm256_and_si256(bits, m4);
             q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
             if let Some(h) = hbits {
@@ -40,8 +40,8 @@ unsafe fn k4_sumi(q: &[__m256i; 8], sc: &[__m256i; 8], q8: &[i8; 256]) -> __m256
     unsafe {
         let mut sumi = _mm256_setzero_si256();
         for j in 0..4 {
-            let pl = _mm256_maddubs_epi16(q[2 * j], load_i8x32(&q8[64 * j..]));
-            let ph = _mm256_maddubs_epi16(q[2 * j + 1], load_i8x32(&q8[64 * j + 32..]));
+            let pl = _mm256_maddubs_epi16(q[2 * j], load_x32(&q8[64 * j..]));
+            let ph = _mm256_maddubs_epi16(q[2 * j + 1], load_x32(&q8[64 * j + 32..]));
             let sl = _mm256_madd_epi16(sc[2 * j], pl);
             let sh = _mm256_madd_epi16(sc[2 * j + 1], ph);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(sl, sh));
@@ -120,7 +120,7 @@ impl MultiDot for Q5K {
             for (b, bx) in x.iter().enumerate() {
                 let (dx, dminx) = (f16_lookup(t, bx.d), f16_lookup(t, bx.dmin));
                 let sm = k4_scales_mins(&bx.scales);
-                let q = k4_unpack(&bx.qs, Some(load_u8x32(&bx.qh)));
+                let q = k4_unpack(&bx.qs, Some(load_x32(&bx.qh)));
                 let sc = k4_scale_vecs(&sm);
                 for n in 0..N {
                     let by = &y[n][b];
@@ -162,13 +162,13 @@ impl MultiDot for Q6K {
             let mut acc = [_mm256_setzero_ps(); N];
             for (b, bx) in x.iter().enumerate() {
                 let dx = f16_lookup(t, bx.d);
-                let scales = load_u8x16(&bx.scales.map(|s| s as u8));
+                let scales = load_x16(&bx.scales.map(|s| s as u8));
                 let mut q = [_mm256_setzero_si256(); 8];
                 let mut s = [_mm256_setzero_si256(); 8];
                 for h in 0..2 {
-                    let lo_a = load_u8x32(&bx.ql[64 * h..]);
-                    let lo_b = load_u8x32(&bx.ql[64 * h + 32..]);
-                    let high = load_u8x32(&bx.qh[32 * h..]);
+                    let lo_a = load_x32(&bx.ql[64 * h..]);
+                    let lo_b = load_x32(&bx.ql[64 * h + 32..]);
+                    let high = load_x32(&bx.qh[32 * h..]);
                     let low4 = [
                         _mm256_and_si256(lo_a, m4),
                         _mm256_and_si256(lo_b, m4),
@@ -190,7 +190,7 @@ impl MultiDot for Q6K {
                     let by = &y[n][b];
                     let mut sumi = _mm256_setzero_si256();
                     for (g, (&qg, &sg)) in q.iter().zip(&s).enumerate() {
-                        let q8g = load_i8x32(&by.qs[32 * g..]);
+                        let q8g = load_x32(&by.qs[32 * g..]);
                         let p = _mm256_sub_epi16(
                             _mm256_maddubs_epi16(qg, q8g),
                             _mm256_maddubs_epi16(m32, q8g),

@@ -12,7 +12,7 @@ use sluice_loader::quant::blocks::{
 
 use super::safe_kernel;
 use super::util::{
-    bits_to_bytes_32, dot_i8_i8_x4, dot_u8_i8_x4, hsum_f32x8, load_i8x32, load_u8x16, nibbles_32,
+    bits_to_bytes_32, dot_i8_i8_x4, dot_u8_i8_x4, hsum_f32x8, load_x16, load_x32, nibbles_32,
 };
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 
@@ -29,7 +29,7 @@ unsafe fn q4_0_q8_0_imp(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
         for (bx, by) in x.iter().zip(y) {
             let d = _mm256_set1_ps(f16_lookup(t, bx.d) * f16_lookup(t, by.d));
             let qx = _mm256_sub_epi8(nibbles_32(&bx.qs), _mm256_set1_epi8(8));
-            let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(qx, load_i8x32(&by.qs)));
+            let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(qx, load_x32(&by.qs)));
             acc = _mm256_fmadd_ps(d, sums, acc);
         }
         hsum_f32x8(acc)
@@ -51,7 +51,7 @@ unsafe fn q5_0_q8_0_imp(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
             // A clear fifth bit means "subtract 16": set the byte's top nibble (0xF0 = nib − 16).
             let minus16 = _mm256_andnot_si256(bits_to_bytes_32(bx.qh), _mm256_set1_epi8(-16));
             let qx = _mm256_or_si256(nibbles_32(&bx.qs), minus16);
-            let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(qx, load_i8x32(&by.qs)));
+            let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(qx, load_x32(&by.qs)));
             acc = _mm256_fmadd_ps(d, sums, acc);
         }
         hsum_f32x8(acc)
@@ -70,7 +70,7 @@ unsafe fn q8_0_q8_0_imp(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for (bx, by) in x.iter().zip(y) {
             let d = _mm256_set1_ps(f16_lookup(t, bx.d) * f16_lookup(t, by.d));
-            let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(load_i8x32(&bx.qs), load_i8x32(&by.qs)));
+            let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(load_x32(&bx.qs), load_x32(&by.qs)));
             acc = _mm256_fmadd_ps(d, sums, acc);
         }
         hsum_f32x8(acc)
@@ -91,7 +91,7 @@ unsafe fn q4_1_q8_1_imp(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
         for (bx, by) in x.iter().zip(y) {
             summs = f16_lookup(t, bx.m).mul_add(f16_lookup(t, by.s), summs);
             let d = _mm256_set1_ps(f16_lookup(t, bx.d) * f16_lookup(t, by.d));
-            let sums = _mm256_cvtepi32_ps(dot_u8_i8_x4(nibbles_32(&bx.qs), load_i8x32(&by.qs)));
+            let sums = _mm256_cvtepi32_ps(dot_u8_i8_x4(nibbles_32(&bx.qs), load_x32(&by.qs)));
             acc = _mm256_fmadd_ps(d, sums, acc);
         }
         hsum_f32x8(acc) + summs
@@ -114,7 +114,7 @@ unsafe fn q5_1_q8_1_imp(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
             let d = _mm256_set1_ps(f16_lookup(t, bx.d) * f16_lookup(t, by.d));
             let plus16 = _mm256_and_si256(bits_to_bytes_32(bx.qh), _mm256_set1_epi8(0x10));
             let qx = _mm256_or_si256(nibbles_32(&bx.qs), plus16);
-            let sums = _mm256_cvtepi32_ps(dot_u8_i8_x4(qx, load_i8x32(&by.qs)));
+            let sums = _mm256_cvtepi32_ps(dot_u8_i8_x4(qx, load_x32(&by.qs)));
             acc = _mm256_fmadd_ps(d, sums, acc);
         }
         hsum_f32x8(acc) + summs
@@ -127,12 +127,12 @@ unsafe fn iq4_lanes(bx: &BlockIQ4NL, by: &BlockQ8_0) -> __m256i {
     let book = KVALUES_IQ4NL.map(|v| v as u8);
     // SAFETY: AVX2 per the calling kernel's contract; loads read whole arrays.
     unsafe {
-        let book = load_u8x16(&book);
-        let t = load_u8x16(&bx.qs);
+        let book = load_x16(&book);
+        let t = load_x16(&bx.qs);
         let m4 = _mm_set1_epi8(0x0F);
         let lo = _mm_shuffle_epi8(book, _mm_and_si128(t, m4));
         let hi = _mm_shuffle_epi8(book, _mm_and_si128(_mm_srli_epi16::<4>(t), m4));
-        dot_i8_i8_x4(_mm256_set_m128i(hi, lo), load_i8x32(&by.qs))
+        dot_i8_i8_x4(_mm256_set_m128i(hi, lo), load_x32(&by.qs))
     }
 }
 

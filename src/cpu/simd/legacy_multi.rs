@@ -10,13 +10,10 @@ use sluice_loader::quant::blocks::{
 
 use super::tile::{tile_kernel, MultiDot};
 use super::util::{
-    bits_to_bytes_32, dot_i8_i8_x4, dot_u8_i8_x4, hsum_f32x8, load_i8x32, load_u8x16, nibbles_32,
+    bits_to_bytes_32, dot_i8_i8_x4, dot_u8_i8_x4, hsum_f32x8, load_x16, load_x32, nibbles_32,
+    prefetch_ahead,
 };
 use crate::cpu::f16_table::{f16_lookup, f16_table};
-
-/// Bytes ahead of the current weight block that each block step prefetches (a prefetch never
-/// faults, so running past the matrix's end is harmless; the address is only computed).
-const PREFETCH_AHEAD: usize = 768;
 
 /// Defines a symmetric (no-offset) Q8_0-activation pair: `unpack` gives the block's signed
 /// bytes once; each row then adds `fma(dx·dy, Σ qx·qy lanes)`.
@@ -37,17 +34,13 @@ macro_rules! sym_pair {
                 unsafe {
                     let mut acc = [_mm256_setzero_ps(); N];
                     for (b, $bx) in x.iter().enumerate() {
-                        // A software prefetch a little ahead of the weight stream (measured: decode
-                        // +3-7% on a 2-core VM, where the hardware prefetcher lags).
-                        _mm_prefetch::<_MM_HINT_T0>(
-                            ($bx as *const $W).cast::<i8>().wrapping_add(PREFETCH_AHEAD),
-                        );
+                        prefetch_ahead($bx);
                         let dx = f16_lookup(t, $bx.d);
                         let qx = $unpack;
                         for n in 0..N {
                             let by = &y[n][b];
                             let d = _mm256_set1_ps(dx * f16_lookup(t, by.d));
-                            let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(qx, load_i8x32(&by.qs)));
+                            let sums = _mm256_cvtepi32_ps(dot_i8_i8_x4(qx, load_x32(&by.qs)));
                             acc[n] = _mm256_fmadd_ps(d, sums, acc[n]);
                         }
                     }
@@ -81,18 +74,14 @@ macro_rules! offset_pair {
                     let mut acc = [_mm256_setzero_ps(); N];
                     let mut summs = [0.0f32; N];
                     for (b, $bx) in x.iter().enumerate() {
-                        // A software prefetch a little ahead of the weight stream (measured: decode
-                        // +3-7% on a 2-core VM, where the hardware prefetcher lags).
-                        _mm_prefetch::<_MM_HINT_T0>(
-                            ($bx as *const $W).cast::<i8>().wrapping_add(PREFETCH_AHEAD),
-                        );
+                        prefetch_ahead($bx);
                         let (dx, mx) = (f16_lookup(t, $bx.d), f16_lookup(t, $bx.m));
                         let qx = $unpack;
                         for n in 0..N {
                             let by = &y[n][b];
                             summs[n] = mx.mul_add(f16_lookup(t, by.s), summs[n]);
                             let d = _mm256_set1_ps(dx * f16_lookup(t, by.d));
-                            let sums = _mm256_cvtepi32_ps(dot_u8_i8_x4(qx, load_i8x32(&by.qs)));
+                            let sums = _mm256_cvtepi32_ps(dot_u8_i8_x4(qx, load_x32(&by.qs)));
                             acc[n] = _mm256_fmadd_ps(d, sums, acc[n]);
                         }
                     }
@@ -118,7 +107,7 @@ Q5_0, BlockQ5_0, |bx| _mm256_or_si256(
 ));
 sym_pair!(
     /// Q8_0 · Q8_0.
-    Q8_0, BlockQ8_0, |bx| load_i8x32(&bx.qs));
+    Q8_0, BlockQ8_0, |bx| load_x32(&bx.qs));
 offset_pair!(
     /// Q4_1 · Q8_1.
     Q4_1, BlockQ4_1, |bx| nibbles_32(&bx.qs));
@@ -145,19 +134,19 @@ impl MultiDot for Iq4Nl {
         let book = KVALUES_IQ4NL.map(|v| v as u8);
         // SAFETY: AVX2/FMA per the trait contract; loads and stores touch whole arrays.
         unsafe {
-            let book = load_u8x16(&book);
+            let book = load_x16(&book);
             let m4 = _mm_set1_epi8(0x0F);
             let mut acc = [[_mm256_setzero_ps(); 2]; N];
             let mut ints = [[0i32; 8]; N];
             for (b, bx) in x.iter().enumerate() {
-                let q = load_u8x16(&bx.qs);
+                let q = load_x16(&bx.qs);
                 let lo = _mm_shuffle_epi8(book, _mm_and_si128(q, m4));
                 let hi = _mm_shuffle_epi8(book, _mm_and_si128(_mm_srli_epi16::<4>(q), m4));
                 let qx = _mm256_set_m128i(hi, lo);
                 let dx = f16_lookup(t, bx.d);
                 for n in 0..N {
                     let by = &y[n][b];
-                    let lanes = dot_i8_i8_x4(qx, load_i8x32(&by.qs));
+                    let lanes = dot_i8_i8_x4(qx, load_x32(&by.qs));
                     if b < 2 * pairs {
                         let d = _mm256_set1_ps(f16_lookup(t, by.d) * dx);
                         let a = &mut acc[n][b % 2];

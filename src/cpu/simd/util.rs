@@ -7,28 +7,42 @@
 
 use std::arch::x86_64::*;
 
+/// A byte type the loads below may read: plain data, every bit pattern valid.
+pub(super) trait Byte: Copy {}
+impl Byte for u8 {}
+impl Byte for i8 {}
+
 /// Loads 32 bytes from the start of `s` (any alignment). Panics if `s` is shorter.
 #[inline(always)]
-pub(super) unsafe fn load_u8x32(s: &[u8]) -> __m256i {
+pub(super) unsafe fn load_x32<T: Byte>(s: &[T]) -> __m256i {
     assert!(s.len() >= 32);
-    // SAFETY: 32 readable bytes (asserted); `loadu` takes any alignment; AVX per module contract.
-    unsafe { _mm256_loadu_si256(s.as_ptr().cast()) }
-}
-
-/// Loads 32 signed bytes from the start of `s` (any alignment). Panics if `s` is shorter.
-#[inline(always)]
-pub(super) unsafe fn load_i8x32(s: &[i8]) -> __m256i {
-    assert!(s.len() >= 32);
-    // SAFETY: 32 readable bytes (asserted); `loadu` takes any alignment; AVX per module contract.
+    // SAFETY: 32 readable bytes (asserted, `T` is one byte); `loadu` takes any alignment; AVX
+    // per module contract.
     unsafe { _mm256_loadu_si256(s.as_ptr().cast()) }
 }
 
 /// Loads 16 bytes from the start of `s` (any alignment). Panics if `s` is shorter.
 #[inline(always)]
-pub(super) unsafe fn load_u8x16(s: &[u8]) -> __m128i {
+pub(super) unsafe fn load_x16<T: Byte>(s: &[T]) -> __m128i {
     assert!(s.len() >= 16);
-    // SAFETY: 16 readable bytes (asserted); `loadu` takes any alignment; SSE2 is baseline.
+    // SAFETY: 16 readable bytes (asserted, `T` is one byte); `loadu` takes any alignment; SSE2
+    // is baseline.
     unsafe { _mm_loadu_si128(s.as_ptr().cast()) }
+}
+
+/// Bytes ahead of the current weight block that the block loops prefetch, per row stream
+/// (measured: decode +3-7% on a 2-core VM, where the hardware prefetcher lags).
+const PREFETCH_AHEAD: usize = 768;
+
+/// Prefetches the cache line `PREFETCH_AHEAD` bytes past `block` into L1. A prefetch never
+/// faults, so running past the matrix's end is harmless; the address is only computed.
+#[inline(always)]
+pub(super) unsafe fn prefetch_ahead<T>(block: &T) {
+    let ahead = (block as *const T)
+        .cast::<i8>()
+        .wrapping_add(PREFETCH_AHEAD);
+    // SAFETY: SSE is baseline; prefetching any address is harmless.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead) }
 }
 
 /// Loads 8 floats from the start of `s` (any alignment). Panics if `s` is shorter.
@@ -82,7 +96,7 @@ pub(super) unsafe fn hsum_f32x4(r: __m128) -> f32 {
 pub(super) unsafe fn nibbles_32(qs: &[u8; 16]) -> __m256i {
     // SAFETY: AVX2 per module contract; the load reads the 16-byte array.
     unsafe {
-        let t = load_u8x16(qs);
+        let t = load_x16(qs);
         let both = _mm256_set_m128i(_mm_srli_epi16::<4>(t), t);
         _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
     }

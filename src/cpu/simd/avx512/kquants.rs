@@ -7,8 +7,7 @@ use std::arch::x86_64::*;
 
 use sluice_loader::quant::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 
-use super::legacy::prefetch;
-use super::pair::{pair_tile, PairDot};
+use super::pair::{collect, pair_tile, PairDot};
 use super::util::{
     bcast_i8x32, hsum_pair, pair_ps, pair_ps4, pair_u8x16, pair_u8x32, pair_u8x8_to_i16,
     scale_pair_i16,
@@ -16,23 +15,7 @@ use super::util::{
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::dot::kscales::{k4_scales_mins, q3k_scales};
 use crate::cpu::f16_table::{f16_lookup, f16_table};
-use crate::cpu::simd::util::{hsum_f32x4, load_bsums};
-
-/// Writes `[p][r][n]` outputs from per-pair accumulators with `finish(acc, r) -> f32`.
-#[inline(always)]
-fn collect<const P: usize, const N: usize>(
-    mut finish: impl FnMut(usize, usize, usize) -> f32,
-) -> [[[f32; N]; 2]; P] {
-    let mut out = [[[0.0f32; N]; 2]; P];
-    for (p, pair) in out.iter_mut().enumerate() {
-        for (r, row) in pair.iter_mut().enumerate() {
-            for (n, v) in row.iter_mut().enumerate() {
-                *v = finish(p, r, n);
-            }
-        }
-    }
-    out
-}
+use crate::cpu::simd::util::{hsum_f32x4, load_bsums, prefetch_ahead as prefetch};
 
 /// Group g's scale for both rows, each splatted to its half's 16 i16 lanes, from
 /// `[a's 8 scales | b's 8 scales]` as i16 in the low 16 words.
@@ -71,7 +54,8 @@ struct K4Pair {
     /// `[a's 8 mins | b's 8 mins]` as i16.
     mins: __m256i,
     dx: __m512,
-    dminx: __m256,
+    /// The two rows' f32 `dmin`.
+    dminx: [f32; 2],
 }
 
 /// Unpacks a Q4_K/Q5_K block pair (`qh`: Q5_K's high bits of both rows).
@@ -107,7 +91,7 @@ unsafe fn k4_pair(
             sc,
             mins: pair_u8x8_to_i16(&sma[8..], &smb[8..]),
             dx: pair_ps(f16_lookup(t, da), f16_lookup(t, db)),
-            dminx: pair_ps4(f16_lookup(t, dmina), f16_lookup(t, dminb)),
+            dminx: [f16_lookup(t, dmina), f16_lookup(t, dminb)],
         }
     }
 }
@@ -156,10 +140,11 @@ impl PairDot for Q4K {
                         (bb.d, bb.dmin, &bb.scales, &bb.qs),
                         None,
                     );
+                    let dminx = pair_ps4(k.dminx[0], k.dminx[1]);
                     for n in 0..N {
                         let by = &y[n][b];
                         let dy = q8k_d(by);
-                        let dmin = _mm256_mul_ps(_mm256_set1_ps(-dy), k.dminx);
+                        let dmin = _mm256_mul_ps(_mm256_set1_ps(-dy), dminx);
                         // [a's 4 min products | b's 4], as AVX2's `min_products` per row.
                         let prod = _mm256_cvtepi32_ps(_mm256_madd_epi16(k.mins, bsum_pairs(by)));
                         acc_m[p][n] = _mm256_fmadd_ps(dmin, prod, acc_m[p][n]);
@@ -212,8 +197,6 @@ impl PairDot for Q5K {
                         (bb.d, bb.dmin, &bb.scales, &bb.qs),
                         Some((&ba.qh, &bb.qh)),
                     );
-                    let mut dminx = [0.0f32; 8];
-                    _mm256_storeu_ps(dminx.as_mut_ptr(), k.dminx);
                     for n in 0..N {
                         let by = &y[n][b];
                         let dy = q8k_d(by);
@@ -223,7 +206,7 @@ impl PairDot for Q5K {
                         for r in 0..2 {
                             // Row r's 4 products; their integer sum is exact in any order.
                             let isum: i32 = lanes[4 * r..4 * r + 4].iter().sum();
-                            let dmin = -dy * dminx[4 * r];
+                            let dmin = -dy * k.dminx[r];
                             summs[p][n][r] = dmin.mul_add(isum as f32, summs[p][n][r]);
                         }
                         let d = _mm512_mul_ps(_mm512_set1_ps(dy), k.dx);
@@ -450,16 +433,16 @@ impl PairDot for Q3K {
 
 pair_tile!(
     /// Q2_K · Q8_K tile on AVX-512 (row pairs).
-    pub(crate) fn q2k_pair_tile = q2k_imp, Q2K, 1, 4);
+    pub(crate) fn q2k_pair_tile = q2k_imp, Q2K, 1);
 pair_tile!(
     /// Q3_K · Q8_K tile on AVX-512 (row pairs).
-    pub(crate) fn q3k_pair_tile = q3k_imp, Q3K, 1, 4);
+    pub(crate) fn q3k_pair_tile = q3k_imp, Q3K, 1);
 pair_tile!(
     /// Q4_K · Q8_K tile on AVX-512 (row pairs).
-    pub(crate) fn q4k_pair_tile = q4k_imp, Q4K, 1, 4);
+    pub(crate) fn q4k_pair_tile = q4k_imp, Q4K, 1);
 pair_tile!(
     /// Q5_K · Q8_K tile on AVX-512 (row pairs).
-    pub(crate) fn q5k_pair_tile = q5k_imp, Q5K, 1, 4);
+    pub(crate) fn q5k_pair_tile = q5k_imp, Q5K, 1);
 pair_tile!(
     /// Q6_K · Q8_K tile on AVX-512 (row pairs).
-    pub(crate) fn q6k_pair_tile = q6k_imp, Q6K, 1, 4);
+    pub(crate) fn q6k_pair_tile = q6k_imp, Q6K, 1);

@@ -8,28 +8,12 @@ use sluice_loader::quant::blocks::{
     BlockIQ4NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
 };
 
-use super::pair::{pair_tile, PairDot};
+use super::super::util::prefetch_ahead as prefetch;
+use super::pair::{collect, pair_tile, PairDot};
 use super::util::{
-    bcast_i8x32, bcast_x4, dot_i8_i8, dot_u8_i8, hsum_pair, pair_halves, pair_nibbles, pair_ps,
+    bcast_i8x32, dot_i8_i8, dot_u8_i8, hsum_pair, pair_halves, pair_nibbles, pair_ps,
 };
 use crate::cpu::f16_table::{f16_lookup, f16_table};
-
-/// Bytes ahead of the current weight block that each block step prefetches, per row (a
-/// prefetch never faults, so running past the matrix's end is harmless).
-pub(super) const PREFETCH_AHEAD: usize = 768;
-
-/// Prefetches `PREFETCH_AHEAD` bytes past `block`.
-#[inline(always)]
-pub(super) unsafe fn prefetch<T>(block: &T) {
-    // SAFETY: SSE is baseline; a prefetch of any address is harmless (only computed here).
-    unsafe {
-        _mm_prefetch::<_MM_HINT_T0>(
-            (block as *const T)
-                .cast::<i8>()
-                .wrapping_add(PREFETCH_AHEAD),
-        )
-    }
-}
 
 /// A block's f16 `d` and `m` as the 4 bytes `pair_halves` reads.
 #[inline(always)]
@@ -86,15 +70,7 @@ macro_rules! sym_pair {
                             }
                         }
                     }
-                    let mut out = [[[0.0f32; N]; 2]; P];
-                    for p in 0..P {
-                        for n in 0..N {
-                            let [ra, rb] = hsum_pair(acc[p][n]);
-                            out[p][0][n] = ra;
-                            out[p][1][n] = rb;
-                        }
-                    }
-                    out
+                    collect(|p, r, n| hsum_pair(acc[p][n])[r])
                 }
             }
         }
@@ -102,7 +78,8 @@ macro_rules! sym_pair {
 }
 
 /// Defines an offset (`m·s`) Q8_1-activation pair kernel: `unpack(a, b)` gives the two rows'
-/// unsigned bytes; the `m·s` terms of both rows run in the two low lanes of one f32 vector.
+/// unsigned bytes; the `m·s` terms of rows a and b run in lanes 1 and 3 of one f32 vector
+/// (`[da, ma, db, mb]` from one F16C conversion).
 macro_rules! offset_pair {
     ($(#[$m:meta])* $K:ident, $W:ty, |$a:ident, $b:ident| $unpack:expr) => {
         $(#[$m])*
@@ -149,17 +126,11 @@ macro_rules! offset_pair {
                             }
                         }
                     }
-                    let mut out = [[[0.0f32; N]; 2]; P];
-                    for p in 0..P {
-                        for n in 0..N {
-                            let [ra, rb] = hsum_pair(acc[p][n]);
-                            let mut m = [0.0f32; 4];
-                            _mm_storeu_ps(m.as_mut_ptr(), summs[p][n]);
-                            out[p][0][n] = ra + m[1];
-                            out[p][1][n] = rb + m[3];
-                        }
-                    }
-                    out
+                    collect(|p, r, n| {
+                        let mut m = [0.0f32; 4];
+                        _mm_storeu_ps(m.as_mut_ptr(), summs[p][n]);
+                        hsum_pair(acc[p][n])[r] + m[1 + 2 * r]
+                    })
                 }
             }
         }
@@ -208,7 +179,7 @@ impl PairDot for Iq4Nl {
         let book = KVALUES_IQ4NL.map(|v| v as u8);
         // SAFETY: AVX-512 per the trait contract; loads and stores touch whole arrays.
         unsafe {
-            let book = bcast_x4(_mm_loadu_si128(book.as_ptr().cast()));
+            let book = _mm512_broadcast_i32x4(_mm_loadu_si128(book.as_ptr().cast()));
             let mut acc = [[[_mm512_setzero_ps(); 2]; N]; P];
             let mut ints = [[[0i32; 16]; N]; P];
             for b in 0..nb {
@@ -235,41 +206,34 @@ impl PairDot for Iq4Nl {
                     }
                 }
             }
-            let mut out = [[[0.0f32; N]; 2]; P];
-            for p in 0..P {
-                for n in 0..N {
-                    let sums = hsum_pair(_mm512_add_ps(acc[p][n][0], acc[p][n][1]));
-                    for r in 0..2 {
-                        out[p][r][n] = sums[r];
-                        if nb % 2 == 1 {
-                            let d =
-                                f16_lookup(t, y[n][nb - 1].d) * f16_lookup(t, x[p][r][nb - 1].d);
-                            let isum: i32 = ints[p][n][8 * r..8 * r + 8].iter().sum();
-                            out[p][r][n] += d * isum as f32; // unfused, as the AVX2 kernel
-                        }
-                    }
+            collect(|p, r, n| {
+                let sum = hsum_pair(_mm512_add_ps(acc[p][n][0], acc[p][n][1]))[r];
+                if nb % 2 == 0 {
+                    return sum;
                 }
-            }
-            out
+                let d = f16_lookup(t, y[n][nb - 1].d) * f16_lookup(t, x[p][r][nb - 1].d);
+                let isum: i32 = ints[p][n][8 * r..8 * r + 8].iter().sum();
+                sum + d * isum as f32 // unfused, as the AVX2 kernel
+            })
         }
     }
 }
 
 pair_tile!(
     /// Q4_0 · Q8_0 tile on AVX-512 (row pairs).
-    pub(crate) fn q4_0_pair_tile = q4_0_imp, Q4_0, 2, 4);
+    pub(crate) fn q4_0_pair_tile = q4_0_imp, Q4_0, 2);
 pair_tile!(
     /// Q4_1 · Q8_1 tile on AVX-512 (row pairs).
-    pub(crate) fn q4_1_pair_tile = q4_1_imp, Q4_1, 2, 4);
+    pub(crate) fn q4_1_pair_tile = q4_1_imp, Q4_1, 2);
 pair_tile!(
     /// Q5_0 · Q8_0 tile on AVX-512 (row pairs).
-    pub(crate) fn q5_0_pair_tile = q5_0_imp, Q5_0, 2, 4);
+    pub(crate) fn q5_0_pair_tile = q5_0_imp, Q5_0, 2);
 pair_tile!(
     /// Q5_1 · Q8_1 tile on AVX-512 (row pairs).
-    pub(crate) fn q5_1_pair_tile = q5_1_imp, Q5_1, 2, 4);
+    pub(crate) fn q5_1_pair_tile = q5_1_imp, Q5_1, 2);
 pair_tile!(
     /// Q8_0 · Q8_0 tile on AVX-512 (row pairs).
-    pub(crate) fn q8_0_pair_tile = q8_0_imp, Q8_0, 2, 4);
+    pub(crate) fn q8_0_pair_tile = q8_0_imp, Q8_0, 2);
 pair_tile!(
     /// IQ4_NL · Q8_0 tile on AVX-512 (row pairs).
-    pub(crate) fn iq4_nl_pair_tile = iq4_nl_imp, Iq4Nl, 1, 4);
+    pub(crate) fn iq4_nl_pair_tile = iq4_nl_imp, Iq4Nl, 1);

@@ -25,6 +25,25 @@ pub(super) trait PairDot {
     ) -> [[[f32; N]; 2]; P];
 }
 
+/// Token rows per kernel call (the remainder runs as groups of 1..3).
+const GROUP: usize = 4;
+
+/// A kernel's `[p][r][n]` outputs, each from `finish(p, r, n)` (the per-row reductions).
+#[inline(always)]
+pub(super) fn collect<const P: usize, const N: usize>(
+    mut finish: impl FnMut(usize, usize, usize) -> f32,
+) -> [[[f32; N]; 2]; P] {
+    let mut out = [[[0.0f32; N]; 2]; P];
+    for (p, pair) in out.iter_mut().enumerate() {
+        for (r, row) in pair.iter_mut().enumerate() {
+            for (n, v) in row.iter_mut().enumerate() {
+                *v = finish(p, r, n);
+            }
+        }
+    }
+    out
+}
+
 /// Writes one pass's results: tokens `k..k + N`, weight rows from `i` (`rows` of them, ≤ 2P).
 #[inline(always)]
 fn put<const P: usize, const N: usize>(
@@ -41,9 +60,9 @@ fn put<const P: usize, const N: usize>(
     }
 }
 
-/// One pass of `P` pairs over every token group of `G` (remainders 1..G-1 by size).
+/// One pass of `P` pairs over every token group of [`GROUP`] (the remainder by its size).
 #[inline(always)]
-unsafe fn pass<K: PairDot, const P: usize, const G: usize>(
+unsafe fn pass<K: PairDot, const P: usize>(
     x: [[&[K::W]; 2]; P],
     y: &[K::A],
     outs: &mut [&mut [f32]],
@@ -55,13 +74,12 @@ unsafe fn pass<K: PairDot, const P: usize, const G: usize>(
     let act = |k: usize| &y[k * nb..(k + 1) * nb];
     let mut k = 0;
     // SAFETY (all calls): features per the caller's contract; all rows have the same blocks.
-    while k + G <= n_tok {
-        let r = unsafe { K::dots::<P, G>(x, std::array::from_fn(|j| act(k + j))) };
+    while k + GROUP <= n_tok {
+        let r = unsafe { K::dots::<P, GROUP>(x, std::array::from_fn(|j| act(k + j))) };
         put(outs, k, i, rows, r);
-        k += G;
+        k += GROUP;
     }
     match n_tok - k {
-        0 => {}
         1 => put(outs, k, i, rows, unsafe { K::dots::<P, 1>(x, [act(k)]) }),
         2 => put(outs, k, i, rows, unsafe {
             K::dots::<P, 2>(x, [act(k), act(k + 1)])
@@ -69,24 +87,18 @@ unsafe fn pass<K: PairDot, const P: usize, const G: usize>(
         3 => put(outs, k, i, rows, unsafe {
             K::dots::<P, 3>(x, [act(k), act(k + 1), act(k + 2)])
         }),
-        _ => {
-            // G > 4 remainders: one token at a time.
-            for kk in k..n_tok {
-                put(outs, kk, i, rows, unsafe { K::dots::<P, 1>(x, [act(kk)]) });
-            }
-        }
+        _ => {}
     }
 }
 
-/// `outs[k][i] = dot(weight row i of w, activation row k of a)`, `P` row pairs per pass and `G`
-/// tokens per group; `w` holds whole rows as long as the activation rows, `a` holds
+/// `outs[k][i] = dot(weight row i of w, activation row k of a)`, `P` row pairs per pass; `w` holds whole rows as long as the activation rows, `a` holds
 /// `outs.len()` rows, each `outs[k]` one value per weight row. A last odd row is paired with
 /// itself and its twin result dropped.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
 #[inline(always)]
-pub(super) unsafe fn drive<K: PairDot, const P: usize, const G: usize>(
+pub(super) unsafe fn drive<K: PairDot, const P: usize>(
     w: &[u8],
     a: &[u8],
     outs: &mut [&mut [f32]],
@@ -105,21 +117,21 @@ pub(super) unsafe fn drive<K: PairDot, const P: usize, const G: usize>(
     while i + 2 * P <= n_rows {
         let rows = std::array::from_fn(|p| [row(i + 2 * p), row(i + 2 * p + 1)]);
         // SAFETY: features per this fn's contract; every row has `nb` blocks.
-        unsafe { pass::<K, P, G>(rows, y, outs, i, 2 * P) };
+        unsafe { pass::<K, P>(rows, y, outs, i, 2 * P) };
         i += 2 * P;
     }
     while i < n_rows {
         let rows = (n_rows - i).min(2);
         // SAFETY: as above; `row` clamps a missing twin to the last row.
-        unsafe { pass::<K, 1, G>([[row(i), row(i + 1)]], y, outs, i, rows) };
+        unsafe { pass::<K, 1>([[row(i), row(i + 1)]], y, outs, i, rows) };
         i += 2;
     }
 }
 
-/// Defines a `#[target_feature]` tile kernel over a [`PairDot`] (`P` pairs, groups of `G`
-/// tokens) and its safe, token-gated wrapper `fn(Avx512, w, a, outs)`.
+/// Defines a `#[target_feature]` tile kernel over a [`PairDot`] (`P` pairs per pass) and its
+/// safe, token-gated wrapper `fn(Avx512, w, a, outs)`.
 macro_rules! pair_tile {
-    ($(#[$m:meta])* $vis:vis fn $name:ident = $imp:ident, $K:ty, $P:expr, $G:expr) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident = $imp:ident, $K:ty, $P:expr) => {
         /// A whole tile of one weight type (see `pair::drive`).
         ///
         /// # Safety
@@ -127,7 +139,7 @@ macro_rules! pair_tile {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $imp(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
             // SAFETY: the features are present (fn contract).
-            unsafe { $crate::cpu::simd::avx512::pair::drive::<$K, { $P }, { $G }>(w, a, outs) }
+            unsafe { $crate::cpu::simd::avx512::pair::drive::<$K, { $P }>(w, a, outs) }
         }
 
         $crate::cpu::simd::avx512::safe_kernel512!(

@@ -7,36 +7,20 @@
 
 use std::arch::x86_64::*;
 
-use super::super::util::hsum_f32x8;
-
-/// Loads 32 bytes from the start of `s` (any alignment). Panics if `s` is shorter.
-#[inline(always)]
-unsafe fn load32<T>(s: &[T]) -> __m256i {
-    assert!(std::mem::size_of_val(s) >= 32);
-    // SAFETY: 32 readable bytes (asserted); `loadu` takes any alignment; AVX per module contract.
-    unsafe { _mm256_loadu_si256(s.as_ptr().cast()) }
-}
-
-/// Loads 16 bytes from the start of `s` (any alignment). Panics if `s` is shorter.
-#[inline(always)]
-unsafe fn load16<T>(s: &[T]) -> __m128i {
-    assert!(std::mem::size_of_val(s) >= 16);
-    // SAFETY: 16 readable bytes (asserted); `loadu` takes any alignment; SSE2 is baseline.
-    unsafe { _mm_loadu_si128(s.as_ptr().cast()) }
-}
+use super::super::util::{hsum_f32x8, load_x16, load_x32, Byte};
 
 /// `[a[..32] | b[..32]]`: 32 bytes of each row, row a low.
 #[inline(always)]
-pub(super) unsafe fn pair_u8x32<T>(a: &[T], b: &[T]) -> __m512i {
+pub(super) unsafe fn pair_u8x32<T: Byte>(a: &[T], b: &[T]) -> __m512i {
     // SAFETY: AVX-512F per module contract; the loads check their lengths.
-    unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32(a)), load32(b)) }
+    unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load_x32(a)), load_x32(b)) }
 }
 
 /// `[a[..16] | b[..16]]` as 32 bytes, row a low.
 #[inline(always)]
-pub(super) unsafe fn pair_u8x16<T>(a: &[T], b: &[T]) -> __m256i {
+pub(super) unsafe fn pair_u8x16<T: Byte>(a: &[T], b: &[T]) -> __m256i {
     // SAFETY: AVX per module contract; the loads check their lengths.
-    unsafe { _mm256_set_m128i(load16(b), load16(a)) }
+    unsafe { _mm256_set_m128i(load_x16(b), load_x16(a)) }
 }
 
 /// Two rows' 16 bytes of nibbles as AVX2's `nibbles_32` lays out each:
@@ -46,8 +30,8 @@ pub(super) unsafe fn pair_u8x16<T>(a: &[T], b: &[T]) -> __m256i {
 pub(super) unsafe fn pair_nibbles(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
     // SAFETY: AVX-512F/BW per module contract; the loads read the 16-byte arrays.
     unsafe {
-        let za = _mm512_broadcast_i32x4(load16(a));
-        let zb = _mm512_broadcast_i32x4(load16(b));
+        let za = _mm512_broadcast_i32x4(load_x16(a));
+        let zb = _mm512_broadcast_i32x4(load_x16(b));
         let z = _mm512_mask_blend_epi64(0xF0, za, zb); // [a, a, b, b]
         let z = _mm512_mask_blend_epi64(0b1100_1100, z, _mm512_srli_epi16::<4>(z));
         _mm512_and_si512(z, _mm512_set1_epi8(0x0F))
@@ -56,16 +40,9 @@ pub(super) unsafe fn pair_nibbles(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
 
 /// One row's 32 activation bytes in both halves.
 #[inline(always)]
-pub(super) unsafe fn bcast_i8x32<T>(y: &[T]) -> __m512i {
+pub(super) unsafe fn bcast_i8x32<T: Byte>(y: &[T]) -> __m512i {
     // SAFETY: AVX-512F per module contract; the load checks its length.
-    unsafe { _mm512_broadcast_i64x4(load32(y)) }
-}
-
-/// The 16-byte vector `v` in all four 128-bit lanes.
-#[inline(always)]
-pub(super) unsafe fn bcast_x4(v: __m128i) -> __m512i {
-    // SAFETY: AVX-512F per module contract; register-only.
-    unsafe { _mm512_broadcast_i32x4(v) }
+    unsafe { _mm512_broadcast_i64x4(load_x32(y)) }
 }
 
 /// `[da ×8 | db ×8]`.
@@ -129,7 +106,7 @@ pub(super) unsafe fn hsum_pair(v: __m512) -> [f32; 2] {
 /// Index vectors for [`scale_pair_i16`]: group g of 32 elements takes scale `2g` for its first
 /// 16 and `2g + 1` for its last 16, from row a's 16 scales (words 0..16) or row b's (16..32).
 #[inline(always)]
-pub(super) unsafe fn scale_pair_idx(g: usize) -> __m512i {
+unsafe fn scale_pair_idx(g: usize) -> __m512i {
     let k = 2 * g as i16;
     let (a0, a1, b0, b1) = (k, k + 1, 16 + k, 17 + k);
     // SAFETY: AVX-512F per module contract; register-only.
