@@ -208,7 +208,7 @@ impl PairDot for Iq4Nl {
             }
             collect(|p, r, n| {
                 let sum = hsum_pair(_mm512_add_ps(acc[p][n][0], acc[p][n][1]))[r];
-                if nb % 2 == 0 {
+                if nb.is_multiple_of(2) {
                     return sum;
                 }
                 let d = f16_lookup(t, y[n][nb - 1].d) * f16_lookup(t, x[p][r][nb - 1].d);
