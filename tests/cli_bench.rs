@@ -39,6 +39,7 @@ fn kernels_json_has_a_figure_per_type() {
             "dequant_gb_per_s",
             "matvec_gb_per_s",
             "matvec_fraction_of_mem",
+            "batch_gb_per_s",
         ] {
             assert!(k[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {k}");
         }
@@ -46,6 +47,25 @@ fn kernels_json_has_a_figure_per_type() {
             k["weight_bytes"].as_u64().is_some_and(|b| b >= 1 << 20),
             "{k}"
         );
+    }
+    // Every tier the CPU has, scalar first and the engine's among them, each with a
+    // decode and a batch figure per type; the top-level figures are the engine's tier's.
+    let tiers = v["tiers"].as_array().expect("tiers array");
+    assert_eq!(tiers[0]["isa"], "scalar", "{v}");
+    assert!(tiers.iter().any(|t| t["isa"] == v["isa"]), "{v}");
+    for t in tiers {
+        let ks = t["kernels"].as_array().expect("tier kernels");
+        let names: Vec<&str> = ks.iter().filter_map(|k| k["type"].as_str()).collect();
+        assert_eq!(names, ["Q4_1", "Q8_0", "Q4_K"], "{t}");
+        for k in ks {
+            for field in [
+                "matvec_gb_per_s",
+                "matvec_fraction_of_mem",
+                "batch_gb_per_s",
+            ] {
+                assert!(k[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {k}");
+            }
+        }
     }
     // The GPU's figures for the same types, or why there are none.
     if v["gpu"].is_null() {

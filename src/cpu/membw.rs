@@ -11,9 +11,10 @@ use super::{Isa, ThreadPool};
 const STRIDE: usize = 1 << 20;
 
 /// Reads all of `buf` across `pool` `passes` times; returns (bytes per second, a checksum that
-/// keeps the reads from being optimised away).
+/// keeps the reads from being optimised away). It reads with the widest loads the CPU has,
+/// whatever kernel tier the process runs: it measures the memory, not the kernels.
 pub fn read_bandwidth(buf: &[u8], pool: &ThreadPool, passes: usize) -> (f64, u64) {
-    let isa = Isa::current();
+    let isa = Isa::best();
     let n_items = buf.len().div_ceil(STRIDE);
     let sums: Vec<std::sync::atomic::AtomicU64> = (0..pool.n_threads())
         .map(|_| std::sync::atomic::AtomicU64::new(0))
@@ -23,17 +24,16 @@ pub fn read_bandwidth(buf: &[u8], pool: &ThreadPool, passes: usize) -> (f64, u64
     for _ in 0..passes.max(1) {
         next.store(0, std::sync::atomic::Ordering::Relaxed);
         pool.run(pool.n_threads(), |task| {
-            let mut acc = [0u64; 1];
+            let mut acc = 0u64;
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= n_items {
                     break;
                 }
                 let part = &buf[i * STRIDE..((i + 1) * STRIDE).min(buf.len())];
-                acc[0] = acc[0].wrapping_add(sum_words(isa, part));
+                acc = acc.wrapping_add(sum_words(isa, part));
             }
-            let s = acc.iter().fold(0u64, |x, &y| x.wrapping_add(y));
-            sums[task].fetch_add(s, std::sync::atomic::Ordering::Relaxed);
+            sums[task].fetch_add(acc, std::sync::atomic::Ordering::Relaxed);
         });
     }
     let secs = start.elapsed().as_secs_f64().max(1e-9);
@@ -44,8 +44,8 @@ pub fn read_bandwidth(buf: &[u8], pool: &ThreadPool, passes: usize) -> (f64, u64
     (bytes / secs, check)
 }
 
-/// Σ of the little-endian u64 words of `part`'s whole 128-byte chunks, with the widest loads
-/// of the process's kernel path (a scalar loop is add-bound well below the memory's rate).
+/// Σ of the little-endian u64 words of `part`'s whole 128-byte chunks, with `isa`'s loads (a
+/// scalar loop is add-bound well below the memory's rate).
 fn sum_words(isa: Isa, part: &[u8]) -> u64 {
     match isa.kind() {
         #[cfg(target_arch = "x86_64")]
