@@ -143,39 +143,95 @@ mod tests {
         (out, hit, rest)
     }
 
-    /// Pieces through a `StopText` as a sequence feeds them, then the decoder's `tail` at the
-    /// end; returns the final text, whether a stop string ended it, and the pieces taken.
-    fn answer(stops: &[&str], pieces: &[&str], tail: &str) -> (String, bool, usize) {
-        let mut s = StopText::new(stops.iter().map(|s| s.to_string()).collect());
-        let mut taken = pieces.len();
+    /// A byte-level tokenizer whose token id is the byte itself (ids 0..=255, no merges).
+    fn byte_tokenizer() -> Tokenizer {
+        let mut vocab = serde_json::Map::new();
+        for b in 0..=255u8 {
+            let piece = sluice_loader::tokenizer::byte_level_encode(&[b]);
+            vocab.insert(piece, serde_json::json!(b));
+        }
+        let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
+            "trim_offsets": false, "use_regex": false});
+        let tj = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": byte_level, "post_processor": null,
+            "decoder": byte_level,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
+                "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []},
+        });
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, tj.to_string()).expect("write tokenizer.json");
+        Tokenizer::from_hf_files(&path, None).expect("byte-level tokenizer")
+    }
+
+    /// `bytes` through a `StopDecoder`, one token per byte, until a stop string completes;
+    /// returns the final text, whether a stop ended it, and the tokens taken.
+    fn answer(tok: &Tokenizer, stops: &[&str], bytes: &[u8]) -> (String, bool, usize) {
+        let mut d = StopDecoder::new(tok, stops.iter().map(|s| s.to_string()).collect());
+        let mut taken = bytes.len();
         let mut hit = false;
-        for (i, p) in pieces.iter().enumerate() {
-            if s.push(p).1 {
+        for (i, &b) in bytes.iter().enumerate() {
+            if d.push(u32::from(b)).1 {
                 (hit, taken) = (true, i + 1);
                 break;
             }
         }
-        s.push(tail);
-        s.finish();
-        (s.released().to_string(), hit, taken)
+        let before = d.released().len();
+        let tail = d.finish().to_string();
+        assert_eq!(
+            d.released()[before..],
+            tail,
+            "finish returns what it released"
+        );
+        (d.released().to_string(), hit, taken)
     }
 
     #[test]
-    fn the_final_text_ends_before_a_stop_or_keeps_a_partial_one() {
-        let (text, hit, taken) = answer(&["\n\n"], &["Paris", ".\n", "\nThe", " end"], "x");
-        assert_eq!((text.as_str(), hit, taken), ("Paris.", true, 3));
-        let (text, hit, _) = answer(&["END", "###"], &["a", "#", "#", "# b"], "");
-        assert_eq!((text.as_str(), hit), ("a", true));
-        let (text, hit, taken) = answer(&["Q:"], &["Q: next"], "");
-        assert_eq!((text.as_str(), hit, taken), ("", true, 1));
-        let (text, hit, _) = answer(&["</s>"], &["a <", "/"], "x");
-        assert_eq!((text.as_str(), hit), ("a </x", false));
-        let (text, hit, _) = answer(&[""], &["a", "b"], "");
+    fn the_decoder_ends_before_a_stop_or_keeps_a_partial_one() {
+        let tok = byte_tokenizer();
+        let (text, hit, taken) = answer(&tok, &["\n\n"], b"Paris.\n\nThe end");
+        assert_eq!((text.as_str(), hit, taken), ("Paris.", true, 8));
+        let (text, hit, taken) = answer(&tok, &["END", "###"], b"a### b");
+        assert_eq!((text.as_str(), hit, taken), ("a", true, 4));
+        let (text, hit, taken) = answer(&tok, &["Q:"], b"Q: next");
+        assert_eq!((text.as_str(), hit, taken), ("", true, 2));
+        let (text, hit, _) = answer(&tok, &["</s>"], b"a </");
+        assert_eq!(
+            (text.as_str(), hit),
+            ("a </", false),
+            "a partial stop is released at the end"
+        );
+        let (text, hit, _) = answer(&tok, &[""], b"ab");
         assert_eq!(
             (text.as_str(), hit),
             ("ab", false),
             "an empty stop never matches"
         );
+        let (text, hit, taken) = answer(&tok, &["é!"], "café!".as_bytes());
+        assert_eq!(
+            (text.as_str(), hit, taken),
+            ("caf", true, 6),
+            "a stop across a split character"
+        );
+    }
+
+    #[test]
+    fn a_character_split_over_tokens_waits_for_its_last_byte() {
+        let tok = byte_tokenizer();
+        let mut d = StopDecoder::new(&tok, vec!["zz".into()]);
+        let [b0, b1] = [0xC3u8, 0xA9]; // é
+        assert_eq!(d.push(u32::from(b'a')), ("a", false));
+        assert_eq!(d.push(u32::from(b0)), ("", false));
+        assert_eq!(d.push(u32::from(b1)), ("é", false));
+        assert_eq!(
+            d.push(u32::from(b'z')),
+            ("", false),
+            "a possible stop is held back"
+        );
+        assert_eq!(d.finish(), "z");
+        assert_eq!(d.released(), "aéz");
     }
 
     #[test]
