@@ -96,15 +96,26 @@ unsafe fn k4_pair(
     }
 }
 
-/// The scaled i32 quant lanes of a Q4_K/Q5_K block pair against one Q8_K block.
+/// A K-quant block pair's scaled i32 lanes against one Q8_K block, as the AVX2 kernels form
+/// them per row: `Σ_g sc[g]·(maddubs(q[g], y_g) − maddubs(sub[g], y_g))`, the subtrahend
+/// being Q3_K's cleared-high-bit fours or Q6_K's 32s (none for Q2_K, Q4_K and Q5_K).
 #[inline(always)]
-unsafe fn k4_sumi(k: &K4Pair, q8: &[i8; 256]) -> __m512i {
+unsafe fn scaled_sumi(
+    q: &[__m512i; 8],
+    sub: Option<&[__m512i; 8]>,
+    sc: &[__m512i; 8],
+    q8: &[i8; 256],
+) -> __m512i {
     // SAFETY: AVX-512 per the calling kernel's contract; loads check their lengths.
     unsafe {
         let mut sumi = _mm512_setzero_si512();
         for g in 0..8 {
-            let p = _mm512_maddubs_epi16(k.q[g], bcast_i8x32(&q8[32 * g..]));
-            sumi = _mm512_dpwssd_epi32(sumi, k.sc[g], p);
+            let q8g = bcast_i8x32(&q8[32 * g..]);
+            let mut pr = _mm512_maddubs_epi16(q[g], q8g);
+            if let Some(sub) = sub {
+                pr = _mm512_sub_epi16(pr, _mm512_maddubs_epi16(sub[g], q8g));
+            }
+            sumi = _mm512_dpwssd_epi32(sumi, sc[g], pr);
         }
         sumi
     }
@@ -149,7 +160,7 @@ impl PairDot for Q4K {
                         let prod = _mm256_cvtepi32_ps(_mm256_madd_epi16(k.mins, bsum_pairs(by)));
                         acc_m[p][n] = _mm256_fmadd_ps(dmin, prod, acc_m[p][n]);
                         let d = _mm512_mul_ps(_mm512_set1_ps(dy), k.dx);
-                        let sumi = k4_sumi(&k, &by.qs);
+                        let sumi = scaled_sumi(&k.q, None, &k.sc, &by.qs);
                         acc[p][n] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[p][n]);
                     }
                 }
@@ -210,7 +221,7 @@ impl PairDot for Q5K {
                             summs[p][n][r] = dmin.mul_add(isum as f32, summs[p][n][r]);
                         }
                         let d = _mm512_mul_ps(_mm512_set1_ps(dy), k.dx);
-                        let sumi = k4_sumi(&k, &by.qs);
+                        let sumi = scaled_sumi(&k.q, None, &k.sc, &by.qs);
                         acc[p][n] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[p][n]);
                     }
                 }
@@ -273,15 +284,7 @@ impl PairDot for Q6K {
                     let s: [__m512i; 8] = std::array::from_fn(|g| scale_pair_i16(scales16, g));
                     for n in 0..N {
                         let by = &y[n][b];
-                        let mut sumi = _mm512_setzero_si512();
-                        for g in 0..8 {
-                            let q8g = bcast_i8x32(&by.qs[32 * g..]);
-                            let pr = _mm512_sub_epi16(
-                                _mm512_maddubs_epi16(q[g], q8g),
-                                _mm512_maddubs_epi16(m32, q8g),
-                            );
-                            sumi = _mm512_dpwssd_epi32(sumi, s[g], pr);
-                        }
+                        let sumi = scaled_sumi(&q, Some(&[m32; 8]), &s, &by.qs);
                         let d = _mm512_mul_ps(_mm512_set1_ps(q8k_d(by)), dx);
                         acc[p][n] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[p][n]);
                     }
@@ -353,11 +356,7 @@ impl PairDot for Q2K {
                         let bsums = _mm512_broadcast_i64x4(load_bsums(&by.bsums));
                         let prod = _mm512_madd_epi16(mins, bsums);
                         acc[p][n] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(prod), acc[p][n]);
-                        let mut sumi = _mm512_setzero_si512();
-                        for g in 0..8 {
-                            let pr = _mm512_maddubs_epi16(q[g], bcast_i8x32(&by.qs[32 * g..]));
-                            sumi = _mm512_dpwssd_epi32(sumi, sc[g], pr);
-                        }
+                        let sumi = scaled_sumi(&q, None, &sc, &by.qs);
                         let d = _mm512_mul_ps(_mm512_set1_ps(dy), dx);
                         acc[p][n] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[p][n]);
                     }
@@ -412,15 +411,7 @@ impl PairDot for Q3K {
                     let sc: [__m512i; 8] = std::array::from_fn(|g| scale_pair_i16(scales16, g));
                     for n in 0..N {
                         let by = &y[n][b];
-                        let mut sumi = _mm512_setzero_si512();
-                        for g in 0..8 {
-                            let q8g = bcast_i8x32(&by.qs[32 * g..]);
-                            let pr = _mm512_sub_epi16(
-                                _mm512_maddubs_epi16(q[g], q8g),
-                                _mm512_maddubs_epi16(high[g], q8g),
-                            );
-                            sumi = _mm512_dpwssd_epi32(sumi, sc[g], pr);
-                        }
+                        let sumi = scaled_sumi(&q, Some(&high), &sc, &by.qs);
                         let d = _mm512_mul_ps(_mm512_set1_ps(q8k_d(by)), dx);
                         acc[p][n] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc[p][n]);
                     }
