@@ -8,5 +8,6 @@ pub mod cli;
 pub mod cpu;
 pub mod cuda;
 pub mod engine;
+pub mod eval;
 pub mod model;
 pub mod serve;

@@ -141,6 +141,7 @@ fn batched_sequences_equal_each_sequence_alone() {
                     prompt: p.clone(),
                     max_tokens: n,
                     sampler: greedy(n_vocab),
+                    score_from: None,
                 })
                 .collect(),
             done: BTreeMap::new(),
@@ -224,6 +225,7 @@ fn admission_is_bounded_by_the_kv_budget_and_refuses_bad_sequences() {
         prompt,
         max_tokens,
         sampler: greedy(n_vocab),
+        score_from: None,
     };
     let mut opts = BatchOptions::new(3);
     // Not a multiple of the KV padding: slabs and attention scratch round up alike.

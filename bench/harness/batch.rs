@@ -126,6 +126,7 @@ fn measure(engine: &mut Engine, b: usize, prompt: usize, tokens: usize) -> Resul
                 .collect(),
             max_tokens: tokens,
             sampler: Sampler::new(greedy.clone(), n_vocab),
+            score_from: None,
         })
         .collect();
     let mut d = Fixed {

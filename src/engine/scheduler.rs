@@ -28,16 +28,24 @@ use crate::model::weights::WeightError;
 /// and prompt chunks need room beside them).
 pub const MAX_BATCH_LIMIT: usize = PREFILL_BATCH_MAX / 2;
 
+/// Most tokens one step may compute: several sequences' prompt chunks share a sweep (a
+/// perplexity batch of four 512-token chunks reads each streamed layer once).
+pub const STEP_TOKENS_MAX: usize = 8 * PREFILL_BATCH_MAX;
+
 /// A sequence a driver asks the engine to run.
 pub struct SeqRequest {
     /// The caller's name for the sequence, echoed in every callback.
     pub id: u64,
     /// The prompt's token ids (at least one, fewer than the context).
     pub prompt: Vec<u32>,
-    /// Most tokens to generate (clipped to what the context leaves).
+    /// Most tokens to generate (clipped to what the context leaves); 0 only scores the prompt
+    /// (see `score_from`), which may then fill the whole context.
     pub max_tokens: usize,
     /// This sequence's sampler (its own RNG and penalty history).
     pub sampler: Sampler,
+    /// The first prompt position whose logits go to [`Driver::prompt_logits`] (perplexity
+    /// scores every position from here to the prompt's end); `None`: only the last.
+    pub score_from: Option<usize>,
 }
 
 /// What a driver says of a sequence's new token.
@@ -77,6 +85,9 @@ pub trait Driver {
     /// A sequence's new token and the logits it was drawn from (after the repetition
     /// penalty); the verdict says whether it goes on.
     fn token(&mut self, id: u64, token: u32, logits: &[f32]) -> Verdict;
+    /// The logits after prompt position `pos` of a sequence that asked for them
+    /// ([`SeqRequest::score_from`]), in position order, before any sampling.
+    fn prompt_logits(&mut self, _id: u64, _pos: usize, _logits: &[f32]) {}
     /// A sequence ended (its KV slab is already freed), or was refused at admission.
     fn finished(&mut self, id: u64, result: Result<Finished, EngineError>);
     /// Whether a live sequence is to be dropped at this step boundary (its caller left).
@@ -99,8 +110,12 @@ pub struct BatchOptions {
     /// slabs.
     pub kv_budget: Option<u64>,
     /// Most tokens one step computes (decode tokens and prompt chunks together); at least
-    /// `max_batch`, at most [`PREFILL_BATCH_MAX`]. Smaller runs allocate smaller buffers.
+    /// `max_batch`, at most [`STEP_TOKENS_MAX`]. Smaller runs allocate smaller buffers.
     pub step_tokens: usize,
+    /// Most rows of logits one step computes (a decode token or a prompt's end takes one, a
+    /// scored prompt position one); at least `max_batch`, at most `step_tokens`. Each row
+    /// takes the vocabulary's size in f32s.
+    pub logit_rows: usize,
     /// Keep each sequence's logits after its prompt (for comparisons with a reference).
     pub keep_first_logits: bool,
 }
@@ -113,6 +128,7 @@ impl BatchOptions {
             n_ctx: None,
             kv_budget: None,
             step_tokens: PREFILL_BATCH_MAX,
+            logit_rows: max_batch,
             keep_first_logits: false,
         }
     }
@@ -123,8 +139,16 @@ impl BatchOptions {
 pub enum BatchError {
     #[error("the batch size must be between 1 and {MAX_BATCH_LIMIT}, not {0}")]
     MaxBatch(usize),
-    #[error("a step must hold between max_batch ({max_batch}) and {PREFILL_BATCH_MAX} tokens, not {step}")]
+    #[error(
+        "a step must hold between max_batch ({max_batch}) and {STEP_TOKENS_MAX} tokens, not {step}"
+    )]
     StepTokens { step: usize, max_batch: usize },
+    #[error("a step must compute between max_batch ({max_batch}) and step_tokens ({step}) rows of logits, not {rows}")]
+    LogitRows {
+        rows: usize,
+        step: usize,
+        max_batch: usize,
+    },
     #[error("the context limit {n_ctx} is outside 2..={model} (the model's context)")]
     Context { n_ctx: usize, model: usize },
     #[error("batched decode (more than one sequence per sweep) runs on the CPU backend; the CUDA backend runs one sequence at a time (use --device cpu, or a batch size of 1)")]
@@ -161,6 +185,7 @@ struct Live {
     prompt: Vec<u32>,
     max_tokens: usize,
     sampler: Sampler,
+    score_from: Option<usize>,
     slot: usize,
     /// Prompt tokens already computed.
     fed: usize,
@@ -180,18 +205,46 @@ impl Live {
         self.fed < self.prompt.len()
     }
 
+    /// Rows of logits that prompt positions `a..b` need: the scored ones, and the prompt's
+    /// last (its first token is sampled from it, or it is scored).
+    fn prompt_rows(&self, a: usize, b: usize) -> usize {
+        let from = self.score_from.unwrap_or(self.prompt.len());
+        let scored = b.saturating_sub(a.max(from));
+        let last = self.prompt.len() - 1;
+        scored + usize::from(b == self.prompt.len() && last < from)
+    }
+
+    /// The most prompt tokens from `fed` (up to `want`) whose logit rows fit in `rows`.
+    fn take_within(&self, want: usize, rows: usize) -> usize {
+        if self.prompt_rows(self.fed, self.fed + want) <= rows {
+            return want;
+        }
+        // Unscored positions cost nothing until the prompt ends; past `score_from` each
+        // position costs one row. `want` ends before the prompt does, or it would fit.
+        let from = self.score_from.unwrap_or(self.prompt.len());
+        let free = from.saturating_sub(self.fed).min(want);
+        let take = free + rows.min(want - free);
+        if self.prompt_rows(self.fed, self.fed + take) <= rows {
+            take
+        } else {
+            take.saturating_sub(1)
+        }
+    }
+
     /// Tokens in its cache.
     fn pos(&self) -> usize {
         self.fed + self.tokens.len().saturating_sub(1)
     }
 }
 
-/// Who owns each row of a step: the live sequence and whether the row gets logits.
+/// Who owns each row of logits of a step, and what the row is for.
 #[derive(Clone, Copy)]
 struct Owner {
     live: usize,
     /// The prompt is done with this step (sample its first token).
     prefill_done: bool,
+    /// The prompt position this row scores, for the driver.
+    scored: Option<usize>,
 }
 
 /// The step being assembled, reused from step to step (no allocation per token).
@@ -207,20 +260,20 @@ struct StepBuf {
 }
 
 impl StepBuf {
-    fn new(step_tokens: usize, max_batch: usize) -> StepBuf {
+    fn new(step_tokens: usize, max_batch: usize, logit_rows: usize) -> StepBuf {
         StepBuf {
             tokens: Vec::with_capacity(step_tokens),
             segs: Vec::with_capacity(step_tokens),
-            logit_rows: Vec::with_capacity(max_batch),
-            owners: Vec::with_capacity(max_batch),
+            logit_rows: Vec::with_capacity(logit_rows),
+            owners: Vec::with_capacity(logit_rows),
             decoding: Vec::with_capacity(max_batch),
             stopped: Vec::with_capacity(max_batch),
         }
     }
 
     /// Lays out one step: every decoding sequence's token first, then prompt chunks in
-    /// admission order while the step has room.
-    fn assemble(&mut self, live: &[Live], step_tokens: usize) {
+    /// admission order while the step has room for their tokens and rows of logits.
+    fn assemble(&mut self, live: &[Live], step_tokens: usize, logit_rows: usize) {
         self.tokens.clear();
         self.segs.clear();
         self.logit_rows.clear();
@@ -240,6 +293,7 @@ impl StepBuf {
             self.owners.push(Owner {
                 live: i,
                 prefill_done: false,
+                scored: None,
             });
             self.decoding.push(i);
         }
@@ -251,7 +305,11 @@ impl StepBuf {
             // The chunk this token would be in alone, and how much of it fits.
             let chunk0 = s.fed / PREFILL_BATCH_MAX * PREFILL_BATCH_MAX;
             let chunk_end = (chunk0 + PREFILL_BATCH_MAX).min(s.prompt.len());
-            let take = (chunk_end - s.fed).min(room);
+            let rows_left = logit_rows - self.logit_rows.len();
+            let take = s.take_within((chunk_end - s.fed).min(room), rows_left);
+            if take == 0 {
+                continue;
+            }
             let row = self.tokens.len();
             self.tokens
                 .extend_from_slice(&s.prompt[s.fed..s.fed + take]);
@@ -262,13 +320,25 @@ impl StepBuf {
                 slot: s.slot,
                 batched: chunk_end - chunk0 > 1,
             });
-            if s.fed + take == s.prompt.len() {
+            let from = s.score_from.unwrap_or(s.prompt.len()).max(s.fed);
+            for pos in from..s.fed + take {
+                self.logit_rows.push(row + (pos - s.fed));
+                self.owners.push(Owner {
+                    live: i,
+                    prefill_done: pos + 1 == s.prompt.len(),
+                    scored: Some(pos),
+                });
+            }
+            let end = s.fed + take;
+            if end == s.prompt.len() && end <= from {
                 self.logit_rows.push(row + take - 1);
                 self.owners.push(Owner {
                     live: i,
                     prefill_done: true,
+                    scored: None,
                 });
             }
+            debug_assert!(self.logit_rows.len() <= logit_rows);
         }
     }
 }
@@ -288,8 +358,16 @@ impl Engine {
         if opts.max_batch == 0 || opts.max_batch > MAX_BATCH_LIMIT {
             return Err(BatchError::MaxBatch(opts.max_batch).into());
         }
-        if opts.step_tokens < opts.max_batch || opts.step_tokens > PREFILL_BATCH_MAX {
+        if opts.step_tokens < opts.max_batch || opts.step_tokens > STEP_TOKENS_MAX {
             return Err(BatchError::StepTokens {
+                step: opts.step_tokens,
+                max_batch: opts.max_batch,
+            }
+            .into());
+        }
+        if opts.logit_rows < opts.max_batch || opts.logit_rows > opts.step_tokens {
+            return Err(BatchError::LogitRows {
+                rows: opts.logit_rows,
                 step: opts.step_tokens,
                 max_batch: opts.max_batch,
             }
@@ -334,7 +412,7 @@ impl Engine {
             &self.cfg,
             host_batch,
             host_ctx,
-            opts.max_batch,
+            opts.logit_rows,
             Vec::new(),
             self.pool.n_threads(),
         );
@@ -385,11 +463,12 @@ impl Engine {
             &self.model.extents,
             &mut self.layer_rec,
         );
-        let check_prompt = |p: &[u32]| -> Result<(), EngineError> {
+        // A sequence that only scores its prompt needs no position for a generated token.
+        let check_prompt = |p: &[u32], max_tokens: usize| -> Result<(), EngineError> {
             if p.is_empty() {
                 return Err(EngineError::EmptyPrompt);
             }
-            if p.len() >= n_ctx {
+            if p.len() + usize::from(max_tokens > 0) > n_ctx {
                 return Err(EngineError::PromptTooLong {
                     prompt: p.len(),
                     context: n_ctx,
@@ -400,7 +479,7 @@ impl Engine {
 
         let mut live: Vec<Live> = Vec::with_capacity(opts.max_batch);
         let mut waiting: Option<SeqRequest> = None;
-        let mut buf = StepBuf::new(step_tokens, opts.max_batch);
+        let mut buf = StepBuf::new(step_tokens, opts.max_batch, opts.logit_rows);
         loop {
             // Step boundary: drop cancelled sequences, then admit what fits.
             let mut i = 0;
@@ -416,7 +495,7 @@ impl Engine {
                 let Some(req) = waiting.take().or_else(|| driver.next(live.is_empty())) else {
                     break;
                 };
-                if let Err(e) = check_prompt(&req.prompt) {
+                if let Err(e) = check_prompt(&req.prompt, req.max_tokens) {
                     driver.finished(req.id, Err(e));
                     continue;
                 }
@@ -465,6 +544,7 @@ impl Engine {
                     prompt: req.prompt,
                     max_tokens,
                     sampler,
+                    score_from: req.score_from,
                     slot,
                     fed: 0,
                     next: 0,
@@ -483,7 +563,7 @@ impl Engine {
             stats.peak_kv_bytes = stats.peak_kv_bytes.max(slabs.live_bytes());
 
             // One sweep for every live sequence.
-            buf.assemble(&live, step_tokens);
+            buf.assemble(&live, step_tokens, opts.logit_rows);
             let now = Instant::now();
             for s in &mut live {
                 s.started.get_or_insert(now);
@@ -540,10 +620,20 @@ impl Engine {
             stopped.clear();
             for (k, o) in buf.owners.iter().enumerate() {
                 let s = &mut live[o.live];
+                if let Some(pos) = o.scored {
+                    driver.prompt_logits(s.id, pos, st.logits(k));
+                }
+                if !o.prefill_done && o.scored.is_some() {
+                    continue;
+                }
                 if o.prefill_done {
                     s.prefilled = Some(swept);
                     if opts.keep_first_logits {
                         s.first_logits = Some(st.logits(k).to_vec());
+                    }
+                    if s.max_tokens == 0 {
+                        stopped.push((o.live, StopReason::Length));
+                        continue;
                     }
                 }
                 let next = s.sampler.sample(st.logits_mut(k));

@@ -237,6 +237,11 @@ impl Engine {
         }
     }
 
+    /// Compute threads of the CPU backend.
+    pub fn threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
     /// Whether the GPU computes (it runs one sequence per sweep: see `BatchError::CudaBatch`).
     pub fn on_gpu(&self) -> bool {
         self.cuda.is_some()
@@ -316,6 +321,7 @@ impl Engine {
                 prompt: prompt.to_vec(),
                 max_tokens,
                 sampler,
+                score_from: None,
             }),
             is_eog,
             on_token,

@@ -189,6 +189,7 @@ impl Driver for Worker<'_> {
             prompt: job.prompt,
             max_tokens: job.max_tokens,
             sampler: Sampler::new(job.sampler, self.n_vocab),
+            score_from: None,
         })
     }
 

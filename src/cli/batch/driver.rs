@@ -160,6 +160,7 @@ impl Driver for BatchDriver<'_> {
                 prompt,
                 max_tokens: line.max_tokens.unwrap_or(self.defaults.max_tokens),
                 sampler: Sampler::new(cfg, self.n_vocab),
+                score_from: None,
             };
             self.running.insert(
                 id,
