@@ -9,6 +9,7 @@ mod bench;
 pub mod inspect;
 mod interrupt;
 mod logger;
+pub mod perplexity;
 pub(crate) mod prompt;
 pub mod run;
 pub mod run_args;
@@ -68,6 +69,9 @@ enum Command {
     Batch(batch::BatchArgs),
     /// Serve the model over an OpenAI-compatible HTTP API, many requests per layer sweep.
     Serve(crate::serve::ServeArgs),
+    /// Measure fidelity as llama-perplexity does: perplexity over a text, or the KL divergence
+    /// of the model's token distributions against a base model's saved logits.
+    Perplexity(perplexity::PerplexityArgs),
 }
 
 /// Parses the command line, runs it, and returns the process exit status.
@@ -87,5 +91,6 @@ pub fn main() -> i32 {
         Command::Bench(args) => bench::run(args),
         Command::Batch(args) => batch::run(&args),
         Command::Serve(args) => crate::serve::run(&args),
+        Command::Perplexity(args) => perplexity::run(&args),
     }
 }
