@@ -296,3 +296,103 @@ fn admission_is_bounded_by_the_kv_budget_and_refuses_bad_sequences() {
         assert!(d.done.is_empty(), "nothing ran");
     }
 }
+
+/// Keeps every scored prompt row a sequence hands back, by (id, position).
+struct Scores {
+    queue: Vec<SeqRequest>,
+    rows: BTreeMap<(u64, usize), Vec<f32>>,
+    finished: Vec<(u64, Result<usize, String>)>,
+    generated: usize,
+}
+
+impl Driver for Scores {
+    fn next(&mut self, _idle: bool) -> Option<SeqRequest> {
+        (!self.queue.is_empty()).then(|| self.queue.remove(0))
+    }
+
+    fn is_eog(&self, _token: u32) -> bool {
+        false
+    }
+
+    fn token(&mut self, _id: u64, _token: u32, _logits: &[f32]) -> Verdict {
+        self.generated += 1;
+        Verdict::Continue
+    }
+
+    fn prompt_logits(&mut self, id: u64, pos: usize, logits: &[f32]) {
+        let fresh = self.rows.insert((id, pos), logits.to_vec()).is_none();
+        assert!(fresh, "position {pos} of sequence {id} scored twice");
+    }
+
+    fn finished(&mut self, id: u64, result: Result<Finished, EngineError>) {
+        self.finished.push((
+            id,
+            result.map(|f| f.tokens.len()).map_err(|e| e.to_string()),
+        ));
+    }
+}
+
+/// Sequences that score their prompt (perplexity's): every position from `score_from` comes
+/// back once, in order, bit-identical however few logit rows a step may hold (the steps then
+/// split the prompts) and to the logits `generate` samples from; `max_tokens` 0 generates
+/// nothing and lets the prompt fill the whole context.
+#[test]
+fn scored_prompts_return_every_row_however_the_steps_split() {
+    let path = require_model("smollm2-135m");
+    let mut engine = load(&path, 2, None, 2);
+    let n_vocab = engine.spec().n_vocab;
+    let ps = prompts("smollm2-135m");
+    let a: Vec<u32> = ps.iter().flatten().copied().cycle().take(64).collect();
+    let b: Vec<u32> = ps
+        .iter()
+        .flatten()
+        .copied()
+        .skip(3)
+        .cycle()
+        .take(64)
+        .collect();
+    let run = |engine: &mut Engine, rows: usize, step: usize| {
+        let mut opts = BatchOptions::new(2);
+        opts.n_ctx = Some(64);
+        opts.step_tokens = step;
+        opts.logit_rows = rows;
+        let req = |id: u64, prompt: &Vec<u32>| SeqRequest {
+            id,
+            prompt: prompt.clone(),
+            max_tokens: 0,
+            sampler: greedy(n_vocab),
+            score_from: Some(40),
+        };
+        let mut d = Scores {
+            queue: vec![req(0, &a), req(1, &b)],
+            rows: BTreeMap::new(),
+            finished: Vec::new(),
+            generated: 0,
+        };
+        let stats = engine.run_batch(&opts, &mut d).expect("scoring run");
+        assert_eq!(d.generated, 0, "max_tokens 0 generates nothing");
+        d.finished.sort_by_key(|f| f.0);
+        assert_eq!(d.finished, vec![(0, Ok(0)), (1, Ok(0))]);
+        (d.rows, stats.steps)
+    };
+    let (wide, wide_steps) = run(&mut engine, 48, 128);
+    assert_eq!(wide_steps, 1, "both prompts and all 48 rows in one sweep");
+    let keys: Vec<(u64, usize)> = (0..2)
+        .flat_map(|id| (40..64).map(move |p| (id, p)))
+        .collect();
+    assert_eq!(wide.keys().copied().collect::<Vec<_>>(), keys);
+    let (narrow, narrow_steps) = run(&mut engine, 2, 128);
+    assert!(
+        narrow_steps >= 24,
+        "two rows per sweep: {narrow_steps} sweeps"
+    );
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for k in &keys {
+        assert_eq!(bits(&wide[k]), bits(&narrow[k]), "row {k:?}");
+    }
+    // The last row is the logits generation samples its first token from.
+    let alone = engine
+        .generate(&a[..64 - 1], 1, greedy(n_vocab), |_| false, |_| true)
+        .expect("alone");
+    assert_eq!(bits(&alone.first_logits), bits(&wide[&(0, 62)]));
+}

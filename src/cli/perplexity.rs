@@ -466,6 +466,8 @@ fn report_json(
         "steps": r.batch.steps,
         "streamed_bytes": r.batch.streamed_bytes,
         "io_stall_s": r.batch.io_wait.as_secs_f64(),
+        "run_state_bytes": r.batch.run_state_bytes,
+        "peak_kv_bytes": r.batch.peak_kv_bytes,
         "resident_layers": engine.plan.n_resident(),
         "streamed_layers": engine.plan.n_streamed(),
         "backend": engine.backend_name(),

@@ -373,6 +373,14 @@ mod tests {
         std::fs::write(&p, &neg).expect("neg");
         let e = LogitsReader::open(&p).err().expect("refused").to_string();
         assert!(e.contains("n_ctx is -1"), "{e}");
+        // A header whose sizes overflow 64 bits is a truncated file, not a panic.
+        let mut huge = b"_logits_".to_vec();
+        for v in [i32::MAX, i32::MAX, i32::MAX] {
+            huge.extend_from_slice(&v.to_le_bytes());
+        }
+        std::fs::write(&p, &huge).expect("huge");
+        let e = LogitsReader::open(&p).err().expect("refused").to_string();
+        assert!(e.contains("truncated"), "{e}");
         std::fs::write(&p, b"_logits_\x08\0").expect("short");
         let e = LogitsReader::open(&p).err().expect("refused").to_string();
         assert!(e.contains("header"), "{e}");
