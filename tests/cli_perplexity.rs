@@ -259,6 +259,41 @@ fn figures_do_not_depend_on_threads_residency_or_batching() {
     assert_eq!(split["steps"], 12);
 }
 
+/// The F16 copy's base logits over `chunks` chunks of `ctx` of the text, written to `path`.
+fn write_f16_base(ctx: usize, chunks: usize, path: &Path) -> Value {
+    let f16 = require_fixture_model(F16_GGUF);
+    let (t, c, n) = (text(), ctx.to_string(), chunks.to_string());
+    ppl_json(&[
+        "-m",
+        path_arg(&f16),
+        "-f",
+        path_arg(&t),
+        "-c",
+        &c,
+        "--chunks",
+        &n,
+        "--threads",
+        "2",
+        "--kl-divergence-base",
+        path_arg(path),
+    ])
+}
+
+/// `sluice perplexity --kl-divergence` of SmolLM2 Q4_1 against `base`, which must succeed.
+fn compare_q4_1(base: &Path) -> std::process::Output {
+    let args = [
+        "perplexity",
+        "--kl-divergence",
+        "--kl-divergence-base",
+        path_arg(base),
+        "--threads",
+        "2",
+    ];
+    let o = sluice(&args, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
 /// llama.cpp's per-chunk KL lines (`tests/reference/perplexity/*-c16.txt`), reproduced from
 /// a base file llama.cpp wrote.
 #[test]
@@ -266,18 +301,7 @@ fn kl_lines_from_a_llama_cpp_file_match_llama_cpp() {
     let base = ref_dir().join("smollm2-135m-f16-c16.kld");
     let want = std::fs::read_to_string(ref_dir().join("smollm2-q4_1-vs-f16-c16.txt"))
         .expect("llama.cpp's output");
-    let o = sluice(
-        &[
-            "perplexity",
-            "--kl-divergence",
-            "--kl-divergence-base",
-            path_arg(&base),
-            "--threads",
-            "2",
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = compare_q4_1(&base);
     let rows = |s: &str| -> Vec<String> {
         s.lines()
             .filter(|l| l.starts_with("chunk") || l.trim_start().starts_with(char::is_numeric))
@@ -322,36 +346,10 @@ fn table_figures(s: &str) -> Vec<(String, f64)> {
 /// exact arithmetic is checked on llama.cpp's own file above.
 #[test]
 fn kl_statistics_match_llama_cpp() {
-    let f16 = require_fixture_model(F16_GGUF);
     let base = scratch("f16-c128.kld");
-    let t = text();
-    let w = ppl_json(&[
-        "-m",
-        path_arg(&f16),
-        "-f",
-        path_arg(&t),
-        "-c",
-        "128",
-        "--chunks",
-        "8",
-        "--threads",
-        "2",
-        "--kl-divergence-base",
-        path_arg(&base),
-    ]);
+    let w = write_f16_base(128, 8, &base);
     assert_eq!(w["n_chunk"], 8);
-    let o = sluice(
-        &[
-            "perplexity",
-            "--kl-divergence",
-            "--kl-divergence-base",
-            path_arg(&base),
-            "--threads",
-            "2",
-        ],
-        &[],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = compare_q4_1(&base);
     let want = std::fs::read_to_string(ref_dir().join("smollm2-q4_1-vs-f16-c128.txt"))
         .expect("llama.cpp's output");
     let tables = |s: &str| {
@@ -388,22 +386,8 @@ fn kl_statistics_match_llama_cpp() {
 #[test]
 fn a_model_against_itself_diverges_by_nothing() {
     let f16 = require_fixture_model(F16_GGUF);
-    let t = text();
     let base = scratch("self-c16.kld");
-    ppl_json(&[
-        "-m",
-        path_arg(&f16),
-        "-f",
-        path_arg(&t),
-        "-c",
-        "16",
-        "--chunks",
-        "2",
-        "--threads",
-        "2",
-        "--kl-divergence-base",
-        path_arg(&base),
-    ]);
+    write_f16_base(16, 2, &base);
     let ours = std::fs::read(&base).expect("sluice's base file");
     let theirs = std::fs::read(ref_dir().join("smollm2-135m-f16-c16.kld")).expect("llama.cpp's");
     assert_eq!(ours.len(), theirs.len(), "the same size");
@@ -411,20 +395,7 @@ fn a_model_against_itself_diverges_by_nothing() {
     assert_eq!(ours[..head], theirs[..head], "header and tokens");
 
     let big = scratch("self-c128.kld");
-    ppl_json(&[
-        "-m",
-        path_arg(&f16),
-        "-f",
-        path_arg(&t),
-        "-c",
-        "128",
-        "--chunks",
-        "2",
-        "--threads",
-        "2",
-        "--kl-divergence-base",
-        path_arg(&big),
-    ]);
+    write_f16_base(128, 2, &big);
     let v = ppl_json(&[
         "-m",
         path_arg(&f16),

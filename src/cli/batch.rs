@@ -16,10 +16,10 @@ use serde_json::json;
 
 use super::bench::progress;
 use super::prompt::load_tokenizer;
-use super::run_args::{DeviceArg, EngineFlags, SamplingArgs};
-use super::{interrupt, Failure};
+use super::run_args::{EngineFlags, SamplingArgs};
+use super::{bad, engine_failure, interrupt, Failure};
 use crate::engine::scheduler::{BatchOptions, MAX_BATCH_LIMIT};
-use crate::engine::session::{Engine, EngineError};
+use crate::engine::session::Engine;
 use driver::{BatchDriver, Defaults, Tally};
 use output::Output;
 
@@ -65,24 +65,9 @@ fn n_lines(n: usize) -> String {
     format!("{n} line{}", if n == 1 { "" } else { "s" })
 }
 
-fn bad(e: anyhow::Error) -> Failure {
-    Failure::BadInput(e)
-}
-
-/// An engine error as a failure: the input's fault (exit 2) or the machine's (exit 1).
-fn engine_failure(e: EngineError, device: DeviceArg) -> Failure {
-    match e {
-        EngineError::Cuda(c) if device == DeviceArg::Cuda => {
-            Failure::Runtime(anyhow!("--device cuda: {c}"))
-        }
-        e if e.is_bad_input() => bad(e.into()),
-        e => Failure::Runtime(e.into()),
-    }
-}
-
 fn batch(args: &BatchArgs) -> Result<(), Failure> {
     let defaults = args.sampling.config();
-    defaults.validate().map_err(|e| bad(e.into()))?;
+    defaults.validate().map_err(bad)?;
     let max_batch = usize::from(args.max_batch);
     let input_name = args.input.display().to_string();
     let text =

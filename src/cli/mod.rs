@@ -41,6 +41,27 @@ impl Failure {
     }
 }
 
+/// A bad-input failure (exit 2).
+pub(crate) fn bad(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::BadInput(e.into())
+}
+
+/// An engine error as a failure: the input's fault (exit 2) or the machine's (exit 1); a CUDA
+/// failure the user asked for by `--device cuda` says so.
+pub(crate) fn engine_failure(
+    e: crate::engine::session::EngineError,
+    device: run_args::DeviceArg,
+) -> Failure {
+    use crate::engine::session::EngineError;
+    match e {
+        EngineError::Cuda(c) if device == run_args::DeviceArg::Cuda => {
+            Failure::Runtime(anyhow::anyhow!("--device cuda: {c}"))
+        }
+        e if e.is_bad_input() => bad(e),
+        e => Failure::Runtime(e.into()),
+    }
+}
+
 /// The exit status of a command's outcome, its failure printed after `who: `.
 pub(crate) fn exit_status(outcome: Result<(), Failure>, who: &str) -> i32 {
     outcome.map_or_else(|f| f.report(who), |()| 0)

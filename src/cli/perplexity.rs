@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use super::bench::progress;
 use super::prompt::load_tokenizer;
 use super::run_args::{DeviceArg, EngineFlags};
-use super::{interrupt, Failure};
+use super::{bad, engine_failure, interrupt, Failure};
 use crate::engine::scheduler::{MAX_BATCH_LIMIT, STEP_TOKENS_MAX};
-use crate::engine::session::{Engine, EngineError};
+use crate::engine::session::Engine;
 use crate::eval::chunks::text_of_file;
 use crate::eval::stats::{Est, KldLine, KldSummary};
 use crate::eval::{
@@ -66,24 +66,10 @@ pub fn run(args: &PerplexityArgs) -> i32 {
     super::exit_status(perplexity(args), "sluice perplexity")
 }
 
-fn bad(e: anyhow::Error) -> Failure {
-    Failure::BadInput(e)
-}
-
-fn engine_failure(e: EngineError, device: DeviceArg) -> Failure {
-    match e {
-        EngineError::Cuda(c) if device == DeviceArg::Cuda => {
-            Failure::Runtime(anyhow!("--device cuda: {c}"))
-        }
-        e if e.is_bad_input() => bad(e.into()),
-        e => Failure::Runtime(e.into()),
-    }
-}
-
 fn eval_failure(e: EvalError, device: DeviceArg) -> Failure {
     match e {
         EvalError::Engine(e) => engine_failure(e, device),
-        e if e.is_bad_input() => bad(e.into()),
+        e if e.is_bad_input() => bad(e),
         e => Failure::Runtime(e.into()),
     }
 }
@@ -97,7 +83,7 @@ enum Task {
 
 fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
     let task = match (&args.kl_divergence_base, args.kl_divergence) {
-        (Some(p), true) => Task::Compare(LogitsReader::open(p).map_err(|e| bad(e.into()))?),
+        (Some(p), true) => Task::Compare(LogitsReader::open(p).map_err(bad)?),
         (Some(p), false) => Task::WriteBase(p.clone()),
         (None, _) => Task::Perplexity,
     };
@@ -202,9 +188,7 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
                 n_vocab,
                 n_chunk: plan.n_chunk,
             };
-            EvalMode::WriteBase(
-                LogitsWriter::create(p, h, plan.tokens()).map_err(|e| bad(e.into()))?,
-            )
+            EvalMode::WriteBase(LogitsWriter::create(p, h, plan.tokens()).map_err(bad)?)
         }
         Task::Compare(_) => {
             let Task::Compare(base) = task else {
@@ -344,30 +328,16 @@ fn kld_tables(k: &KldSummary) -> String {
         s.push('\n');
     };
     line("====== Perplexity statistics ======".into());
+    line(pm("Mean PPL(Q)", l.ppl));
+    line(pm("Mean PPL(base)", k.ppl_base));
     line(format!(
-        "Mean PPL(Q)                   : {:10.6} ± {:10.6}",
-        l.ppl.0, l.ppl.1
-    ));
-    line(format!(
-        "Mean PPL(base)                : {:10.6} ± {:10.6}",
-        k.ppl_base.0, k.ppl_base.1
-    ));
-    line(format!(
-        "Cor(ln(PPL(Q)), ln(PPL(base))): {:6.2}%",
+        "{:<30}: {:6.2}%",
+        "Cor(ln(PPL(Q)), ln(PPL(base)))",
         100.0 * k.ln_ppl_correlation
     ));
-    line(format!(
-        "Mean ln(PPL(Q)/PPL(base))     : {:10.6} ± {:10.6}",
-        l.ln_ppl_ratio.0, l.ln_ppl_ratio.1
-    ));
-    line(format!(
-        "Mean PPL(Q)/PPL(base)         : {:10.6} ± {:10.6}",
-        k.ppl_ratio.0, k.ppl_ratio.1
-    ));
-    line(format!(
-        "Mean PPL(Q)-PPL(base)         : {:10.6} ± {:10.6}",
-        k.ppl_diff.0, k.ppl_diff.1
-    ));
+    line(pm("Mean ln(PPL(Q)/PPL(base))", l.ln_ppl_ratio));
+    line(pm("Mean PPL(Q)/PPL(base)", k.ppl_ratio));
+    line(pm("Mean PPL(Q)-PPL(base)", k.ppl_diff));
     line(String::new());
     line("====== KL divergence statistics ======".into());
     line(format!("Mean    KLD: {:10.6} ± {:10.6}", l.kld.0, l.kld.1));
@@ -395,6 +365,11 @@ fn kld_tables(k: &KldSummary) -> String {
         100.0 * l.same_top.1
     ));
     s
+}
+
+/// A "name: value ± error" line of llama.cpp's perplexity table.
+fn pm(name: &str, e: Est) -> String {
+    format!("{name:<30}: {:10.6} ± {:10.6}", e.0, e.1)
 }
 
 /// A percentile's label as llama.cpp aligns it (" 5.0%" beside "99.9%").

@@ -10,17 +10,13 @@ use sluice_loader::tokenizer::{StreamDecoder, Tokenizer};
 
 use super::prompt::{load_tokenizer, prompt_tokens};
 use super::run_args::{DeviceArg, RunArgs};
-use super::{interrupt, Failure};
+use super::{bad, interrupt, Failure};
 use crate::engine::sampler::Sampler;
 use crate::engine::session::{Engine, EngineError, Generation};
 
 /// Runs the command; returns the exit status.
 pub fn run(args: &RunArgs) -> i32 {
     super::exit_status(run_inner(args), "sluice")
-}
-
-fn bad(e: impl Into<anyhow::Error>) -> Failure {
-    Failure::BadInput(e.into())
 }
 
 fn peak_rss_bytes() -> u64 {

@@ -40,10 +40,7 @@ impl ChunkPlan {
         max_chunks: Option<usize>,
         bos: Option<u32>,
     ) -> Result<ChunkPlan, PlanError> {
-        if n_ctx < 4 {
-            return Err(PlanError::TinyContext(n_ctx));
-        }
-        if tokens.len() < 2 * n_ctx {
+        if n_ctx >= 4 && tokens.len() < 2 * n_ctx {
             return Err(PlanError::TooFewTokens {
                 have: tokens.len(),
                 need: 2 * n_ctx,
