@@ -118,6 +118,7 @@ pub fn evaluate(
         nll: vec![0.0; if comparing { 0 } else { plan.scored() }],
         kld: vec![KldToken::default(); if comparing { plan.scored() } else { 0 }],
         words: vec![0; row_words(n_vocab)],
+        scratch: vec![0; row_words(n_vocab)],
         reported: 0,
         ppl: PplSums::default(),
         kld_sums: KldSums::default(),
@@ -171,8 +172,9 @@ struct EvalDriver<'a> {
     /// Per scored token, in (chunk, position) order: −log p, or the comparison's record.
     nll: Vec<f64>,
     kld: Vec<KldToken>,
-    /// One base row.
+    /// One base row, and this model's row encoded the same way.
     words: Vec<u16>,
+    scratch: Vec<u16>,
     /// Chunks folded into the sums and reported.
     reported: usize,
     ppl: PplSums,
@@ -196,7 +198,7 @@ impl EvalDriver<'_> {
             }
             EvalMode::Compare(base) => {
                 base.read_row(c, r, &mut self.words)?;
-                self.kld[i] = kld_token(logits, &self.words, tok);
+                self.kld[i] = kld_token(logits, &self.words, tok, &mut self.scratch);
             }
         }
         Ok(())
