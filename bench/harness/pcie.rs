@@ -23,7 +23,7 @@ use crate::cli::size::parse_size;
 use crate::cli::{EXIT_BAD_INPUT, EXIT_RUNTIME};
 use crate::cuda::bench::{CopyFigures, Direction, HostMemory, PcieBench, DEVICE_RESERVE_BYTES};
 use crate::cuda::{CudaError, DeviceInfo};
-use crate::engine::planner::mem_available_bytes;
+use crate::engine::memory_limit::memory_limit;
 
 /// Sizes measured when `--sizes` is not given: 64 KiB to 1 GiB in steps of four.
 const DEFAULT_SIZES: [u64; 8] = [
@@ -231,7 +231,7 @@ fn absent(json: bool, e: &CudaError) -> Result<()> {
 
 /// The sizes whose two host buffers fit in available memory (less a reserve), and the others.
 fn host_fit(sizes: &[u64]) -> (Vec<u64>, Vec<Skipped>) {
-    let Some(available) = mem_available_bytes() else {
+    let Some(available) = memory_limit().map(|l| l.available) else {
         return (sizes.to_vec(), Vec::new());
     };
     let room = available.saturating_sub(HOST_RESERVE_BYTES);

@@ -4,15 +4,16 @@
 use crate::engine::layer_times::{layer_times_requested, LAYER_TIMES_ENV};
 use std::io::Write;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use serde_json::json;
 use sluice_loader::tokenizer::{StreamDecoder, Tokenizer};
 
 use super::prompt::{load_tokenizer, prompt_tokens};
-use super::run_args::{DeviceArg, RunArgs};
+use super::run_args::RunArgs;
 use super::{bad, interrupt, Failure};
+use crate::engine::memory_limit::LimitSource;
 use crate::engine::sampler::Sampler;
-use crate::engine::session::{Engine, EngineError, Generation};
+use crate::engine::session::{Engine, Generation};
 
 /// Runs the command; returns the exit status.
 pub fn run(args: &RunArgs) -> i32 {
@@ -30,6 +31,23 @@ fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Which memory limit the residency plan was made against, for stderr.
+fn memory_line(engine: &Engine, ram_budget: Option<u64>) -> String {
+    let budget = engine.plan.budget_bytes as f64 / 1e6;
+    if ram_budget.is_some() {
+        return format!("memory: weights budget {budget:.0} MB, set by --ram-budget");
+    }
+    match &engine.memory_limit {
+        Some(l) => format!(
+            "memory: planned against {:.0} MB available of a {:.0} MB limit ({}): weights budget {budget:.0} MB",
+            l.available as f64 / 1e6,
+            l.limit as f64 / 1e6,
+            l.source
+        ),
+        None => "memory: no memory figure could be read (MemAvailable, cgroups): only the smallest residency is planned".to_string(),
+    }
+}
+
 fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     let sampler_cfg = args.sampling.config();
     sampler_cfg.validate().map_err(bad)?;
@@ -38,13 +56,8 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     // The context is planned for the prompt and the tokens asked for; the prompt's length is
     // known only once the tokenizer is loaded, so plan with the model's own context bound.
     let n_ctx_plan = (args.max_tokens as usize).saturating_add(4096);
-    let mut engine = Engine::load(&path, n_ctx_plan, &opts).map_err(|e| match e {
-        EngineError::Cuda(c) if args.engine.device == DeviceArg::Cuda => {
-            Failure::Runtime(anyhow!("--device cuda: {c}"))
-        }
-        e if e.is_bad_input() => bad(e),
-        e => Failure::Runtime(e.into()),
-    })?;
+    let mut engine = Engine::load(&path, n_ctx_plan, &opts)
+        .map_err(|e| super::engine_failure(e, args.engine.device))?;
     let tok = load_tokenizer(&engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
     let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
     engine.check_prompt(&prompt).map_err(bad)?;
@@ -60,6 +73,7 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
             engine.plan.n_streamed(),
             engine.plan.streamed_bytes_per_token as f64 / 1e6,
         );
+        eprintln!("sluice: {}", memory_line(&engine, args.engine.ram_budget));
     }
     let model_file = engine
         .model
@@ -201,6 +215,14 @@ fn report(
                 "resident_layers": engine.plan.n_resident(),
                 "streamed_layers": engine.plan.n_streamed(),
                 "peak_rss_bytes": peak_rss_bytes(),
+                "memory_limit_bytes": engine.memory_limit.as_ref().map(|l| l.limit),
+                "memory_available_bytes": engine.memory_limit.as_ref().map(|l| l.available),
+                "memory_limit_source": engine.memory_limit.as_ref().map(|l| l.source.kind()),
+                "memory_limit_path": engine.memory_limit.as_ref().and_then(|l| match &l.source {
+                    LimitSource::CgroupV1(p) | LimitSource::CgroupV2(p) => Some(p.display().to_string()),
+                    LimitSource::MemAvailable => None,
+                }),
+                "weights_budget_bytes": engine.plan.budget_bytes,
                 "ring_bytes": engine.ring_bytes(),
                 "kv_cache_bytes": g.kv_cache_bytes,
                 "run_state_bytes": g.run_state_bytes,

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod executor;
 pub mod layer_times;
+pub mod memory_limit;
 pub mod planner;
 pub mod row_reader;
 pub mod rows;

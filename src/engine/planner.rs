@@ -49,7 +49,8 @@ pub struct PlanInput {
     pub kv_cache_bytes: u64,
     /// `--ram-budget`, if given: bytes of weights allowed to stay resident.
     pub ram_budget: Option<u64>,
-    /// Memory the OS reports available (MemAvailable).
+    /// Memory this process may still take: the tightest of MemAvailable and its cgroups'
+    /// limits ([`super::memory_limit`]).
     pub mem_available: u64,
 }
 
@@ -192,14 +193,6 @@ fn default_budget(input: &PlanInput) -> u64 {
         .saturating_sub(input.kv_cache_bytes)
         .saturating_sub(input.vector_bytes)
         .saturating_sub(ring)
-}
-
-/// MemAvailable from /proc/meminfo, in bytes; `None` if it cannot be read.
-pub fn mem_available_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 #[cfg(test)]

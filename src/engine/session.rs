@@ -12,7 +12,8 @@ use thiserror::Error;
 use super::backend::{select, DeviceChoice, Selected};
 use super::executor::{check_extent_counts, ExecError};
 use super::layer_times::{layer_times_requested, PipelineTimes, SweepRecorder};
-use super::planner::{kv_plan_bytes, mem_available_bytes, plan, Plan, PlanInput};
+use super::memory_limit::{memory_limit, MemoryLimit};
+use super::planner::{kv_plan_bytes, plan, Plan, PlanInput};
 use super::row_reader::RowReader;
 use super::sampler::Sampler;
 use super::scheduler::{BatchError, BatchOptions, Driver, Finished, SeqRequest, Verdict};
@@ -146,6 +147,9 @@ pub struct Engine {
     pub(super) embd_reader: Option<RowReader>,
     /// Per-layer times of CPU sweeps, when asked for (the GPU keeps its own).
     pub(super) layer_rec: Option<SweepRecorder>,
+    /// The memory limit the default budget was planned against (the tightest of MemAvailable
+    /// and the process's cgroups), when one could be read.
+    pub memory_limit: Option<MemoryLimit>,
 }
 
 impl Engine {
@@ -165,7 +169,9 @@ impl Engine {
             Selected::Cpu { why } => (None, why),
             Selected::Cuda(b) => (Some(b), None),
         };
-        let mut input = plan_input(&model, &cfg, n_ctx, opts).map_err(bad)?;
+        let memory_limit = memory_limit();
+        let available = memory_limit.as_ref().map_or(0, |l| l.available);
+        let mut input = plan_input(&model, &cfg, n_ctx, opts, available).map_err(bad)?;
         let mut plan = plan(&input);
         if let Some(gpu) = cuda.as_mut() {
             // VRAM and RAM layers are both read once into host memory: together they are the
@@ -218,6 +224,7 @@ impl Engine {
             cpu_because,
             embd_reader,
             layer_rec,
+            memory_limit,
         })
     }
 
@@ -384,6 +391,7 @@ fn plan_input(
     cfg: &Config,
     n_ctx: usize,
     opts: &EngineOptions,
+    mem_available: u64,
 ) -> Result<PlanInput, String> {
     let ext = &model.extents;
     let head = GlobalMatrix::head(ext).ok_or_else(|| {
@@ -408,6 +416,6 @@ fn plan_input(
         alignment_bytes: ext.alignment_bytes,
         kv_cache_bytes: kv_plan_bytes(cfg.n_layer, model.spec.kv_dim(), n_ctx, opts.max_batch),
         ram_budget: opts.ram_budget,
-        mem_available: mem_available_bytes().unwrap_or(0),
+        mem_available,
     })
 }

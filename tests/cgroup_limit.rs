@@ -1,0 +1,214 @@
+//! Larger than the memory the process may use: `sluice run` with its default budget inside a
+//! memory cgroup smaller than the model (v2 where the machine delegates the memory controller,
+//! else v1) completes, gives the reference tokens, and peaks under the limit; it says which
+//! limit it planned against. Where no memory cgroup can be created (not root, no controller)
+//! the test prints why and checks nothing else. Needs the models of `scripts/fetch-models.sh`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{compare_greedy, greedy_args, load_reference, parse_run_json, path_arg, stderr};
+use sluice_loader::cache::require_model;
+
+/// A memory cgroup this test made, removed when dropped.
+struct Group {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl Group {
+    /// The limit as the kernel holds it (rounded down to a page).
+    fn limit(&self) -> Option<u64> {
+        let f = if self.v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        std::fs::read_to_string(self.dir.join(f))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The peak memory charged to the group.
+    fn peak(&self) -> Option<u64> {
+        let f = if self.v2 {
+            "memory.peak"
+        } else {
+            "memory.max_usage_in_bytes"
+        };
+        std::fs::read_to_string(self.dir.join(f))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// How many times the kernel's OOM killer acted in the group.
+    fn oom_kills(&self) -> u64 {
+        let f = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        let text = std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The mount point and root of the cgroup2 mount, or the v1 memory mount.
+fn mount(v2: bool) -> Option<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let pre: Vec<&str> = pre.split_whitespace().collect();
+        let post: Vec<&str> = post.split_whitespace().collect();
+        let ok = if v2 {
+            post.first() == Some(&"cgroup2")
+        } else {
+            post.first() == Some(&"cgroup") && post.get(2)?.split(',').any(|o| o == "memory")
+        };
+        ok.then(|| Some((pre.get(3)?.to_string(), pre.get(4)?.to_string())))?
+    })
+}
+
+/// This process's own cgroup directory in that hierarchy.
+fn own_dir(v2: bool) -> Option<PathBuf> {
+    let (root, point) = mount(v2)?;
+    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = groups.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (id, ctl, p) = (f.next()?, f.next()?, f.next()?);
+        let ours = if v2 {
+            id == "0" && ctl.is_empty()
+        } else {
+            ctl.split(',').any(|c| c == "memory")
+        };
+        ours.then(|| p.to_string())
+    })?;
+    let rel = if root == "/" {
+        path.as_str()
+    } else {
+        path.strip_prefix(&root).unwrap_or("")
+    };
+    Some(Path::new(&point).join(rel.trim_start_matches('/')))
+}
+
+/// Makes a child memory cgroup limited to `limit` bytes, or says why none can be made.
+fn make_group(limit: u64) -> Result<Group, String> {
+    let name = format!("sluice-test-{}", std::process::id());
+    let mut why = Vec::new();
+    // v2: a child of our own group, if its parent delegates the memory controller to it.
+    match own_dir(true) {
+        Some(own) => {
+            let dir = own.join(&name);
+            let ctl =
+                std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap_or_default();
+            if !ctl.split_whitespace().any(|c| c == "memory") {
+                let _ = std::fs::write(own.join("cgroup.subtree_control"), "+memory");
+            }
+            match std::fs::create_dir(&dir)
+                .and_then(|()| std::fs::write(dir.join("memory.max"), limit.to_string()))
+            {
+                Ok(()) => return Ok(Group { dir, v2: true }),
+                Err(e) => {
+                    let _ = std::fs::remove_dir(&dir);
+                    why.push(format!("cgroup v2 under {}: {e}", own.display()));
+                }
+            }
+        }
+        None => why.push("no cgroup2 mount".to_string()),
+    }
+    match own_dir(false) {
+        Some(own) => {
+            let dir = own.join(&name);
+            match std::fs::create_dir(&dir)
+                .and_then(|()| std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()))
+            {
+                Ok(()) => return Ok(Group { dir, v2: false }),
+                Err(e) => {
+                    let _ = std::fs::remove_dir(&dir);
+                    why.push(format!("cgroup v1 under {}: {e}", own.display()));
+                }
+            }
+        }
+        None => why.push("no cgroup v1 memory mount".to_string()),
+    }
+    Err(why.join("; "))
+}
+
+#[test]
+fn the_default_budget_fits_a_cgroup_smaller_than_the_model() {
+    let model = require_model("qwen2.5-coder-0.5b");
+    let size = std::fs::metadata(&model)
+        .map(|m| m.len())
+        .expect("model size");
+    let group = match make_group(size * 6 / 10) {
+        Ok(g) => g,
+        Err(why) => {
+            eprintln!("NOT RUN: no memory cgroup could be created here: {why}");
+            return;
+        }
+    };
+    let limit = group.limit().expect("the group's limit");
+    assert!(limit < size);
+    let reference = load_reference("qwen2.5-coder-0.5b");
+    let p = &reference.prompts["A"];
+    let max = reference.max_tokens.to_string();
+    let args = greedy_args(path_arg(&model), &p.text, &max, "2");
+    let procs = group.dir.join("cgroup.procs");
+    // The shell moves itself into the group, then becomes sluice.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$0" && exec "$@""#)
+        .arg(&procs)
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .args(&args)
+        .output()
+        .expect("spawning sh");
+    let kills = group.oom_kills();
+    assert!(
+        o.status.success(),
+        "sluice run in a {limit}-byte cgroup ({}): {} (OOM kills: {kills})\n{}",
+        group.dir.display(),
+        o.status,
+        stderr(&o)
+    );
+    assert_eq!(kills, 0, "the OOM killer acted");
+    let run = parse_run_json(&o).unwrap_or_else(|e| panic!("{e}"));
+    let cmp = compare_greedy(p, &run.tokens);
+    assert!(cmp.passes(), "tokens: {}", cmp.describe());
+    let peak = group.peak().expect("the group's peak memory");
+    assert!(
+        peak < limit,
+        "peak {peak} bytes over the {limit}-byte limit"
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let s = &stats["stats"];
+    assert_eq!(s["memory_limit_bytes"].as_u64(), Some(limit), "{s}");
+    assert_eq!(
+        s["memory_limit_source"].as_str(),
+        Some(if group.v2 { "cgroup2" } else { "cgroup1" })
+    );
+    assert!(s["streamed_layers"].as_u64() > Some(0), "{s}");
+    eprintln!(
+        "{} cgroup of {:.0} MB for a {:.0} MB model: peak {:.0} MB, {} layers streamed, {:.1} tok/s",
+        if group.v2 { "v2" } else { "v1" },
+        limit as f64 / 1e6,
+        size as f64 / 1e6,
+        peak as f64 / 1e6,
+        s["streamed_layers"],
+        s["decode_tok_per_s"].as_f64().unwrap_or(0.0)
+    );
+}
