@@ -93,7 +93,7 @@ fn batch(args: &BatchArgs) -> Result<(), Failure> {
     let ctx = args.ctx as usize;
     let mut engine =
         Engine::load(&path, ctx, &opts).map_err(|e| engine_failure(e, args.engine.device))?;
-    let tok = load_tokenizer(&engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
+    let tok = load_tokenizer(&mut engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
     let ctx = ctx.min(engine.spec().context_length);
     if !args.json {
         eprintln!(

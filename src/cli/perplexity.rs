@@ -136,7 +136,7 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
             path.display()
         )));
     }
-    let tok = load_tokenizer(&engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
+    let tok = load_tokenizer(&mut engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
     let bos = if tok.add_bos_default() {
         Some(tok.bos_id().ok_or_else(|| {
             bad(anyhow!(

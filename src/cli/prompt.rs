@@ -10,9 +10,10 @@ use sluice_loader::tokenizer::{ChatMessage, Tokenizer};
 
 use crate::engine::session::Engine;
 
-/// The tokenizer: `--tokenizer`, else the GGUF's metadata, else the HF directory's files.
+/// The tokenizer: `--tokenizer`, else the GGUF's metadata (whose vocabulary arrays it then
+/// takes out of the engine's copy: call it once per engine), else the HF directory's files.
 pub(crate) fn load_tokenizer(
-    engine: &Engine,
+    engine: &mut Engine,
     explicit: Option<&Path>,
 ) -> anyhow::Result<Tokenizer> {
     if let Some(p) = explicit {
@@ -23,9 +24,11 @@ pub(crate) fn load_tokenizer(
         return Tokenizer::from_gguf_metadata(&g.metadata)
             .with_context(|| format!("{}", p.display()));
     }
-    if let Some(md) = &engine.model.metadata {
-        return Tokenizer::from_gguf_metadata(md)
+    if let Some(md) = engine.model.metadata.as_mut() {
+        let t = Tokenizer::from_gguf_metadata_taking(md)
             .with_context(|| format!("{}", engine.model.path.display()));
+        crate::engine::memory_limit::return_freed_memory();
+        return t;
     }
     let dir: PathBuf = engine
         .model

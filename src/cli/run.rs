@@ -58,7 +58,7 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     let n_ctx_plan = (args.max_tokens as usize).saturating_add(4096);
     let mut engine = Engine::load(&path, n_ctx_plan, &opts)
         .map_err(|e| super::engine_failure(e, args.engine.device))?;
-    let tok = load_tokenizer(&engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
+    let tok = load_tokenizer(&mut engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
     let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
     engine.check_prompt(&prompt).map_err(bad)?;
     report_device(args, &engine);

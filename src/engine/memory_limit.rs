@@ -57,6 +57,16 @@ pub struct MemoryLimit {
     pub source: LimitSource,
 }
 
+/// Hands the heap's free pages back to the kernel (after a large table is dropped), so they
+/// stop counting against the process's limit. A no-op where the C library cannot.
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own heap under its lock; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The tightest memory limit of this process, read from the live system.
 pub fn memory_limit() -> Option<MemoryLimit> {
     read_limit(Path::new("/"))

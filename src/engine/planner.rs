@@ -27,6 +27,12 @@ pub const DEFAULT_PREFETCH_DEPTH: usize = 4;
 pub const RING_BYTES_MIN: u64 = 64 << 20;
 /// Upper bound on ring slots whatever the layer size.
 pub const RING_SLOTS_MAX: usize = 64;
+/// Fewest ring slots when memory is tight: one being computed, two being read.
+pub const RING_SLOTS_MIN: usize = 3;
+/// Most of the memory the process may take that the ring may hold: under a tight limit (a
+/// small container) the ring shrinks towards [`RING_SLOTS_MIN`] slots rather than push the
+/// process over its limit.
+pub const RING_FRACTION_MAX: f64 = 0.4;
 
 /// What the planner needs to know about the model and the machine.
 #[derive(Clone, Debug)]
@@ -139,10 +145,17 @@ pub fn plan(input: &PlanInput) -> Plan {
         (0, 0)
     } else {
         let by_bytes = RING_BYTES_MIN.div_ceil(slot_bytes.max(1)) as usize;
+        let fit = if input.mem_available > 0 {
+            let cap = (input.mem_available as f64 * RING_FRACTION_MAX) as u64;
+            (cap / slot_bytes.max(1)).max(RING_SLOTS_MIN as u64) as usize
+        } else {
+            RING_SLOTS_MAX
+        };
         // One slot is held by the consumer while `depth` are read ahead; more slots than
         // streamed extents would only hold a second copy of the same one.
         let slots = by_bytes
             .clamp(DEFAULT_PREFETCH_DEPTH + 1, RING_SLOTS_MAX)
+            .min(fit)
             .min(n_streamed.max(2));
         (slots, slots - 1)
     };
@@ -359,5 +372,20 @@ mod tests {
             "16 sequences' KV ({} MiB) leaves room for fewer layers",
             batch.kv_cache_bytes / MIB
         );
+    }
+
+    #[test]
+    fn a_tight_memory_limit_shrinks_the_ring_to_three_slots() {
+        let mut tight = input(Some(0));
+        tight.mem_available = 600 * MIB;
+        let p = plan(&tight);
+        assert_eq!(
+            p.ring_slots, 3,
+            "240 MiB of ring holds two 100 MiB slots: the floor is 3"
+        );
+        tight.mem_available = 1300 * MIB;
+        assert_eq!(plan(&tight).ring_slots, 5, "the default depth when it fits");
+        tight.mem_available = 0;
+        assert_eq!(plan(&tight).ring_slots, 5, "no figure: the default");
     }
 }

@@ -90,9 +90,10 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
                         Failure::Runtime(e.into())
                     }
                 })
-                .and_then(|engine| {
-                    let tok = crate::cli::prompt::load_tokenizer(&engine, tokenizer_arg.as_deref())
-                        .map_err(Failure::BadInput)?;
+                .and_then(|mut engine| {
+                    let tok =
+                        crate::cli::prompt::load_tokenizer(&mut engine, tokenizer_arg.as_deref())
+                            .map_err(Failure::BadInput)?;
                     Ok((engine, tok))
                 });
             let (mut engine, tok) = match loaded {

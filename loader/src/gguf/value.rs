@@ -210,6 +210,18 @@ impl Metadata {
         true
     }
 
+    /// Removes a pair (a caller done with a large array frees it); returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<MetaValue> {
+        let i = self.by_key.remove(key)?;
+        let (_, v) = self.entries.remove(i);
+        for slot in self.by_key.values_mut() {
+            if *slot > i {
+                *slot -= 1;
+            }
+        }
+        Some(v)
+    }
+
     /// Looks a key up.
     pub fn get(&self, key: &str) -> Option<&MetaValue> {
         let &i = self.by_key.get(key)?;
@@ -284,5 +296,20 @@ mod tests {
         same.insert("b", MetaValue::U8(1));
         same.insert("a", MetaValue::I32(-2));
         assert_eq!(m, same);
+    }
+
+    #[test]
+    fn remove_keeps_the_others_findable() {
+        let mut m = Metadata::new();
+        for (k, v) in [("a", 1u8), ("b", 2), ("c", 3)] {
+            m.insert(k, MetaValue::U8(v));
+        }
+        assert_eq!(m.remove("a"), Some(MetaValue::U8(1)));
+        assert_eq!(m.remove("a"), None);
+        assert_eq!(m.get("c"), Some(&MetaValue::U8(3)));
+        assert_eq!(m.get("b"), Some(&MetaValue::U8(2)));
+        assert_eq!(m.len(), 2);
+        assert!(m.insert("a", MetaValue::U8(4)));
+        assert_eq!(m.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["b", "c", "a"]);
     }
 }

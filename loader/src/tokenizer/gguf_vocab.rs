@@ -17,6 +17,8 @@ const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
 const KEY_TYPES: &str = "tokenizer.ggml.token_type";
 const KEY_SCORES: &str = "tokenizer.ggml.scores";
 const KEY_MERGES: &str = "tokenizer.ggml.merges";
+/// The vocabulary-sized arrays a built tokenizer no longer needs from the metadata.
+pub(super) const ARRAY_KEYS: [&str; 4] = [KEY_TOKENS, KEY_TYPES, KEY_SCORES, KEY_MERGES];
 const KEY_BOS: &str = "tokenizer.ggml.bos_token_id";
 const KEY_EOS: &str = "tokenizer.ggml.eos_token_id";
 const KEY_EOT: &str = "tokenizer.ggml.eot_token_id";

@@ -78,6 +78,19 @@ impl Tokenizer {
         gguf_vocab::build(md)
     }
 
+    /// Builds the tokenizer from a GGUF file's keys, then removes the vocabulary-sized arrays
+    /// (pieces, types, scores, merges) from `md`: the tokenizer holds its own tables, and a
+    /// second copy of a 150k-token vocabulary costs a streamed run tens of MB.
+    pub fn from_gguf_metadata_taking(
+        md: &mut crate::gguf::Metadata,
+    ) -> Result<Tokenizer, TokenizerError> {
+        let t = gguf_vocab::build(md)?;
+        for k in gguf_vocab::ARRAY_KEYS {
+            md.remove(k);
+        }
+        Ok(t)
+    }
+
     /// Builds the tokenizer from an HF `tokenizer.json`, with BOS/EOS, `add_bos_token` and the
     /// chat template from `tokenizer_config.json` when given.
     pub fn from_hf_files(
