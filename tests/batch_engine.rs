@@ -16,7 +16,7 @@ use common::{assert_no_failures, load_reference, REFERENCE_MODELS};
 use sluice::engine::backend::DeviceChoice;
 use sluice::engine::sampler::{Sampler, SamplerConfig};
 use sluice::engine::scheduler::{
-    BatchOptions, Driver, Finished, SeqRequest, Verdict, MAX_BATCH_LIMIT,
+    BatchOptions, Driver, Finished, SeqRequest, Verdict, MAX_BATCH_LIMIT, STEP_TOKENS_MAX,
 };
 use sluice::engine::session::{Engine, EngineError, EngineOptions, StopReason};
 use sluice_loader::cache::require_model;
@@ -281,9 +281,19 @@ fn admission_is_bounded_by_the_kv_budget_and_refuses_bad_sequences() {
         assert_eq!(got.tokens[..8], alone[..], "sequence {id}");
     }
 
-    for (max_batch, step) in [(0, 512), (MAX_BATCH_LIMIT + 1, 512), (4, 2), (1, 513)] {
+    let steps_over = STEP_TOKENS_MAX + 1;
+    let bad_options = [
+        (0, 512, 0),
+        (MAX_BATCH_LIMIT + 1, 512, MAX_BATCH_LIMIT + 1),
+        (4, 2, 4),
+        (1, steps_over, 1),
+        (4, 512, 3),
+        (2, 64, 65),
+    ];
+    for (max_batch, step, rows) in bad_options {
         let mut o = BatchOptions::new(max_batch);
         o.step_tokens = step;
+        o.logit_rows = rows;
         let mut d = Collect {
             queue: vec![req(0, p.clone(), 4)],
             done: BTreeMap::new(),

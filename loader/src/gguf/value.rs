@@ -310,6 +310,9 @@ mod tests {
         assert_eq!(m.get("b"), Some(&MetaValue::U8(2)));
         assert_eq!(m.len(), 2);
         assert!(m.insert("a", MetaValue::U8(4)));
-        assert_eq!(m.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["b", "c", "a"]);
+        assert_eq!(
+            m.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["b", "c", "a"]
+        );
     }
 }
