@@ -126,7 +126,12 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
         }
     };
 
-    let (path, opts) = args.engine.engine_args(chunks_per_sweep).resolve()?;
+    // Scoring needs every row's logits, which only the CPU backend computes: `auto` means it.
+    let mut flags = args.engine.clone();
+    if flags.device == DeviceArg::Auto {
+        flags.device = DeviceArg::Cpu;
+    }
+    let (path, opts) = flags.engine_args(chunks_per_sweep).resolve()?;
     let mut engine =
         Engine::load(&path, ctx, &opts).map_err(|e| engine_failure(e, args.engine.device))?;
     let model_ctx = engine.spec().context_length;

@@ -76,6 +76,8 @@ pub enum EvalError {
     File(#[from] LogitsFileError),
     #[error("interrupted after {done} of {n_chunk} chunks")]
     Interrupted { done: usize, n_chunk: usize },
+    #[error("perplexity runs on the CPU backend: the CUDA backend computes one row of logits per sweep (use --device cpu)")]
+    CudaBackend,
 }
 
 impl EvalError {
@@ -84,7 +86,7 @@ impl EvalError {
         match self {
             EvalError::Engine(e) => e.is_bad_input(),
             EvalError::File(LogitsFileError::Io { .. }) | EvalError::Interrupted { .. } => false,
-            EvalError::File(_) => true,
+            EvalError::File(_) | EvalError::CudaBackend => true,
         }
     }
 }
@@ -99,6 +101,9 @@ pub fn evaluate(
     on_chunk: &mut dyn FnMut(&ChunkLine),
     stop: &dyn Fn() -> bool,
 ) -> Result<EvalReport, EvalError> {
+    if engine.on_gpu() {
+        return Err(EvalError::CudaBackend);
+    }
     let n_vocab = engine.spec().n_vocab;
     let started = Instant::now();
     let mut batch = BatchOptions::new(opts.n_seq);
