@@ -107,6 +107,10 @@ fn batch(args: &BatchArgs) -> Result<(), Failure> {
             engine.plan.n_resident(),
             engine.plan.n_streamed(),
         );
+        eprintln!(
+            "sluice batch: {}",
+            super::memory_line(&engine, args.engine.ram_budget)
+        );
     }
     interrupt::install();
     let bar = progress::bar(todo.len() as u64, "sequences");

@@ -62,6 +62,26 @@ pub(crate) fn engine_failure(
     }
 }
 
+/// Which memory limit the residency plan was made against, for stderr.
+pub(crate) fn memory_line(
+    engine: &crate::engine::session::Engine,
+    ram_budget: Option<u64>,
+) -> String {
+    let budget = engine.plan.budget_bytes as f64 / 1e6;
+    if ram_budget.is_some() {
+        return format!("memory: weights budget {budget:.0} MB, set by --ram-budget");
+    }
+    match &engine.memory_limit {
+        Some(l) => format!(
+            "memory: planned against {:.0} MB available of a {:.0} MB limit ({}): weights budget {budget:.0} MB",
+            l.available as f64 / 1e6,
+            l.limit as f64 / 1e6,
+            l.source
+        ),
+        None => "memory: no memory figure could be read (MemAvailable, cgroups): only the smallest residency is planned".to_string(),
+    }
+}
+
 /// The exit status of a command's outcome, its failure printed after `who: `.
 pub(crate) fn exit_status(outcome: Result<(), Failure>, who: &str) -> i32 {
     outcome.map_or_else(|f| f.report(who), |()| 0)

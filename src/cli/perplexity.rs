@@ -213,6 +213,10 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
             engine.plan.n_resident(),
             engine.plan.n_streamed(),
         );
+        eprintln!(
+            "sluice perplexity: {}",
+            super::memory_line(&engine, flags.ram_budget)
+        );
         if comparing {
             println!("chunk             PPL               ln(PPL(Q)/PPL(base))          KL Divergence              Δp RMS            Same top p");
         }

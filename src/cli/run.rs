@@ -31,23 +31,6 @@ fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Which memory limit the residency plan was made against, for stderr.
-fn memory_line(engine: &Engine, ram_budget: Option<u64>) -> String {
-    let budget = engine.plan.budget_bytes as f64 / 1e6;
-    if ram_budget.is_some() {
-        return format!("memory: weights budget {budget:.0} MB, set by --ram-budget");
-    }
-    match &engine.memory_limit {
-        Some(l) => format!(
-            "memory: planned against {:.0} MB available of a {:.0} MB limit ({}): weights budget {budget:.0} MB",
-            l.available as f64 / 1e6,
-            l.limit as f64 / 1e6,
-            l.source
-        ),
-        None => "memory: no memory figure could be read (MemAvailable, cgroups): only the smallest residency is planned".to_string(),
-    }
-}
-
 fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     let sampler_cfg = args.sampling.config();
     sampler_cfg.validate().map_err(bad)?;
@@ -73,7 +56,10 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
             engine.plan.n_streamed(),
             engine.plan.streamed_bytes_per_token as f64 / 1e6,
         );
-        eprintln!("sluice: {}", memory_line(&engine, args.engine.ram_budget));
+        eprintln!(
+            "sluice: {}",
+            super::memory_line(&engine, args.engine.ram_budget)
+        );
     }
     let model_file = engine
         .model

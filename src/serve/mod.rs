@@ -77,6 +77,7 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let (queue, jobs) = sync_channel(args.max_queue as usize);
     let (loaded_tx, loaded_rx) = std::sync::mpsc::channel::<Result<Loaded, Failure>>();
     let tokenizer_arg = args.engine.tokenizer.clone();
+    let ram_budget = args.engine.ram_budget;
     let engine_shared = shared.clone();
     let engine_thread = std::thread::Builder::new()
         .name("sluice-engine".into())
@@ -113,12 +114,13 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
             let ctx = ctx_ask.min(engine.spec().context_length);
             let tok = Arc::new(tok);
             let summary = format!(
-                "{} ({}), {} backend, {} layers resident, {} streamed",
+                "{} ({}), {} backend, {} layers resident, {} streamed; {}",
                 engine.model.path.display(),
                 engine.spec().arch.name(),
                 engine.backend_name(),
                 engine.plan.n_resident(),
                 engine.plan.n_streamed(),
+                crate::cli::memory_line(&engine, ram_budget),
             );
             let _ = loaded_tx.send(Ok(Loaded {
                 tok: tok.clone(),
