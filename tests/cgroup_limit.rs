@@ -109,41 +109,35 @@ fn own_dir(v2: bool) -> Option<PathBuf> {
 fn make_group(limit: u64) -> Result<Group, String> {
     let name = format!("sluice-test-{}", std::process::id());
     let mut why = Vec::new();
-    // v2: a child of our own group, if its parent delegates the memory controller to it.
-    match own_dir(true) {
-        Some(own) => {
-            let dir = own.join(&name);
+    for v2 in [true, false] {
+        let kind = if v2 { "cgroup v2" } else { "cgroup v1" };
+        let Some(own) = own_dir(v2) else {
+            why.push(format!("no {kind} memory mount"));
+            continue;
+        };
+        if v2 {
+            // A child of our own group, if its parent delegates the memory controller to it.
             let ctl =
                 std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap_or_default();
             if !ctl.split_whitespace().any(|c| c == "memory") {
                 let _ = std::fs::write(own.join("cgroup.subtree_control"), "+memory");
             }
-            match std::fs::create_dir(&dir)
-                .and_then(|()| std::fs::write(dir.join("memory.max"), limit.to_string()))
-            {
-                Ok(()) => return Ok(Group { dir, v2: true }),
-                Err(e) => {
-                    let _ = std::fs::remove_dir(&dir);
-                    why.push(format!("cgroup v2 under {}: {e}", own.display()));
-                }
+        }
+        let dir = own.join(&name);
+        let file = if v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        match std::fs::create_dir(&dir)
+            .and_then(|()| std::fs::write(dir.join(file), limit.to_string()))
+        {
+            Ok(()) => return Ok(Group { dir, v2 }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                why.push(format!("{kind} under {}: {e}", own.display()));
             }
         }
-        None => why.push("no cgroup2 mount".to_string()),
-    }
-    match own_dir(false) {
-        Some(own) => {
-            let dir = own.join(&name);
-            match std::fs::create_dir(&dir)
-                .and_then(|()| std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()))
-            {
-                Ok(()) => return Ok(Group { dir, v2: false }),
-                Err(e) => {
-                    let _ = std::fs::remove_dir(&dir);
-                    why.push(format!("cgroup v1 under {}: {e}", own.display()));
-                }
-            }
-        }
-        None => why.push("no cgroup v1 memory mount".to_string()),
     }
     Err(why.join("; "))
 }
