@@ -241,18 +241,19 @@ fn figures_do_not_depend_on_threads_residency_or_batching() {
     let streamed1 = run("1", &["-b", "128", "--ram-budget", "0"]);
     same("streamed, one chunk per sweep, 1 thread", &streamed1);
     assert_eq!(streamed1["steps"], 6);
-    let bytes4 = streamed4["streamed_bytes"]
-        .as_u64()
-        .expect("streamed_bytes");
-    let bytes1 = streamed1["streamed_bytes"]
-        .as_u64()
-        .expect("streamed_bytes");
-    assert!(bytes4 > 0);
-    assert_eq!(
-        bytes1,
-        3 * bytes4,
-        "6 sweeps read 3 times what 2 sweeps read"
-    );
+    // Each sweep reads the streamed model once, give or take the ring's read-ahead at the
+    // run's two ends (the prefetcher reads the next sweep's first layers before it is asked).
+    for (what, v) in [("2 sweeps", &streamed4), ("6 sweeps", &streamed1)] {
+        let field = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{what}: {k}: {v}"));
+        let want = field("steps") * field("streamed_bytes_per_sweep");
+        let got = field("streamed_bytes");
+        assert!(want > 0);
+        assert!(
+            got.abs_diff(want) <= field("ring_bytes"),
+            "{what}: read {got} bytes, {want} expected within the ring's {}",
+            field("ring_bytes")
+        );
+    }
     // A chunk split over sweeps (64 tokens each) computes the same figures.
     let split = run("2", &["-b", "64"]);
     same("a chunk over two sweeps", &split);

@@ -91,9 +91,10 @@ fn batch(args: &BatchArgs) -> Result<(), Failure> {
 
     let (path, opts) = args.engine.engine_args(max_batch).resolve()?;
     let ctx = args.ctx as usize;
-    let mut engine =
-        Engine::load(&path, ctx, &opts).map_err(|e| engine_failure(e, args.engine.device))?;
-    let tok = load_tokenizer(&mut engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
+    let failure = |e| engine_failure(e, args.engine.device);
+    let mut model = Engine::open_model(&path).map_err(failure)?;
+    let tok = load_tokenizer(&mut model, args.engine.tokenizer.as_deref()).map_err(bad)?;
+    let mut engine = Engine::from_model(model, ctx, &opts).map_err(failure)?;
     let ctx = ctx.min(engine.spec().context_length);
     if !args.json {
         eprintln!(

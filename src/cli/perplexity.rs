@@ -132,8 +132,10 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
         flags.device = DeviceArg::Cpu;
     }
     let (path, opts) = flags.engine_args(chunks_per_sweep).resolve()?;
-    let mut engine =
-        Engine::load(&path, ctx, &opts).map_err(|e| engine_failure(e, args.engine.device))?;
+    let failure = |e| engine_failure(e, args.engine.device);
+    let mut model = Engine::open_model(&path).map_err(failure)?;
+    let tok = load_tokenizer(&mut model, args.engine.tokenizer.as_deref()).map_err(bad)?;
+    let mut engine = Engine::from_model(model, ctx, &opts).map_err(failure)?;
     let model_ctx = engine.spec().context_length;
     if ctx > model_ctx {
         return Err(bad(anyhow!(
@@ -141,7 +143,6 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
             path.display()
         )));
     }
-    let tok = load_tokenizer(&mut engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
     let bos = if tok.add_bos_default() {
         Some(tok.bos_id().ok_or_else(|| {
             bad(anyhow!(
@@ -449,6 +450,8 @@ fn report_json(
         "threads": threads,
         "steps": r.batch.steps,
         "streamed_bytes": r.batch.streamed_bytes,
+        "streamed_bytes_per_sweep": engine.plan.streamed_bytes_per_token,
+        "ring_bytes": engine.ring_bytes(),
         "io_stall_s": r.batch.io_wait.as_secs_f64(),
         "run_state_bytes": r.batch.run_state_bytes,
         "peak_kv_bytes": r.batch.peak_kv_bytes,

@@ -8,12 +8,13 @@ use anyhow::{anyhow, Context};
 use sluice_loader::gguf::GgufFile;
 use sluice_loader::tokenizer::{ChatMessage, Tokenizer};
 
-use crate::engine::session::Engine;
+use sluice_loader::model::ModelFiles;
 
 /// The tokenizer: `--tokenizer`, else the GGUF's metadata (whose vocabulary arrays it then
-/// takes out of the engine's copy: call it once per engine), else the HF directory's files.
+/// takes out of the model's copy: call it once per model, before the engine reads weights),
+/// else the HF directory's files.
 pub(crate) fn load_tokenizer(
-    engine: &mut Engine,
+    model: &mut ModelFiles,
     explicit: Option<&Path>,
 ) -> anyhow::Result<Tokenizer> {
     if let Some(p) = explicit {
@@ -24,17 +25,13 @@ pub(crate) fn load_tokenizer(
         return Tokenizer::from_gguf_metadata(&g.metadata)
             .with_context(|| format!("{}", p.display()));
     }
-    if let Some(md) = engine.model.metadata.as_mut() {
+    if let Some(md) = model.metadata.as_mut() {
         let t = Tokenizer::from_gguf_metadata_taking(md)
-            .with_context(|| format!("{}", engine.model.path.display()));
+            .with_context(|| format!("{}", model.path.display()));
         crate::engine::memory_limit::return_freed_memory();
         return t;
     }
-    let dir: PathBuf = engine
-        .model
-        .hf_dir
-        .clone()
-        .unwrap_or_else(|| engine.model.path.clone());
+    let dir: PathBuf = model.hf_dir.clone().unwrap_or_else(|| model.path.clone());
     let json = dir.join("tokenizer.json");
     if !json.exists() {
         return Err(anyhow!(

@@ -39,9 +39,10 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     // The context is planned for the prompt and the tokens asked for; the prompt's length is
     // known only once the tokenizer is loaded, so plan with the model's own context bound.
     let n_ctx_plan = (args.max_tokens as usize).saturating_add(4096);
-    let mut engine = Engine::load(&path, n_ctx_plan, &opts)
-        .map_err(|e| super::engine_failure(e, args.engine.device))?;
-    let tok = load_tokenizer(&mut engine, args.engine.tokenizer.as_deref()).map_err(bad)?;
+    let failure = |e| super::engine_failure(e, args.engine.device);
+    let mut model = Engine::open_model(&path).map_err(failure)?;
+    let tok = load_tokenizer(&mut model, args.engine.tokenizer.as_deref()).map_err(bad)?;
+    let mut engine = Engine::from_model(model, n_ctx_plan, &opts).map_err(failure)?;
     let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
     engine.check_prompt(&prompt).map_err(bad)?;
     report_device(args, &engine);

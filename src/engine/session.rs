@@ -156,8 +156,22 @@ impl Engine {
     /// Opens the model, checks it, plans residency for a context of `n_ctx` tokens and sets up
     /// the readers.
     pub fn load(path: &Path, n_ctx: usize, opts: &EngineOptions) -> Result<Engine, EngineError> {
+        Engine::from_model(Engine::open_model(path)?, n_ctx, opts)
+    }
+
+    /// Opens a model's files and reads their headers (a caller builds the tokenizer from them
+    /// before [`Engine::from_model`] starts reading weights, so the two never peak together).
+    pub fn open_model(path: &Path) -> Result<ModelFiles, EngineError> {
+        Ok(ModelFiles::open(path)?)
+    }
+
+    /// [`Engine::load`] on a model already opened.
+    pub fn from_model(
+        model: ModelFiles,
+        n_ctx: usize,
+        opts: &EngineOptions,
+    ) -> Result<Engine, EngineError> {
         let started = Instant::now();
-        let model = ModelFiles::open(path)?;
         let bad = |problem: String| EngineError::Model {
             path: model.path.display().to_string(),
             problem,

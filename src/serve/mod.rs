@@ -83,18 +83,22 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
         .name("sluice-engine".into())
         .spawn(move || -> Result<(), Failure> {
             let model_ctx_plan = ctx_ask.max(2);
-            let loaded = Engine::load(&path, model_ctx_plan, &opts)
-                .map_err(|e| {
-                    if e.is_bad_input() {
-                        Failure::BadInput(e.into())
-                    } else {
-                        Failure::Runtime(e.into())
-                    }
-                })
-                .and_then(|mut engine| {
+            let failure = |e: crate::engine::session::EngineError| {
+                if e.is_bad_input() {
+                    Failure::BadInput(e.into())
+                } else {
+                    Failure::Runtime(e.into())
+                }
+            };
+            // The tokenizer is built before the engine starts reading weights.
+            let loaded = Engine::open_model(&path)
+                .map_err(failure)
+                .and_then(|mut model| {
                     let tok =
-                        crate::cli::prompt::load_tokenizer(&mut engine, tokenizer_arg.as_deref())
+                        crate::cli::prompt::load_tokenizer(&mut model, tokenizer_arg.as_deref())
                             .map_err(Failure::BadInput)?;
+                    let engine =
+                        Engine::from_model(model, model_ctx_plan, &opts).map_err(failure)?;
                     Ok((engine, tok))
                 });
             let (mut engine, tok) = match loaded {
