@@ -36,14 +36,14 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     sampler_cfg.validate().map_err(bad)?;
     let (path, opts) = args.engine.engine_args(1).resolve()?;
     let threads = opts.threads;
-    // The context is planned for the prompt and the tokens asked for; the prompt's length is
-    // known only once the tokenizer is loaded, so plan with the model's own context bound.
-    let n_ctx_plan = (args.max_tokens as usize).saturating_add(4096);
     let failure = |e| super::engine_failure(e, args.engine.device);
     let mut model = Engine::open_model(&path).map_err(failure)?;
     let tok = load_tokenizer(&mut model, args.engine.tokenizer.as_deref()).map_err(bad)?;
-    let mut engine = Engine::from_model(model, n_ctx_plan, &opts).map_err(failure)?;
     let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
+    // The KV cache is planned for exactly the prompt and the tokens asked for (the tokenizer
+    // runs before the engine plans), so a tight memory limit keeps more layers resident.
+    let n_ctx_plan = (prompt.len() + args.max_tokens as usize).min(model.spec.context_length);
+    let mut engine = Engine::from_model(model, n_ctx_plan.max(2), &opts).map_err(failure)?;
     engine.check_prompt(&prompt).map_err(bad)?;
     report_device(args, &engine);
     if !args.json {
