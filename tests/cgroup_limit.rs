@@ -19,13 +19,9 @@ struct Group {
 }
 
 impl Group {
-    /// The limit as the kernel holds it (rounded down to a page).
-    fn limit(&self) -> Option<u64> {
-        let f = if self.v2 {
-            "memory.max"
-        } else {
-            "memory.limit_in_bytes"
-        };
+    /// A number from the group's v2 or v1 file.
+    fn number(&self, v2_file: &str, v1_file: &str) -> Option<u64> {
+        let f = if self.v2 { v2_file } else { v1_file };
         std::fs::read_to_string(self.dir.join(f))
             .ok()?
             .trim()
@@ -33,18 +29,14 @@ impl Group {
             .ok()
     }
 
+    /// The limit as the kernel holds it (rounded down to a page).
+    fn limit(&self) -> Option<u64> {
+        self.number("memory.max", "memory.limit_in_bytes")
+    }
+
     /// The peak memory charged to the group.
     fn peak(&self) -> Option<u64> {
-        let f = if self.v2 {
-            "memory.peak"
-        } else {
-            "memory.max_usage_in_bytes"
-        };
-        std::fs::read_to_string(self.dir.join(f))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        self.number("memory.peak", "memory.max_usage_in_bytes")
     }
 
     /// How many times the kernel's OOM killer acted in the group.
