@@ -6,10 +6,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::{compare_greedy, greedy_args, load_reference, parse_run_json, path_arg, stderr};
+use sluice::engine::memory_limit::own_cgroup_dir;
 use sluice_loader::cache::require_model;
 
 /// A memory cgroup this test made, removed when dropped.
@@ -59,51 +60,13 @@ impl Drop for Group {
     }
 }
 
-/// The mount point and root of the cgroup2 mount, or the v1 memory mount.
-fn mount(v2: bool) -> Option<(String, String)> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        let pre: Vec<&str> = pre.split_whitespace().collect();
-        let post: Vec<&str> = post.split_whitespace().collect();
-        let ok = if v2 {
-            post.first() == Some(&"cgroup2")
-        } else {
-            post.first() == Some(&"cgroup") && post.get(2)?.split(',').any(|o| o == "memory")
-        };
-        ok.then(|| Some((pre.get(3)?.to_string(), pre.get(4)?.to_string())))?
-    })
-}
-
-/// This process's own cgroup directory in that hierarchy.
-fn own_dir(v2: bool) -> Option<PathBuf> {
-    let (root, point) = mount(v2)?;
-    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = groups.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (id, ctl, p) = (f.next()?, f.next()?, f.next()?);
-        let ours = if v2 {
-            id == "0" && ctl.is_empty()
-        } else {
-            ctl.split(',').any(|c| c == "memory")
-        };
-        ours.then(|| p.to_string())
-    })?;
-    let rel = if root == "/" {
-        path.as_str()
-    } else {
-        path.strip_prefix(&root).unwrap_or("")
-    };
-    Some(Path::new(&point).join(rel.trim_start_matches('/')))
-}
-
 /// Makes a child memory cgroup limited to `limit` bytes, or says why none can be made.
 fn make_group(limit: u64) -> Result<Group, String> {
     let name = format!("sluice-test-{}", std::process::id());
     let mut why = Vec::new();
     for v2 in [true, false] {
         let kind = if v2 { "cgroup v2" } else { "cgroup v1" };
-        let Some(own) = own_dir(v2) else {
+        let Some(own) = own_cgroup_dir(v2) else {
             why.push(format!("no {kind} memory mount"));
             continue;
         };

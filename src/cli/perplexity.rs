@@ -103,7 +103,6 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
     };
     // llama-perplexity's batching: batch/ctx chunks per sweep, a sweep no larger than they are.
     let chunks_per_sweep = (args.batch as usize / ctx).clamp(1, MAX_BATCH_LIMIT);
-    let step_tokens = (args.batch as usize).min(chunks_per_sweep * ctx);
 
     let text = match (&task, &args.file) {
         (Task::Compare(_), Some(f)) => {
@@ -185,7 +184,7 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
         }
     };
     let chunks_per_sweep = chunks_per_sweep.min(plan.n_chunk);
-    let step_tokens = step_tokens.min(chunks_per_sweep * ctx);
+    let step_tokens = (args.batch as usize).min(chunks_per_sweep * ctx);
     let mode = match &task {
         Task::Perplexity => EvalMode::Perplexity,
         Task::WriteBase(p) => {

@@ -82,12 +82,9 @@ pub fn read_limit(root: &Path) -> Option<MemoryLimit> {
     let mounts = std::fs::read_to_string(root.join("proc/self/mountinfo")).unwrap_or_default();
     let groups = std::fs::read_to_string(root.join("proc/self/cgroup")).unwrap_or_default();
     for line in groups.lines() {
-        let mut f = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
+        let Some((v2, v1, path)) = parse_cgroup_line(line) else {
             continue;
         };
-        let v2 = id == "0" && controllers.is_empty();
-        let v1 = controllers.split(',').any(|c| c == "memory");
         if !v2 && !v1 {
             continue;
         }
@@ -106,6 +103,30 @@ pub fn read_limit(root: &Path) -> Option<MemoryLimit> {
         }
     }
     best
+}
+
+/// This process's own cgroup directory in the cgroup2 hierarchy (`v2`) or the v1 memory
+/// hierarchy, as mounted here.
+pub fn own_cgroup_dir(v2: bool) -> Option<PathBuf> {
+    let root = Path::new("/");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = groups.lines().find_map(|line| {
+        let (is_v2, is_v1, path) = parse_cgroup_line(line)?;
+        ((v2 && is_v2) || (!v2 && is_v1)).then_some(path)
+    })?;
+    let (mount_root, mount_point) = find_mount(&mounts, v2)?;
+    Some(cgroup_dir(root, &mount_root, &mount_point, path))
+}
+
+/// One /proc/self/cgroup line: whether it is the v2 entry, whether it holds the v1 memory
+/// controller, and the cgroup's path.
+fn parse_cgroup_line(line: &str) -> Option<(bool, bool, &str)> {
+    let mut f = line.splitn(3, ':');
+    let (id, controllers, path) = (f.next()?, f.next()?, f.next()?);
+    let v2 = id == "0" && controllers.is_empty();
+    let v1 = controllers.split(',').any(|c| c == "memory");
+    Some((v2, v1, path))
 }
 
 /// MemAvailable in bytes.
