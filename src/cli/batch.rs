@@ -15,9 +15,9 @@ use clap::Args;
 use serde_json::json;
 
 use super::bench::progress;
-use super::prompt::load_tokenizer;
 use super::run_args::{EngineFlags, SamplingArgs};
 use super::{bad, engine_failure, interrupt, Failure};
+use crate::api::prompt::load_tokenizer;
 use crate::engine::scheduler::{BatchOptions, MAX_BATCH_LIMIT};
 use crate::engine::session::Engine;
 use driver::{BatchDriver, Defaults, Tally};

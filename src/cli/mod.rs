@@ -10,7 +10,6 @@ pub mod inspect;
 mod interrupt;
 mod logger;
 pub mod perplexity;
-pub(crate) mod prompt;
 pub mod run;
 pub mod run_args;
 pub mod size;

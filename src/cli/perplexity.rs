@@ -11,9 +11,9 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::bench::progress;
-use super::prompt::load_tokenizer;
 use super::run_args::{DeviceArg, EngineFlags};
 use super::{bad, engine_failure, interrupt, Failure};
+use crate::api::prompt::load_tokenizer;
 use crate::engine::scheduler::{MAX_BATCH_LIMIT, STEP_TOKENS_MAX};
 use crate::engine::session::Engine;
 use crate::eval::chunks::text_of_file;

@@ -8,9 +8,9 @@ use anyhow::Context;
 use serde_json::json;
 use sluice_loader::tokenizer::{StreamDecoder, Tokenizer};
 
-use super::prompt::{load_tokenizer, prompt_tokens};
 use super::run_args::RunArgs;
 use super::{bad, interrupt, Failure};
+use crate::api::prompt::{load_tokenizer, prompt_tokens};
 use crate::engine::memory_limit::LimitSource;
 use crate::engine::sampler::Sampler;
 use crate::engine::session::{Engine, Generation};

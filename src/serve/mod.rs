@@ -95,8 +95,8 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
                 .map_err(failure)
                 .and_then(|mut model| {
                     let tok =
-                        crate::cli::prompt::load_tokenizer(&mut model, tokenizer_arg.as_deref())
-                            .map_err(Failure::BadInput)?;
+                        crate::api::prompt::load_tokenizer(&mut model, tokenizer_arg.as_deref())
+                            .map_err(|e| Failure::BadInput(e.into()))?;
                     let engine =
                         Engine::from_model(model, model_ctx_plan, &opts).map_err(failure)?;
                     Ok((engine, tok))

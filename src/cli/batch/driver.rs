@@ -10,8 +10,8 @@ use sluice_loader::tokenizer::Tokenizer;
 
 use super::input::{InputLine, PromptSpec};
 use super::output::Output;
+use crate::api::prompt::{messages_tokens, prompt_tokens};
 use crate::cli::interrupt;
-use crate::cli::prompt::{messages_tokens, prompt_tokens};
 use crate::engine::sampler::{Sampler, SamplerConfig};
 use crate::engine::scheduler::{BatchStats, Driver, Finished, SeqRequest, Verdict};
 use crate::engine::session::{EngineError, StopReason};
