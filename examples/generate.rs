@@ -14,7 +14,9 @@ use sluice::api::{Llm, LlmOptions, Request};
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let model = args.next().unwrap_or_else(|| "smollm2-135m".into());
-    let prompt = args.next().unwrap_or_else(|| "What color is the sky?".into());
+    let prompt = args
+        .next()
+        .unwrap_or_else(|| "What color is the sky?".into());
 
     let mut llm = Llm::open(&model, &LlmOptions::default())?;
     eprintln!(

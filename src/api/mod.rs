@@ -301,7 +301,7 @@ impl Llm {
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             ram_budget: opts.ram_budget,
-            reader: opts.reader.clone(),
+            reader: opts.reader,
             device: opts.device,
             vram_budget: opts.vram_budget,
             layer_times: false,
