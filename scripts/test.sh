@@ -3,8 +3,11 @@
 #   - the small reference models (scripts/fetch-models.sh, verified by sha256);
 #   - the test scripts' pinned Python packages (gguf, numpy, safetensors, openai), in a venv under the cache
 #     (scripts/fixture-python.sh), and the F16 copies of SmolLM2 they make;
-#   - a C++ compiler (build.rs host-compiles the CUDA headers for their tests) and a TrueType font
-#     (the bench plots), from Debian's packages when running as root.
+#   - a C++ compiler (build.rs host-compiles the CUDA headers for their tests; the C ABI test
+#     compiles capi/examples/generate.c) and a TrueType font (the bench plots), from Debian's
+#     packages when running as root;
+#   - the Python package's test venv (maturin, pytest, ray[data]; scripts/test-python.sh), which
+#     builds the wheel and runs pytest after the cargo tests.
 # Every step is idempotent and quiet on a second run. What it cannot install gets one sentence
 # naming the missing piece and the command that installs it. Tests that need a model read it from
 # the cache; they fail with a how-to message if it is missing rather than skipping silently.
@@ -38,6 +41,7 @@ need_deb() {
   fi
 }
 need_deb "command -v c++" g++ "a C++ compiler (build.rs compiles the CUDA headers for the host tests)"
+need_deb "command -v cc" gcc "a C compiler (tests/c_abi.rs compiles capi/examples/generate.c)"
 # The same lookup as bench/harness/plot.rs: SLUICE_FONT, else any TrueType font under /usr/share/fonts.
 need_deb '[ -n "${SLUICE_FONT:-}" ] && [ -f "$SLUICE_FONT" ] || [ -n "$(find /usr/share/fonts -name "*.ttf" -print -quit 2>/dev/null)" ]' \
   fonts-dejavu-core "a TrueType font (the PNG and SVG plots of sluice bench)"
@@ -55,3 +59,11 @@ if [ ! -f "$models/smollm2-135m-f16.gguf" ] || [ ! -f "$models/smollm2-135m-f16-
 fi
 
 cargo test --workspace "$@"
+
+# The Python package (wheel, pytest, the Ray Data example): with no arguments only, since the
+# arguments above are cargo's.
+if [ "$#" -eq 0 ]; then
+  scripts/test-python.sh
+else
+  echo "test.sh: cargo test arguments were given, so the Python tests did not run (run scripts/test-python.sh)" >&2
+fi

@@ -25,7 +25,8 @@ mod requests;
 
 use std::path::{Path, PathBuf};
 
-use sluice_loader::tokenizer::{ChatMessage, Tokenizer};
+pub use sluice_loader::tokenizer::ChatMessage;
+use sluice_loader::tokenizer::Tokenizer;
 use sluice_runtime::ReaderConfig;
 use thiserror::Error;
 
@@ -240,6 +241,9 @@ pub struct Completion {
     pub prefill_s: f64,
     /// Seconds from then to its end.
     pub decode_s: f64,
+    /// Layer sweeps that generated a token after the prompt's (decode speed is
+    /// `decode_steps / decode_s`).
+    pub decode_steps: usize,
 }
 
 /// Figures of a whole call (one request or a batch).

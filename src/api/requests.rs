@@ -76,6 +76,7 @@ impl<'t, 'c> RequestsDriver<'t, 'c> {
                     stop_reason: StopReason::Interrupted,
                     prefill_s: 0.0,
                     decode_s: 0.0,
+                    decode_steps: 0,
                 }),
                 Slot::Failed(e) => Err(e.into()),
                 Slot::Running(..) | Slot::Moved => {
@@ -164,6 +165,7 @@ impl Driver for RequestsDriver<'_, '_> {
             stop_reason: f.stop_reason,
             prefill_s: f.prefilled.duration_since(f.started).as_secs_f64(),
             decode_s: f.ended.duration_since(f.prefilled).as_secs_f64(),
+            decode_steps: f.decode_steps,
         });
     }
 }

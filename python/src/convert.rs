@@ -1,0 +1,174 @@
+//! Python values to library requests and back: prompts (text, chat messages, token ids),
+//! generation keyword options, and the `Completion` a call returns.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use sluice::api::{ChatMessage, Completion as LibCompletion, Prompt, Request};
+use sluice::engine::sampler::SamplerConfig;
+
+/// The keyword options every generation call takes, with the CLI's defaults.
+pub const OPTION_NAMES: &[&str] = &[
+    "max_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repeat_penalty",
+    "repeat_last_n",
+    "seed",
+    "stop",
+    "raw",
+];
+
+/// A prompt: a str (through the chat template unless raw), a list of {"role", "content"}
+/// dicts (chat messages), or a list of token ids.
+pub fn prompt(obj: &Bound<'_, PyAny>) -> PyResult<Prompt> {
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Prompt::Text(s.to_cow()?.into_owned()));
+    }
+    if obj.cast::<PyList>().is_err() && obj.cast::<PyTuple>().is_err() {
+        return Err(PyTypeError::new_err(
+            "a prompt is a str, a list of {\"role\", \"content\"} dicts, or a list of token ids",
+        ));
+    }
+    let items: Vec<Bound<'_, PyAny>> = obj.extract()?;
+    if !items.is_empty() && items.iter().all(|i| i.cast::<PyDict>().is_ok()) {
+        let messages = items
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                let get = |key: &str| -> PyResult<String> {
+                    m.get_item(key)
+                        .and_then(|v| v.extract::<String>())
+                        .map_err(|_| {
+                            PyTypeError::new_err(format!(
+                                "message {k}: \"{key}\" must be a str"
+                            ))
+                        })
+                };
+                Ok(ChatMessage::new(get("role")?, get("content")?))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        return Ok(Prompt::Messages(messages));
+    }
+    let ids: Vec<u32> = obj.extract().map_err(|_| {
+        PyTypeError::new_err(
+            "a list prompt is chat messages (dicts) or token ids (ints from 0 to 2**32-1)",
+        )
+    })?;
+    Ok(Prompt::Tokens(ids))
+}
+
+/// The request for `prompt` under the keyword `options` (unknown names are a TypeError).
+pub fn request(
+    prompt_obj: &Bound<'_, PyAny>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Request> {
+    let mut r = Request::from_prompt(prompt(prompt_obj)?);
+    let Some(opts) = options else {
+        return Ok(r);
+    };
+    for (k, v) in opts.iter() {
+        let key: String = k.extract()?;
+        let s: &mut SamplerConfig = &mut r.sampling;
+        match key.as_str() {
+            "max_tokens" => r.max_tokens = nonneg(&v, &key)?,
+            "temperature" => s.temperature = v.extract()?,
+            "top_k" => s.top_k = nonneg(&v, &key)?,
+            "top_p" => s.top_p = v.extract()?,
+            "min_p" => s.min_p = v.extract()?,
+            "repeat_penalty" => s.repeat_penalty = v.extract()?,
+            "repeat_last_n" => s.repeat_last_n = nonneg(&v, &key)?,
+            "seed" if v.is_none() => {}
+            "seed" => s.seed = v.extract()?,
+            "raw" => r.raw = v.extract()?,
+            "stop" if v.is_none() => {}
+            "stop" => {
+                r.stop = match v.cast::<PyString>() {
+                    Ok(one) => vec![one.to_cow()?.into_owned()],
+                    Err(_) => v.extract().map_err(|_| {
+                        PyTypeError::new_err("stop must be a str or a list of str")
+                    })?,
+                }
+            }
+            other => {
+                return Err(PyTypeError::new_err(format!(
+                    "unexpected keyword argument '{other}' (the options are: {})",
+                    OPTION_NAMES.join(", ")
+                )))
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// A non-negative integer option.
+fn nonneg(v: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    let n: i64 = v
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{name} must be an int")))?;
+    usize::try_from(n).map_err(|_| PyValueError::new_err(format!("{name} must be ≥ 0, got {n}")))
+}
+
+/// What a generation produced: the text, the token ids, why it stopped, and its timings.
+#[pyclass(module = "sluice", frozen, get_all)]
+pub struct Completion {
+    /// The generated text (cut before a stop string).
+    pub text: String,
+    /// The generated token ids (the end-of-generation token excluded).
+    pub tokens: Vec<u32>,
+    /// The prompt's token ids.
+    pub prompt_tokens: Vec<u32>,
+    /// "length", "eos", "stop" or "interrupted".
+    pub stop_reason: String,
+    /// Seconds on the prompt, and on the tokens after it.
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    /// Sweeps that generated a token after the prompt's.
+    pub decode_steps: usize,
+}
+
+impl From<LibCompletion> for Completion {
+    fn from(c: LibCompletion) -> Completion {
+        Completion {
+            text: c.text,
+            tokens: c.tokens,
+            prompt_tokens: c.prompt_tokens,
+            stop_reason: c.stop_reason.name().to_string(),
+            prefill_s: c.prefill_s,
+            decode_s: c.decode_s,
+            decode_steps: c.decode_steps,
+        }
+    }
+}
+
+#[pymethods]
+impl Completion {
+    /// Token counts and rates, as `sluice run --json` reports them.
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+        let d = PyDict::new(py);
+        d.set_item("prompt_tokens", self.prompt_tokens.len())?;
+        d.set_item("completion_tokens", self.tokens.len())?;
+        d.set_item("prefill_s", self.prefill_s)?;
+        d.set_item("decode_s", self.decode_s)?;
+        d.set_item(
+            "prefill_tok_per_s",
+            rate(self.prompt_tokens.len(), self.prefill_s),
+        )?;
+        d.set_item("decode_tok_per_s", rate(self.decode_steps, self.decode_s))?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Completion(text={:?}, tokens={}, stop_reason={:?})",
+            self.text,
+            self.tokens.len(),
+            self.stop_reason
+        )
+    }
+}
