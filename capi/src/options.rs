@@ -165,3 +165,55 @@ pub unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, Failure
     s.to_str()
         .map_err(|e| Failure::argument(format!("{what} is not UTF-8: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_defaults_are_the_librarys() {
+        let o = SluiceEngineOptions::defaults().to_llm();
+        let l = LlmOptions::default();
+        assert_eq!(
+            (o.threads, o.ram_budget, o.ctx, o.max_batch),
+            (l.threads, l.ram_budget, l.ctx, l.max_batch)
+        );
+        let zero = SluiceEngineOptions {
+            ram_budget: 0,
+            threads: 3,
+            ..SluiceEngineOptions::defaults()
+        }
+        .to_llm();
+        assert_eq!((zero.ram_budget, zero.threads), (Some(0), Some(3)));
+    }
+
+    #[test]
+    fn stop_strings_are_copied_and_checked() {
+        let stops = [c"\n\n".as_ptr(), c"END".as_ptr()];
+        let o = SluiceGenerateOptions {
+            stop: stops.as_ptr(),
+            n_stop: 2,
+            ..SluiceGenerateOptions::defaults()
+        };
+        // SAFETY: two live NUL-terminated strings.
+        let r = unsafe { o.request("hi") }.ok().expect("a request");
+        assert_eq!(r.stop, vec!["\n\n".to_string(), "END".to_string()]);
+        assert_eq!(r.sampling, SamplerConfig::default());
+        let dangling = SluiceGenerateOptions {
+            n_stop: 1,
+            ..SluiceGenerateOptions::defaults()
+        };
+        // SAFETY: `stop` is null, which `request` refuses before reading.
+        let e = unsafe { dangling.request("hi") }.err().expect("refused");
+        assert!(e.message.contains("stop is null"));
+        let nulls = [std::ptr::null::<c_char>()];
+        let o = SluiceGenerateOptions {
+            stop: nulls.as_ptr(),
+            n_stop: 1,
+            ..SluiceGenerateOptions::defaults()
+        };
+        // SAFETY: one pointer, null, which `c_str` refuses.
+        let e = unsafe { o.request("hi") }.err().expect("refused");
+        assert_eq!(e.message, "stop[0] is null");
+    }
+}

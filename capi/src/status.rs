@@ -91,3 +91,43 @@ pub fn guard(body: impl FnOnce() -> Result<(), Failure>) -> SluiceStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last() -> String {
+        // SAFETY: the pointer is this thread's live message.
+        unsafe { CStr::from_ptr(last_error_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let s = guard(|| panic!("boom at the boundary"));
+        assert_eq!(s, SluiceStatus::SluiceInternal);
+        assert_eq!(last(), "internal error in sluice: boom at the boundary");
+        let s = guard(|| -> Result<(), Failure> { panic!("{}", String::from("formatted")) });
+        assert_eq!(s, SluiceStatus::SluiceInternal);
+        assert!(last().ends_with("formatted"));
+    }
+
+    #[test]
+    fn errors_keep_their_status_and_success_clears_the_message() {
+        let s = guard(|| Err(Failure::argument("x is null")));
+        assert_eq!(
+            (s, last().as_str()),
+            (SluiceStatus::SluiceInvalidArgument, "x is null")
+        );
+        let bad = ApiError::Option("ctx must be at least 2".into());
+        assert_eq!(guard(|| Err(bad.into())), SluiceStatus::SluiceBadInput);
+        let machine = ApiError::Cancelled;
+        assert_eq!(guard(|| Err(machine.into())), SluiceStatus::SluiceRuntime);
+        assert_eq!(guard(|| Ok(())), SluiceStatus::SluiceOk);
+        assert_eq!(last(), "");
+        set_last_error("with\0nul");
+        assert_eq!(last(), "with nul");
+    }
+}

@@ -43,9 +43,7 @@ pub fn prompt(obj: &Bound<'_, PyAny>) -> PyResult<Prompt> {
                     m.get_item(key)
                         .and_then(|v| v.extract::<String>())
                         .map_err(|_| {
-                            PyTypeError::new_err(format!(
-                                "message {k}: \"{key}\" must be a str"
-                            ))
+                            PyTypeError::new_err(format!("message {k}: \"{key}\" must be a str"))
                         })
                 };
                 Ok(ChatMessage::new(get("role")?, get("content")?))
@@ -88,9 +86,9 @@ pub fn request(
             "stop" => {
                 r.stop = match v.cast::<PyString>() {
                     Ok(one) => vec![one.to_cow()?.into_owned()],
-                    Err(_) => v.extract().map_err(|_| {
-                        PyTypeError::new_err("stop must be a str or a list of str")
-                    })?,
+                    Err(_) => v
+                        .extract()
+                        .map_err(|_| PyTypeError::new_err("stop must be a str or a list of str"))?,
                 }
             }
             other => {

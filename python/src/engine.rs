@@ -41,18 +41,16 @@ fn budget(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
             .map(Some)
             .map_err(|e| crate::BadInputError::new_err(format!("ram_budget: {e}")));
     }
-    let n: i64 = v
-        .extract()
-        .map_err(|_| PyTypeError::new_err("ram_budget must be an int of bytes or a size string like \"2G\""))?;
+    let n: i64 = v.extract().map_err(|_| {
+        PyTypeError::new_err("ram_budget must be an int of bytes or a size string like \"2G\"")
+    })?;
     u64::try_from(n)
         .map(Some)
         .map_err(|_| crate::BadInputError::new_err(format!("ram_budget must be ≥ 0, got {n}")))
 }
 
 /// Runs `f` on `text`'s pieces with Ctrl-C checked at every token (the GIL taken briefly).
-fn interruptible<'a>(
-    interrupted: &'a mut Option<PyErr>,
-) -> impl FnMut(&Piece) -> bool + 'a {
+fn interruptible<'a>(interrupted: &'a mut Option<PyErr>) -> impl FnMut(&Piece) -> bool + 'a {
     move |_piece| match Python::attach(|py| py.check_signals()) {
         Ok(()) => true,
         Err(e) => {
@@ -97,7 +95,9 @@ impl Engine {
             ..LlmOptions::default()
         };
         let model = model.to_string();
-        let llm = py.detach(move || Llm::open(&model, &opts)).map_err(py_err)?;
+        let llm = py
+            .detach(move || Llm::open(&model, &opts))
+            .map_err(py_err)?;
         Ok(Engine {
             llm: Arc::new(Mutex::new(llm)),
         })
@@ -241,7 +241,10 @@ impl Engine {
 
     fn __repr__(&self) -> String {
         match self.llm.try_lock() {
-            Ok(llm) => format!("sluice.Engine({:?})", llm.engine().model.path.display().to_string()),
+            Ok(llm) => format!(
+                "sluice.Engine({:?})",
+                llm.engine().model.path.display().to_string()
+            ),
             Err(_) => "sluice.Engine(<busy>)".into(),
         }
     }
