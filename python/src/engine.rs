@@ -49,13 +49,30 @@ fn budget(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
         .map_err(|_| crate::BadInputError::new_err(format!("ram_budget must be ≥ 0, got {n}")))
 }
 
-/// Runs `f` on `text`'s pieces with Ctrl-C checked at every token (the GIL taken briefly).
-fn interruptible<'a>(interrupted: &'a mut Option<PyErr>) -> impl FnMut(&Piece) -> bool + 'a {
-    move |_piece| match Python::attach(|py| py.check_signals()) {
-        Ok(()) => true,
-        Err(e) => {
-            interrupted.get_or_insert(e);
-            false
+impl Engine {
+    /// Runs `f` on the locked engine with the GIL released, Ctrl-C checked at every token (the
+    /// GIL taken for a moment): a Ctrl-C stops the run and raises KeyboardInterrupt.
+    fn run_interruptible<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Llm, &mut dyn FnMut(&Piece) -> bool) -> Result<T, ApiError> + Send,
+    ) -> PyResult<T> {
+        let llm = self.llm.clone();
+        let mut interrupted: Option<PyErr> = None;
+        let done = py.detach(|| {
+            let mut llm = lock(&llm)?;
+            let mut check = |_: &Piece| match Python::attach(|py| py.check_signals()) {
+                Ok(()) => true,
+                Err(e) => {
+                    interrupted.get_or_insert(e);
+                    false
+                }
+            };
+            f(&mut llm, &mut check)
+        });
+        match interrupted {
+            Some(e) => Err(e),
+            None => done.map_err(py_err),
         }
     }
 }
@@ -112,16 +129,8 @@ impl Engine {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Completion> {
         let request = convert::request(prompt, options)?;
-        let llm = self.llm.clone();
-        let mut interrupted = None;
-        let done = py.detach(|| {
-            let mut llm = lock(&llm)?;
-            llm.generate(&request, interruptible(&mut interrupted))
-        });
-        if let Some(e) = interrupted {
-            return Err(e);
-        }
-        done.map(Completion::from).map_err(py_err)
+        self.run_interruptible(py, |llm, check| llm.generate(&request, check))
+            .map(Completion::from)
     }
 
     /// Generates for one prompt, yielding the text piece by piece as tokens come; the
@@ -158,16 +167,8 @@ impl Engine {
             .iter()
             .map(|p| convert::request(p, options))
             .collect::<PyResult<Vec<Request>>>()?;
-        let llm = self.llm.clone();
-        let mut interrupted = None;
-        let done = py.detach(|| {
-            let mut llm = lock(&llm)?;
-            llm.generate_batch(&requests, interruptible(&mut interrupted))
-        });
-        if let Some(e) = interrupted {
-            return Err(e);
-        }
-        let (done, _) = done.map_err(py_err)?;
+        let (done, _) =
+            self.run_interruptible(py, |llm, check| llm.generate_batch(&requests, check))?;
         Ok(done.into_iter().map(Completion::from).collect())
     }
 
@@ -219,23 +220,35 @@ impl Engine {
     /// What was loaded and how: the model, backend, context, batch, and the residency plan.
     #[getter]
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        // The engine is locked without the GIL: a generation on another thread takes the GIL
+        // for a moment at every token, so waiting for the lock while holding it could deadlock.
         let llm = self.llm.clone();
-        let guard = py.detach(move || lock(&llm).map(|_| ())).map_err(py_err);
-        guard?;
-        let llm = lock(&self.llm).map_err(py_err)?;
-        let e = llm.engine();
+        let items = py
+            .detach(move || {
+                let llm = lock(&llm)?;
+                let e = llm.engine();
+                Ok::<_, ApiError>(vec![
+                    ("model", Info::Text(e.model.path.display().to_string())),
+                    ("arch", Info::Text(e.spec().arch.name().to_string())),
+                    ("backend", Info::Text(e.backend_name())),
+                    ("threads", Info::Int(e.threads() as u64)),
+                    ("ctx", Info::Int(llm.ctx() as u64)),
+                    ("max_batch", Info::Int(llm.max_batch() as u64)),
+                    ("n_vocab", Info::Int(e.spec().n_vocab as u64)),
+                    ("resident_layers", Info::Int(e.plan.n_resident() as u64)),
+                    ("streamed_layers", Info::Int(e.plan.n_streamed() as u64)),
+                    ("weights_budget_bytes", Info::Int(e.plan.budget_bytes)),
+                    ("bytes_read", Info::Int(e.bytes_read())),
+                ])
+            })
+            .map_err(py_err)?;
         let d = PyDict::new(py);
-        d.set_item("model", e.model.path.display().to_string())?;
-        d.set_item("arch", e.spec().arch.name())?;
-        d.set_item("backend", e.backend_name())?;
-        d.set_item("threads", e.threads())?;
-        d.set_item("ctx", llm.ctx())?;
-        d.set_item("max_batch", llm.max_batch())?;
-        d.set_item("n_vocab", e.spec().n_vocab)?;
-        d.set_item("resident_layers", e.plan.n_resident())?;
-        d.set_item("streamed_layers", e.plan.n_streamed())?;
-        d.set_item("weights_budget_bytes", e.plan.budget_bytes)?;
-        d.set_item("bytes_read", e.bytes_read())?;
+        for (k, v) in items {
+            match v {
+                Info::Int(n) => d.set_item(k, n)?,
+                Info::Text(t) => d.set_item(k, t)?,
+            }
+        }
         Ok(d)
     }
 
@@ -248,6 +261,12 @@ impl Engine {
             Err(_) => "sluice.Engine(<busy>)".into(),
         }
     }
+}
+
+/// One value of `Engine.info`, gathered without the GIL.
+enum Info {
+    Int(u64),
+    Text(String),
 }
 
 /// Raised by a stream whose generation Ctrl-C stopped.

@@ -3,6 +3,7 @@ tokens; streaming, batches, perplexity; errors are Python exceptions carrying th
 message; the GIL is released while the engine runs."""
 import json
 import threading
+import time
 
 import pytest
 
@@ -136,3 +137,13 @@ def test_info_describes_the_loaded_engine(engine):
     assert streamed.info["streamed_layers"] == 30
     assert streamed.generate("def fibonacci(n):", raw=True, temperature=0, max_tokens=8).tokens == \
         engine.generate("def fibonacci(n):", raw=True, temperature=0, max_tokens=8).tokens
+
+
+def test_info_while_another_thread_generates(engine):
+    t = threading.Thread(target=lambda: engine.generate("Tell me a story.", temperature=0, max_tokens=48))
+    t.start()
+    time.sleep(0.05)
+    info = engine.info  # waits for the engine without holding the GIL the generation needs
+    t.join(timeout=120)
+    assert not t.is_alive()
+    assert info["ctx"] == 1024

@@ -54,7 +54,7 @@ pub enum ApiError {
     ModelNotFound(String),
     /// Loading or running the engine failed.
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(Box<EngineError>),
     /// The tokenizer could not be built, or a prompt could not be tokenized.
     #[error(transparent)]
     Prompt(#[from] PromptError),
@@ -73,10 +73,23 @@ pub enum ApiError {
     },
     /// A perplexity evaluation failed.
     #[error(transparent)]
-    Eval(#[from] EvalError),
+    Eval(Box<EvalError>),
     /// The caller's callback asked to stop.
     #[error("cancelled by the caller")]
     Cancelled,
+}
+
+// The engine's errors are large; boxed, every `Result<_, ApiError>` stays small.
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        ApiError::Engine(Box::new(e))
+    }
+}
+
+impl From<EvalError> for ApiError {
+    fn from(e: EvalError) -> ApiError {
+        ApiError::Eval(Box::new(e))
+    }
 }
 
 impl ApiError {
@@ -110,7 +123,7 @@ pub struct LlmOptions {
     /// Positions one sequence may hold, prompt and answer (capped by the model's context).
     pub ctx: usize,
     /// Most sequences [`Llm::generate_batch`] runs at once (1..=[`MAX_BATCH_LIMIT`]); the
-    /// planner keeps room for this many KV caches.
+    /// planner keeps room for this many KV caches. The GPU backend runs one at a time.
     pub max_batch: usize,
     /// A tokenizer to use instead of the model's own (a GGUF file or a tokenizer.json).
     pub tokenizer: Option<PathBuf>,
@@ -296,10 +309,12 @@ impl Llm {
         let path = sluice_loader::cache::resolve(&arg)
             .into_path()
             .map_err(ApiError::ModelNotFound)?;
-        if opts.device == DeviceChoice::Cuda && opts.max_batch > 1 {
-            // The GPU backend runs one sequence per sweep; say so before loading.
-            return Err(EngineError::from(crate::engine::scheduler::BatchError::CudaBatch).into());
-        }
+        // The GPU backend runs one sequence per sweep: with it, a batch's requests run one
+        // after another, and the planner keeps room for one KV cache.
+        let max_batch = match opts.device {
+            DeviceChoice::Cuda => 1,
+            _ => opts.max_batch,
+        };
         let eng_opts = EngineOptions {
             threads: opts
                 .threads
@@ -309,14 +324,14 @@ impl Llm {
             device: opts.device,
             vram_budget: opts.vram_budget,
             layer_times: false,
-            max_batch: opts.max_batch,
+            max_batch,
         };
         let mut files = Engine::open_model(&path)?;
         // The tokenizer is built before the engine reads weights, so the two never peak together.
         let tok = prompt::load_tokenizer(&mut files, opts.tokenizer.as_deref())?;
         let engine = Engine::from_model(files, opts.ctx, &eng_opts)?;
         let ctx = opts.ctx.min(engine.spec().context_length);
-        let max_batch = if engine.on_gpu() { 1 } else { opts.max_batch };
+        let max_batch = if engine.on_gpu() { 1 } else { max_batch };
         Ok(Llm {
             engine,
             tok,
