@@ -204,7 +204,7 @@ mod tests {
             ..SluiceGenerateOptions::defaults()
         };
         // SAFETY: `stop` is null, which `request` refuses before reading.
-        let e = unsafe { dangling.request("hi") }.err().expect("refused");
+        let e = unsafe { dangling.request("hi") }.expect_err("refused");
         assert!(e.message.contains("stop is null"));
         let nulls = [std::ptr::null::<c_char>()];
         let o = SluiceGenerateOptions {
@@ -213,7 +213,7 @@ mod tests {
             ..SluiceGenerateOptions::defaults()
         };
         // SAFETY: one pointer, null, which `c_str` refuses.
-        let e = unsafe { o.request("hi") }.err().expect("refused");
+        let e = unsafe { o.request("hi") }.expect_err("refused");
         assert_eq!(e.message, "stop[0] is null");
     }
 }
