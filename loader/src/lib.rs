@@ -2,7 +2,7 @@
 //!
 //! GGUF (llama.cpp quant types) and HF safetensors are parsed from their headers alone; tensor
 //! data is never mapped or copied here. Out come a [`ModelSpec`](spec::ModelSpec) (what the
-//! forward pass needs), a [`TensorIndex`](tensor::TensorIndex) (where each tensor lies),
+//! forward pass needs), a [`TensorIndex`] (where each tensor lies),
 //! [`LayerExtents`](extents::LayerExtents) (the aligned byte ranges the runtime streams), the
 //! quant block formats with scalar reference dequantisation, and the tokenizer.
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -1,5 +1,5 @@
 //! Device measurements behind `sluice bench`: PCIe copy bandwidth here, kernel throughput in
-//! [`kernels`].
+//! `kernels`.
 //!
 //! Copies go both ways between device memory and host memory of two kinds: page-locked (a
 //! page-aligned buffer registered with `cuMemHostRegister`, as the host ring's slab is) and

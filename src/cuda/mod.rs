@@ -9,7 +9,7 @@
 //! without panicking, owns the context, the copy and compute streams, device buffers, raw
 //! launches and `cuMemHostRegister` page-locking of the host ring; [`layout`] places a layer's
 //! tensors in a device buffer and rotates the device ring (pure); [`release`] holds streamed
-//! host slots until their copies complete (pure); [`backend`] runs the forward pass; [`bench`]
+//! host slots until their copies complete (pure); [`backend`] runs the forward pass; [`bench`](mod@bench)
 //! measures the PCIe link and the kernels' throughput for `sluice bench`. Without the `cuda`
 //! feature a stub twin with the same names reports why there is no GPU, so the engine, the
 //! bench harness and their tests build everywhere.

@@ -1,7 +1,7 @@
 //! Grouped-query attention over the f16 KV cache, as llama.cpp computes it without flash
 //! attention: Q is rounded to f16, `KQ = K·Q`, softmax of `KQ/√d` with a causal mask, the
 //! probabilities rounded to f16, and `KQV = Vᵀ·P`, one dot product per output element over
-//! `n_kv` positions (padded to [`KV_PAD`](super::kv_cache::KV_PAD) with masked zeros).
+//! `n_kv` positions (padded to [`KV_PAD`] with masked zeros).
 
 use std::sync::{Mutex, PoisonError};
 

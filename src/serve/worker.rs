@@ -1,4 +1,4 @@
-//! The engine thread: it owns the [`Engine`] and drives its batch scheduler with the requests
+//! The engine thread: it owns the [`Engine`](crate::engine::session::Engine) and drives its batch scheduler with the requests
 //! the HTTP handlers queue, so one layer sweep serves every live request. Handlers talk to it
 //! over a bounded queue (a full queue is the handler's 503) and each request gets its events
 //! (text, log-probabilities, the end) on a channel of its own. A request whose receiver is gone

@@ -1,7 +1,7 @@
 //! The simulated streaming workload behind `sluice bench thermal --simulate` and the governor's
 //! tests: a real [`Prefetcher`] over a [`SimDrive`], a consumer that spends a fixed simulated
 //! time on each layer, and (optionally) the [`Governor`] polled once per simulated second and
-//! applied through the prefetcher's [`PrefetchControl`](crate::PrefetchControl), as the
+//! applied through the prefetcher's [`PrefetchControl`], as the
 //! governor thread does on real hardware.
 
 use std::path::Path;
