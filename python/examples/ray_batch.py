@@ -6,7 +6,8 @@ disk when they do not fit in RAM), and the answers are written as JSONL files to
 
     python ray_batch.py --model smollm2-135m --input corpus.jsonl --output answers/ --actors 2
 
-Input lines are `{"id": ..., "prompt": "..."}` (the same lines `sluice batch` reads); every output
+Input lines are `{"id": ..., "prompt": "..."}` or `{"id": ..., "messages": [{"role", "content"}, ...]}`
+(as `sluice batch` reads them; every line the same kind of id); every output
 line is `{"id", "text", "tokens", "stop_reason", "prompt_tokens", "completion_tokens", "worker"}`,
 one per input line. With `--temperature 0` the answers are exactly `sluice batch`'s on the same
 corpus: every prompt gets the tokens it would get alone, whichever actor and batch it lands in.
@@ -35,8 +36,7 @@ class SluiceGenerator:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch):
-        prompts = [str(p) for p in batch["prompt"]]
-        done = self.engine.generate_batch(prompts, **self.options)
+        done = self.engine.generate_batch(prompts_of(batch), **self.options)
         return {
             "id": list(batch["id"]),
             "text": [c.text for c in done],
@@ -48,10 +48,27 @@ class SluiceGenerator:
         }
 
 
+def prompts_of(batch):
+    """Each line's prompt: its "prompt" text, or its "messages" ({"role", "content"} dicts, put
+    through the chat template). A line with neither is an error naming its id."""
+    n = len(batch["id"])
+    texts = batch["prompt"] if "prompt" in batch else [None] * n
+    chats = batch["messages"] if "messages" in batch else [None] * n
+    prompts = []
+    for line_id, text, chat in zip(batch["id"], texts, chats):
+        if isinstance(text, str) and text:
+            prompts.append(text)
+        elif chat is not None and len(chat) > 0:
+            prompts.append([{"role": str(m["role"]), "content": str(m["content"])} for m in chat])
+        else:
+            raise ValueError(f"corpus line with id {line_id!r}: it has neither a \"prompt\" string nor \"messages\"")
+    return prompts
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m", help="GGUF file, HF directory or cache alias, on every node")
-    p.add_argument("--input", required=True, help="JSONL corpus: one {\"id\", \"prompt\"} per line")
+    p.add_argument("--input", required=True, help="JSONL corpus: one {\"id\", \"prompt\" | \"messages\"} per line")
     p.add_argument("--output", required=True, help="directory for the answers (JSONL files)")
     p.add_argument("--actors", type=int, default=2, help="engines (Ray actors) answering in parallel")
     p.add_argument("--threads", type=int, default=1, help="compute threads per engine (and CPUs per actor)")

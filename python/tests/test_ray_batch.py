@@ -21,6 +21,9 @@ def read_jsonl_dir(d: pathlib.Path) -> list:
 def test_ray_data_answers_every_line_once_as_sluice_batch_does(tmp_path, sluice_bin):
     corpus = tmp_path / "corpus.jsonl"
     lines = [{"id": f"q{i:02d}", "prompt": f"Write one sentence about {s}."} for i, s in enumerate(SUBJECTS)]
+    lines += [{"id": f"m{i}", "messages": [{"role": "system", "content": "Answer in one word."},
+                                          {"role": "user", "content": f"What colour is {s}?"}]}
+              for i, s in enumerate(SUBJECTS[:2])]
     corpus.write_text("".join(json.dumps(l) + "\n" for l in lines))
 
     out_dir = tmp_path / "answers"
@@ -49,3 +52,15 @@ def test_ray_data_answers_every_line_once_as_sluice_batch_does(tmp_path, sluice_
         assert r["text"] == w["text"], r["id"]
         assert r["stop_reason"] == w["stop_reason"], r["id"]
         assert (r["prompt_tokens"], r["completion_tokens"]) == (w["prompt_tokens"], w["completion_tokens"])
+
+
+def test_a_corpus_line_without_a_prompt_fails_the_run_naming_it(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "ok", "prompt": "Hi"}\n{"id": "broken", "text": "no prompt here"}\n')
+    run = subprocess.run(
+        [sys.executable, str(REPO / "python" / "examples" / "ray_batch.py"), "--model", MODEL,
+         "--input", str(corpus), "--output", str(tmp_path / "answers"), "--actors", "1",
+         "--max-tokens", "4", "--num-cpus", "2"],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0
+    assert "corpus line with id 'broken'" in run.stderr, run.stderr[-4000:]
