@@ -2,13 +2,14 @@
 //! at a time per engine; other Python threads run meanwhile, and calls from several threads
 //! wait for each other.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use sluice::api::{ApiError, Llm, LlmOptions, PerplexityOptions, Piece, Request};
+use sluice::api::{ApiError, Llm, LlmOptions, PerplexityOptions, Request};
 use sluice::engine::backend::DeviceChoice;
 
 use crate::convert::{self, Completion};
@@ -50,25 +51,26 @@ fn budget(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u64>> {
 }
 
 impl Engine {
-    /// Runs `f` on the locked engine with the GIL released, Ctrl-C checked at every token (the
-    /// GIL taken for a moment): a Ctrl-C stops the run and raises KeyboardInterrupt.
+    /// Runs `f` on the locked engine with the GIL released. `f` gets a check to call at every
+    /// token or layer sweep: it looks for Ctrl-C (taking the GIL for a moment) and returns
+    /// false once one came; the run then raises KeyboardInterrupt.
     fn run_interruptible<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut Llm, &mut dyn FnMut(&Piece) -> bool) -> Result<T, ApiError> + Send,
+        f: impl FnOnce(&mut Llm, &dyn Fn() -> bool) -> Result<T, ApiError> + Send,
     ) -> PyResult<T> {
         let llm = self.llm.clone();
-        let mut interrupted: Option<PyErr> = None;
-        let done = py.detach(|| {
-            let mut llm = lock(&llm)?;
-            let mut check = |_: &Piece| match Python::attach(|py| py.check_signals()) {
-                Ok(()) => true,
+        let (done, interrupted) = py.detach(|| {
+            let interrupted: RefCell<Option<PyErr>> = RefCell::new(None);
+            let check = || match Python::attach(|py| py.check_signals()) {
+                Ok(()) => interrupted.borrow().is_none(),
                 Err(e) => {
-                    interrupted.get_or_insert(e);
+                    interrupted.borrow_mut().get_or_insert(e);
                     false
                 }
             };
-            f(&mut llm, &mut check)
+            let done = lock(&llm).and_then(|mut llm| f(&mut llm, &check));
+            (done, interrupted.into_inner())
         });
         match interrupted {
             Some(e) => Err(e),
@@ -129,7 +131,7 @@ impl Engine {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Completion> {
         let request = convert::request(prompt, options)?;
-        self.run_interruptible(py, |llm, check| llm.generate(&request, check))
+        self.run_interruptible(py, |llm, check| llm.generate(&request, |_| check()))
             .map(Completion::from)
     }
 
@@ -168,7 +170,7 @@ impl Engine {
             .map(|p| convert::request(p, options))
             .collect::<PyResult<Vec<Request>>>()?;
         let (done, _) =
-            self.run_interruptible(py, |llm, check| llm.generate_batch(&requests, check))?;
+            self.run_interruptible(py, |llm, check| llm.generate_batch(&requests, |_| check()))?;
         Ok(done.into_iter().map(Completion::from).collect())
     }
 
@@ -184,11 +186,11 @@ impl Engine {
         batch: usize,
     ) -> PyResult<Bound<'py, PyDict>> {
         let opts = PerplexityOptions { ctx, chunks, batch };
-        let llm = self.llm.clone();
         let text = text.to_string();
-        let p = py
-            .detach(move || lock(&llm)?.perplexity(&text, &opts))
-            .map_err(py_err)?;
+        let p = self.run_interruptible(py, |llm, check| {
+            // Ctrl-C is looked for at every layer sweep.
+            llm.perplexity_until(&text, &opts, &|| !check())
+        })?;
         let d = PyDict::new(py);
         d.set_item("ppl", p.ppl)?;
         d.set_item("uncertainty", p.uncertainty)?;

@@ -2,6 +2,8 @@
 tokens; streaming, batches, perplexity; errors are Python exceptions carrying the engine's
 message; the GIL is released while the engine runs."""
 import json
+import os
+import signal
 import threading
 import time
 
@@ -147,3 +149,17 @@ def test_info_while_another_thread_generates(engine):
     t.join(timeout=120)
     assert not t.is_alive()
     assert info["ctx"] == 1024
+
+
+def test_ctrl_c_stops_a_generation_and_a_perplexity_run(engine):
+    text = (REPO / "tests" / "data" / "gpl-3.0.txt").read_text()
+    for run in (lambda: engine.generate("Tell me a long story.", temperature=0, max_tokens=2000),
+                lambda: engine.perplexity(text, ctx=512, batch=512)):
+        timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+        started = time.monotonic()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            run()
+        timer.join()
+        assert time.monotonic() - started < 8
+    assert engine.generate("Hi", max_tokens=2, temperature=0).tokens

@@ -54,6 +54,17 @@ impl Llm {
         text: &str,
         opts: &PerplexityOptions,
     ) -> Result<Perplexity, ApiError> {
+        self.perplexity_until(text, opts, &|| false)
+    }
+
+    /// [`Llm::perplexity`], stopped early (an error naming the chunks done) when `stop`
+    /// returns true at a layer-sweep boundary (a caller's Ctrl-C).
+    pub fn perplexity_until(
+        &mut self,
+        text: &str,
+        opts: &PerplexityOptions,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Perplexity, ApiError> {
         if opts.chunks == Some(0) {
             return Err(ApiError::Option("chunks must be at least 1".into()));
         }
@@ -101,7 +112,7 @@ impl Llm {
             EvalMode::Perplexity,
             &eval_opts,
             &mut |l: &ChunkLine| per_chunk.push(l.ppl),
-            &|| false,
+            stop,
         )?;
         let (ppl, uncertainty) = match report.ppl.estimate() {
             Some((p, e)) => (p, Some(e)),
