@@ -32,6 +32,17 @@ static bool on_piece(void *user_data, size_t index, int64_t token, const char *t
     return true; /* false would stop the generation */
 }
 
+/* Stops the generation after three tokens: returning false is how a caller cancels. */
+static bool stop_after_three(void *user_data, size_t index, int64_t token, const char *text,
+                             size_t text_len) {
+    int *seen = user_data;
+    (void)index;
+    (void)text;
+    (void)text_len;
+    if (token >= 0) *seen += 1;
+    return *seen < 3;
+}
+
 static void print_tokens(const char *label, const SluiceCompletion *c) {
     size_t n = 0;
     const uint32_t *ids = sluice_completion_tokens(c, &n);
@@ -101,6 +112,25 @@ int main(int argc, char **argv) {
         print_tokens(label, alone);
         sluice_completion_free(alone);
     }
+
+    /* Cancelling from the callback, and a stop string. */
+    int seen = 0;
+    go.max_tokens = 32;
+    s = sluice_generate(engine, prompt, &go, stop_after_three, &seen, &c);
+    if (s != SLUICE_OK) return fail("generate", s);
+    size_t n = 0;
+    sluice_completion_tokens(c, &n);
+    printf("cancelled: %s after %zu tokens\n", sluice_completion_stop_reason(c), n);
+    sluice_completion_free(c);
+    const char *stops[1] = {" 7"};
+    go.stop = stops;
+    go.n_stop = 1;
+    s = sluice_generate(engine, "1, 2, 3, 4,", &go, NULL, NULL, &c);
+    if (s != SLUICE_OK) return fail("generate", s);
+    printf("stopped: %s, text \"%s\"\n", sluice_completion_stop_reason(c), sluice_completion_text(c));
+    sluice_completion_free(c);
+    go.stop = NULL;
+    go.n_stop = 0;
 
     /* Errors: a status and a message, the engine still usable. */
     SluiceEngine *none = NULL;

@@ -161,6 +161,15 @@ fn the_c_example_generates_the_reference_tokens() {
         assert!(!batch.is_empty());
         assert_eq!(batch, alone, "prompt {i}");
     }
+    // The callback cancels after three tokens; a stop string ends the text before it.
+    assert!(
+        stdout.contains("cancelled: interrupted after 3 tokens"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("stopped: stop, text \" 5, 6,\""),
+        "{stdout}"
+    );
     // Bad input: a status and a message naming the file, no crash.
     assert!(
         stdout.contains("open missing: status 1: '/nonexistent/model.gguf' is neither"),
