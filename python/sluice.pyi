@@ -50,8 +50,9 @@ class Engine:
                  stop: Union[str, Sequence[str], None] = None, raw: bool = False) -> Completion: ...
     def stream(self, prompt: Prompt, **options) -> TokenStream:
         """As ``generate``, yielding the text as it comes."""
-    def generate_batch(self, prompts: Sequence[Prompt], **options) -> list[Completion]:
-        """As ``generate`` for every prompt, up to ``max_batch`` per layer sweep; in order."""
+    def generate_batch(self, prompts: Sequence[Union[Prompt, dict]], **options) -> list[Completion]:
+        """As ``generate`` for every prompt, up to ``max_batch`` per layer sweep; in order. An
+        item may be a dict with "prompt" or "messages" and options of its own, over the call's."""
     def perplexity(self, text: str, *, ctx: int = 512, chunks: Optional[int] = None,
                    batch: int = 2048) -> dict:
         """llama-perplexity's figures over ``text``: ppl, uncertainty, per_chunk, ..."""

@@ -6,11 +6,13 @@ disk when they do not fit in RAM), and the answers are written as JSONL files to
 
     python ray_batch.py --model smollm2-135m --input corpus.jsonl --output answers/ --actors 2
 
-Input lines are `{"id": ..., "prompt": "..."}` or `{"id": ..., "messages": [{"role", "content"}, ...]}`
-(as `sluice batch` reads them; every line the same kind of id); every output
+Input lines are `sluice batch`'s: `{"id", "prompt" | "messages", "max_tokens"?, "temperature"?,
+"seed"?, "stop"?}`, a line's options overriding the command line's (every line the same kind of
+id, and `stop` a list where any line has a list: Arrow gives a column one type); every output
 line is `{"id", "text", "tokens", "stop_reason", "prompt_tokens", "completion_tokens", "worker"}`,
-one per input line. With `--temperature 0` the answers are exactly `sluice batch`'s on the same
-corpus: every prompt gets the tokens it would get alone, whichever actor and batch it lands in.
+one per input line. Given the same options, the answers are exactly `sluice batch`'s on the same
+corpus, sampled lines included (a sequence's draws depend only on its own seed): every prompt gets
+the tokens it would get alone, whichever actor and batch it lands in.
 
 On a Ray cluster the same script runs unchanged: start it on the head node with
 `--address auto` (or submit it with `ray job submit -- python ray_batch.py ...`). Each node needs
@@ -19,6 +21,7 @@ names a path or a cache alias), and the input/output paths must be readable/writ
 node (a shared filesystem, or `s3://...` URLs, which Ray Data reads and writes directly).
 """
 import argparse
+import math
 import os
 import socket
 
@@ -36,7 +39,7 @@ class SluiceGenerator:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch):
-        done = self.engine.generate_batch(prompts_of(batch), **self.options)
+        done = self.engine.generate_batch(requests_of(batch), **self.options)
         return {
             "id": list(batch["id"]),
             "text": [c.text for c in done],
@@ -48,21 +51,43 @@ class SluiceGenerator:
         }
 
 
-def prompts_of(batch):
-    """Each line's prompt: its "prompt" text, or its "messages" ({"role", "content"} dicts, put
-    through the chat template). A line with neither is an error naming its id."""
-    n = len(batch["id"])
-    texts = batch["prompt"] if "prompt" in batch else [None] * n
-    chats = batch["messages"] if "messages" in batch else [None] * n
-    prompts = []
-    for line_id, text, chat in zip(batch["id"], texts, chats):
+#: The per-line options `sluice batch` honours; a line's value overrides the command line's.
+LINE_OPTIONS = {"max_tokens": int, "temperature": float, "seed": int}
+
+
+def value_at(batch, column, i):
+    """The line's value in `column`, or None where the line has none (Arrow's null, or the NaN
+    a numeric column with missing values becomes)."""
+    if column not in batch:
+        return None
+    v = batch[column][i]
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v
+
+
+def requests_of(batch):
+    """One request dict per line: its "prompt" text or its "messages" ({"role", "content"} dicts,
+    through the chat template), with the line's own max_tokens, temperature, seed and stop. A
+    line with neither prompt nor messages is an error naming its id."""
+    requests = []
+    for i, line_id in enumerate(batch["id"]):
+        text, chat = value_at(batch, "prompt", i), value_at(batch, "messages", i)
         if isinstance(text, str) and text:
-            prompts.append(text)
+            req = {"prompt": text}
         elif chat is not None and len(chat) > 0:
-            prompts.append([{"role": str(m["role"]), "content": str(m["content"])} for m in chat])
+            req = {"messages": [{"role": str(m["role"]), "content": str(m["content"])} for m in chat]}
         else:
             raise ValueError(f"corpus line with id {line_id!r}: it has neither a \"prompt\" string nor \"messages\"")
-    return prompts
+        for name, kind in LINE_OPTIONS.items():
+            v = value_at(batch, name, i)
+            if v is not None:
+                req[name] = kind(v)
+        stop = value_at(batch, "stop", i)
+        if stop is not None:
+            req["stop"] = [stop] if isinstance(stop, str) else [str(x) for x in stop]
+        requests.append(req)
+    return requests
 
 
 def parse_args(argv=None):

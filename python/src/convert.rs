@@ -65,11 +65,53 @@ pub fn request(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Request> {
     let mut r = Request::from_prompt(prompt(prompt_obj)?);
-    let Some(opts) = options else {
-        return Ok(r);
+    if let Some(opts) = options {
+        apply_options(&mut r, opts, &[])?;
+    }
+    Ok(r)
+}
+
+/// One item of `generate_batch`: a prompt, or a dict with "prompt" or "messages" and any of
+/// the options, which override the call's for that item (as a `sluice batch` line does).
+pub fn batch_request(
+    item: &Bound<'_, PyAny>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Request> {
+    let Ok(d) = item.cast::<PyDict>() else {
+        return request(item, options);
     };
+    let text = d.get_item("prompt")?.filter(|v| !v.is_none());
+    let chat = d.get_item("messages")?.filter(|v| !v.is_none());
+    let prompt_obj = match (text, chat) {
+        (Some(t), None) => t,
+        (None, Some(m)) => m,
+        (Some(_), Some(_)) => {
+            return Err(PyTypeError::new_err(
+                "a request dict gives \"prompt\" or \"messages\", not both",
+            ))
+        }
+        (None, None) => {
+            return Err(PyTypeError::new_err(
+                "a request dict needs \"prompt\" or \"messages\"",
+            ))
+        }
+    };
+    let mut r = request(&prompt_obj, options)?;
+    apply_options(&mut r, d, &["prompt", "messages"])?;
+    Ok(r)
+}
+
+/// Sets the options named in `opts` on `r`; `None` leaves an option as it was, and the keys in
+/// `skip` are not options.
+fn apply_options(r: &mut Request, opts: &Bound<'_, PyDict>, skip: &[&str]) -> PyResult<()> {
     for (k, v) in opts.iter() {
         let key: String = k.extract()?;
+        if skip.contains(&key.as_str()) {
+            continue;
+        }
+        if v.is_none() && OPTION_NAMES.contains(&key.as_str()) {
+            continue;
+        }
         let s: &mut SamplerConfig = &mut r.sampling;
         match key.as_str() {
             "max_tokens" => r.max_tokens = nonneg(&v, &key)?,
@@ -79,10 +121,8 @@ pub fn request(
             "min_p" => s.min_p = v.extract()?,
             "repeat_penalty" => s.repeat_penalty = v.extract()?,
             "repeat_last_n" => s.repeat_last_n = nonneg(&v, &key)?,
-            "seed" if v.is_none() => {}
             "seed" => s.seed = v.extract()?,
             "raw" => r.raw = v.extract()?,
-            "stop" if v.is_none() => {}
             "stop" => {
                 r.stop = match v.cast::<PyString>() {
                     Ok(one) => vec![one.to_cow()?.into_owned()],
@@ -99,7 +139,7 @@ pub fn request(
             }
         }
     }
-    Ok(r)
+    Ok(())
 }
 
 /// A non-negative integer option.

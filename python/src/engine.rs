@@ -149,7 +149,8 @@ impl Engine {
 
     /// Generates for every prompt, up to `max_batch` per layer sweep (each layer read once
     /// for all of them); returns a `Completion` per prompt, in order. The options apply to
-    /// every prompt.
+    /// every prompt; an item may instead be a dict with "prompt" or "messages" and options of
+    /// its own, which override them for that item.
     #[pyo3(signature = (prompts, **options))]
     fn generate_batch(
         &self,
@@ -167,7 +168,7 @@ impl Engine {
             .map_err(|_| PyTypeError::new_err("prompts must be a list"))?;
         let requests = items
             .iter()
-            .map(|p| convert::request(p, options))
+            .map(|p| convert::batch_request(p, options))
             .collect::<PyResult<Vec<Request>>>()?;
         let (done, _) =
             self.run_interruptible(py, |llm, check| llm.generate_batch(&requests, |_| check()))?;

@@ -60,6 +60,16 @@ def test_generate_batch_gives_each_prompt_what_it_gets_alone(engine):
         alone = engine.generate(p, temperature=0, max_tokens=16)
         assert got.tokens == alone.tokens, p
         assert got.text == alone.text
+    # Items may carry options of their own, over the call's.
+    items = [{"prompt": "1, 2, 3, 4,", "raw": True, "max_tokens": 6},
+             {"messages": [{"role": "user", "content": "Hi!"}], "max_tokens": None},
+             "Name a river."]
+    mixed = engine.generate_batch(items, temperature=0, max_tokens=16)
+    assert mixed[0].tokens == engine.generate("1, 2, 3, 4,", raw=True, temperature=0, max_tokens=6).tokens
+    hi = engine.generate([{"role": "user", "content": "Hi!"}], temperature=0, max_tokens=16)
+    assert mixed[1].tokens == hi.tokens and len(mixed[2].tokens) <= 16
+    with pytest.raises(TypeError, match="prompt"):
+        engine.generate_batch([{"max_tokens": 3}])
     stats = batch[0].stats
     assert stats["completion_tokens"] == len(batch[0].tokens)
     assert stats["prefill_tok_per_s"] > 0

@@ -24,6 +24,10 @@ def test_ray_data_answers_every_line_once_as_sluice_batch_does(tmp_path, sluice_
     lines += [{"id": f"m{i}", "messages": [{"role": "system", "content": "Answer in one word."},
                                           {"role": "user", "content": f"What colour is {s}?"}]}
               for i, s in enumerate(SUBJECTS[:2])]
+    # Lines with options of their own, as `sluice batch` takes them.
+    lines += [{"id": "o1", "prompt": "Name a bird.", "max_tokens": 5},
+              {"id": "o2", "prompt": "Write a poem.", "temperature": 0.9, "seed": 11},
+              {"id": "o3", "prompt": "Describe the sea.", "stop": ["e", "E"]}]
     corpus.write_text("".join(json.dumps(l) + "\n" for l in lines))
 
     out_dir = tmp_path / "answers"
@@ -46,6 +50,9 @@ def test_ray_data_answers_every_line_once_as_sluice_batch_does(tmp_path, sluice_
                          capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     want = {r["id"]: r for r in map(json.loads, cli_out.read_text().splitlines())}
+    by_id = {r["id"]: r for r in got}
+    assert by_id["o1"]["completion_tokens"] == 5
+    assert by_id["o3"]["stop_reason"] == "stop", by_id["o3"]
     for r in got:
         w = want[r["id"]]
         assert r["tokens"] == w["tokens"], r["id"]
