@@ -109,6 +109,12 @@ fn streamed_pieces_add_up_to_the_text_and_tokens() {
     assert_eq!(tokens, done.tokens);
     assert_eq!(done.text, llm.tokenizer().decode(&done.tokens));
     assert!(done.prefill_s > 0.0 && done.decode_s >= 0.0);
+    let run = llm.last_run().expect("the call's figures");
+    assert_eq!(run.generated_tokens, done.tokens.len());
+    assert_eq!(
+        run.streamed_bytes, 0,
+        "every layer of the model is resident here"
+    );
 }
 
 #[test]

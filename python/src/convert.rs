@@ -5,7 +5,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
-use sluice::api::{ChatMessage, Completion as LibCompletion, Prompt, Request};
+use sluice::api::{ChatMessage, Completion as LibCompletion, Prompt, Request, RunStats};
 use sluice::engine::sampler::SamplerConfig;
 
 /// The keyword options every generation call takes, with the CLI's defaults.
@@ -151,25 +151,35 @@ fn nonneg(v: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
 }
 
 /// What a generation produced: the text, the token ids, why it stopped, and its timings.
-#[pyclass(module = "sluice", frozen, get_all)]
+#[pyclass(module = "sluice", frozen)]
 pub struct Completion {
     /// The generated text (cut before a stop string).
+    #[pyo3(get)]
     pub text: String,
     /// The generated token ids (the end-of-generation token excluded).
+    #[pyo3(get)]
     pub tokens: Vec<u32>,
     /// The prompt's token ids.
+    #[pyo3(get)]
     pub prompt_tokens: Vec<u32>,
     /// "length", "eos", "stop" or "interrupted".
+    #[pyo3(get)]
     pub stop_reason: String,
     /// Seconds on the prompt, and on the tokens after it.
+    #[pyo3(get)]
     pub prefill_s: f64,
+    #[pyo3(get)]
     pub decode_s: f64,
     /// Sweeps that generated a token after the prompt's.
+    #[pyo3(get)]
     pub decode_steps: usize,
+    /// The figures of the call (for a batch item: of the whole batch).
+    run: Option<RunStats>,
 }
 
-impl From<LibCompletion> for Completion {
-    fn from(c: LibCompletion) -> Completion {
+impl Completion {
+    /// The Python view of a completion and the figures of the call that made it.
+    pub fn new(c: LibCompletion, run: Option<&RunStats>) -> Completion {
         Completion {
             text: c.text,
             tokens: c.tokens,
@@ -178,6 +188,7 @@ impl From<LibCompletion> for Completion {
             prefill_s: c.prefill_s,
             decode_s: c.decode_s,
             decode_steps: c.decode_steps,
+            run: run.cloned(),
         }
     }
 }
@@ -198,6 +209,20 @@ impl Completion {
             rate(self.prompt_tokens.len(), self.prefill_s),
         )?;
         d.set_item("decode_tok_per_s", rate(self.decode_steps, self.decode_s))?;
+        // The call's figures: this generation's, or the whole batch's for a batch item.
+        if let Some(r) = &self.run {
+            d.set_item("call_wall_s", r.wall_s)?;
+            d.set_item("call_steps", r.steps)?;
+            d.set_item("call_generated_tokens", r.generated_tokens)?;
+            d.set_item("streamed_bytes", r.streamed_bytes)?;
+            d.set_item("io_wait_s", r.io_wait_s)?;
+            let gb_per_s = if r.wall_s > 0.0 {
+                r.streamed_bytes as f64 / 1e9 / r.wall_s
+            } else {
+                0.0
+            };
+            d.set_item("read_gb_per_s", gb_per_s)?;
+        }
         Ok(d)
     }
 

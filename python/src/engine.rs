@@ -131,8 +131,10 @@ impl Engine {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Completion> {
         let request = convert::request(prompt, options)?;
-        self.run_interruptible(py, |llm, check| llm.generate(&request, |_| check()))
-            .map(Completion::from)
+        self.run_interruptible(py, |llm, check| {
+            let done = llm.generate(&request, |_| check())?;
+            Ok(Completion::new(done, llm.last_run()))
+        })
     }
 
     /// Generates for one prompt, yielding the text piece by piece as tokens come; the
@@ -170,9 +172,12 @@ impl Engine {
             .iter()
             .map(|p| convert::batch_request(p, options))
             .collect::<PyResult<Vec<Request>>>()?;
-        let (done, _) =
+        let (done, run) =
             self.run_interruptible(py, |llm, check| llm.generate_batch(&requests, |_| check()))?;
-        Ok(done.into_iter().map(Completion::from).collect())
+        Ok(done
+            .into_iter()
+            .map(|c| Completion::new(c, Some(&run)))
+            .collect())
     }
 
     /// The perplexity of `text` as `sluice perplexity` computes it (llama-perplexity's

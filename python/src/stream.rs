@@ -10,7 +10,7 @@ use std::time::Duration;
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 
-use sluice::api::{ApiError, Completion as LibCompletion, Llm, Request};
+use sluice::api::{ApiError, Completion as LibCompletion, Llm, Request, RunStats};
 
 use crate::convert::Completion;
 use crate::engine::{keyboard_interrupt, lock};
@@ -19,7 +19,7 @@ use crate::py_err;
 /// What the generating thread sends.
 enum Msg {
     Piece(String),
-    Done(Result<LibCompletion, ApiError>),
+    Done(Result<(LibCompletion, Option<RunStats>), ApiError>),
 }
 
 /// An iterator over a generation's text pieces (`str`); `completion` once it is exhausted.
@@ -39,9 +39,10 @@ impl TokenStream {
             .name("sluice-stream".into())
             .spawn(move || {
                 let result = lock(&llm).and_then(|mut llm| {
-                    llm.generate(&request, |p| {
+                    let done = llm.generate(&request, |p| {
                         p.text.is_empty() || tx.send(Msg::Piece(p.text.to_string())).is_ok()
-                    })
+                    })?;
+                    Ok((done, llm.last_run().cloned()))
                 });
                 let _ = tx.send(Msg::Done(result));
             })
@@ -72,8 +73,8 @@ impl TokenStream {
             });
             match got {
                 Ok(Msg::Piece(text)) => return Ok(text),
-                Ok(Msg::Done(Ok(c))) => {
-                    self.completion = Some(Py::new(py, Completion::from(c))?);
+                Ok(Msg::Done(Ok((c, run)))) => {
+                    self.completion = Some(Py::new(py, Completion::new(c, run.as_ref()))?);
                     return Err(PyStopIteration::new_err(()));
                 }
                 Ok(Msg::Done(Err(e))) => return Err(py_err(e)),

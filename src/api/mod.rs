@@ -297,6 +297,8 @@ pub struct Llm {
     tok: Tokenizer,
     ctx: usize,
     max_batch: usize,
+    /// The figures of the last generation call.
+    last_run: Option<RunStats>,
 }
 
 impl Llm {
@@ -337,6 +339,7 @@ impl Llm {
             tok,
             ctx,
             max_batch,
+            last_run: None,
         })
     }
 
@@ -363,6 +366,12 @@ impl Llm {
     /// Most sequences generated at once.
     pub fn max_batch(&self) -> usize {
         self.max_batch
+    }
+
+    /// The figures of the last [`generate`](Llm::generate) or
+    /// [`generate_batch`](Llm::generate_batch) call that ran (disk bytes, I/O wait, sweeps).
+    pub fn last_run(&self) -> Option<&RunStats> {
+        self.last_run.as_ref()
     }
 
     /// The token ids a request's prompt becomes (chat template and BOS as the request says).
@@ -431,6 +440,7 @@ impl Llm {
         let mut driver = RequestsDriver::new(prepared, &self.tok, n_vocab, on_piece);
         let stats = self.engine.run_batch(&opts, &mut driver)?;
         let stats = RunStats::from(&stats);
+        self.last_run = Some(stats.clone());
         let done = driver.into_results()?;
         Ok(done.into_iter().map(|c| (c, stats.clone())).collect())
     }
