@@ -1,8 +1,7 @@
 //! Perplexity of a text for library callers: `sluice perplexity -f FILE` without the file and
 //! the printing (llama-perplexity's chunks, BOS rule and arithmetic; see `crate::eval`).
 
-use crate::engine::scheduler::MAX_BATCH_LIMIT;
-use crate::eval::{evaluate, ChunkLine, ChunkPlan, EvalMode, EvalOptions};
+use crate::eval::{evaluate, text_plan, ChunkLine, EvalMode, EvalOptions};
 
 use super::{ApiError, Llm};
 
@@ -81,30 +80,9 @@ impl Llm {
                 opts.batch, opts.ctx
             )));
         }
-        let bos = if self.tok.add_bos_default() {
-            Some(self.tok.bos_id().ok_or_else(|| {
-                ApiError::Option("the tokenizer asks for BOS but has no BOS token".into())
-            })?)
-        } else {
-            None
-        };
-        let tokens = self
-            .tok
-            .encode(
-                crate::eval::chunks::text_of_file(text),
-                bos.is_some(),
-                false,
-            )
-            .map_err(super::PromptError::Encode)?;
-        let plan = ChunkPlan::new(tokens, opts.ctx, opts.chunks, bos)
+        let (plan, _) = text_plan(&self.tok, text, opts.ctx, opts.chunks)
             .map_err(|e| ApiError::Option(format!("the text: {e}")))?;
-        let n_seq = (opts.batch / opts.ctx)
-            .clamp(1, MAX_BATCH_LIMIT)
-            .min(plan.n_chunk);
-        let eval_opts = EvalOptions {
-            n_seq,
-            step_tokens: opts.batch.min(n_seq * opts.ctx),
-        };
+        let eval_opts = EvalOptions::for_batch(opts.batch, opts.ctx, plan.n_chunk);
         let mut per_chunk = Vec::with_capacity(plan.n_chunk);
         let report = evaluate(
             &mut self.engine,

@@ -14,13 +14,12 @@ use super::bench::progress;
 use super::run_args::{DeviceArg, EngineFlags};
 use super::{bad, engine_failure, interrupt, Failure};
 use crate::api::prompt::load_tokenizer;
-use crate::engine::scheduler::{MAX_BATCH_LIMIT, STEP_TOKENS_MAX};
+use crate::engine::scheduler::STEP_TOKENS_MAX;
 use crate::engine::session::Engine;
-use crate::eval::chunks::text_of_file;
 use crate::eval::stats::{Est, KldLine, KldSummary};
 use crate::eval::{
-    evaluate, ChunkLine, ChunkPlan, EvalError, EvalMode, EvalOptions, EvalReport, LogitsHeader,
-    LogitsReader, LogitsWriter,
+    chunk_bos, chunks_per_sweep, evaluate, text_plan, ChunkLine, ChunkPlan, EvalError, EvalMode,
+    EvalOptions, EvalReport, LogitsHeader, LogitsReader, LogitsWriter,
 };
 
 /// The default tokens per chunk (llama-perplexity's).
@@ -102,7 +101,7 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
         _ => args.ctx.map_or(DEFAULT_CTX, |c| c as usize),
     };
     // llama-perplexity's batching: batch/ctx chunks per sweep, a sweep no larger than they are.
-    let chunks_per_sweep = (args.batch as usize / ctx).clamp(1, MAX_BATCH_LIMIT);
+    let chunks_per_sweep = chunks_per_sweep(args.batch as usize, ctx);
 
     let text = match (&task, &args.file) {
         (Task::Compare(_), Some(f)) => {
@@ -142,16 +141,7 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
             path.display()
         )));
     }
-    let bos = if tok.add_bos_default() {
-        Some(tok.bos_id().ok_or_else(|| {
-            bad(anyhow!(
-                "{}: the tokenizer asks for BOS but has no BOS token",
-                path.display()
-            ))
-        })?)
-    } else {
-        None
-    };
+    let bos = chunk_bos(&tok).map_err(|e| bad(anyhow!("{}: {e}", path.display())))?;
     let n_vocab = engine.spec().n_vocab;
     let max_chunks = args.chunks.map(|c| c as usize);
     let plan_err =
@@ -175,16 +165,11 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
             let Some((f, t)) = &text else {
                 unreachable!("a text is read for every task but a comparison")
             };
-            let tokens = tok
-                .encode(text_of_file(t), bos.is_some(), false)
-                .map_err(|e| bad(anyhow!("{}: tokenizing: {e}", f.display())))?;
-            let n = tokens.len();
-            let plan = ChunkPlan::new(tokens, ctx, max_chunks, bos).map_err(|e| plan_err(e, f))?;
-            (plan, n)
+            text_plan(&tok, t, ctx, max_chunks).map_err(|e| plan_err(e, f))?
         }
     };
-    let chunks_per_sweep = chunks_per_sweep.min(plan.n_chunk);
-    let step_tokens = (args.batch as usize).min(chunks_per_sweep * ctx);
+    let eval_opts = EvalOptions::for_batch(args.batch as usize, ctx, plan.n_chunk);
+    let chunks_per_sweep = eval_opts.n_seq;
     let mode = match &task {
         Task::Perplexity => EvalMode::Perplexity,
         Task::WriteBase(p) => {
@@ -239,10 +224,6 @@ fn perplexity(args: &PerplexityArgs) -> Result<(), Failure> {
             };
             let _ = out.flush();
         });
-    };
-    let eval_opts = EvalOptions {
-        n_seq: chunks_per_sweep,
-        step_tokens,
     };
     let result = evaluate(
         &mut engine,

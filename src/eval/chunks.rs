@@ -2,6 +2,7 @@
 //! asks for it, special-token text kept as text), non-overlapping chunks of n_ctx tokens with
 //! the tail dropped, token 0 of every chunk replaced by BOS, and the second half scored.
 
+use sluice_loader::tokenizer::Tokenizer;
 use thiserror::Error;
 
 /// Why a text cannot be evaluated as asked.
@@ -15,6 +16,10 @@ pub enum PlanError {
     },
     #[error("--chunks 0 evaluates nothing")]
     NoChunks,
+    #[error("the tokenizer asks for BOS but has no BOS token")]
+    NoBosToken,
+    #[error("tokenizing: {0}")]
+    Tokenize(String),
     #[error("a context of {0} tokens scores nothing; it must be at least 4")]
     TinyContext(usize),
 }
@@ -103,6 +108,31 @@ impl ChunkPlan {
     pub fn target(&self, c: usize, pos: usize) -> u32 {
         self.tokens[c * self.n_ctx + pos + 1]
     }
+}
+
+/// The token every chunk starts with: the model's BOS when its metadata asks for one.
+pub fn chunk_bos(tok: &Tokenizer) -> Result<Option<u32>, PlanError> {
+    match (tok.add_bos_default(), tok.bos_id()) {
+        (false, _) => Ok(None),
+        (true, Some(b)) => Ok(Some(b)),
+        (true, None) => Err(PlanError::NoBosToken),
+    }
+}
+
+/// The chunks of a text file's contents, tokenized once as llama-perplexity does, and the
+/// text's token count.
+pub fn text_plan(
+    tok: &Tokenizer,
+    contents: &str,
+    n_ctx: usize,
+    max_chunks: Option<usize>,
+) -> Result<(ChunkPlan, usize), PlanError> {
+    let bos = chunk_bos(tok)?;
+    let tokens = tok
+        .encode(text_of_file(contents), bos.is_some(), false)
+        .map_err(|e| PlanError::Tokenize(e.to_string()))?;
+    let n = tokens.len();
+    Ok((ChunkPlan::new(tokens, n_ctx, max_chunks, bos)?, n))
 }
 
 /// The text llama-perplexity evaluates from a file's contents: exactly one trailing newline

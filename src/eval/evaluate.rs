@@ -12,7 +12,9 @@ use super::logits_file::{LogitsFileError, LogitsReader, LogitsWriter};
 use super::logprob::{encode_row, kld_token, nll, row_words, KldToken};
 use super::stats::{KldLine, KldSummary, KldSums, PplSums};
 use crate::engine::sampler::{Sampler, SamplerConfig};
-use crate::engine::scheduler::{BatchOptions, BatchStats, Driver, Finished, SeqRequest, Verdict};
+use crate::engine::scheduler::{
+    BatchOptions, BatchStats, Driver, Finished, SeqRequest, Verdict, MAX_BATCH_LIMIT,
+};
 use crate::engine::session::{Engine, EngineError, StopReason};
 
 /// What an evaluation computes besides perplexity.
@@ -32,6 +34,24 @@ pub struct EvalOptions {
     pub n_seq: usize,
     /// Tokens one sweep computes (n_seq·n_ctx, or less when a chunk takes several sweeps).
     pub step_tokens: usize,
+}
+
+impl EvalOptions {
+    /// llama-perplexity's batching for `-b batch`: `batch / n_ctx` chunks share a sweep (at
+    /// most `n_chunk`, at least one), and a sweep is no larger than they are.
+    pub fn for_batch(batch: usize, n_ctx: usize, n_chunk: usize) -> EvalOptions {
+        let n_seq = chunks_per_sweep(batch, n_ctx).min(n_chunk.max(1));
+        EvalOptions {
+            n_seq,
+            step_tokens: batch.min(n_seq * n_ctx),
+        }
+    }
+}
+
+/// Chunks of `n_ctx` that share a sweep of `batch` tokens, known before the text is read (the
+/// engine plans KV caches for this many).
+pub fn chunks_per_sweep(batch: usize, n_ctx: usize) -> usize {
+    (batch / n_ctx.max(1)).clamp(1, MAX_BATCH_LIMIT)
 }
 
 /// The figures after a chunk, as llama-perplexity prints them then.

@@ -9,6 +9,8 @@ pub mod logits_file;
 pub mod logprob;
 pub mod stats;
 
-pub use chunks::{ChunkPlan, PlanError};
-pub use evaluate::{evaluate, ChunkLine, EvalError, EvalMode, EvalOptions, EvalReport};
+pub use chunks::{chunk_bos, text_plan, ChunkPlan, PlanError};
+pub use evaluate::{
+    chunks_per_sweep, evaluate, ChunkLine, EvalError, EvalMode, EvalOptions, EvalReport,
+};
 pub use logits_file::{LogitsFileError, LogitsHeader, LogitsReader, LogitsWriter};
