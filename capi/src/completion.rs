@@ -4,6 +4,7 @@
 use std::ffi::{c_char, CStr};
 
 use sluice::api::Completion;
+use sluice::engine::session::StopReason;
 
 /// A finished generation (opaque; free with `sluice_completion_free`).
 pub struct SluiceCompletion {
@@ -22,11 +23,11 @@ impl SluiceCompletion {
     pub fn new(c: Completion) -> SluiceCompletion {
         let mut text = c.text.into_bytes();
         text.push(0);
-        let stop_reason = match c.stop_reason.name() {
-            "length" => c"length",
-            "eos" => c"eos",
-            "stop" => c"stop",
-            _ => c"interrupted",
+        let stop_reason = match c.stop_reason {
+            StopReason::Length => c"length",
+            StopReason::Eos => c"eos",
+            StopReason::Stop => c"stop",
+            StopReason::Interrupted => c"interrupted",
         };
         SluiceCompletion {
             text,

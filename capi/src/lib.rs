@@ -14,7 +14,7 @@ mod status;
 use std::ffi::{c_char, c_void};
 use std::sync::Mutex;
 
-use sluice::api::{Llm, Piece, Request};
+use sluice::api::{ApiError, Llm, Piece, Request};
 
 pub use completion::SluiceCompletion;
 use options::c_str;
@@ -127,7 +127,18 @@ pub unsafe extern "C" fn sluice_generate(
     out: *mut *mut SluiceCompletion,
 ) -> SluiceStatus {
     // SAFETY: forwarded under the same promises, with one prompt.
-    unsafe { sluice_generate_batch(engine, &prompt, 1, options, callback, user_data, out) }
+    unsafe {
+        generate_into(
+            engine,
+            &prompt,
+            1,
+            options,
+            callback,
+            user_data,
+            out,
+            Call::One,
+        )
+    }
 }
 
 /// Generates for `n_prompts` prompts together (up to the engine's `max_batch` per layer
@@ -147,6 +158,44 @@ pub unsafe extern "C" fn sluice_generate_batch(
     callback: SluiceTokenCallback,
     user_data: *mut c_void,
     out: *mut *mut SluiceCompletion,
+) -> SluiceStatus {
+    // SAFETY: forwarded under the same promises.
+    unsafe {
+        generate_into(
+            engine,
+            prompts,
+            n_prompts,
+            options,
+            callback,
+            user_data,
+            out,
+            Call::Batch,
+        )
+    }
+}
+
+/// Which library call a C call makes: `Llm::generate` (errors as they are) or
+/// `Llm::generate_batch` (errors naming the request).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    One,
+    Batch,
+}
+
+/// The body of `sluice_generate` and `sluice_generate_batch`.
+///
+/// # Safety
+/// As `sluice_generate_batch`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn generate_into(
+    engine: *mut SluiceEngine,
+    prompts: *const *const c_char,
+    n_prompts: usize,
+    options: *const SluiceGenerateOptions,
+    callback: SluiceTokenCallback,
+    user_data: *mut c_void,
+    out: *mut *mut SluiceCompletion,
+    call: Call,
 ) -> SluiceStatus {
     guard(|| {
         if out.is_null() || (prompts.is_null() && n_prompts > 0) {
@@ -174,10 +223,7 @@ pub unsafe extern "C" fn sluice_generate_batch(
                 unsafe { opts.request(text) }
             })
             .collect::<Result<Vec<Request>, Failure>>()?;
-        let mut llm = engine.llm.lock().map_err(|_| Failure {
-            status: SluiceStatus::SluiceInternal,
-            message: "the engine failed inside an earlier call; free it and open another".into(),
-        })?;
+        let mut llm = engine.llm.lock().map_err(|_| ApiError::Poisoned)?;
         let on_piece = |p: &Piece| match callback {
             None => true,
             Some(f) => {
@@ -195,7 +241,10 @@ pub unsafe extern "C" fn sluice_generate_batch(
                 }
             }
         };
-        let (done, _) = llm.generate_batch(&requests, on_piece)?;
+        let done = match (call, requests.as_slice()) {
+            (Call::One, [one]) => vec![llm.generate(one, on_piece)?],
+            _ => llm.generate_batch(&requests, on_piece)?.0,
+        };
         for (slot, c) in out.iter_mut().zip(done) {
             *slot = Box::into_raw(Box::new(SluiceCompletion::new(c)));
         }

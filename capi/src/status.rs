@@ -59,10 +59,10 @@ impl Failure {
 impl From<ApiError> for Failure {
     fn from(e: ApiError) -> Failure {
         Failure {
-            status: if e.is_bad_input() {
-                SluiceStatus::SluiceBadInput
-            } else {
-                SluiceStatus::SluiceRuntime
+            status: match &e {
+                ApiError::Poisoned => SluiceStatus::SluiceInternal,
+                e if e.is_bad_input() => SluiceStatus::SluiceBadInput,
+                _ => SluiceStatus::SluiceRuntime,
             },
             message: e.to_string(),
         }
@@ -125,6 +125,10 @@ mod tests {
         assert_eq!(guard(|| Err(bad.into())), SluiceStatus::SluiceBadInput);
         let machine = ApiError::Cancelled;
         assert_eq!(guard(|| Err(machine.into())), SluiceStatus::SluiceRuntime);
+        assert_eq!(
+            guard(|| Err(ApiError::Poisoned.into())),
+            SluiceStatus::SluiceInternal
+        );
         assert_eq!(guard(|| Ok(())), SluiceStatus::SluiceOk);
         assert_eq!(last(), "");
         set_last_error("with\0nul");

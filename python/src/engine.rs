@@ -25,11 +25,7 @@ pub struct Engine {
 
 /// The engine, or the error of a call that panicked inside it earlier.
 pub(crate) fn lock(llm: &Mutex<Llm>) -> Result<MutexGuard<'_, Llm>, ApiError> {
-    llm.lock().map_err(|_| {
-        ApiError::Option(
-            "this engine failed inside an earlier call; open a new sluice.Engine".into(),
-        )
-    })
+    llm.lock().map_err(|_| ApiError::Poisoned)
 }
 
 /// `ram_budget` as bytes: an int, or a size string such as "2G" or "512M".

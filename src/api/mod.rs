@@ -77,6 +77,10 @@ pub enum ApiError {
     /// The caller's callback asked to stop.
     #[error("cancelled by the caller")]
     Cancelled,
+    /// A call panicked inside the engine earlier (a bug in sluice): a frontend that shares the
+    /// engine behind a lock refuses to use it again.
+    #[error("this engine failed inside an earlier call; free it and open another")]
+    Poisoned,
 }
 
 // The engine's errors are large; boxed, every `Result<_, ApiError>` stays small.
@@ -103,7 +107,7 @@ impl ApiError {
             ApiError::Engine(e) => e.is_bad_input(),
             ApiError::Request { source, .. } => source.is_bad_input(),
             ApiError::Eval(e) => e.is_bad_input(),
-            ApiError::Cancelled => false,
+            ApiError::Cancelled | ApiError::Poisoned => false,
         }
     }
 }
@@ -260,7 +264,7 @@ pub struct Completion {
 }
 
 /// Figures of a whole call (one request or a batch).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunStats {
     /// Layer sweeps run.
     pub steps: usize,
@@ -390,11 +394,11 @@ impl Llm {
         request: &Request,
         mut on_piece: impl FnMut(&Piece) -> bool,
     ) -> Result<Completion, ApiError> {
-        let mut out = self.run(std::slice::from_ref(request), &mut on_piece)?;
-        let (c, _) = out
+        let prepared = self.prepare(request)?;
+        let (mut done, _) = self.run(vec![prepared], &mut on_piece)?;
+        Ok(done
             .pop()
-            .unwrap_or_else(|| unreachable!("one request, one result"));
-        Ok(c)
+            .unwrap_or_else(|| unreachable!("one request, one result")))
     }
 
     /// Generates for every request, up to [`max_batch`](Llm::max_batch) per layer sweep, in
@@ -406,43 +410,35 @@ impl Llm {
         requests: &[Request],
         mut on_piece: impl FnMut(&Piece) -> bool,
     ) -> Result<(Vec<Completion>, RunStats), ApiError> {
-        let out = self.run(requests, &mut on_piece)?;
-        let stats = out.last().map(|(_, s)| s.clone());
-        let completions = out.into_iter().map(|(c, _)| c).collect();
-        Ok((completions, stats.unwrap_or_else(RunStats::empty)))
-    }
-
-    /// Runs `requests` on the batch core; each completion with the call's figures.
-    fn run(
-        &mut self,
-        requests: &[Request],
-        on_piece: &mut dyn FnMut(&Piece) -> bool,
-    ) -> Result<Vec<(Completion, RunStats)>, ApiError> {
-        if requests.is_empty() {
-            return Ok(Vec::new());
-        }
         let prepared = requests
             .iter()
             .enumerate()
             .map(|(index, r)| {
-                self.prepare(r).map_err(|e| match requests.len() {
-                    1 => e,
-                    _ => ApiError::Request {
-                        index,
-                        source: Box::new(e),
-                    },
+                self.prepare(r).map_err(|e| ApiError::Request {
+                    index,
+                    source: Box::new(e),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.run(prepared, &mut on_piece)
+    }
+
+    /// Runs prepared requests on the batch core: the completions in order, and the figures.
+    fn run(
+        &mut self,
+        prepared: Vec<Prepared>,
+        on_piece: &mut dyn FnMut(&Piece) -> bool,
+    ) -> Result<(Vec<Completion>, RunStats), ApiError> {
+        if prepared.is_empty() {
+            return Ok((Vec::new(), RunStats::default()));
+        }
         let n_vocab = self.engine.spec().n_vocab;
-        let mut opts = BatchOptions::new(self.max_batch.min(requests.len()));
+        let mut opts = BatchOptions::new(self.max_batch.min(prepared.len()));
         opts.n_ctx = Some(self.ctx);
         let mut driver = RequestsDriver::new(prepared, &self.tok, n_vocab, on_piece);
-        let stats = self.engine.run_batch(&opts, &mut driver)?;
-        let stats = RunStats::from(&stats);
+        let stats = RunStats::from(&self.engine.run_batch(&opts, &mut driver)?);
         self.last_run = Some(stats.clone());
-        let done = driver.into_results()?;
-        Ok(done.into_iter().map(|c| (c, stats.clone())).collect())
+        Ok((driver.into_results()?, stats))
     }
 
     /// A request checked against the model and tokenized.
@@ -460,7 +456,10 @@ impl Llm {
                 "token id {bad} is outside the model's vocabulary of {n_vocab}"
             )));
         }
-        self.engine.check_prompt(&prompt)?;
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt.into());
+        }
+        // `ctx` is the model's context or less: the model's own limit is checked too.
         if prompt.len() >= self.ctx {
             return Err(EngineError::PromptTooLong {
                 prompt: prompt.len(),
@@ -474,19 +473,5 @@ impl Llm {
             sampling: r.sampling.clone(),
             stop: r.stop.clone(),
         })
-    }
-}
-
-impl RunStats {
-    fn empty() -> RunStats {
-        RunStats {
-            steps: 0,
-            prompt_tokens: 0,
-            generated_tokens: 0,
-            wall_s: 0.0,
-            io_wait_s: 0.0,
-            streamed_bytes: 0,
-            peak_live: 0,
-        }
     }
 }
