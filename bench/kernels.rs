@@ -53,12 +53,7 @@ fn matvec_4096(c: &mut Criterion) {
     let mut rng = Rng::new(7);
     for ty in TYPES {
         let bytes = weights(&mut rng, ty, BIG, BIG);
-        let w = WeightView {
-            ty,
-            row_elems: BIG,
-            n_rows: BIG,
-            bytes: &bytes,
-        };
+        let w = WeightView::file(ty, BIG, BIG, &bytes);
         let mut group = c.benchmark_group(format!("matvec_4096/{ty}"));
         timing(&mut group, 10, 2);
         // The scalar F16/BF16/F32 paths take 60-120 ms an iteration: the same count per sample.
@@ -114,12 +109,7 @@ fn smollm2_layer(c: &mut Criterion) {
                 group.bench_function(id, |b| {
                     b.iter(|| {
                         for (k, n, bytes) in &mats {
-                            let w = WeightView {
-                                ty,
-                                row_elems: *k,
-                                n_rows: *n,
-                                bytes,
-                            };
+                            let w = WeightView::file(ty, *k, *n, bytes);
                             let run = quantize_acts_with(isa, ty, &x[..*k], 1, &mut q)
                                 .and_then(|()| matmul_with(isa, &w, &q, &mut out[..*n], pool));
                             black_box(run.map(|()| out[0]).ok());
@@ -143,12 +133,7 @@ fn prefill(c: &mut Criterion) {
     let mut rng = Rng::new(13);
     for (ty, k, n) in [(GgmlType::Q4_1, 576, 1536), (GgmlType::Q5_0, 896, 4864)] {
         let bytes = weights(&mut rng, ty, k, n);
-        let w = WeightView {
-            ty,
-            row_elems: k,
-            n_rows: n,
-            bytes: &bytes,
-        };
+        let w = WeightView::file(ty, k, n, &bytes);
         let q = acts(&mut rng, isa, ty, k, PREFILL_TOKENS);
         let mut out = vec![0.0f32; PREFILL_TOKENS * n];
         let mut group = c.benchmark_group(format!("prefill_{k}x{n}/{ty}"));

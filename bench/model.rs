@@ -15,7 +15,7 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
 use sluice::cpu::synth::{weights, Rng};
-use sluice::cpu::{Isa, ThreadPool};
+use sluice::cpu::{Isa, ThreadPool, WeightLayout};
 use sluice::model::attention::{attend_batch, padded_n_kv, AttnScratch, AttnShape};
 use sluice::model::exp::exp_ggml;
 use sluice::model::forward::{embed, forward_layer, Config, RunState};
@@ -400,6 +400,7 @@ impl LayerBytes {
             row_elems,
             n_rows,
             bytes,
+            layout: WeightLayout::File,
         };
         let bias = |n, bytes| m.qkv_bias.then(|| t(GgmlType::F32, n, 1, bytes));
         LayerWeights {
@@ -436,6 +437,7 @@ fn decode_layer(c: &mut Criterion) {
             row_elems: m.n_embd,
             n_rows: 1,
             bytes: &embd_bytes,
+            layout: WeightLayout::File,
         };
         let mut group = c.benchmark_group(format!("decode_layer/{}-{}", m.name, m.weight_ty));
         slow(&mut group);

@@ -212,6 +212,48 @@ fn qwen_streamed() {
     check_model("qwen2.5-coder-0.5b", true);
 }
 
+/// Part resident, part streamed (a budget of about half the model): on AVX-512 the resident
+/// layers and head are rearranged into 16-row groups (`cpu::rows16`) while the streamed ones
+/// stay as read, so both layouts meet in one sweep; `SLUICE_LAYOUT=file` runs the same plan
+/// on the file layout. Every run must give the reference tokens (two prompts per model).
+#[test]
+fn partly_resident_on_every_layout() {
+    let layouts: &[(&str, &str)] = if cpu_has_avx512() {
+        &[("avx512", "auto"), ("avx512", "file")]
+    } else {
+        eprintln!("partly_resident_on_every_layout: no AVX-512 VNNI here, so nothing is interleaved: running the AVX2 file layout only");
+        &[("avx2", "auto")]
+    };
+    let mut failures = Vec::new();
+    for (model, budget) in [("smollm2-135m", "50M"), ("qwen2.5-coder-0.5b", "250M")] {
+        let path = require_model(model);
+        let reference = load_reference(model);
+        let max_tokens = reference.max_tokens.to_string();
+        for (id, p) in reference.prompts.iter().take(2) {
+            for &(isa, layout) in layouts {
+                let mut args = greedy_args(path_arg(&path), &p.text, &max_tokens, "2");
+                args.extend(["--ram-budget", budget]);
+                let env = [("SLUICE_SIMD", isa), ("SLUICE_LAYOUT", layout)];
+                let label = format!("{model} {id} --ram-budget {budget} {isa} layout {layout}");
+                match try_run_json(&args, &env) {
+                    Err(e) => failures.push(format!("{label}: {e}")),
+                    Ok(out) => {
+                        let (row, problems) = check_run(p, false, &out);
+                        eprintln!("{label}: {row}");
+                        failures.extend(problems.into_iter().map(|e| format!("{label}: {e}")));
+                        let (r, s) = (out.stats.resident_layers, out.stats.streamed_layers);
+                        if r == 0 || s == 0 {
+                            failures
+                                .push(format!("{label}: {r} resident, {s} streamed: not a mix"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_no_failures("partly resident", &failures);
+}
+
 /// The comparison rule itself, on made-up sequences.
 #[test]
 fn rule_equal_tolerated_diverged() {

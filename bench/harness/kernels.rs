@@ -13,8 +13,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use crate::cpu::membw::read_bandwidth;
+use crate::cpu::rows16;
 use crate::cpu::synth::{self, Rng, WEIGHT_TYPES};
-use crate::cpu::{matmul_with, Isa, ThreadPool, WeightView};
+use crate::cpu::{matmul_with, Isa, ThreadPool, WeightLayout, WeightView};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sluice_loader::quant::dequantize_row;
@@ -193,19 +194,26 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             kernels: Vec::new(),
         })
         .collect();
+    // Resident matrices of some types are rearranged for the best tier (`cpu::rows16`): that
+    // layout gets a row of its own, over a rearranged copy of the same matrix.
+    let rows16_tier = Isa::best();
+    let rows16_at = rows16_tier.reads_rows16().then(|| {
+        tiers.push(TierFigures {
+            isa: "avx512 rows16",
+            kernels: Vec::new(),
+        });
+        tiers.len() - 1
+    });
+    let mut scratch = Vec::new();
     let mut kernels = Vec::new();
     let bar = super::progress::bar(types.len() as u64, "weight types");
     for ty in types {
         bar.set_message(format!("weight types: {ty}"));
         let row_bytes = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
-        let n_rows = (size as usize / row_bytes.max(1)).max(1);
+        // Whole 16-row groups, so the interleaved layout applies to the same matrix.
+        let n_rows = (size as usize / row_bytes.max(1) / 16 * 16).max(16);
         let bytes = synth::weights(&mut rng, ty, ROW_ELEMS, n_rows);
-        let w = WeightView {
-            ty,
-            row_elems: ROW_ELEMS,
-            n_rows,
-            bytes: &bytes,
-        };
+        let w = WeightView::file(ty, ROW_ELEMS, n_rows, &bytes);
         let gb = |s: f64, tokens: usize| (bytes.len() * tokens) as f64 / s / 1e9;
         // `Isa::current()` is always one of the tiers present: its figures are that tier's.
         let mut current = (f64::NAN, f64::NAN);
@@ -221,6 +229,22 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             if *tier == isa {
                 current = (mv, bt);
             }
+        }
+        if let Some(at) = rows16_at.filter(|_| rows16::applies(ty, n_rows)) {
+            let mut packed = bytes.clone();
+            rows16::repack(ty, n_rows, &mut packed, &mut scratch)?;
+            let w = WeightView {
+                layout: WeightLayout::Rows16,
+                ..WeightView::file(ty, ROW_ELEMS, n_rows, &packed)
+            };
+            let mv = matvec_pass_s(rows16_tier, &w, &mut rng, &pool, args.seconds, 1)?;
+            let bt = matvec_pass_s(rows16_tier, &w, &mut rng, &pool, args.seconds, BATCH_TOKENS)?;
+            tiers[at].kernels.push(TierKernel {
+                ty: ty.to_string(),
+                matvec_gb_per_s: gb(mv, 1),
+                matvec_fraction_of_mem: gb(mv, 1) * 1e9 / mem_bps,
+                batch_gb_per_s: gb(bt, BATCH_TOKENS),
+            });
         }
         let (mv, bt) = current;
         let mut row = vec![0.0f32; ROW_ELEMS];
@@ -398,8 +422,13 @@ fn print_tiers(tiers: &[TierFigures]) {
     let n_types = tiers.first().map_or(0, |t| t.kernels.len());
     for i in 0..n_types {
         print!("{:<8}", tiers[0].kernels[i].ty);
+        let ty = &tiers[0].kernels[i].ty;
         for t in tiers {
-            let k = &t.kernels[i];
+            // A layout's tier lists only the types it takes.
+            let Some(k) = t.kernels.iter().find(|k| &k.ty == ty) else {
+                print!(" {:>24}", "-");
+                continue;
+            };
             print!(
                 " {:>24}",
                 format!(
@@ -468,12 +497,7 @@ pub(super) fn matvec_gb_per_s(
     let isa = Isa::current();
     let mut rng = Rng::new(0x5EED);
     let (n_rows, bytes) = random_matrix(&mut rng, ty, row_elems, size)?;
-    let w = WeightView {
-        ty,
-        row_elems,
-        n_rows,
-        bytes: &bytes,
-    };
+    let w = WeightView::file(ty, row_elems, n_rows, &bytes);
     let per_pass = matvec_pass_s(isa, &w, &mut rng, pool, seconds, 1)?;
     Ok(bytes.len() as f64 / per_pass / 1e9)
 }

@@ -2,6 +2,8 @@
 //! [`PrefetchControl`], the handle other threads (a thermal governor, a signal handler) use to
 //! change the depth or cancel.
 
+use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
@@ -47,17 +49,27 @@ pub struct SlotGuard<'a> {
     slot: usize,
     sequence: u64,
     extent: Extent,
-    bytes: &'a [u8],
+    /// The payload's first byte and length, inside the `InUse` slot this guard owns.
+    start: NonNull<u8>,
+    len: usize,
     read: ReadSpan,
+    _bytes: PhantomData<&'a mut [u8]>,
 }
 
+// SAFETY: a guard is the one owner of its slot's bytes, like a `&mut [u8]` (Send and Sync);
+// `Inner` is shared across threads by design.
+unsafe impl Send for SlotGuard<'_> {}
+// SAFETY: as above; `&SlotGuard` hands out only shared views.
+unsafe impl Sync for SlotGuard<'_> {}
+
 impl<'a> SlotGuard<'a> {
+    /// A guard over `len` payload bytes at `start` of `InUse` slot `slot`.
     pub(crate) fn new(
         inner: &'a Inner,
         slot: usize,
         sequence: u64,
         extent: Extent,
-        bytes: &'a [u8],
+        (start, len): (NonNull<u8>, usize),
         read: ReadSpan,
     ) -> Self {
         SlotGuard {
@@ -65,8 +77,10 @@ impl<'a> SlotGuard<'a> {
             slot,
             sequence,
             extent,
-            bytes,
+            start,
+            len,
             read,
+            _bytes: PhantomData,
         }
     }
 }
@@ -74,7 +88,16 @@ impl<'a> SlotGuard<'a> {
 impl SlotGuard<'_> {
     /// The payload bytes (the extent without its alignment padding).
     pub fn bytes(&self) -> &[u8] {
-        self.bytes
+        // SAFETY: the range lies inside an `InUse` slot, which nobody else reads or writes
+        // until this guard drops (readers write only `Reading` slots); shared for `&self`.
+        unsafe { std::slice::from_raw_parts(self.start.as_ptr(), self.len) }
+    }
+
+    /// The payload bytes, to rearrange in place before computing on them (the next read of
+    /// this extent overwrites the slot with the file's bytes again).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`; `&mut self` makes this the only view while it lives.
+        unsafe { std::slice::from_raw_parts_mut(self.start.as_ptr(), self.len) }
     }
 
     /// The extent this slot holds.

@@ -141,12 +141,18 @@ impl Prefetcher {
         inner.reader.stats_handle().add_consumed(stall);
         inner.top_up(&mut pipeline)?;
         let extent = inner.sweep[(sequence % inner.sweep.len() as u64) as usize];
-        let bytes = inner.ring().in_use_bytes(
+        let len = extent.payload_len as usize;
+        let start = inner
+            .ring()
+            .in_use_bytes(slot, extent.payload_offset as usize, len)?;
+        Ok(SlotGuard::new(
+            inner,
             slot,
-            extent.payload_offset as usize,
-            extent.payload_len as usize,
-        )?;
-        Ok(SlotGuard::new(inner, slot, sequence, extent, bytes, read))
+            sequence,
+            extent,
+            (start, len),
+            read,
+        ))
     }
 
     /// Changes how many extents are kept ahead (clamped to the slot count); returns the depth set.

@@ -195,13 +195,14 @@ impl HostRing {
         unsafe { self.slab.ptr().add(slot * self.slot_bytes) }
     }
 
-    /// Views `len` bytes at `offset` of an `InUse` slot.
+    /// Views `len` bytes at `offset` of an `InUse` slot, as the pointer to their start: the
+    /// slot's one consumer (its guard) may read them, and write them through `&mut` to itself.
     pub(crate) fn in_use_bytes(
         &self,
         slot: usize,
         offset: usize,
         len: usize,
-    ) -> Result<&[u8], SlotStateError> {
+    ) -> Result<std::ptr::NonNull<u8>, SlotStateError> {
         let actual = self.state(slot);
         if actual != SlotState::InUse {
             return Err(SlotStateError {
@@ -212,9 +213,11 @@ impl HostRing {
             });
         }
         assert!(offset <= self.slot_bytes && len <= self.slot_bytes - offset);
-        // SAFETY: an InUse slot is written by nobody: readers write only Reading slots, and the
-        // consumer's guard hands out shared views only. The range lies inside the slot.
-        Ok(unsafe { self.slab.bytes(slot * self.slot_bytes + offset, len) })
+        // SAFETY: the range lies inside the slot (asserted), hence inside the slab, whose
+        // pointer is non-null, so the offset pointer is too.
+        Ok(unsafe {
+            std::ptr::NonNull::new_unchecked(self.slab.ptr().add(slot * self.slot_bytes + offset))
+        })
     }
 }
 
@@ -234,7 +237,7 @@ mod tests {
         );
         ring.transition(slot, Reading, Ready).expect("complete");
         ring.transition(slot, Ready, InUse).expect("acquire");
-        assert_eq!(ring.in_use_bytes(slot, 0, 16).expect("view").len(), 16);
+        assert!(ring.in_use_bytes(slot, 0, 16).is_ok());
         ring.transition(slot, InUse, Free).expect("release");
         assert_eq!(ring.count(Free), 2);
     }

@@ -121,6 +121,7 @@ impl Slab {
     ///
     /// # Safety
     /// Nobody (thread or kernel) may write to that range while the returned slice lives.
+    #[cfg(test)]
     pub(crate) unsafe fn bytes(&self, offset: usize, len: usize) -> &[u8] {
         assert!(offset <= self.len_bytes && len <= self.len_bytes - offset);
         // SAFETY: the range lies inside the mapping (asserted), the mapping lives as long as

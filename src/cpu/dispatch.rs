@@ -13,6 +13,10 @@ use super::simd::{Avx2, Avx512};
 /// The environment variable that selects the kernel path (`scalar`, `avx2`, `avx512` or `auto`).
 pub const SIMD_ENV: &str = "SLUICE_SIMD";
 
+/// The environment variable that keeps resident weights in file layout (`file`) instead of
+/// the interleaved layout the AVX-512 kernels read fastest (`auto`, the default).
+pub const LAYOUT_ENV: &str = "SLUICE_LAYOUT";
+
 /// A kernel path. A value naming AVX2 can only be built after AVX2, FMA and F16C were detected,
 /// so safe code holding one may call the AVX2 kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +186,33 @@ impl Isa {
             }
             _ => false,
         }
+    }
+
+    /// Whether this path has kernels for the 16-row interleaved layout (`cpu::rows16`), so that
+    /// resident weights are worth rearranging for it.
+    pub fn reads_rows16(self) -> bool {
+        match self.kind {
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the engine rearranges resident weights for this path: [`Isa::reads_rows16`],
+    /// unless `SLUICE_LAYOUT=file` keeps the file layout (to measure what the layout gains).
+    pub fn interleaves_resident(self) -> bool {
+        static KEEP_FILE: OnceLock<bool> = OnceLock::new();
+        let keep_file = *KEEP_FILE.get_or_init(|| {
+            match std::env::var(LAYOUT_ENV).ok().as_deref().map(str::trim) {
+                None | Some("") | Some("auto") => false,
+                Some("file") => true,
+                Some(other) => {
+                    log::warn!("{LAYOUT_ENV}={other:?} is not file or auto; using auto");
+                    false
+                }
+            }
+        });
+        self.reads_rows16() && !keep_file
     }
 
     /// The selected path with its feature proof.

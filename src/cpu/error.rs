@@ -96,6 +96,19 @@ pub enum CpuError {
         /// Values needed.
         expected: usize,
     },
+    /// A matrix in the 16-row interleaved layout reached a path without a kernel for it.
+    #[error(
+        "{ty} matrix of {n_rows} rows is in the 16-row interleaved layout, which the {isa} \
+         kernels cannot read (only AVX-512 runs it; weights are interleaved only for that path)"
+    )]
+    Layout {
+        /// Weight type.
+        ty: GgmlType,
+        /// Rows of the matrix.
+        n_rows: usize,
+        /// The kernel path asked to run it.
+        isa: &'static str,
+    },
     /// A paired product (gate and up) was given matrices with different row counts.
     #[error("paired matrices must have the same rows, got {a_rows} and {b_rows}")]
     PairShape {

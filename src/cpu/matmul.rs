@@ -16,9 +16,10 @@ use sluice_loader::GgmlType;
 
 use super::acts::QuantizedActs;
 use super::dispatch::Isa;
-use super::dot::RowDot;
+use super::dot::{RowDot, Rows16Tile};
 use super::error::CpuError;
 use super::pool::ThreadPool;
+use super::rows16::{self, WeightLayout};
 
 /// Weight rows per work item of a batch (a multiple of 4; 16 keeps 2–16 threads balanced on
 /// small layers).
@@ -28,7 +29,7 @@ pub const DECODE_ROWS_PER_CHUNK: usize = 64;
 /// Tokens per work item: each weight row is dotted with this many tokens while hot in cache.
 pub const TOKENS_PER_TILE: usize = 8;
 
-/// A weight matrix of `n_rows` rows of `row_elems` elements of type `ty`, in file layout.
+/// A weight matrix of `n_rows` rows of `row_elems` elements of type `ty`, in `layout`.
 #[derive(Clone, Copy, Debug)]
 pub struct WeightView<'a> {
     /// Element type of the weights.
@@ -37,8 +38,23 @@ pub struct WeightView<'a> {
     pub row_elems: usize,
     /// Number of rows (ggml `ne[1]`), i.e. output features.
     pub n_rows: usize,
-    /// The rows back to back, `n_rows * row_bytes` bytes.
+    /// The rows, `n_rows * row_bytes` bytes.
     pub bytes: &'a [u8],
+    /// How the rows are arranged: as in the file, or interleaved in 16-row groups.
+    pub layout: WeightLayout,
+}
+
+impl<'a> WeightView<'a> {
+    /// A matrix in file layout (each row's blocks back to back).
+    pub fn file(ty: GgmlType, row_elems: usize, n_rows: usize, bytes: &'a [u8]) -> Self {
+        WeightView {
+            ty,
+            row_elems,
+            n_rows,
+            bytes,
+            layout: WeightLayout::File,
+        }
+    }
 }
 
 /// Weight rows per work item for a product over `n_tok` tokens: a one-token product streams
@@ -134,7 +150,7 @@ pub fn matmul_with(
     out: &mut [f32],
     pool: &ThreadPool,
 ) -> Result<(), CpuError> {
-    let kernel = check(w, x_q, out.len())?;
+    let kernel = check(isa, w, x_q, out.len())?;
     if w.row_elems == 0 {
         out.fill(0.0);
         return Ok(());
@@ -166,7 +182,7 @@ pub fn matmul_many_with<const N: usize>(
 ) -> Result<(), CpuError> {
     let mut kernels = [None; N];
     for (m, (w, out)) in ws.iter().zip(&outs).enumerate() {
-        kernels[m] = Some(check(w, x_q, out.len())?);
+        kernels[m] = Some(check(isa, w, x_q, out.len())?);
     }
     if x_q.rows() == 0 {
         return Ok(());
@@ -221,8 +237,8 @@ pub fn matmul_pair_with(
     pool: &ThreadPool,
     join: impl Fn(usize, &mut [f32], &[f32]) + Sync,
 ) -> Result<(), CpuError> {
-    let ka = check(wa, x_q, out_a.len())?;
-    let kb = check(wb, x_q, out_b.len())?;
+    let ka = check(isa, wa, x_q, out_a.len())?;
+    let kb = check(isa, wb, x_q, out_b.len())?;
     if wa.n_rows != wb.n_rows {
         return Err(CpuError::PairShape {
             a_rows: wa.n_rows,
@@ -256,24 +272,55 @@ pub fn matmul_pair_with(
 
 impl Item<'_> {
     /// Fills this item's outputs with the dots of its weight rows and tokens.
-    fn compute(&mut self, isa: Isa, kernel: RowDot, w: &WeightView<'_>, x_q: &QuantizedActs) {
+    fn compute(&mut self, isa: Isa, kernel: Kernel, w: &WeightView<'_>, x_q: &QuantizedActs) {
         let n_rows = self.outs[0].len();
         let row_bytes = w.bytes.len() / w.n_rows;
         let w_rows = &w.bytes[self.r0 * row_bytes..(self.r0 + n_rows) * row_bytes];
         let a_rows = x_q.rows_bytes(self.t0, self.n_tok);
-        kernel.tile(isa, w_rows, a_rows, &mut self.outs[..self.n_tok]);
+        let outs = &mut self.outs[..self.n_tok];
+        match kernel {
+            Kernel::File(k) => k.tile(isa, w_rows, a_rows, outs),
+            // Items start and end on group boundaries: chunks are multiples of 16 rows and
+            // the matrix holds whole groups (checked).
+            Kernel::Rows16(k) => k.run(w_rows, a_rows, outs),
+        }
     }
 }
 
+/// The kernel a checked product runs: a file-layout row dot, or an interleaved-layout tile.
+#[derive(Clone, Copy)]
+enum Kernel {
+    File(RowDot),
+    Rows16(Rows16Tile),
+}
+
 /// Checks that the weight, the activations and the output fit together; returns the kernel.
-fn check(w: &WeightView<'_>, x_q: &QuantizedActs, out_len: usize) -> Result<RowDot, CpuError> {
-    let kernel = RowDot::for_weight(w.ty)?;
-    if x_q.ty() != kernel.act || x_q.row_elems() != w.row_elems {
+fn check(
+    isa: Isa,
+    w: &WeightView<'_>,
+    x_q: &QuantizedActs,
+    out_len: usize,
+) -> Result<Kernel, CpuError> {
+    let row_dot = RowDot::for_weight(w.ty)?;
+    let kernel = match w.layout {
+        WeightLayout::File => Kernel::File(row_dot),
+        WeightLayout::Rows16 => {
+            let tile =
+                Rows16Tile::for_weight(isa, w.ty).filter(|_| rows16::applies(w.ty, w.n_rows));
+            Kernel::Rows16(tile.ok_or(CpuError::Layout {
+                ty: w.ty,
+                n_rows: w.n_rows,
+                isa: isa.name(),
+            })?)
+        }
+    };
+    let kernel_act = row_dot.act;
+    if x_q.ty() != kernel_act || x_q.row_elems() != w.row_elems {
         return Err(CpuError::ActsMismatch {
             acts_ty: x_q.ty(),
             acts_elems: x_q.row_elems(),
             weight_ty: w.ty,
-            needed_ty: kernel.act,
+            needed_ty: kernel_act,
             row_elems: w.row_elems,
         });
     }

@@ -11,7 +11,7 @@
 //! # fn demo(bytes: &[u8], x: &[f32], out: &mut [f32]) -> Result<(), sluice::cpu::CpuError> {
 //! let pool = ThreadPool::new(2);                      // once per process
 //! let mut acts = QuantizedActs::for_shape(512, 1536); // once: max tokens × max row length
-//! let w = WeightView { ty: GgmlType::Q4_1, row_elems: 576, n_rows: 1536, bytes };
+//! let w = WeightView::file(GgmlType::Q4_1, 576, 1536, bytes);
 //! quantize_acts(w.ty, x, 5, &mut acts)?;              // x: 5 tokens × 576, row-major
 //! matmul(&w, &acts, out, &pool)?;                     // out: 5 tokens × 1536
 //! # Ok(()) }
@@ -27,6 +27,7 @@ mod matmul;
 pub mod membw;
 mod pool;
 pub mod quantize;
+pub mod rows16;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 pub mod synth;
@@ -43,3 +44,4 @@ pub use matmul::{
     ROWS_PER_CHUNK, TOKENS_PER_TILE,
 };
 pub use pool::{ThreadPool, SPIN_BEFORE_PARK};
+pub use rows16::WeightLayout;

@@ -114,12 +114,7 @@ mod tests {
         let pool = ThreadPool::new(1);
         for ty in WEIGHT_TYPES {
             let bytes = weights(&mut rng, ty, 256, 3);
-            let w = WeightView {
-                ty,
-                row_elems: 256,
-                n_rows: 3,
-                bytes: &bytes,
-            };
+            let w = WeightView::file(ty, 256, 3, &bytes);
             let q = acts(&mut rng, Isa::scalar(), ty, 256, 1).expect("acts");
             let mut out = [f32::NAN; 3];
             assert_eq!(matmul_with(Isa::scalar(), &w, &q, &mut out, &pool), Ok(()));

@@ -14,7 +14,7 @@ use thiserror::Error;
 use super::layer_times::{RowRecord, SweepRecorder};
 use super::rows::RowRange;
 use super::store::{Held, WeightStore};
-use crate::cpu::ThreadPool;
+use crate::cpu::{rows16, ThreadPool, WeightLayout};
 use crate::model::forward::{
     embed, forward_head, forward_layer, head_input, head_rows, Config, EmbeddingRows, ForwardError,
     RunState,
@@ -36,6 +36,8 @@ pub enum ExecError {
     Forward(#[from] ForwardError),
     #[error(transparent)]
     Weights(#[from] WeightError),
+    #[error("rearranging resident weights: {0}")]
+    Interleave(#[from] crate::cpu::rows16::RepackError),
 }
 
 /// Time spent waiting for streamed layers, and computing.
@@ -45,11 +47,13 @@ pub struct SweepTimes {
     pub compute: Duration,
 }
 
-/// The slices of one tensor of a held global extent.
+/// The slices of one tensor of a held global extent; `interleaved`: [`Held::interleave`]
+/// rearranged it (the LM head's matrix).
 fn global_tensor<'a>(
     ext: &LayerExtents,
     held: &'a Held<'_>,
     role: TensorRole,
+    interleaved: bool,
 ) -> Option<Tensor<'a>> {
     let (s, guard) = held
         .globals
@@ -64,7 +68,21 @@ fn global_tensor<'a>(
         row_elems,
         n_rows,
         bytes,
+        layout: if interleaved && rows16::applies(s.ty, n_rows) {
+            WeightLayout::Rows16
+        } else {
+            WeightLayout::File
+        },
     })
+}
+
+/// The LM head's tensor: the output matrix, or the embeddings when they are tied.
+pub fn head_role(ext: &LayerExtents) -> TensorRole {
+    if ext.find(None, TensorRole::Output).is_some() {
+        TensorRole::Output
+    } else {
+        TensorRole::TokenEmbd
+    }
 }
 
 /// The global tensors the forward pass needs, viewed in held slots.
@@ -79,14 +97,21 @@ pub struct Globals<'a> {
 impl<'a> Globals<'a> {
     /// Finds the resident globals in the held slots.
     pub fn view(ext: &LayerExtents, held: &'a Held<'_>) -> Result<Globals<'a>, WeightError> {
-        let output_norm =
-            global_tensor(ext, held, TensorRole::OutputNorm).ok_or(WeightError::Missing {
+        let output_norm = global_tensor(ext, held, TensorRole::OutputNorm, false).ok_or(
+            WeightError::Missing {
                 layer: None,
                 role: TensorRole::OutputNorm,
-            })?;
-        let token_embd = global_tensor(ext, held, TensorRole::TokenEmbd);
-        let output = if ext.find(None, TensorRole::Output).is_some() {
-            global_tensor(ext, held, TensorRole::Output)
+            },
+        )?;
+        let head = head_role(ext);
+        let token_embd = global_tensor(
+            ext,
+            held,
+            TensorRole::TokenEmbd,
+            held.interleaved && head == TensorRole::TokenEmbd,
+        );
+        let output = if head == TensorRole::Output {
+            global_tensor(ext, held, TensorRole::Output, held.interleaved)
         } else {
             token_embd
         };
@@ -203,7 +228,8 @@ impl Sweep<'_, '_> {
                     }
                 }
             }
-            let w = LayerWeights::view(layer, extents, &payloads[..k])?;
+            let interleaved = self.resident[layer] && self.held.interleaved;
+            let w = LayerWeights::view(layer, extents, &payloads[..k], interleaved)?;
             forward_layer(self.cfg, &w, layer, batch.segs, st, caches, self.pool)?;
             if let Some(r) = rec.as_deref_mut() {
                 let mut reads = ReadTally::default();
@@ -264,6 +290,7 @@ impl Sweep<'_, '_> {
                 row_elems: head.row_elems,
                 n_rows: r.n_rows,
                 bytes: guard.bytes(),
+                layout: WeightLayout::File,
             };
             if !rows.is_empty() {
                 head_rows(&range, r.row0, rows.len(), st, self.pool)?;

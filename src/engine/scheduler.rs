@@ -17,8 +17,9 @@ use super::executor::{ExecError, Globals, StepBatch, StreamedHead, Sweep, SweepT
 use super::sampler::Sampler;
 use super::session::{Engine, EngineError, StopReason, PREFILL_BATCH_MAX};
 use super::store::GlobalMatrix;
+use crate::cpu::Isa;
 use crate::cuda::release::Loans;
-use crate::model::forward::{EmbeddingRows, RunState};
+use crate::model::forward::{EmbeddingRows, ResidentRows, RunState};
 use crate::model::kv_cache::KV_PAD;
 use crate::model::kv_slabs::{KvSlabs, SlabRefused};
 use crate::model::segment::Segment;
@@ -399,7 +400,11 @@ impl Engine {
         let mut slabs = KvSlabs::new(self.cfg.n_layer, kv_dim, opts.max_batch, kv_budget);
 
         let held_started = Instant::now();
-        let held = self.store.hold()?;
+        let mut held = self.store.hold()?;
+        if !on_gpu && Isa::current().interleaves_resident() {
+            held.interleave(&self.model.extents, &self.plan.resident)
+                .map_err(ExecError::from)?;
+        }
         let globals = Globals::view(&self.model.extents, &held).map_err(ExecError::from)?;
         let mut stats = BatchStats {
             resident_load: held_started.elapsed(),
@@ -449,7 +454,7 @@ impl Engine {
                 role: TensorRole::TokenEmbd,
             }))
         };
-        let mut resident_embd = globals.token_embd;
+        let mut resident_embd = globals.token_embd.map(ResidentRows::new);
         let embd: &mut dyn EmbeddingRows = match (&mut self.embd_reader, &mut resident_embd) {
             (_, Some(t)) => t,
             (Some(r), None) => r,

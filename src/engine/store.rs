@@ -16,9 +16,12 @@ use sluice_runtime::{
     Extent, FileId, HostRing, Prefetcher, Reader, ReaderConfig, SlabRegistrar, SlotGuard,
 };
 
+use super::executor::head_role;
 use super::planner::Plan;
 use super::row_reader::RowReader;
 use super::rows::{MatrixOnDisk, RowRange};
+use crate::cpu::rows16::{self, RepackError};
+use crate::model::weights::interleave_layer;
 
 /// A global matrix (the embeddings or the LM head) as it lies in the model's files.
 #[derive(Clone, Copy, Debug)]
@@ -153,6 +156,47 @@ pub struct Held<'a> {
     pub globals: Vec<(usize, SlotGuard<'a>)>,
     /// Payloads of resident layers' extents, in sweep order.
     pub layers: Vec<SlotGuard<'a>>,
+    /// Whether [`Held::interleave`] rearranged the resident layers' matrices.
+    pub interleaved: bool,
+}
+
+impl Held<'_> {
+    /// Rearranges every resident layer's matrices and a resident LM head that the 16-row
+    /// layout takes, in place (`cpu::rows16`), for kernels that read them faster so; returns
+    /// the bytes rearranged. Streamed layers and head ranges stay as read: they arrive anew
+    /// every sweep. Tied embeddings are read through `forward::ResidentRows`, which knows.
+    pub fn interleave(
+        &mut self,
+        ext: &LayerExtents,
+        resident: &[bool],
+    ) -> Result<u64, RepackError> {
+        let mut scratch = Vec::new();
+        let mut done = 0;
+        let head = head_role(ext);
+        for (i, guard) in &mut self.globals {
+            let Some(s) = ext.globals.get(*i).and_then(|e| e.slice(head)) else {
+                continue;
+            };
+            let n_rows = s.dims.iter().skip(1).product::<u64>() as usize;
+            let start = s.offset_in_payload as usize;
+            let bytes = guard.bytes_mut().get_mut(start..start + s.n_bytes as usize);
+            if let Some(bytes) = bytes.filter(|_| rows16::applies(s.ty, n_rows)) {
+                rows16::repack(s.ty, n_rows, bytes, &mut scratch)?;
+                done += s.n_bytes;
+            }
+        }
+        let mut guards = self.layers.iter_mut();
+        for (extents, _) in ext.layers.iter().zip(resident).filter(|(_, &r)| r) {
+            let mut payloads: Vec<&mut [u8]> = guards
+                .by_ref()
+                .take(extents.len())
+                .map(SlotGuard::bytes_mut)
+                .collect();
+            done += interleave_layer(extents, &mut payloads, &mut scratch)?;
+        }
+        self.interleaved = true;
+        Ok(done)
+    }
 }
 
 impl WeightStore {
@@ -223,7 +267,11 @@ impl WeightStore {
                 layers.push(p.next()?);
             }
         }
-        Ok(Held { globals, layers })
+        Ok(Held {
+            globals,
+            layers,
+            interleaved: false,
+        })
     }
 
     /// Bytes read from disk so far by every reader.

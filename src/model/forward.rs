@@ -21,8 +21,8 @@ use super::ops::{
 use super::segment::Segment;
 use super::weights::{LayerWeights, Tensor};
 use crate::cpu::{
-    matmul, matmul_many_with, matmul_pair_with, quantize_acts, vec_dot_type, CpuError, Isa,
-    QuantizedActs, ThreadPool,
+    matmul, matmul_many_with, matmul_pair_with, quantize_acts, rows16, vec_dot_type, CpuError, Isa,
+    QuantizedActs, ThreadPool, WeightLayout,
 };
 
 /// A failure inside the forward pass (a kernel refused its inputs).
@@ -34,6 +34,8 @@ pub enum ForwardError {
     Dequant(#[from] DequantError),
     #[error("token id {token} is outside the vocabulary of {n_vocab} tokens")]
     Token { token: u32, n_vocab: usize },
+    #[error(transparent)]
+    Layout(#[from] crate::cpu::rows16::RepackError),
     #[error("reading the embedding of token {token}: {source}")]
     EmbeddingRead {
         token: u32,
@@ -363,6 +365,46 @@ impl EmbeddingRows for Tensor<'_> {
     fn row(&mut self, id: usize) -> Result<&[u8], ForwardError> {
         let row_bytes = self.bytes.len() / self.n_rows.max(1);
         Ok(&self.bytes[id * row_bytes..(id + 1) * row_bytes])
+    }
+}
+
+/// Resident embeddings, in file layout or rearranged in 16-row groups (a tied LM head on the
+/// AVX-512 path), whose rows it copies back to file layout one at a time.
+pub struct ResidentRows<'a> {
+    tensor: Tensor<'a>,
+    /// One row in file layout (empty for a file-layout tensor): sized once.
+    row: Vec<u8>,
+}
+
+impl<'a> ResidentRows<'a> {
+    /// Rows of `tensor`, with a row buffer when its layout needs one.
+    pub fn new(tensor: Tensor<'a>) -> Self {
+        let row = match tensor.layout {
+            WeightLayout::File => Vec::new(),
+            WeightLayout::Rows16 => vec![0; tensor.bytes.len() / tensor.n_rows.max(1)],
+        };
+        ResidentRows { tensor, row }
+    }
+}
+
+impl EmbeddingRows for ResidentRows<'_> {
+    fn ty(&self) -> GgmlType {
+        self.tensor.ty
+    }
+
+    fn n_rows(&self) -> usize {
+        self.tensor.n_rows
+    }
+
+    fn row(&mut self, id: usize) -> Result<&[u8], ForwardError> {
+        let t = &self.tensor;
+        match t.layout {
+            WeightLayout::File => self.tensor.row(id),
+            WeightLayout::Rows16 => {
+                rows16::unpack_row(t.ty, t.n_rows, t.bytes, id, &mut self.row)?;
+                Ok(&self.row)
+            }
+        }
     }
 }
 

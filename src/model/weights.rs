@@ -7,7 +7,8 @@ use sluice_loader::spec::ModelSpec;
 use sluice_loader::GgmlType;
 use thiserror::Error;
 
-use crate::cpu::WeightView;
+use crate::cpu::rows16;
+use crate::cpu::{WeightLayout, WeightView};
 
 /// A tensor the model needs is missing or has the wrong shape or type.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct Tensor<'a> {
     /// Rows (1 for vectors).
     pub n_rows: usize,
     pub bytes: &'a [u8],
+    /// How a matrix's rows are arranged (vectors are always in file layout).
+    pub layout: WeightLayout,
 }
 
 impl<'a> Tensor<'a> {
@@ -53,6 +56,7 @@ impl<'a> Tensor<'a> {
             row_elems: self.row_elems,
             n_rows: self.n_rows,
             bytes: self.bytes,
+            layout: self.layout,
         }
     }
 }
@@ -89,34 +93,83 @@ fn find<'a, 'e>(
     None
 }
 
-fn tensor<'a>(slice: &TensorSlice, bytes: &'a [u8]) -> Tensor<'a> {
+/// The matrices of a transformer block (everything else in it is a vector).
+const MATRICES: [TensorRole; 7] = [
+    TensorRole::Q,
+    TensorRole::K,
+    TensorRole::V,
+    TensorRole::O,
+    TensorRole::Gate,
+    TensorRole::Up,
+    TensorRole::Down,
+];
+
+/// Rows of a tensor slice (1 for vectors).
+fn slice_rows(slice: &TensorSlice) -> usize {
+    slice.dims.iter().skip(1).product::<u64>() as usize
+}
+
+/// Whether [`interleave_layer`] rearranges this slice: a matrix of a type and shape the 16-row
+/// layout takes. [`LayerWeights::view`] asks the same, so the two always agree.
+fn interleaves(slice: &TensorSlice) -> bool {
+    MATRICES.contains(&slice.role) && rows16::applies(slice.ty, slice_rows(slice))
+}
+
+fn tensor<'a>(slice: &TensorSlice, bytes: &'a [u8], interleaved: bool) -> Tensor<'a> {
     let row_elems = slice.dims.first().copied().unwrap_or(1) as usize;
-    let n_rows = slice.dims.iter().skip(1).product::<u64>() as usize;
     Tensor {
         ty: slice.ty,
         row_elems,
-        n_rows,
+        n_rows: slice_rows(slice),
         bytes,
+        layout: if interleaved && interleaves(slice) {
+            WeightLayout::Rows16
+        } else {
+            WeightLayout::File
+        },
     }
+}
+
+/// Rearranges, in place, every matrix of one layer's payloads that the 16-row layout takes
+/// (`cpu::rows16`), so that [`LayerWeights::view`] with `interleaved` reads them as such; for
+/// resident layers on the AVX-512 path, once per load. Returns the bytes rearranged.
+pub fn interleave_layer(
+    extents: &[Extent],
+    payloads: &mut [&mut [u8]],
+    scratch: &mut Vec<u8>,
+) -> Result<u64, rows16::RepackError> {
+    let mut done = 0;
+    for (e, p) in extents.iter().zip(payloads.iter_mut()) {
+        for s in e.tensors.iter().filter(|s| interleaves(s)) {
+            let start = s.offset_in_payload as usize;
+            let Some(bytes) = p.get_mut(start..start + s.n_bytes as usize) else {
+                continue; // `view` reports the missing bytes
+            };
+            rows16::repack(s.ty, slice_rows(s), bytes, scratch)?;
+            done += s.n_bytes;
+        }
+    }
+    Ok(done)
 }
 
 impl<'a> LayerWeights<'a> {
     /// Views layer `layer`'s tensors in the payloads of its extents (checked once at load by
-    /// [`check_tensors`]).
+    /// [`check_tensors`]); `interleaved`: [`interleave_layer`] ran on these payloads.
     pub fn view(
         layer: usize,
         extents: &[Extent],
         payloads: &[&'a [u8]],
+        interleaved: bool,
     ) -> Result<LayerWeights<'a>, WeightError> {
         let get = |role| {
             find(extents, payloads, role)
-                .map(|(b, s)| tensor(s, b))
+                .map(|(b, s)| tensor(s, b, interleaved))
                 .ok_or(WeightError::Missing {
                     layer: Some(layer),
                     role,
                 })
         };
-        let opt = |role| find(extents, payloads, role).map(|(b, s)| tensor(s, b));
+        let opt = |role| find(extents, payloads, role).map(|(b, s)| tensor(s, b, interleaved));
         Ok(LayerWeights {
             attn_norm: get(TensorRole::AttnNorm)?,
             q: get(TensorRole::Q)?,
@@ -139,7 +192,6 @@ impl<'a> LayerWeights<'a> {
 /// already checked against the hyper-parameters when the [`ModelSpec`] was built.
 pub fn check_tensors(spec: &ModelSpec, extents: &LayerExtents) -> Result<(), WeightError> {
     use TensorRole as R;
-    const MATRICES: [TensorRole; 7] = [R::Q, R::K, R::V, R::O, R::Gate, R::Up, R::Down];
     let vectors: &[TensorRole] = if spec.qkv_bias {
         &[R::AttnNorm, R::FfnNorm, R::QBias, R::KBias, R::VBias]
     } else {

@@ -39,6 +39,7 @@ pub fn vec_dot_type(weight: GgmlType) -> Option<GgmlType> {
 type RowFn = fn(Isa, &[u8], &[u8]) -> f32;
 
 pub use multi::vec_dot_multi_with;
+pub(crate) use multi::Rows16Tile;
 
 /// Views both rows as blocks and runs `f`; NaN if a length is not whole blocks (callers check
 /// lengths first, so this is unreachable from the public API).

@@ -62,6 +62,51 @@ pub(super) fn avx512_tile(weight: GgmlType) -> Option<PairTileFn> {
     })
 }
 
+/// A tile kernel over 16-row interleaved weights (`cpu::rows16`) with the proof its path
+/// needs; only AVX-512 has them.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows16Tile {
+    #[cfg(target_arch = "x86_64")]
+    proof: Avx512,
+    #[cfg(target_arch = "x86_64")]
+    f: PairTileFn,
+}
+
+impl Rows16Tile {
+    /// The kernel for interleaved `weight` matrices on `isa`, if that path has one.
+    pub(crate) fn for_weight(isa: Isa, weight: GgmlType) -> Option<Rows16Tile> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let IsaKind::Avx512(proof) = isa.kind() else {
+                return None;
+            };
+            let f: PairTileFn = match weight {
+                GgmlType::Q4_1 => zm::q4_1_rows16_tile,
+                GgmlType::Q8_0 => zm::q8_0_rows16_tile,
+                _ => return None,
+            };
+            Some(Rows16Tile { proof, f })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (isa, weight);
+            None
+        }
+    }
+
+    /// `outs[k][i] = dot(row i of w, activation row k of a)`: `w` holds whole 16-row groups,
+    /// `outs[k]` one value per row of `w`.
+    pub(crate) fn run(&self, w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+        #[cfg(target_arch = "x86_64")]
+        (self.f)(self.proof, w, a, outs);
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (w, a, outs);
+            unreachable!("no Rows16Tile exists off x86-64");
+        }
+    }
+}
+
 impl RowDot {
     /// `outs[k][i] = dot(weight row i of w, activation row k of a)` over a tile: `w` holds
     /// `outs[0].len()` whole weight rows, `a` holds `outs.len()` whole activation rows, and every

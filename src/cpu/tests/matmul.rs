@@ -26,12 +26,7 @@ fn results_do_not_depend_on_threads_batch_or_path() {
     let paths: Vec<Isa> = Isa::all_present();
     for ty in WEIGHT_TYPES {
         let bytes = weights(&mut rng, ty, ROW_ELEMS, N_ROWS);
-        let w = WeightView {
-            ty,
-            row_elems: ROW_ELEMS,
-            n_rows: N_ROWS,
-            bytes: &bytes,
-        };
+        let w = WeightView::file(ty, ROW_ELEMS, N_ROWS, &bytes);
         for tokens in [5, 19, 33] {
             let (x, q) = acts(&mut rng, ty, ROW_ELEMS, tokens);
             let reference = run(Isa::scalar(), &w, &q, &pools[0]);
@@ -82,12 +77,7 @@ fn malformed_arguments_are_errors() {
     let pool = ThreadPool::new(2);
     let mut rng = Rng::new(0x5EED_0021);
     let bytes = weights(&mut rng, GgmlType::Q4_1, 64, 4);
-    let w = WeightView {
-        ty: GgmlType::Q4_1,
-        row_elems: 64,
-        n_rows: 4,
-        bytes: &bytes,
-    };
+    let w = WeightView::file(GgmlType::Q4_1, 64, 4, &bytes);
     let (_, q) = acts(&mut rng, GgmlType::Q4_1, 64, 2);
     let (_, wrong) = acts(&mut rng, GgmlType::Q8_0, 64, 2);
     let mut out = vec![0.0; 8];
@@ -134,12 +124,7 @@ fn malformed_arguments_are_errors() {
 #[test]
 fn empty_shapes_are_fine() {
     let pool = ThreadPool::new(2);
-    let w = WeightView {
-        ty: GgmlType::Q8_0,
-        row_elems: 32,
-        n_rows: 0,
-        bytes: &[],
-    };
+    let w = WeightView::file(GgmlType::Q8_0, 32, 0, &[]);
     let mut rng = Rng::new(1);
     let (_, q) = acts(&mut rng, GgmlType::Q8_0, 32, 3);
     assert_eq!(matmul_with(Isa::scalar(), &w, &q, &mut [], &pool), Ok(()));
@@ -160,12 +145,7 @@ fn grouped_products_equal_separate_ones() {
         let ws: Vec<WeightView<'_>> = shapes
             .iter()
             .zip(&bytes)
-            .map(|(&n_rows, b)| WeightView {
-                ty,
-                row_elems: ROW_ELEMS,
-                n_rows,
-                bytes: b,
-            })
+            .map(|(&n_rows, b)| WeightView::file(ty, ROW_ELEMS, n_rows, b))
             .collect();
         for tokens in [1, 2, 9] {
             let (_, q) = acts(&mut rng, ty, ROW_ELEMS, tokens);
@@ -259,12 +239,7 @@ fn every_tier_matches_scalar_on_ragged_shapes() {
         let row_elems = if ty.block_elems() == 256 { 768 } else { 96 };
         for n_rows in 1..=9 {
             let bytes = weights(&mut rng, ty, row_elems, n_rows);
-            let w = WeightView {
-                ty,
-                row_elems,
-                n_rows,
-                bytes: &bytes,
-            };
+            let w = WeightView::file(ty, row_elems, n_rows, &bytes);
             for tokens in 1..=9 {
                 let (_, q) = acts(&mut rng, ty, row_elems, tokens);
                 let reference = run(Isa::scalar(), &w, &q, &pool);

@@ -10,6 +10,7 @@ mod multi;
 mod quantizers;
 mod reference;
 mod rng;
+mod rows16;
 
 use super::Isa;
 

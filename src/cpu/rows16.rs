@@ -1,0 +1,255 @@
+//! The 16-row interleaved weight layout: resident matrices rearranged once, in place, so that an
+//! AVX-512 kernel holds one weight row per f32 lane (`simd::avx512::rows16`).
+//!
+//! The file layout stores each row's blocks back to back, which makes a zmm carry two rows'
+//! 8-lane partial sums (the AVX2 order) and spend a scale multiply, a widening and a reduction
+//! on every pair. Interleaved, 16 rows share every instruction: lane r of a register is row r
+//! of the group, and the 8 AVX2 partial lanes of a block become 8 registers, so each row still
+//! performs exactly its AVX2 arithmetic in its AVX2 order (bit-identical outputs) while the
+//! scale products, the `m·s` terms and the final sums are done once per 16 rows.
+//!
+//! Layout of a matrix whose row count is a multiple of 16: groups of 16 rows, each the same size
+//! as its 16 file rows (`16 × row_bytes`), so any run of whole groups is still one contiguous
+//! byte range. Inside a group, block after block (16 blocks' bytes each):
+//! - Q4_1: the 16 rows' `d` (f16), then their `m` (f16); then `qs` as 4 runs of 64 bytes: run
+//!   `l` holds bytes `4l..4l + 4` of each row's `qs`, row after row (the bytes whose low nibbles
+//!   feed AVX2 lane `l` and whose high nibbles feed lane `l + 4`).
+//! - Q8_0: the 16 rows' `d` (f16); then `qs` as 8 runs of 64 bytes, run `l` holding bytes
+//!   `4l..4l + 4` of each row, each stored as `q + 128` (`q ^ 0x80`) so that it is the unsigned
+//!   operand `vpdpbusd` takes (the kernel subtracts `128 · Σy` exactly).
+
+use sluice_loader::quant::blocks::{Block, BlockQ4_1, BlockQ8_0};
+use sluice_loader::GgmlType;
+
+/// Rows per interleaved group (one per f32 lane of a zmm register).
+pub const GROUP_ROWS: usize = 16;
+
+/// How a matrix's bytes are arranged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// As in the model file: each row's blocks back to back.
+    #[default]
+    File,
+    /// Rearranged by [`repack`]: groups of [`GROUP_ROWS`] rows, block by block (module docs).
+    Rows16,
+}
+
+/// Whether [`repack`] rearranges a matrix of this type and row count (the others stay in file
+/// layout): the engine and the views it builds ask the same question, so they always agree.
+pub fn applies(ty: GgmlType, n_rows: usize) -> bool {
+    Shape::of(ty).is_some() && n_rows > 0 && n_rows.is_multiple_of(GROUP_ROWS)
+}
+
+/// Where one block's fields go: `scales` leading bytes (f16 fields, each gathered into a run of
+/// 16), then `runs` runs of 64 bytes of quants, 4 bytes per row, XORed with `flip`.
+#[derive(Clone, Copy)]
+struct Shape {
+    block: usize,
+    scales: usize,
+    runs: usize,
+    flip: u8,
+}
+
+impl Shape {
+    fn of(ty: GgmlType) -> Option<Shape> {
+        match ty {
+            GgmlType::Q4_1 => Some(Shape {
+                block: BlockQ4_1::BYTES,
+                scales: 4,
+                runs: 4,
+                flip: 0,
+            }),
+            GgmlType::Q8_0 => Some(Shape {
+                block: BlockQ8_0::BYTES,
+                scales: 2,
+                runs: 8,
+                flip: 0x80,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Calls `f(file, packed, flip)` for each byte of row `r`'s block `b` in a group: its
+    /// offset in the group's file rows (16 rows of `row_bytes`), its offset in the block
+    /// group's interleaved bytes, and the XOR between the two.
+    fn each_byte(self, row_bytes: usize, b: usize, r: usize, mut f: impl FnMut(usize, usize, u8)) {
+        let at = r * row_bytes + b * self.block;
+        for h in (0..self.scales).step_by(2) {
+            for k in 0..2 {
+                f(at + h + k, GROUP_ROWS * h + 2 * r + k, 0);
+            }
+        }
+        let qs = GROUP_ROWS * self.scales;
+        for l in 0..self.runs {
+            for k in 0..4 {
+                f(
+                    at + self.scales + 4 * l + k,
+                    qs + 64 * l + 4 * r + k,
+                    self.flip,
+                );
+            }
+        }
+    }
+}
+
+/// A matrix the layout cannot be applied to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot interleave a {ty} matrix of {n_rows} rows in {len} bytes into 16-row groups")]
+pub struct RepackError {
+    /// Weight type.
+    pub ty: GgmlType,
+    /// Rows claimed.
+    pub n_rows: usize,
+    /// Bytes given.
+    pub len: usize,
+}
+
+/// Rearranges `bytes` (a whole `ty` matrix of `n_rows` rows in file layout) into [`Rows16`]
+/// order in place, using `scratch` (grown to one group's bytes; reuse it across matrices).
+///
+/// [`Rows16`]: WeightLayout::Rows16
+pub fn repack(
+    ty: GgmlType,
+    n_rows: usize,
+    bytes: &mut [u8],
+    scratch: &mut Vec<u8>,
+) -> Result<(), RepackError> {
+    let err = || RepackError {
+        ty,
+        n_rows,
+        len: bytes.len(),
+    };
+    let (shape, row_bytes) = checked(ty, n_rows, bytes.len()).ok_or_else(err)?;
+    let group = GROUP_ROWS * row_bytes;
+    let packed_block = GROUP_ROWS * shape.block;
+    scratch.resize(group, 0);
+    for g in bytes.chunks_exact_mut(group) {
+        scratch.copy_from_slice(g);
+        for (b, out) in g.chunks_exact_mut(packed_block).enumerate() {
+            for r in 0..GROUP_ROWS {
+                shape.each_byte(row_bytes, b, r, |file, packed, flip| {
+                    out[packed] = scratch[file] ^ flip;
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shape of `ty` and the row length, if a matrix of `n_rows` rows in `len` bytes takes
+/// the layout.
+fn checked(ty: GgmlType, n_rows: usize, len: usize) -> Option<(Shape, usize)> {
+    let shape = Shape::of(ty)?;
+    if !applies(ty, n_rows) || !len.is_multiple_of(n_rows) {
+        return None;
+    }
+    let row_bytes = len / n_rows;
+    row_bytes
+        .is_multiple_of(shape.block)
+        .then_some((shape, row_bytes))
+}
+
+/// Row `id` of an interleaved matrix (`bytes`, `n_rows` rows of `ty`) in file layout, into
+/// `out` (one row's bytes): what an embedding lookup in a rearranged, tied matrix reads.
+pub fn unpack_row(
+    ty: GgmlType,
+    n_rows: usize,
+    bytes: &[u8],
+    id: usize,
+    out: &mut [u8],
+) -> Result<(), RepackError> {
+    let err = || RepackError {
+        ty,
+        n_rows,
+        len: bytes.len(),
+    };
+    let (shape, row_bytes) = checked(ty, n_rows, bytes.len()).ok_or_else(err)?;
+    if id >= n_rows || out.len() != row_bytes {
+        return Err(err());
+    }
+    let (g, r) = (id / GROUP_ROWS, id % GROUP_ROWS);
+    let src = &bytes[g * GROUP_ROWS * row_bytes..][..GROUP_ROWS * row_bytes];
+    let packed_block = GROUP_ROWS * shape.block;
+    for (b, blk) in src.chunks_exact(packed_block).enumerate() {
+        shape.each_byte(row_bytes, b, r, |file, packed, flip| {
+            out[file - r * row_bytes] = blk[packed] ^ flip;
+        });
+    }
+    Ok(())
+}
+
+/// The inverse of [`repack`] on one whole matrix: file layout again (for tests and tools).
+pub fn unpack(ty: GgmlType, n_rows: usize, bytes: &[u8]) -> Result<Vec<u8>, RepackError> {
+    let mut out = vec![0u8; bytes.len()];
+    let row_bytes = bytes.len() / n_rows.max(1);
+    for (id, row) in out.chunks_exact_mut(row_bytes.max(1)).enumerate() {
+        unpack_row(ty, n_rows, bytes, id, row)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repack_then_unpack_is_the_identity() {
+        for (ty, block) in [
+            (GgmlType::Q4_1, BlockQ4_1::BYTES),
+            (GgmlType::Q8_0, BlockQ8_0::BYTES),
+        ] {
+            let n_rows = 48;
+            let row_bytes = 3 * block;
+            let file: Vec<u8> = (0..n_rows * row_bytes)
+                .map(|i| (i * 7 + i / 13) as u8)
+                .collect();
+            let mut packed = file.clone();
+            repack(ty, n_rows, &mut packed, &mut Vec::new()).expect("repack");
+            assert_ne!(packed, file);
+            assert_eq!(unpack(ty, n_rows, &packed).expect("unpack"), file, "{ty}");
+            let mut row = vec![0u8; row_bytes];
+            unpack_row(ty, n_rows, &packed, 37, &mut row).expect("row");
+            assert_eq!(row, file[37 * row_bytes..38 * row_bytes]);
+        }
+    }
+
+    #[test]
+    fn q4_1_fields_land_where_the_kernel_reads_them() {
+        let n_rows = 48;
+        let row_bytes = 3 * BlockQ4_1::BYTES;
+        let file: Vec<u8> = (0..n_rows * row_bytes)
+            .map(|i| (i * 7 + i / 13) as u8)
+            .collect();
+        let mut packed = file.clone();
+        let mut scratch = Vec::new();
+        repack(GgmlType::Q4_1, n_rows, &mut packed, &mut scratch).expect("repack");
+        assert_ne!(packed, file);
+        // Row 1's d sits right after row 0's in the first block; its third qs run 128 bytes on.
+        assert_eq!(packed[2..4], file[row_bytes..row_bytes + 2]);
+        assert_eq!(packed[64 + 128 + 4..][..4], file[row_bytes + 4 + 8..][..4]);
+        assert_eq!(
+            unpack(GgmlType::Q4_1, n_rows, &packed).expect("unpack"),
+            file
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_interleave() {
+        let mut s = Vec::new();
+        let mut b = vec![0u8; 20 * 8];
+        assert!(repack(GgmlType::Q4_1, 8, &mut b, &mut s).is_err()); // 8 rows: not a group
+        let mut b = vec![0u8; 18 * 16];
+        assert!(repack(GgmlType::Q4_0, 16, &mut b, &mut s).is_err()); // no Q4_0 layout
+        let mut row = vec![0u8; 20];
+        let b = vec![0u8; 20 * 16];
+        assert!(unpack_row(GgmlType::Q4_1, 16, &b, 16, &mut row).is_err()); // no row 16
+        let mut b = vec![0u8; 20 * 16 + 1];
+        let e = repack(GgmlType::Q4_1, 16, &mut b, &mut s).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Q4_1 matrix of 16 rows in 321 bytes"),
+            "{e}"
+        );
+        assert!(!applies(GgmlType::Q4_1, 0) && applies(GgmlType::Q4_1, 32));
+    }
+}

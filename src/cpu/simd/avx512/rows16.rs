@@ -1,0 +1,275 @@
+//! Kernels over the 16-row interleaved layout (`cpu::rows16`): lane r of every register is row
+//! r of a group, and the AVX2 kernel's 8 partial lanes of a block are 8 registers.
+//!
+//! Per block, row r still computes `fma(dx·dy, Σ4 lane l, acc_l)` for l in 0..8, the `m·s`
+//! chain, and at the end `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) + summs`: the AVX2 kernel's
+//! operations in its order, so outputs are bit-identical to it and to the scalar twin. What 16
+//! rows share: one scale multiply, one `m·s` fma and one activation broadcast per token and
+//! block, where the row-pair kernels spend one of each per two rows.
+
+use std::arch::x86_64::*;
+
+use sluice_loader::quant::blocks::{as_blocks, Block, BlockQ4_1, BlockQ8_0, BlockQ8_1};
+
+use super::safe_kernel512;
+use crate::cpu::f16_table::{f16_lookup, f16_table};
+use crate::cpu::rows16::GROUP_ROWS;
+
+/// Bytes of one interleaved Q4_1 block group (16 rows' block b).
+const Q4_1_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ4_1::BYTES;
+
+/// Bytes of one interleaved Q8_0 block group.
+const Q8_0_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ8_0::BYTES;
+
+/// Bytes ahead of the current block group that the loops prefetch.
+const PREFETCH_AHEAD: usize = 640;
+
+/// Activation rows dotted per pass over a group (accumulators: 8 zmm per token).
+const TOKENS_PER_PASS: usize = 4;
+
+/// The 4 activation bytes at `i..i + 4` as one i32 (what `vpdpbusd` multiplies per lane).
+#[inline(always)]
+fn quad(q: &[i8; 32], i: usize) -> i32 {
+    i32::from_le_bytes([q[i] as u8, q[i + 1] as u8, q[i + 2] as u8, q[i + 3] as u8])
+}
+
+/// One group of 16 interleaved Q4_1 rows (`grp`, `nb` block groups) dotted with `N` Q8_1
+/// activation rows: `out[n]` lane r is row r's dot with `y[n]`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI and F16C; `grp.len() == nb * Q4_1_GROUP_BLOCK`
+/// and every `y[n]` holds at least `nb` blocks.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `b` indexes the weight group and every token's row
+unsafe fn q4_1_group<const N: usize>(grp: &[u8], y: [&[BlockQ8_1]; N], nb: usize) -> [__m512; N] {
+    assert!(grp.len() == nb * Q4_1_GROUP_BLOCK);
+    let y = y.map(|r| &r[..nb]);
+    let t = f16_table();
+    // SAFETY: AVX-512 per the fn contract; every load reads inside `grp` (block b's 320 bytes:
+    // scales at 0..64, qs runs at 64..320); prefetches never fault.
+    unsafe {
+        let nib = _mm512_set1_epi8(0x0F);
+        let mut acc = [[_mm512_setzero_ps(); 8]; N];
+        let mut summs = [_mm512_setzero_ps(); N];
+        for b in 0..nb {
+            let blk = grp.as_ptr().add(b * Q4_1_GROUP_BLOCK);
+            for k in 0..Q4_1_GROUP_BLOCK.div_ceil(64) {
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_AHEAD + 64 * k).cast());
+            }
+            let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.cast()));
+            let mx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(32).cast()));
+            let mut d = [_mm512_setzero_ps(); N];
+            for n in 0..N {
+                let by = &y[n][b];
+                let dy = _mm512_set1_ps(f16_lookup(t, by.d));
+                summs[n] = _mm512_fmadd_ps(mx, _mm512_set1_ps(f16_lookup(t, by.s)), summs[n]);
+                d[n] = _mm512_mul_ps(dx, dy);
+            }
+            for l in 0..4 {
+                let raw = _mm512_loadu_si512(blk.add(64 + 64 * l).cast());
+                let lo = _mm512_and_si512(raw, nib);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nib);
+                for n in 0..N {
+                    let qs = &y[n][b].qs;
+                    let ylo = _mm512_set1_epi32(quad(qs, 4 * l));
+                    let yhi = _mm512_set1_epi32(quad(qs, 16 + 4 * l));
+                    let plo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, ylo);
+                    let phi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, yhi);
+                    acc[n][l] = _mm512_fmadd_ps(d[n], _mm512_cvtepi32_ps(plo), acc[n][l]);
+                    acc[n][l + 4] = _mm512_fmadd_ps(d[n], _mm512_cvtepi32_ps(phi), acc[n][l + 4]);
+                }
+            }
+        }
+        std::array::from_fn(|n| _mm512_add_ps(hsum_lanes(&acc[n]), summs[n]))
+    }
+}
+
+/// One group's dots with `N` activation rows of block type `A`, per weight type.
+trait GroupDot {
+    /// Activation block type.
+    type A: Block;
+    /// Bytes of one interleaved block group.
+    const GROUP_BLOCK: usize;
+
+    /// Lane r of `out[n]` is row r's dot with `y[n]`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI and F16C; `grp.len() == nb * GROUP_BLOCK`; every `y[n]` has at
+    /// least `nb` blocks.
+    unsafe fn group<const N: usize>(grp: &[u8], y: [&[Self::A]; N], nb: usize) -> [__m512; N];
+}
+
+/// Q4_1 · Q8_1.
+struct Q4_1;
+
+impl GroupDot for Q4_1 {
+    type A = BlockQ8_1;
+    const GROUP_BLOCK: usize = Q4_1_GROUP_BLOCK;
+
+    #[inline(always)]
+    unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8_1]; N], nb: usize) -> [__m512; N] {
+        // SAFETY: the same contract.
+        unsafe { q4_1_group::<N>(grp, y, nb) }
+    }
+}
+
+/// Q8_0 · Q8_0.
+struct Q8_0;
+
+impl GroupDot for Q8_0 {
+    type A = BlockQ8_0;
+    const GROUP_BLOCK: usize = Q8_0_GROUP_BLOCK;
+
+    #[inline(always)]
+    unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8_0]; N], nb: usize) -> [__m512; N] {
+        // SAFETY: the same contract.
+        unsafe { q8_0_group::<N>(grp, y, nb) }
+    }
+}
+
+/// One group of 16 interleaved Q8_0 rows (quants stored as `q + 128`) dotted with `N` Q8_0
+/// activation rows. Each lane's `vpdpbusd` starts from `−128 · Σ y` over its 4 bytes, so it
+/// ends at the exact `Σ q·y` the AVX2 kernel's lane holds.
+///
+/// # Safety
+/// As [`GroupDot::group`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `b` indexes the weight group and every token's row
+unsafe fn q8_0_group<const N: usize>(grp: &[u8], y: [&[BlockQ8_0]; N], nb: usize) -> [__m512; N] {
+    assert!(grp.len() == nb * Q8_0_GROUP_BLOCK);
+    let y = y.map(|r| &r[..nb]);
+    let t = f16_table();
+    // SAFETY: AVX-512 per the fn contract; every load reads inside `grp` (block b's 544
+    // bytes: scales at 0..32, quant runs at 32..544) or a whole activation block; prefetches
+    // never fault.
+    unsafe {
+        let ones = _mm256_set1_epi8(1);
+        let mut acc = [[_mm512_setzero_ps(); 8]; N];
+        for b in 0..nb {
+            let blk = grp.as_ptr().add(b * Q8_0_GROUP_BLOCK);
+            for k in 0..Q8_0_GROUP_BLOCK.div_ceil(64) {
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_AHEAD + 64 * k).cast());
+            }
+            let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.cast()));
+            let mut d = [_mm512_setzero_ps(); N];
+            let mut bias = [[0i32; 8]; N];
+            for n in 0..N {
+                let by = &y[n][b];
+                d[n] = _mm512_mul_ps(dx, _mm512_set1_ps(f16_lookup(t, by.d)));
+                let qy = _mm256_loadu_si256(by.qs.as_ptr().cast());
+                let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, qy);
+                let neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(sums));
+                _mm256_storeu_si256(bias[n].as_mut_ptr().cast(), neg);
+            }
+            for l in 0..8 {
+                let w = _mm512_loadu_si512(blk.add(32 + 64 * l).cast());
+                for n in 0..N {
+                    let qy = _mm512_set1_epi32(quad(&y[n][b].qs, 4 * l));
+                    let p = _mm512_dpbusd_epi32(_mm512_set1_epi32(bias[n][l]), w, qy);
+                    acc[n][l] = _mm512_fmadd_ps(d[n], _mm512_cvtepi32_ps(p), acc[n][l]);
+                }
+            }
+        }
+        std::array::from_fn(|n| hsum_lanes(&acc[n]))
+    }
+}
+
+/// Each lane's `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`: `hsum_f32x8`'s order, 16 rows at once.
+///
+/// # Safety
+/// AVX-512F must be available (called from a kernel compiled with it).
+#[inline(always)]
+unsafe fn hsum_lanes(a: &[__m512; 8]) -> __m512 {
+    // SAFETY: AVX-512F per the fn contract; register-only.
+    unsafe {
+        let add = |x, y| _mm512_add_ps(x, y);
+        let even = add(add(a[0], a[4]), add(a[2], a[6]));
+        let odd = add(add(a[1], a[5]), add(a[3], a[7]));
+        add(even, odd)
+    }
+}
+
+/// `outs[k][i] = dot(weight row i, activation row k)` for interleaved rows `w` (whole groups)
+/// and activation rows `a` (`outs.len()` of them).
+///
+/// # Safety
+/// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+#[inline(always)]
+unsafe fn drive<K: GroupDot>(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+    let n_tok = outs.len();
+    let Some(y) = as_blocks::<K::A>(a) else {
+        return;
+    };
+    let nb = y.len().checked_div(n_tok).unwrap_or(0);
+    if nb == 0 {
+        return;
+    }
+    let act = |k: usize| &y[k * nb..(k + 1) * nb];
+    for (g, grp) in w.chunks_exact(nb * K::GROUP_BLOCK).enumerate() {
+        let mut k = 0;
+        while k < n_tok {
+            let n = (n_tok - k).min(TOKENS_PER_PASS);
+            // SAFETY: features per this fn's contract; `grp` is one whole group of `nb` block
+            // groups and every activation row has `nb` blocks.
+            unsafe {
+                match n {
+                    1 => store(outs, k, g, &K::group::<1>(grp, [act(k)], nb)),
+                    2 => store(outs, k, g, &K::group::<2>(grp, [act(k), act(k + 1)], nb)),
+                    3 => store(
+                        outs,
+                        k,
+                        g,
+                        &K::group::<3>(grp, [act(k), act(k + 1), act(k + 2)], nb),
+                    ),
+                    _ => store(
+                        outs,
+                        k,
+                        g,
+                        &K::group::<4>(grp, [act(k), act(k + 1), act(k + 2), act(k + 3)], nb),
+                    ),
+                }
+            }
+            k += n;
+        }
+    }
+}
+
+/// Defines a `#[target_feature]` interleaved tile kernel over a [`GroupDot`] and its safe,
+/// token-gated wrapper `fn(Avx512, w, a, outs)`.
+macro_rules! rows16_tile {
+    ($(#[$m:meta])* $vis:vis fn $name:ident = $imp:ident, $K:ty) => {
+        /// A tile of interleaved rows (whole groups; see `drive`).
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $imp(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+            // SAFETY: the features are present (fn contract).
+            unsafe { drive::<$K>(w, a, outs) }
+        }
+
+        safe_kernel512!(
+            $(#[$m])* $vis fn $name = $imp; (w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) -> ());
+    };
+}
+
+/// Stores group `g`'s results for tokens `k..k + r.len()`.
+///
+/// # Safety
+/// AVX-512F must be available (called from a kernel compiled with it).
+#[inline(always)]
+unsafe fn store(outs: &mut [&mut [f32]], k: usize, g: usize, r: &[__m512]) {
+    for (o, v) in outs[k..k + r.len()].iter_mut().zip(r) {
+        let o = &mut o[g * GROUP_ROWS..(g + 1) * GROUP_ROWS];
+        // SAFETY: `o` is 16 writable f32; storeu takes any alignment; AVX-512F per the fn
+        // contract.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *v) };
+    }
+}
+
+rows16_tile!(
+    /// Q4_1 · Q8_1 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q4_1_rows16_tile = q4_1_imp, Q4_1);
+rows16_tile!(
+    /// Q8_0 · Q8_0 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q8_0_rows16_tile = q8_0_imp, Q8_0);

@@ -1,0 +1,139 @@
+//! The 16-row interleaved layout: products over rearranged matrices equal the file layout's on
+//! the scalar path bit for bit, for every token count, row length and thread count; paths
+//! without its kernels refuse it.
+
+use sluice_loader::GgmlType;
+
+use super::gen::{acts, weights};
+use super::rng::Rng;
+use crate::cpu::rows16::{self, WeightLayout};
+use crate::cpu::{
+    matmul_pair_with, matmul_with, CpuError, Isa, QuantizedActs, ThreadPool, WeightView,
+};
+
+/// The weight types with an interleaved layout.
+const TYPES: [GgmlType; 2] = [GgmlType::Q4_1, GgmlType::Q8_0];
+
+fn run(
+    isa: Isa,
+    w: &WeightView<'_>,
+    q: &QuantizedActs,
+    pool: &ThreadPool,
+) -> Result<Vec<u32>, CpuError> {
+    let mut out = vec![f32::NAN; q.rows() * w.n_rows];
+    matmul_with(isa, w, q, &mut out, pool)?;
+    Ok(out.iter().map(|v| v.to_bits()).collect())
+}
+
+fn interleaved<'a>(file: &WeightView<'_>, packed: &'a mut Vec<u8>) -> WeightView<'a> {
+    packed.clear();
+    packed.extend_from_slice(file.bytes);
+    let mut scratch = Vec::new();
+    assert_eq!(
+        rows16::repack(file.ty, file.n_rows, packed, &mut scratch),
+        Ok(())
+    );
+    WeightView {
+        layout: WeightLayout::Rows16,
+        ..WeightView::file(file.ty, file.row_elems, file.n_rows, packed)
+    }
+}
+
+#[test]
+fn interleaved_products_equal_the_scalar_file_layout() {
+    let Some(isa) = Isa::all_present().into_iter().find(|i| i.reads_rows16()) else {
+        eprintln!("interleaved_products_equal_the_scalar_file_layout: skipped: this CPU lacks AVX-512 F/BW/VL/VNNI, the only path with interleaved kernels");
+        return;
+    };
+    let pools = [ThreadPool::new(1), ThreadPool::new(2), ThreadPool::new(3)];
+    let mut rng = Rng::new(0x5EED_0160);
+    let mut packed = Vec::new();
+    for ty in TYPES {
+        // One block, an odd block count, SmolLM2's rows, a long row.
+        for (row_elems, n_rows) in [(32, 16), (96, 48), (576, 192), (2048, 80)] {
+            let bytes = weights(&mut rng, ty, row_elems, n_rows);
+            let file = WeightView::file(ty, row_elems, n_rows, &bytes);
+            let w = interleaved(&file, &mut packed);
+            for tokens in [1, 2, 3, 4, 5, 7, 8, 9, 13] {
+                let (_, q) = acts(&mut rng, ty, row_elems, tokens);
+                let reference = run(Isa::scalar(), &file, &q, &pools[0]);
+                for pool in &pools {
+                    assert_eq!(
+                        run(isa, &w, &q, pool),
+                        reference,
+                        "{ty} {n_rows}×{row_elems}, {tokens} tokens, {pool:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn paired_products_take_the_layout_too() {
+    let Some(isa) = Isa::all_present().into_iter().find(|i| i.reads_rows16()) else {
+        eprintln!("paired_products_take_the_layout_too: skipped: no AVX-512 VNNI on this CPU");
+        return;
+    };
+    let pool = ThreadPool::new(2);
+    let mut rng = Rng::new(0x5EED_0161);
+    let ty = GgmlType::Q4_1;
+    let (a, b) = (
+        weights(&mut rng, ty, 576, 96),
+        weights(&mut rng, ty, 576, 96),
+    );
+    let (fa, fb) = (
+        WeightView::file(ty, 576, 96, &a),
+        WeightView::file(ty, 576, 96, &b),
+    );
+    let (mut pa, mut pb) = (Vec::new(), Vec::new());
+    let (wa, wb) = (interleaved(&fa, &mut pa), interleaved(&fb, &mut pb));
+    let (_, q) = acts(&mut rng, ty, 576, 6);
+    let (mut oa, mut ob) = (vec![0.0; 6 * 96], vec![0.0; 6 * 96]);
+    let join = |_: usize, _: &mut [f32], _: &[f32]| {};
+    assert_eq!(
+        matmul_pair_with(isa, &wa, &wb, &q, &mut oa, &mut ob, &pool, join),
+        Ok(())
+    );
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(Ok(bits(&oa)), run(Isa::scalar(), &fa, &q, &pool));
+    assert_eq!(Ok(bits(&ob)), run(Isa::scalar(), &fb, &q, &pool));
+}
+
+#[test]
+fn paths_without_the_kernels_refuse_the_layout() {
+    let pool = ThreadPool::new(1);
+    let mut rng = Rng::new(0x5EED_0162);
+    let ty = GgmlType::Q4_1;
+    let bytes = weights(&mut rng, ty, 64, 32);
+    let file = WeightView::file(ty, 64, 32, &bytes);
+    let mut packed = Vec::new();
+    let w = interleaved(&file, &mut packed);
+    let (_, q) = acts(&mut rng, ty, 64, 2);
+    let err = run(Isa::scalar(), &w, &q, &pool).unwrap_err();
+    assert_eq!(
+        err,
+        CpuError::Layout {
+            ty,
+            n_rows: 32,
+            isa: "scalar"
+        }
+    );
+    assert!(
+        err.to_string().contains("16-row interleaved layout"),
+        "{err}"
+    );
+    // A row count that is not whole groups is refused on every path, never misread.
+    let odd = WeightView {
+        n_rows: 31,
+        bytes: &w.bytes[..31 * bytes.len() / 32],
+        ..w
+    };
+    for isa in Isa::all_present() {
+        let mut out = vec![0.0; 2 * 31];
+        assert!(matches!(
+            matmul_with(isa, &odd, &q, &mut out, &pool),
+            Err(CpuError::Layout { .. })
+        ));
+    }
+}
