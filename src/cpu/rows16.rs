@@ -14,11 +14,14 @@
 //! - Q4_1: the 16 rows' `d` (f16), then their `m` (f16); then `qs` as 4 runs of 64 bytes: run
 //!   `l` holds bytes `4l..4l + 4` of each row's `qs`, row after row (the bytes whose low nibbles
 //!   feed AVX2 lane `l` and whose high nibbles feed lane `l + 4`).
+//! - Q5_0: the 16 rows' `d`; their fifth bits as 8 masks of 64 bits (mask `l`: bit `4r + j`
+//!   is row r's bit `4l + j`), the byte-select masks of AVX2 lane `l`'s elements; `qs` as for
+//!   Q4_1.
 //! - Q8_0: the 16 rows' `d` (f16); then `qs` as 8 runs of 64 bytes, run `l` holding bytes
 //!   `4l..4l + 4` of each row, each stored as `q + 128` (`q ^ 0x80`) so that it is the unsigned
 //!   operand `vpdpbusd` takes (the kernel subtracts `128 · Σy` exactly).
 
-use sluice_loader::quant::blocks::{Block, BlockQ4_1, BlockQ8_0};
+use sluice_loader::quant::blocks::{Block, BlockQ4_1, BlockQ5_0, BlockQ8_0};
 use sluice_loader::GgmlType;
 
 /// Rows per interleaved group (one per f32 lane of a zmm register).
@@ -41,11 +44,14 @@ pub fn applies(ty: GgmlType, n_rows: usize) -> bool {
 }
 
 /// Where one block's fields go: `scales` leading bytes (f16 fields, each gathered into a run of
-/// 16), then `runs` runs of 64 bytes of quants, 4 bytes per row, XORed with `flip`.
+/// 16); with `qh`, the 32 fifth bits as 8 masks of 64 bits (mask `l`: bit `4r + j` is row r's
+/// bit `4l + j`, the byte-select mask of AVX2 lane l's 4 elements in all 16 rows); then `runs`
+/// runs of 64 bytes of quants, 4 bytes per row, XORed with `flip`.
 #[derive(Clone, Copy)]
 struct Shape {
     block: usize,
     scales: usize,
+    qh: bool,
     runs: usize,
     flip: u8,
 }
@@ -56,12 +62,21 @@ impl Shape {
             GgmlType::Q4_1 => Some(Shape {
                 block: BlockQ4_1::BYTES,
                 scales: 4,
+                qh: false,
+                runs: 4,
+                flip: 0,
+            }),
+            GgmlType::Q5_0 => Some(Shape {
+                block: BlockQ5_0::BYTES,
+                scales: 2,
+                qh: true,
                 runs: 4,
                 flip: 0,
             }),
             GgmlType::Q8_0 => Some(Shape {
                 block: BlockQ8_0::BYTES,
                 scales: 2,
+                qh: false,
                 runs: 8,
                 flip: 0x80,
             }),
@@ -79,17 +94,46 @@ impl Shape {
                 f(at + h + k, GROUP_ROWS * h + 2 * r + k, 0);
             }
         }
-        let qs = GROUP_ROWS * self.scales;
+        let (qh_file, qh_packed) = if self.qh { (4, 64) } else { (0, 0) };
+        let qs = GROUP_ROWS * self.scales + qh_packed;
         for l in 0..self.runs {
             for k in 0..4 {
                 f(
-                    at + self.scales + 4 * l + k,
+                    at + self.scales + qh_file + 4 * l + k,
                     qs + 64 * l + 4 * r + k,
                     self.flip,
                 );
             }
         }
     }
+
+    /// Calls `f(file_bit, packed_bit)` for each of row `r`'s 32 fifth bits of block `b`, as
+    /// bit offsets into the group's file rows and into the block group's interleaved bytes.
+    fn each_bit(self, row_bytes: usize, b: usize, r: usize, mut f: impl FnMut(usize, usize)) {
+        if !self.qh {
+            return;
+        }
+        let file = 8 * (r * row_bytes + b * self.block + self.scales);
+        let packed = 8 * GROUP_ROWS * self.scales;
+        for e in 0..32 {
+            f(file + e, packed + 64 * (e / 4) + 4 * r + e % 4);
+        }
+    }
+}
+
+/// Bit `i` (LSB first within each byte) of `bytes`.
+fn bit(bytes: &[u8], i: usize) -> bool {
+    bytes[i / 8] >> (i % 8) & 1 == 1
+}
+
+/// Sets bit `i` of `bytes` to `v`.
+fn set_bit(bytes: &mut [u8], i: usize, v: bool) {
+    let m = 1u8 << (i % 8);
+    bytes[i / 8] = if v {
+        bytes[i / 8] | m
+    } else {
+        bytes[i / 8] & !m
+    };
 }
 
 /// A matrix the layout cannot be applied to.
@@ -129,6 +173,9 @@ pub fn repack(
             for r in 0..GROUP_ROWS {
                 shape.each_byte(row_bytes, b, r, |file, packed, flip| {
                     out[packed] = scratch[file] ^ flip;
+                });
+                shape.each_bit(row_bytes, b, r, |file, packed| {
+                    set_bit(out, packed, bit(scratch, file));
                 });
             }
         }
@@ -174,6 +221,9 @@ pub fn unpack_row(
         shape.each_byte(row_bytes, b, r, |file, packed, flip| {
             out[file - r * row_bytes] = blk[packed] ^ flip;
         });
+        shape.each_bit(row_bytes, b, r, |file, packed| {
+            set_bit(out, file - 8 * r * row_bytes, bit(blk, packed));
+        });
     }
     Ok(())
 }
@@ -196,6 +246,7 @@ mod tests {
     fn repack_then_unpack_is_the_identity() {
         for (ty, block) in [
             (GgmlType::Q4_1, BlockQ4_1::BYTES),
+            (GgmlType::Q5_0, BlockQ5_0::BYTES),
             (GgmlType::Q8_0, BlockQ8_0::BYTES),
         ] {
             let n_rows = 48;

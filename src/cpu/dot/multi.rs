@@ -82,6 +82,7 @@ impl Rows16Tile {
             };
             let f: PairTileFn = match weight {
                 GgmlType::Q4_1 => zm::q4_1_rows16_tile,
+                GgmlType::Q5_0 => zm::q5_0_rows16_tile,
                 GgmlType::Q8_0 => zm::q8_0_rows16_tile,
                 _ => return None,
             };

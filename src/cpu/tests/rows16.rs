@@ -12,7 +12,7 @@ use crate::cpu::{
 };
 
 /// The weight types with an interleaved layout.
-const TYPES: [GgmlType; 2] = [GgmlType::Q4_1, GgmlType::Q8_0];
+const TYPES: [GgmlType; 3] = [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0];
 
 fn run(
     isa: Isa,

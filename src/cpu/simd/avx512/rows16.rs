@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use sluice_loader::quant::blocks::{as_blocks, Block, BlockQ4_1, BlockQ8_0, BlockQ8_1};
+use sluice_loader::quant::blocks::{as_blocks, Block, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
 
 use super::safe_kernel512;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
@@ -113,60 +113,136 @@ impl GroupDot for Q4_1 {
     }
 }
 
-/// Q8_0 · Q8_0.
+/// A type whose interleaved quants become unsigned bytes `u = q + BIAS` (Q8_0: stored so;
+/// Q5_0: the 5-bit value before its `− 16`), dotted with Q8_0 activations: each lane's
+/// `vpdpbusd` starts from `−BIAS · Σ y` over its 4 bytes and so ends at the exact `Σ q·y` the
+/// AVX2 kernel's lane holds; then `fma(dx·dy, lane, acc)` as there.
+trait Biased {
+    /// Bytes of one interleaved block group (the 16 rows' f16 `d` first).
+    const GROUP_BLOCK: usize;
+    /// What the stored or unpacked unsigned bytes exceed the signed quants by.
+    const BIAS: i32;
+
+    /// The unsigned operands of AVX2 lanes `h` and `h + 4` (h in 0..4) for the 16 rows.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW; `blk` points at a whole block group.
+    unsafe fn operands(blk: *const u8, h: usize) -> (__m512i, __m512i);
+}
+
+/// Q8_0 · Q8_0: quants stored as `q ^ 0x80`, 8 runs of 64 bytes after the scales.
 struct Q8_0;
 
-impl GroupDot for Q8_0 {
-    type A = BlockQ8_0;
+impl Biased for Q8_0 {
     const GROUP_BLOCK: usize = Q8_0_GROUP_BLOCK;
+    const BIAS: i32 = 128;
+
+    #[inline(always)]
+    unsafe fn operands(blk: *const u8, h: usize) -> (__m512i, __m512i) {
+        // SAFETY: runs h and h + 4 lie inside the block group (32 + 8·64 bytes).
+        unsafe {
+            (
+                _mm512_loadu_si512(blk.add(32 + 64 * h).cast()),
+                _mm512_loadu_si512(blk.add(32 + 64 * (h + 4)).cast()),
+            )
+        }
+    }
+}
+
+/// Q5_0 · Q8_0: nibbles as Q4_1's runs, each lane's fifth bits a 64-bit byte mask.
+struct Q5_0;
+
+impl Biased for Q5_0 {
+    const GROUP_BLOCK: usize = GROUP_ROWS * BlockQ5_0::BYTES;
+    const BIAS: i32 = 16;
+
+    #[inline(always)]
+    unsafe fn operands(blk: *const u8, h: usize) -> (__m512i, __m512i) {
+        // SAFETY: masks at 32..96 and qs run h at 96 + 64h lie inside the 352-byte group.
+        unsafe {
+            let nib = _mm512_set1_epi8(0x0F);
+            let sixteen = _mm512_set1_epi8(16);
+            let raw = _mm512_loadu_si512(blk.add(96 + 64 * h).cast());
+            let lo = _mm512_and_si512(raw, nib);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nib);
+            let k_lo = blk.add(32 + 8 * h).cast::<u64>().read_unaligned();
+            let k_hi = blk.add(32 + 8 * (h + 4)).cast::<u64>().read_unaligned();
+            (
+                _mm512_mask_add_epi8(lo, k_lo, lo, sixteen),
+                _mm512_mask_add_epi8(hi, k_hi, hi, sixteen),
+            )
+        }
+    }
+}
+
+impl<K: Biased> GroupDot for K {
+    type A = BlockQ8_0;
+    const GROUP_BLOCK: usize = K::GROUP_BLOCK;
 
     #[inline(always)]
     unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8_0]; N], nb: usize) -> [__m512; N] {
         // SAFETY: the same contract.
-        unsafe { q8_0_group::<N>(grp, y, nb) }
+        unsafe { biased_group::<K, N>(grp, y, nb) }
     }
 }
 
-/// One group of 16 interleaved Q8_0 rows (quants stored as `q + 128`) dotted with `N` Q8_0
-/// activation rows. Each lane's `vpdpbusd` starts from `−128 · Σ y` over its 4 bytes, so it
-/// ends at the exact `Σ q·y` the AVX2 kernel's lane holds.
+/// Blocks whose activation corrections are computed ahead, together, so that the block loop
+/// broadcasts them from memory (a load each) rather than shuffling them out of registers.
+const BIAS_CHUNK: usize = 16;
+
+/// One group of 16 interleaved rows of a [`Biased`] type dotted with `N` Q8_0 activation rows.
 ///
 /// # Safety
 /// As [`GroupDot::group`].
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // `b` indexes the weight group and every token's row
-unsafe fn q8_0_group<const N: usize>(grp: &[u8], y: [&[BlockQ8_0]; N], nb: usize) -> [__m512; N] {
-    assert!(grp.len() == nb * Q8_0_GROUP_BLOCK);
+unsafe fn biased_group<K: Biased, const N: usize>(
+    grp: &[u8],
+    y: [&[BlockQ8_0]; N],
+    nb: usize,
+) -> [__m512; N] {
+    assert!(grp.len() == nb * K::GROUP_BLOCK);
     let y = y.map(|r| &r[..nb]);
     let t = f16_table();
-    // SAFETY: AVX-512 per the fn contract; every load reads inside `grp` (block b's 544
-    // bytes: scales at 0..32, quant runs at 32..544) or a whole activation block; prefetches
-    // never fault.
+    // SAFETY: AVX-512 per the fn contract; every load reads inside `grp` (block b's bytes) or
+    // a whole activation block; prefetches never fault.
     unsafe {
         let ones = _mm256_set1_epi8(1);
+        let minus_bias = _mm256_set1_epi32(-K::BIAS);
         let mut acc = [[_mm512_setzero_ps(); 8]; N];
-        for b in 0..nb {
-            let blk = grp.as_ptr().add(b * Q8_0_GROUP_BLOCK);
-            for k in 0..Q8_0_GROUP_BLOCK.div_ceil(64) {
-                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_AHEAD + 64 * k).cast());
+        let mut bias = [[[0i32; 8]; N]; BIAS_CHUNK];
+        for c0 in (0..nb).step_by(BIAS_CHUNK) {
+            let blocks = c0..nb.min(c0 + BIAS_CHUNK);
+            for (b, out) in blocks.clone().zip(bias.iter_mut()) {
+                for (n, o) in out.iter_mut().enumerate() {
+                    let qy = _mm256_loadu_si256(y[n][b].qs.as_ptr().cast());
+                    let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, qy);
+                    _mm256_storeu_si256(
+                        o.as_mut_ptr().cast(),
+                        _mm256_mullo_epi32(sums, minus_bias),
+                    );
+                }
             }
-            let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.cast()));
-            let mut d = [_mm512_setzero_ps(); N];
-            let mut bias = [[0i32; 8]; N];
-            for n in 0..N {
-                let by = &y[n][b];
-                d[n] = _mm512_mul_ps(dx, _mm512_set1_ps(f16_lookup(t, by.d)));
-                let qy = _mm256_loadu_si256(by.qs.as_ptr().cast());
-                let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, qy);
-                let neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(sums));
-                _mm256_storeu_si256(bias[n].as_mut_ptr().cast(), neg);
-            }
-            for l in 0..8 {
-                let w = _mm512_loadu_si512(blk.add(32 + 64 * l).cast());
-                for n in 0..N {
-                    let qy = _mm512_set1_epi32(quad(&y[n][b].qs, 4 * l));
-                    let p = _mm512_dpbusd_epi32(_mm512_set1_epi32(bias[n][l]), w, qy);
-                    acc[n][l] = _mm512_fmadd_ps(d[n], _mm512_cvtepi32_ps(p), acc[n][l]);
+            for (b, corr) in blocks.zip(bias.iter()) {
+                let blk = grp.as_ptr().add(b * K::GROUP_BLOCK);
+                for k in 0..K::GROUP_BLOCK.div_ceil(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_AHEAD + 64 * k).cast());
+                }
+                let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.cast()));
+                let d: [__m512; N] = std::array::from_fn(|n| {
+                    _mm512_mul_ps(dx, _mm512_set1_ps(f16_lookup(t, y[n][b].d)))
+                });
+                for h in 0..4 {
+                    let (u_lo, u_hi) = K::operands(blk, h);
+                    for n in 0..N {
+                        let qs = &y[n][b].qs;
+                        let ylo = _mm512_set1_epi32(quad(qs, 4 * h));
+                        let yhi = _mm512_set1_epi32(quad(qs, 16 + 4 * h));
+                        let plo = _mm512_dpbusd_epi32(_mm512_set1_epi32(corr[n][h]), u_lo, ylo);
+                        let phi = _mm512_dpbusd_epi32(_mm512_set1_epi32(corr[n][h + 4]), u_hi, yhi);
+                        acc[n][h] = _mm512_fmadd_ps(d[n], _mm512_cvtepi32_ps(plo), acc[n][h]);
+                        acc[n][h + 4] =
+                            _mm512_fmadd_ps(d[n], _mm512_cvtepi32_ps(phi), acc[n][h + 4]);
+                    }
                 }
             }
         }
@@ -270,6 +346,9 @@ unsafe fn store(outs: &mut [&mut [f32]], k: usize, g: usize, r: &[__m512]) {
 rows16_tile!(
     /// Q4_1 · Q8_1 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
     pub(crate) fn q4_1_rows16_tile = q4_1_imp, Q4_1);
+rows16_tile!(
+    /// Q5_0 · Q8_0 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q5_0_rows16_tile = q5_0_imp, Q5_0);
 rows16_tile!(
     /// Q8_0 · Q8_0 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
     pub(crate) fn q8_0_rows16_tile = q8_0_imp, Q8_0);
