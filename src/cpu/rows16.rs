@@ -107,6 +107,37 @@ impl Shape {
         }
     }
 
+    /// Writes one block group (`out`) from the 16 rows' blocks in file layout: the same moves
+    /// as [`Shape::each_byte`] and [`Shape::each_bit`], a field at a time (the load-time path).
+    fn pack_block(self, rows: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
+        let word =
+            |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let flip = u32::from_ne_bytes([self.flip; 4]);
+        let (qh_file, qh_packed) = if self.qh { (4, 64) } else { (0, 0) };
+        let qs = GROUP_ROWS * self.scales + qh_packed;
+        let mut masks = [0u64; 8];
+        for (r, src) in rows.iter().enumerate() {
+            for h in (0..self.scales).step_by(2) {
+                out[GROUP_ROWS * h + 2 * r..][..2].copy_from_slice(&src[h..h + 2]);
+            }
+            if self.qh {
+                let bits = word(src, self.scales);
+                for (l, m) in masks.iter_mut().enumerate() {
+                    *m |= u64::from(bits >> (4 * l) & 0xF) << (4 * r);
+                }
+            }
+            for l in 0..self.runs {
+                let q = word(src, self.scales + qh_file + 4 * l) ^ flip;
+                out[qs + 64 * l + 4 * r..][..4].copy_from_slice(&q.to_le_bytes());
+            }
+        }
+        if self.qh {
+            for (l, m) in masks.iter().enumerate() {
+                out[GROUP_ROWS * self.scales + 8 * l..][..8].copy_from_slice(&m.to_le_bytes());
+            }
+        }
+    }
+
     /// Calls `f(file_bit, packed_bit)` for each of row `r`'s 32 fifth bits of block `b`, as
     /// bit offsets into the group's file rows and into the block group's interleaved bytes.
     fn each_bit(self, row_bytes: usize, b: usize, r: usize, mut f: impl FnMut(usize, usize)) {
@@ -170,14 +201,9 @@ pub fn repack(
     for g in bytes.chunks_exact_mut(group) {
         scratch.copy_from_slice(g);
         for (b, out) in g.chunks_exact_mut(packed_block).enumerate() {
-            for r in 0..GROUP_ROWS {
-                shape.each_byte(row_bytes, b, r, |file, packed, flip| {
-                    out[packed] = scratch[file] ^ flip;
-                });
-                shape.each_bit(row_bytes, b, r, |file, packed| {
-                    set_bit(out, packed, bit(scratch, file));
-                });
-            }
+            let rows =
+                std::array::from_fn(|r| &scratch[r * row_bytes + b * shape.block..][..shape.block]);
+            shape.pack_block(rows, out);
         }
     }
     Ok(())

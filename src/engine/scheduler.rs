@@ -402,7 +402,7 @@ impl Engine {
         let held_started = Instant::now();
         let mut held = self.store.hold()?;
         if !on_gpu && Isa::current().interleaves_resident() {
-            held.interleave(&self.model.extents, &self.plan.resident)
+            held.interleave(&self.model.extents, &self.plan.resident, &self.pool)
                 .map_err(ExecError::from)?;
         }
         let globals = Globals::view(&self.model.extents, &held).map_err(ExecError::from)?;

@@ -21,7 +21,9 @@ use super::planner::Plan;
 use super::row_reader::RowReader;
 use super::rows::{MatrixOnDisk, RowRange};
 use crate::cpu::rows16::{self, RepackError};
-use crate::model::weights::interleave_layer;
+use crate::cpu::ThreadPool;
+use crate::model::weights::interleave_jobs;
+use std::sync::{Mutex, PoisonError};
 
 /// A global matrix (the embeddings or the LM head) as it lies in the model's files.
 #[derive(Clone, Copy, Debug)]
@@ -162,37 +164,61 @@ pub struct Held<'a> {
 
 impl Held<'_> {
     /// Rearranges every resident layer's matrices and a resident LM head that the 16-row
-    /// layout takes, in place (`cpu::rows16`), for kernels that read them faster so; returns
-    /// the bytes rearranged. Streamed layers and head ranges stay as read: they arrive anew
-    /// every sweep. Tied embeddings are read through `forward::ResidentRows`, which knows.
+    /// layout takes, in place (`cpu::rows16`), on the pool's threads, for kernels that read
+    /// them faster so; returns the bytes rearranged. Streamed layers and head ranges stay as
+    /// read: they arrive anew every sweep. Tied embeddings are read through
+    /// `forward::ResidentRows`, which knows.
     pub fn interleave(
         &mut self,
         ext: &LayerExtents,
         resident: &[bool],
+        pool: &ThreadPool,
     ) -> Result<u64, RepackError> {
-        let mut scratch = Vec::new();
-        let mut done = 0;
+        let mut jobs = Vec::new();
         let head = head_role(ext);
         for (i, guard) in &mut self.globals {
-            let Some(s) = ext.globals.get(*i).and_then(|e| e.slice(head)) else {
+            let Some(e) = ext.globals.get(*i) else {
+                continue;
+            };
+            let Some(s) = e.slice(head) else {
                 continue;
             };
             let n_rows = s.dims.iter().skip(1).product::<u64>() as usize;
             let start = s.offset_in_payload as usize;
             let bytes = guard.bytes_mut().get_mut(start..start + s.n_bytes as usize);
             if let Some(bytes) = bytes.filter(|_| rows16::applies(s.ty, n_rows)) {
-                rows16::repack(s.ty, n_rows, bytes, &mut scratch)?;
-                done += s.n_bytes;
+                jobs.push((s.ty, n_rows, bytes));
             }
         }
         let mut guards = self.layers.iter_mut();
         for (extents, _) in ext.layers.iter().zip(resident).filter(|(_, &r)| r) {
-            let mut payloads: Vec<&mut [u8]> = guards
+            let payloads: Vec<&mut [u8]> = guards
                 .by_ref()
                 .take(extents.len())
                 .map(SlotGuard::bytes_mut)
                 .collect();
-            done += interleave_layer(extents, &mut payloads, &mut scratch)?;
+            jobs.extend(interleave_jobs(extents, payloads));
+        }
+        let done = jobs.iter().map(|(_, _, b)| b.len() as u64).sum();
+        let queue = Mutex::new(jobs);
+        let failed = Mutex::new(None);
+        pool.run(pool.n_threads(), |_| {
+            let mut scratch = Vec::new();
+            loop {
+                let job = queue.lock().unwrap_or_else(PoisonError::into_inner).pop();
+                let Some((ty, n_rows, bytes)) = job else {
+                    break;
+                };
+                if let Err(e) = rows16::repack(ty, n_rows, bytes, &mut scratch) {
+                    failed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert(e);
+                }
+            }
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            return Err(e);
         }
         self.interleaved = true;
         Ok(done)

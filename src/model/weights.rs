@@ -109,7 +109,7 @@ fn slice_rows(slice: &TensorSlice) -> usize {
     slice.dims.iter().skip(1).product::<u64>() as usize
 }
 
-/// Whether [`interleave_layer`] rearranges this slice: a matrix of a type and shape the 16-row
+/// Whether [`interleave_jobs`] picks this slice: a matrix of a type and shape the 16-row
 /// layout takes. [`LayerWeights::view`] asks the same, so the two always agree.
 fn interleaves(slice: &TensorSlice) -> bool {
     MATRICES.contains(&slice.role) && rows16::applies(slice.ty, slice_rows(slice))
@@ -130,31 +130,45 @@ fn tensor<'a>(slice: &TensorSlice, bytes: &'a [u8], interleaved: bool) -> Tensor
     }
 }
 
-/// Rearranges, in place, every matrix of one layer's payloads that the 16-row layout takes
-/// (`cpu::rows16`), so that [`LayerWeights::view`] with `interleaved` reads them as such; for
-/// resident layers on the AVX-512 path, once per load. Returns the bytes rearranged.
-pub fn interleave_layer(
+/// A matrix to rearrange into the 16-row layout: its type, rows and bytes.
+pub type InterleaveJob<'p> = (GgmlType, usize, &'p mut [u8]);
+
+/// The matrices of one layer's payloads that the 16-row layout takes (`cpu::rows16`), as
+/// disjoint byte ranges to rearrange in place, so that [`LayerWeights::view`] with
+/// `interleaved` reads them as such (resident layers on the AVX-512 path, once per load).
+pub fn interleave_jobs<'p>(
     extents: &[Extent],
-    payloads: &mut [&mut [u8]],
-    scratch: &mut Vec<u8>,
-) -> Result<u64, rows16::RepackError> {
-    let mut done = 0;
-    for (e, p) in extents.iter().zip(payloads.iter_mut()) {
-        for s in e.tensors.iter().filter(|s| interleaves(s)) {
+    payloads: Vec<&'p mut [u8]>,
+) -> Vec<InterleaveJob<'p>> {
+    let mut jobs = Vec::new();
+    for (e, p) in extents.iter().zip(payloads) {
+        let mut wanted: Vec<&TensorSlice> = e.tensors.iter().filter(|s| interleaves(s)).collect();
+        wanted.sort_by_key(|s| s.offset_in_payload);
+        let (mut rest, mut at) = (p, 0usize);
+        for s in wanted {
             let start = s.offset_in_payload as usize;
-            let Some(bytes) = p.get_mut(start..start + s.n_bytes as usize) else {
-                continue; // `view` reports the missing bytes
+            let Some(skip) = start.checked_sub(at).filter(|k| *k <= rest.len()) else {
+                continue; // overlapping slices: left in file layout (and refused by `view`)
             };
-            rows16::repack(s.ty, slice_rows(s), bytes, scratch)?;
-            done += s.n_bytes;
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
+            let len = s.n_bytes as usize;
+            if len > tail.len() {
+                rest = tail;
+                at = start;
+                continue; // `view` reports the missing bytes
+            }
+            let (bytes, tail) = tail.split_at_mut(len);
+            jobs.push((s.ty, slice_rows(s), bytes));
+            rest = tail;
+            at = start + len;
         }
     }
-    Ok(done)
+    jobs
 }
 
 impl<'a> LayerWeights<'a> {
     /// Views layer `layer`'s tensors in the payloads of its extents (checked once at load by
-    /// [`check_tensors`]); `interleaved`: [`interleave_layer`] ran on these payloads.
+    /// [`check_tensors`]); `interleaved`: the matrices of [`interleave_jobs`] were rearranged.
     pub fn view(
         layer: usize,
         extents: &[Extent],
