@@ -21,8 +21,9 @@ const Q4_1_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ4_1::BYTES;
 /// Bytes of one interleaved Q8_0 block group.
 const Q8_0_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ8_0::BYTES;
 
-/// Bytes ahead of the current block group that the loops prefetch.
-const PREFETCH_AHEAD: usize = 640;
+/// Bytes ahead of the current block group that the loops prefetch (measured on 256 MB
+/// matrices, 2 threads: decode at 76-90% of the memory read rate, against 63-80% at 640).
+const PREFETCH_AHEAD: usize = 4096;
 
 /// Activation rows dotted per pass over a group (accumulators: 8 zmm per token).
 const TOKENS_PER_PASS: usize = 4;
