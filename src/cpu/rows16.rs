@@ -189,12 +189,7 @@ pub fn repack(
     bytes: &mut [u8],
     scratch: &mut Vec<u8>,
 ) -> Result<(), RepackError> {
-    let err = || RepackError {
-        ty,
-        n_rows,
-        len: bytes.len(),
-    };
-    let (shape, row_bytes) = checked(ty, n_rows, bytes.len()).ok_or_else(err)?;
+    let (shape, row_bytes) = checked(ty, n_rows, bytes.len())?;
     let group = GROUP_ROWS * row_bytes;
     let packed_block = GROUP_ROWS * shape.block;
     scratch.resize(group, 0);
@@ -211,15 +206,17 @@ pub fn repack(
 
 /// The shape of `ty` and the row length, if a matrix of `n_rows` rows in `len` bytes takes
 /// the layout.
-fn checked(ty: GgmlType, n_rows: usize, len: usize) -> Option<(Shape, usize)> {
-    let shape = Shape::of(ty)?;
+fn checked(ty: GgmlType, n_rows: usize, len: usize) -> Result<(Shape, usize), RepackError> {
+    let err = RepackError { ty, n_rows, len };
+    let shape = Shape::of(ty).ok_or(err.clone())?;
     if !applies(ty, n_rows) || !len.is_multiple_of(n_rows) {
-        return None;
+        return Err(err);
     }
     let row_bytes = len / n_rows;
-    row_bytes
-        .is_multiple_of(shape.block)
-        .then_some((shape, row_bytes))
+    if !row_bytes.is_multiple_of(shape.block) {
+        return Err(err);
+    }
+    Ok((shape, row_bytes))
 }
 
 /// Row `id` of an interleaved matrix (`bytes`, `n_rows` rows of `ty`) in file layout, into
@@ -231,14 +228,13 @@ pub fn unpack_row(
     id: usize,
     out: &mut [u8],
 ) -> Result<(), RepackError> {
-    let err = || RepackError {
-        ty,
-        n_rows,
-        len: bytes.len(),
-    };
-    let (shape, row_bytes) = checked(ty, n_rows, bytes.len()).ok_or_else(err)?;
+    let (shape, row_bytes) = checked(ty, n_rows, bytes.len())?;
     if id >= n_rows || out.len() != row_bytes {
-        return Err(err());
+        return Err(RepackError {
+            ty,
+            n_rows,
+            len: bytes.len(),
+        });
     }
     let (g, r) = (id / GROUP_ROWS, id % GROUP_ROWS);
     let src = &bytes[g * GROUP_ROWS * row_bytes..][..GROUP_ROWS * row_bytes];

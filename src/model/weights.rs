@@ -148,7 +148,7 @@ pub fn interleave_jobs<'p>(
         for s in wanted {
             let start = s.offset_in_payload as usize;
             let Some(skip) = start.checked_sub(at).filter(|k| *k <= rest.len()) else {
-                continue; // overlapping slices: left in file layout (and refused by `view`)
+                continue; // overlapping tensors: the GGUF loader refuses them at load
             };
             let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
             let len = s.n_bytes as usize;
