@@ -57,10 +57,16 @@ pub struct SlotGuard<'a> {
 }
 
 // SAFETY: a guard is the one owner of its slot's bytes, like a `&mut [u8]` (Send and Sync);
-// `Inner` is shared across threads by design.
+// `Inner` is Sync (checked below), so `&Inner` may cross threads.
 unsafe impl Send for SlotGuard<'_> {}
 // SAFETY: as above; `&SlotGuard` hands out only shared views.
 unsafe impl Sync for SlotGuard<'_> {}
+
+/// The guard's Send and Sync rest on `Inner` being Sync: this fails to compile otherwise.
+const _: fn() = || {
+    fn sync<T: Sync>() {}
+    sync::<Inner>();
+};
 
 impl<'a> SlotGuard<'a> {
     /// A guard over `len` payload bytes at `start` of `InUse` slot `slot`.
