@@ -84,37 +84,24 @@ impl Shape {
         }
     }
 
-    /// Calls `f(file, packed, flip)` for each byte of row `r`'s block `b` in a group: its
-    /// offset in the group's file rows (16 rows of `row_bytes`), its offset in the block
-    /// group's interleaved bytes, and the XOR between the two.
-    fn each_byte(self, row_bytes: usize, b: usize, r: usize, mut f: impl FnMut(usize, usize, u8)) {
-        let at = r * row_bytes + b * self.block;
-        for h in (0..self.scales).step_by(2) {
-            for k in 0..2 {
-                f(at + h + k, GROUP_ROWS * h + 2 * r + k, 0);
-            }
-        }
-        let (qh_file, qh_packed) = if self.qh { (4, 64) } else { (0, 0) };
-        let qs = GROUP_ROWS * self.scales + qh_packed;
-        for l in 0..self.runs {
-            for k in 0..4 {
-                f(
-                    at + self.scales + qh_file + 4 * l + k,
-                    qs + 64 * l + 4 * r + k,
-                    self.flip,
-                );
-            }
+    /// Bytes of the fifth-bit field in a file block and in a packed block group.
+    fn qh_bytes(self) -> (usize, usize) {
+        if self.qh {
+            (4, 64)
+        } else {
+            (0, 0)
         }
     }
 
-    /// Writes one block group (`out`) from the 16 rows' blocks in file layout: the same moves
-    /// as [`Shape::each_byte`] and [`Shape::each_bit`], a field at a time (the load-time path).
+    /// Offset of the quant runs in a packed block group.
+    fn runs_at(self) -> usize {
+        GROUP_ROWS * self.scales + self.qh_bytes().1
+    }
+
+    /// Writes one block group (`out`) from the 16 rows' blocks in file layout.
     fn pack_block(self, rows: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
-        let word =
-            |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         let flip = u32::from_ne_bytes([self.flip; 4]);
-        let (qh_file, qh_packed) = if self.qh { (4, 64) } else { (0, 0) };
-        let qs = GROUP_ROWS * self.scales + qh_packed;
+        let qh_file = self.qh_bytes().0;
         let mut masks = [0u64; 8];
         for (r, src) in rows.iter().enumerate() {
             for h in (0..self.scales).step_by(2) {
@@ -128,7 +115,7 @@ impl Shape {
             }
             for l in 0..self.runs {
                 let q = word(src, self.scales + qh_file + 4 * l) ^ flip;
-                out[qs + 64 * l + 4 * r..][..4].copy_from_slice(&q.to_le_bytes());
+                out[self.runs_at() + 64 * l + 4 * r..][..4].copy_from_slice(&q.to_le_bytes());
             }
         }
         if self.qh {
@@ -138,33 +125,37 @@ impl Shape {
         }
     }
 
-    /// Calls `f(file_bit, packed_bit)` for each of row `r`'s 32 fifth bits of block `b`, as
-    /// bit offsets into the group's file rows and into the block group's interleaved bytes.
-    fn each_bit(self, row_bytes: usize, b: usize, r: usize, mut f: impl FnMut(usize, usize)) {
-        if !self.qh {
-            return;
+    /// Writes row `r`'s block in file layout (`out`) from a packed block group: the inverse of
+    /// [`Shape::pack_block`] for one row.
+    fn unpack_block(self, packed: &[u8], r: usize, out: &mut [u8]) {
+        let flip = u32::from_ne_bytes([self.flip; 4]);
+        let qh_file = self.qh_bytes().0;
+        for h in (0..self.scales).step_by(2) {
+            out[h..h + 2].copy_from_slice(&packed[GROUP_ROWS * h + 2 * r..][..2]);
         }
-        let file = 8 * (r * row_bytes + b * self.block + self.scales);
-        let packed = 8 * GROUP_ROWS * self.scales;
-        for e in 0..32 {
-            f(file + e, packed + 64 * (e / 4) + 4 * r + e % 4);
+        if self.qh {
+            let mut bits = 0u32;
+            for l in 0..8 {
+                let m = u64::from_le_bytes(array(&packed[GROUP_ROWS * self.scales + 8 * l..]));
+                bits |= ((m >> (4 * r) & 0xF) as u32) << (4 * l);
+            }
+            out[self.scales..self.scales + 4].copy_from_slice(&bits.to_le_bytes());
+        }
+        for l in 0..self.runs {
+            let q = word(packed, self.runs_at() + 64 * l + 4 * r) ^ flip;
+            out[self.scales + qh_file + 4 * l..][..4].copy_from_slice(&q.to_le_bytes());
         }
     }
 }
 
-/// Bit `i` (LSB first within each byte) of `bytes`.
-fn bit(bytes: &[u8], i: usize) -> bool {
-    bytes[i / 8] >> (i % 8) & 1 == 1
+/// The first `N` bytes of `b` as an array. Panics if `b` is shorter.
+fn array<const N: usize>(b: &[u8]) -> [u8; N] {
+    std::array::from_fn(|i| b[i])
 }
 
-/// Sets bit `i` of `bytes` to `v`.
-fn set_bit(bytes: &mut [u8], i: usize, v: bool) {
-    let m = 1u8 << (i % 8);
-    bytes[i / 8] = if v {
-        bytes[i / 8] | m
-    } else {
-        bytes[i / 8] & !m
-    };
+/// The little-endian u32 at `at`.
+fn word(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(array(&b[at..]))
 }
 
 /// A matrix the layout cannot be applied to.
@@ -238,20 +229,18 @@ pub fn unpack_row(
     }
     let (g, r) = (id / GROUP_ROWS, id % GROUP_ROWS);
     let src = &bytes[g * GROUP_ROWS * row_bytes..][..GROUP_ROWS * row_bytes];
-    let packed_block = GROUP_ROWS * shape.block;
-    for (b, blk) in src.chunks_exact(packed_block).enumerate() {
-        shape.each_byte(row_bytes, b, r, |file, packed, flip| {
-            out[file - r * row_bytes] = blk[packed] ^ flip;
-        });
-        shape.each_bit(row_bytes, b, r, |file, packed| {
-            set_bit(out, file - 8 * r * row_bytes, bit(blk, packed));
-        });
+    for (packed, blk) in src
+        .chunks_exact(GROUP_ROWS * shape.block)
+        .zip(out.chunks_exact_mut(shape.block))
+    {
+        shape.unpack_block(packed, r, blk);
     }
     Ok(())
 }
 
-/// The inverse of [`repack`] on one whole matrix: file layout again (for tests and tools).
-pub fn unpack(ty: GgmlType, n_rows: usize, bytes: &[u8]) -> Result<Vec<u8>, RepackError> {
+/// The inverse of [`repack`] on one whole matrix: file layout again.
+#[cfg(test)]
+fn unpack(ty: GgmlType, n_rows: usize, bytes: &[u8]) -> Result<Vec<u8>, RepackError> {
     let mut out = vec![0u8; bytes.len()];
     let row_bytes = bytes.len() / n_rows.max(1);
     for (id, row) in out.chunks_exact_mut(row_bytes.max(1)).enumerate() {
