@@ -246,6 +246,11 @@ fn partly_resident_on_every_layout() {
                             failures
                                 .push(format!("{label}: {r} resident, {s} streamed: not a mix"));
                         }
+                        // Rearranged exactly when the tier reads the layout and it is not off.
+                        let rearranged = out.stats.interleaved_bytes;
+                        if (rearranged > 0) != (isa == "avx512" && layout == "auto") {
+                            failures.push(format!("{label}: {rearranged} bytes rearranged"));
+                        }
                     }
                 }
             }

@@ -200,6 +200,7 @@ fn report(
                 "read_gb_per_s": read_gb_per_s,
                 "io_stall_s": secs(g.io_wait),
                 "resident_layers": engine.plan.n_resident(),
+                "interleaved_bytes": g.interleaved_bytes,
                 "streamed_layers": engine.plan.n_streamed(),
                 "peak_rss_bytes": peak_rss_bytes(),
                 "memory_limit_bytes": engine.memory_limit.as_ref().map(|l| l.limit),

@@ -161,8 +161,10 @@ pub enum BatchError {
 /// What a batch run did, summed over its steps.
 #[derive(Clone, Debug, Default)]
 pub struct BatchStats {
-    /// Time to read the resident weights at the start.
+    /// Time to read the resident weights at the start (and rearrange them).
     pub resident_load: Duration,
+    /// Resident weight bytes rearranged into the 16-row layout at the start (`cpu::rows16`).
+    pub interleaved_bytes: u64,
     /// Sweeps over the layers.
     pub steps: usize,
     pub prompt_tokens: usize,
@@ -401,13 +403,16 @@ impl Engine {
 
         let held_started = Instant::now();
         let mut held = self.store.hold()?;
-        if !on_gpu && Isa::current().interleaves_resident() {
+        let interleaved_bytes = if !on_gpu && Isa::current().interleaves_resident() {
             held.interleave(&self.model.extents, &self.plan.resident, &self.pool)
-                .map_err(ExecError::from)?;
-        }
+                .map_err(ExecError::from)?
+        } else {
+            0
+        };
         let globals = Globals::view(&self.model.extents, &held).map_err(ExecError::from)?;
         let mut stats = BatchStats {
             resident_load: held_started.elapsed(),
+            interleaved_bytes,
             ..BatchStats::default()
         };
         let step_tokens = opts.step_tokens;

@@ -116,6 +116,8 @@ pub struct Generation {
     pub stop_reason: StopReason,
     /// Time to read the resident weights for this generation.
     pub resident_load: Duration,
+    /// Resident weight bytes rearranged into the 16-row layout for it (`cpu::rows16`).
+    pub interleaved_bytes: u64,
     pub prefill: Duration,
     pub decode: Duration,
     /// Single-token sweeps run after the prompt.
@@ -356,6 +358,7 @@ impl Engine {
             decode_steps: f.decode_steps,
             stop_reason: f.stop_reason,
             resident_load: stats.resident_load,
+            interleaved_bytes: stats.interleaved_bytes,
             prefill: f.prefilled.duration_since(f.started),
             decode: f.ended.duration_since(f.prefilled),
             io_wait: stats.io_wait,

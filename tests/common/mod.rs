@@ -65,6 +65,7 @@ pub struct RunStats {
     pub io_stall_s: f64,
     pub resident_layers: usize,
     pub streamed_layers: usize,
+    pub interleaved_bytes: u64,
     pub peak_rss_bytes: u64,
     pub ring_bytes: u64,
     pub kv_cache_bytes: u64,
