@@ -76,15 +76,6 @@ fn global_tensor<'a>(
     })
 }
 
-/// The LM head's tensor: the output matrix, or the embeddings when they are tied.
-pub fn head_role(ext: &LayerExtents) -> TensorRole {
-    if ext.find(None, TensorRole::Output).is_some() {
-        TensorRole::Output
-    } else {
-        TensorRole::TokenEmbd
-    }
-}
-
 /// The global tensors the forward pass needs, viewed in held slots.
 pub struct Globals<'a> {
     pub output_norm: Tensor<'a>,
@@ -103,14 +94,9 @@ impl<'a> Globals<'a> {
                 role: TensorRole::OutputNorm,
             },
         )?;
-        let head = head_role(ext);
-        let token_embd = global_tensor(
-            ext,
-            held,
-            TensorRole::TokenEmbd,
-            held.interleaved && head == TensorRole::TokenEmbd,
-        );
-        let output = if head == TensorRole::Output {
+        let tied = ext.find(None, TensorRole::Output).is_none();
+        let token_embd = global_tensor(ext, held, TensorRole::TokenEmbd, held.interleaved && tied);
+        let output = if !tied {
             global_tensor(ext, held, TensorRole::Output, held.interleaved)
         } else {
             token_embd

@@ -16,7 +16,6 @@ use sluice_runtime::{
     Extent, FileId, HostRing, Prefetcher, Reader, ReaderConfig, SlabRegistrar, SlotGuard,
 };
 
-use super::executor::head_role;
 use super::planner::Plan;
 use super::row_reader::RowReader;
 use super::rows::{MatrixOnDisk, RowRange};
@@ -175,15 +174,16 @@ impl Held<'_> {
         pool: &ThreadPool,
     ) -> Result<u64, RepackError> {
         let mut jobs = Vec::new();
-        let head = head_role(ext);
-        for (i, guard) in &mut self.globals {
-            let Some(e) = ext.globals.get(*i) else {
-                continue;
-            };
-            let Some(s) = e.slice(head) else {
-                continue;
-            };
-            let n_rows = s.dims.iter().skip(1).product::<u64>() as usize;
+        let head = GlobalMatrix::head(ext);
+        let held_head = head.and_then(|m| {
+            let guard = self
+                .globals
+                .iter_mut()
+                .find_map(|(i, g)| std::ptr::eq(ext.globals.get(*i)?, m.extent).then_some(g))?;
+            Some((m, guard))
+        });
+        if let Some((m, guard)) = held_head {
+            let (s, n_rows) = (m.slice, m.on_disk.n_rows as usize);
             let start = s.offset_in_payload as usize;
             let bytes = guard.bytes_mut().get_mut(start..start + s.n_bytes as usize);
             if let Some(bytes) = bytes.filter(|_| rows16::applies(s.ty, n_rows)) {
