@@ -20,9 +20,21 @@
 //! - Q8_0: the 16 rows' `d` (f16); then `qs` as 8 runs of 64 bytes, run `l` holding bytes
 //!   `4l..4l + 4` of each row, each stored as `q + 128` (`q ^ 0x80`) so that it is the unsigned
 //!   operand `vpdpbusd` takes (the kernel subtracts `128 · Σy` exactly).
+//! - Q4_K ([`q4k`]): the 16 rows' `d`, their `dmin`; the 8 six-bit scales and 8 mins unpacked
+//!   to nibbles (run k: row r's byte is scale k's low nibble | min k's low nibble << 4) and a
+//!   word of high bits per row (bits `2k`: scale k's top 2 bits, bits `16 + 2k`: min k's); `qs`
+//!   as 32 runs of 64 bytes, run `4l + j` holding bytes `32j + 4l..+4` of each row (low nibbles:
+//!   AVX2 lane l of sub-block 2j, high nibbles: of sub-block 2j + 1).
+//! - Q6_K ([`q6k`]): the 16 rows' `d`; the 16 scales as runs of 16 bytes (run s: row r's scale
+//!   s); then per AVX2 lane l and half h, a run of `qh` bytes `32h + 4l..+4` and two runs of
+//!   `ql` bytes `64h + 32g + 4l..+4` (g = 0, 1), 4 bytes per row.
+//!
+//! Every layout fills exactly the bytes of its 16 file blocks.
 
-use sluice_loader::quant::blocks::{Block, BlockQ4_1, BlockQ5_0, BlockQ8_0};
+use sluice_loader::quant::blocks::{Block, BlockQ4K, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8_0};
 use sluice_loader::GgmlType;
+
+use crate::cpu::dot::kscales::k4_scales_mins;
 
 /// Rows per interleaved group (one per f32 lane of a zmm register).
 pub const GROUP_ROWS: usize = 16;
@@ -40,7 +52,164 @@ pub enum WeightLayout {
 /// Whether [`repack`] rearranges a matrix of this type and row count (the others stay in file
 /// layout): the engine and the views it builds ask the same question, so they always agree.
 pub fn applies(ty: GgmlType, n_rows: usize) -> bool {
-    Shape::of(ty).is_some() && n_rows > 0 && n_rows.is_multiple_of(GROUP_ROWS)
+    Packing::of(ty).is_some() && n_rows > 0 && n_rows.is_multiple_of(GROUP_ROWS)
+}
+
+/// Offsets inside one Q4_K block group (16 rows' block b, 2,304 bytes), shared by the packer
+/// and the kernel.
+pub(crate) mod q4k {
+    /// The 16 rows' `d` (f16).
+    pub(crate) const D: usize = 0;
+    /// The 16 rows' `dmin` (f16).
+    pub(crate) const DMIN: usize = 32;
+    /// 8 runs of 16 bytes: run k, byte r = row r's scale k & 15 | (min k & 15) << 4.
+    pub(crate) const NIBBLES: usize = 64;
+    /// 16 little-endian words: row r's bits `2k..2k+2` = scale k >> 4, `16 + 2k..` = min k >> 4.
+    pub(crate) const HIGH: usize = 192;
+    /// 32 runs of 64 bytes: run `4l + j`, bytes `4r..4r + 4` = row r's `qs[32j + 4l..+4]`.
+    pub(crate) const QS: usize = 256;
+    /// Bytes of one block group.
+    pub(crate) const GROUP_BLOCK: usize = 2304;
+}
+
+/// Offsets inside one Q6_K block group (16 rows' block b, 3,360 bytes).
+pub(crate) mod q6k {
+    /// The 16 rows' `d` (f16).
+    pub(crate) const D: usize = 0;
+    /// 16 runs of 16 bytes: run s, byte r = row r's scale s (i8).
+    pub(crate) const SCALES: usize = 32;
+    /// Per lane l and half h, at `QUANTS + 192 · (2l + h)`: a 64-byte run of row r's
+    /// `qh[32h + 4l..+4]` at `4r`, then runs of `ql[64h + 4l..+4]` and `ql[64h + 32 + 4l..+4]`.
+    pub(crate) const QUANTS: usize = 288;
+    /// Bytes of one (lane, half) chunk of quants.
+    pub(crate) const CHUNK: usize = 192;
+    /// Bytes of one block group.
+    pub(crate) const GROUP_BLOCK: usize = 3360;
+}
+
+/// How one type's block group is arranged.
+#[derive(Clone, Copy)]
+enum Packing {
+    /// Q4_1, Q5_0, Q8_0: scales, optional fifth-bit masks, 4-byte runs.
+    Legacy(Shape),
+    /// Q4_K (module [`q4k`]).
+    Q4K,
+    /// Q6_K (module [`q6k`]).
+    Q6K,
+}
+
+impl Packing {
+    fn of(ty: GgmlType) -> Option<Packing> {
+        match ty {
+            GgmlType::Q4K => Some(Packing::Q4K),
+            GgmlType::Q6K => Some(Packing::Q6K),
+            _ => Shape::of(ty).map(Packing::Legacy),
+        }
+    }
+
+    /// Bytes of one file block.
+    fn block(self) -> usize {
+        match self {
+            Packing::Legacy(s) => s.block,
+            Packing::Q4K => BlockQ4K::BYTES,
+            Packing::Q6K => BlockQ6K::BYTES,
+        }
+    }
+
+    /// Writes one block group (`out`) from the 16 rows' blocks in file layout.
+    fn pack_block(self, rows: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
+        match self {
+            Packing::Legacy(s) => s.pack_block(rows, out),
+            Packing::Q4K => {
+                for (r, src) in rows.iter().enumerate() {
+                    out[q4k::D + 2 * r..][..2].copy_from_slice(&src[0..2]);
+                    out[q4k::DMIN + 2 * r..][..2].copy_from_slice(&src[2..4]);
+                    let sm = k4_scales_mins(&array(&src[4..16]));
+                    let mut high = 0u32;
+                    for k in 0..8 {
+                        out[q4k::NIBBLES + 16 * k + r] = (sm[k] & 0xF) | (sm[8 + k] & 0xF) << 4;
+                        high |= u32::from(sm[k] >> 4) << (2 * k);
+                        high |= u32::from(sm[8 + k] >> 4) << (16 + 2 * k);
+                    }
+                    out[q4k::HIGH + 4 * r..][..4].copy_from_slice(&high.to_le_bytes());
+                    for l in 0..8 {
+                        for j in 0..4 {
+                            let at = q4k::QS + 64 * (4 * l + j) + 4 * r;
+                            out[at..at + 4].copy_from_slice(&src[16 + 32 * j + 4 * l..][..4]);
+                        }
+                    }
+                }
+            }
+            Packing::Q6K => {
+                for (r, src) in rows.iter().enumerate() {
+                    out[q6k::D + 2 * r..][..2].copy_from_slice(&src[208..210]);
+                    for s in 0..16 {
+                        out[q6k::SCALES + 16 * s + r] = src[192 + s];
+                    }
+                    for (l, h) in (0..8).flat_map(|l| [(l, 0), (l, 1)]) {
+                        let chunk = q6k::QUANTS + q6k::CHUNK * (2 * l + h) + 4 * r;
+                        out[chunk..][..4].copy_from_slice(&src[128 + 32 * h + 4 * l..][..4]);
+                        for g in 0..2 {
+                            out[chunk + 64 * (1 + g)..][..4]
+                                .copy_from_slice(&src[64 * h + 32 * g + 4 * l..][..4]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes row `r`'s block in file layout (`out`) from a packed block group: the inverse of
+    /// [`Packing::pack_block`] for one row.
+    fn unpack_block(self, packed: &[u8], r: usize, out: &mut [u8]) {
+        match self {
+            Packing::Legacy(s) => s.unpack_block(packed, r, out),
+            Packing::Q4K => {
+                out[0..2].copy_from_slice(&packed[q4k::D + 2 * r..][..2]);
+                out[2..4].copy_from_slice(&packed[q4k::DMIN + 2 * r..][..2]);
+                let high = word(packed, q4k::HIGH + 4 * r);
+                let mut sm = [0u8; 16];
+                for k in 0..8 {
+                    let nib = packed[q4k::NIBBLES + 16 * k + r];
+                    sm[k] = (nib & 0xF) | ((high >> (2 * k)) as u8 & 3) << 4;
+                    sm[8 + k] = (nib >> 4) | ((high >> (16 + 2 * k)) as u8 & 3) << 4;
+                }
+                out[4..16].copy_from_slice(&k4_pack_scales_mins(&sm));
+                for l in 0..8 {
+                    for j in 0..4 {
+                        let at = q4k::QS + 64 * (4 * l + j) + 4 * r;
+                        out[16 + 32 * j + 4 * l..][..4].copy_from_slice(&packed[at..at + 4]);
+                    }
+                }
+            }
+            Packing::Q6K => {
+                out[208..210].copy_from_slice(&packed[q6k::D + 2 * r..][..2]);
+                for s in 0..16 {
+                    out[192 + s] = packed[q6k::SCALES + 16 * s + r];
+                }
+                for (l, h) in (0..8).flat_map(|l| [(l, 0), (l, 1)]) {
+                    let chunk = q6k::QUANTS + q6k::CHUNK * (2 * l + h) + 4 * r;
+                    out[128 + 32 * h + 4 * l..][..4].copy_from_slice(&packed[chunk..][..4]);
+                    for g in 0..2 {
+                        out[64 * h + 32 * g + 4 * l..][..4]
+                            .copy_from_slice(&packed[chunk + 64 * (1 + g)..][..4]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The 12 packed bytes of 8 six-bit scales and 8 six-bit mins (`v[0..8]`, `v[8..16]`): the
+/// inverse of `k4_scales_mins` (gguf-facts §2.3).
+fn k4_pack_scales_mins(v: &[u8; 16]) -> [u8; 12] {
+    let mut s = [0u8; 12];
+    for j in 0..4 {
+        s[j] = (v[j] & 63) | (v[j + 4] >> 4) << 6;
+        s[j + 4] = (v[8 + j] & 63) | (v[12 + j] >> 4) << 6;
+        s[j + 8] = (v[j + 4] & 0xF) | (v[12 + j] & 0xF) << 4;
+    }
+    s
 }
 
 /// Where one block's fields go: `scales` leading bytes (f16 fields, each gathered into a run of
@@ -180,16 +349,15 @@ pub fn repack(
     bytes: &mut [u8],
     scratch: &mut Vec<u8>,
 ) -> Result<(), RepackError> {
-    let (shape, row_bytes) = checked(ty, n_rows, bytes.len())?;
+    let (packing, row_bytes) = checked(ty, n_rows, bytes.len())?;
     let group = GROUP_ROWS * row_bytes;
-    let packed_block = GROUP_ROWS * shape.block;
+    let block = packing.block();
     scratch.resize(group, 0);
     for g in bytes.chunks_exact_mut(group) {
         scratch.copy_from_slice(g);
-        for (b, out) in g.chunks_exact_mut(packed_block).enumerate() {
-            let rows =
-                std::array::from_fn(|r| &scratch[r * row_bytes + b * shape.block..][..shape.block]);
-            shape.pack_block(rows, out);
+        for (b, out) in g.chunks_exact_mut(GROUP_ROWS * block).enumerate() {
+            let rows = std::array::from_fn(|r| &scratch[r * row_bytes + b * block..][..block]);
+            packing.pack_block(rows, out);
         }
     }
     Ok(())
@@ -197,17 +365,17 @@ pub fn repack(
 
 /// The shape of `ty` and the row length, if a matrix of `n_rows` rows in `len` bytes takes
 /// the layout.
-fn checked(ty: GgmlType, n_rows: usize, len: usize) -> Result<(Shape, usize), RepackError> {
+fn checked(ty: GgmlType, n_rows: usize, len: usize) -> Result<(Packing, usize), RepackError> {
     let err = RepackError { ty, n_rows, len };
-    let shape = Shape::of(ty).ok_or(err.clone())?;
+    let packing = Packing::of(ty).ok_or(err.clone())?;
     if !applies(ty, n_rows) || !len.is_multiple_of(n_rows) {
         return Err(err);
     }
     let row_bytes = len / n_rows;
-    if !row_bytes.is_multiple_of(shape.block) {
+    if !row_bytes.is_multiple_of(packing.block()) {
         return Err(err);
     }
-    Ok((shape, row_bytes))
+    Ok((packing, row_bytes))
 }
 
 /// Row `id` of an interleaved matrix (`bytes`, `n_rows` rows of `ty`) in file layout, into
@@ -219,7 +387,7 @@ pub fn unpack_row(
     id: usize,
     out: &mut [u8],
 ) -> Result<(), RepackError> {
-    let (shape, row_bytes) = checked(ty, n_rows, bytes.len())?;
+    let (packing, row_bytes) = checked(ty, n_rows, bytes.len())?;
     if id >= n_rows || out.len() != row_bytes {
         return Err(RepackError {
             ty,
@@ -229,11 +397,12 @@ pub fn unpack_row(
     }
     let (g, r) = (id / GROUP_ROWS, id % GROUP_ROWS);
     let src = &bytes[g * GROUP_ROWS * row_bytes..][..GROUP_ROWS * row_bytes];
+    let block = packing.block();
     for (packed, blk) in src
-        .chunks_exact(GROUP_ROWS * shape.block)
-        .zip(out.chunks_exact_mut(shape.block))
+        .chunks_exact(GROUP_ROWS * block)
+        .zip(out.chunks_exact_mut(block))
     {
-        shape.unpack_block(packed, r, blk);
+        packing.unpack_block(packed, r, blk);
     }
     Ok(())
 }
@@ -259,6 +428,8 @@ mod tests {
             (GgmlType::Q4_1, BlockQ4_1::BYTES),
             (GgmlType::Q5_0, BlockQ5_0::BYTES),
             (GgmlType::Q8_0, BlockQ8_0::BYTES),
+            (GgmlType::Q4K, BlockQ4K::BYTES),
+            (GgmlType::Q6K, BlockQ6K::BYTES),
         ] {
             let n_rows = 48;
             let row_bytes = 3 * block;

@@ -84,6 +84,8 @@ impl Rows16Tile {
                 GgmlType::Q4_1 => zm::q4_1_rows16_tile,
                 GgmlType::Q5_0 => zm::q5_0_rows16_tile,
                 GgmlType::Q8_0 => zm::q8_0_rows16_tile,
+                GgmlType::Q4K => zm::q4k_rows16_tile,
+                GgmlType::Q6K => zm::q6k_rows16_tile,
                 _ => return None,
             };
             Some(Rows16Tile { proof, f })

@@ -12,7 +12,13 @@ use crate::cpu::{
 };
 
 /// The weight types with an interleaved layout.
-const TYPES: [GgmlType; 3] = [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0];
+const TYPES: [GgmlType; 5] = [
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q6K,
+];
 
 fn run(
     isa: Isa,
@@ -49,8 +55,14 @@ fn interleaved_products_equal_the_scalar_file_layout() {
     let mut rng = Rng::new(0x5EED_0160);
     let mut packed = Vec::new();
     for ty in TYPES {
-        // One block, an odd block count, SmolLM2's rows, a long row.
-        for (row_elems, n_rows) in [(32, 16), (96, 48), (576, 192), (2048, 80)] {
+        // One block, an odd block count, SmolLM2's rows, a long row (K-quants: blocks of 256,
+        // one, three, and Qwen2.5's ffn_down row of 19).
+        let shapes: &[(usize, usize)] = if ty.block_elems() == 256 {
+            &[(256, 16), (768, 48), (4864, 32)]
+        } else {
+            &[(32, 16), (96, 48), (576, 192), (2048, 80)]
+        };
+        for &(row_elems, n_rows) in shapes {
             let bytes = weights(&mut rng, ty, row_elems, n_rows);
             let file = WeightView::file(ty, row_elems, n_rows, &bytes);
             let w = interleaved(&file, &mut packed);

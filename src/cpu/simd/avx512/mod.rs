@@ -25,7 +25,9 @@ pub(crate) use legacy::{
     iq4_nl_pair_tile, q4_0_pair_tile, q4_1_pair_tile, q5_0_pair_tile, q5_1_pair_tile,
     q8_0_pair_tile,
 };
-pub(crate) use rows16::{q4_1_rows16_tile, q5_0_rows16_tile, q8_0_rows16_tile};
+pub(crate) use rows16::{
+    q4_1_rows16_tile, q4k_rows16_tile, q5_0_rows16_tile, q6k_rows16_tile, q8_0_rows16_tile,
+};
 
 /// Proof that this CPU supports AVX-512 F/BW/VL/VNNI on top of AVX2, FMA and F16C; only
 /// [`Avx512::detect`] makes one.

@@ -9,11 +9,14 @@
 
 use std::arch::x86_64::*;
 
-use sluice_loader::quant::blocks::{as_blocks, Block, BlockQ4_1, BlockQ5_0, BlockQ8_0, BlockQ8_1};
+use sluice_loader::quant::blocks::{
+    as_blocks, Block, BlockQ4_1, BlockQ5_0, BlockQ8K, BlockQ8_0, BlockQ8_1,
+};
 
 use super::safe_kernel512;
+use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
-use crate::cpu::rows16::GROUP_ROWS;
+use crate::cpu::rows16::{q4k, q6k, GROUP_ROWS};
 
 /// Bytes of one interleaved Q4_1 block group (16 rows' block b).
 const Q4_1_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ4_1::BYTES;
@@ -25,12 +28,21 @@ const Q8_0_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ8_0::BYTES;
 /// matrices, 2 threads: decode at 76-90% of the memory read rate, against 63-80% at 640).
 const PREFETCH_AHEAD: usize = 4096;
 
-/// Activation rows dotted per pass over a group (accumulators: 8 zmm per token).
+/// Prefetch distance of the K-quant loops, whose block groups are 7-10x larger (256 MB, 2
+/// threads: 8 KB at least as fast as 16 KB in alternating runs, and ahead of 4 KB).
+const K_PREFETCH_AHEAD: usize = 8192;
+
+/// Activation rows dotted per pass over a group of a legacy type (accumulators: 8 zmm per
+/// token).
 const TOKENS_PER_PASS: usize = 4;
+
+/// Activation rows per pass for the K-quants, whose accumulators (8 f32 zmm per token, and
+/// Q4_K's 4 for the mins) and 8-16 scale vectors would not fit the register file at 4.
+const K_TOKENS_PER_PASS: usize = 2;
 
 /// The 4 activation bytes at `i..i + 4` as one i32 (what `vpdpbusd` multiplies per lane).
 #[inline(always)]
-fn quad(q: &[i8; 32], i: usize) -> i32 {
+fn quad(q: &[i8], i: usize) -> i32 {
     i32::from_le_bytes([q[i] as u8, q[i + 1] as u8, q[i + 2] as u8, q[i + 3] as u8])
 }
 
@@ -91,6 +103,8 @@ trait GroupDot {
     type A: Block;
     /// Bytes of one interleaved block group.
     const GROUP_BLOCK: usize;
+    /// Activation rows per pass (at most [`TOKENS_PER_PASS`]).
+    const TOKENS: usize = TOKENS_PER_PASS;
 
     /// Lane r of `out[n]` is row r's dot with `y[n]`.
     ///
@@ -251,6 +265,262 @@ unsafe fn biased_group<K: Biased, const N: usize>(
     }
 }
 
+/// `acc + Σ pairs a·b` per i32 lane (`vpdpwssd`), kept one instruction: LLVM's generic tuning
+/// splits the intrinsic into `vpmaddwd` + `vpaddd`, an extra uop per scaled sub-block sum.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut out = acc;
+    // SAFETY: AVX-512 VNNI per the calling kernel's contract; register operands only, no
+    // memory or flags touched.
+    unsafe {
+        std::arch::asm!(
+            "vpdpwssd {acc}, {a}, {b}",
+            acc = inout(zmm_reg) out,
+            a = in(zmm_reg) a,
+            b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
+/// The i32 lanes `x >> n` for a shift count that is a constant once the caller's loop is
+/// unrolled (LLVM then emits the immediate form).
+#[inline(always)]
+unsafe fn srl32(x: __m512i, n: u32) -> __m512i {
+    // SAFETY: AVX-512F per the calling kernel's contract; register-only.
+    unsafe { _mm512_srl_epi32(x, _mm_cvtsi32_si128(n as i32)) }
+}
+
+/// The i32 lanes `x << n` (as [`srl32`]).
+#[inline(always)]
+unsafe fn sll32(x: __m512i, n: u32) -> __m512i {
+    // SAFETY: AVX-512F per the calling kernel's contract; register-only.
+    unsafe { _mm512_sll_epi32(x, _mm_cvtsi32_si128(n as i32)) }
+}
+
+/// One group of 16 interleaved Q4_K rows dotted with `N` Q8_K activation rows.
+///
+/// Per block, row r's AVX2 lane l is the exact integer `Σ_k scale_k · Σ4 q·y` over sub-blocks
+/// k (`vpdpbusd` for the 4-element sum, `vpdpwssd` against the scale, which fits in the low
+/// i16 of a lane), then `fma(dy·dx, lane, acc_l)`; the mins give AVX2's 4 lanes
+/// `m[2k]·(b[4k]+b[4k+1]) + m[2k+1]·(b[4k+2]+b[4k+3])` as one `vpdpwssd` of i16 pairs, then
+/// `fma(−dy·dmin, lane, acc_m)`. The result is `hsum8(acc) + ((m0+m2)+(m1+m3))`, as there.
+///
+/// # Safety
+/// As [`GroupDot::group`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `k`, `l`, `j` index layout runs and activation bytes
+unsafe fn q4k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
+    assert!(grp.len() == nb * q4k::GROUP_BLOCK);
+    let y = y.map(|r| &r[..nb]);
+    // SAFETY: AVX-512 per the fn contract; every load reads inside block b's group (offsets of
+    // `rows16::q4k`, all below GROUP_BLOCK) or a whole activation block; prefetches never fault.
+    unsafe {
+        let nib = _mm512_set1_epi8(0x0F);
+        let low4 = _mm512_set1_epi32(0x0F);
+        let top2 = _mm512_set1_epi32(0x30);
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); 8]; N];
+        let mut acc_m = [[_mm512_setzero_ps(); 4]; N];
+        for b in 0..nb {
+            let blk = grp.as_ptr().add(b * q4k::GROUP_BLOCK);
+            for k in 0..q4k::GROUP_BLOCK.div_ceil(64) {
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(K_PREFETCH_AHEAD + 64 * k).cast());
+            }
+            let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q4k::D).cast()));
+            let mx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q4k::DMIN).cast()));
+            let high = _mm512_loadu_si512(blk.add(q4k::HIGH).cast());
+            // Scale k and min k of the 16 rows, one per i32 lane (upper i16 zero).
+            let mut sc = [zero; 8];
+            let mut mn = [zero; 8];
+            for k in 0..8 {
+                let z =
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(blk.add(q4k::NIBBLES + 16 * k).cast()));
+                let hs = if k < 2 {
+                    sll32(high, 4 - 2 * k as u32)
+                } else {
+                    srl32(high, 2 * k as u32 - 4)
+                };
+                sc[k] = _mm512_or_si512(_mm512_and_si512(z, low4), _mm512_and_si512(hs, top2));
+                let hm = srl32(high, 12 + 2 * k as u32);
+                mn[k] = _mm512_or_si512(_mm512_srli_epi32::<4>(z), _mm512_and_si512(hm, top2));
+            }
+            let mins: [__m512i; 4] = std::array::from_fn(|k| {
+                _mm512_or_si512(mn[2 * k], _mm512_slli_epi32::<16>(mn[2 * k + 1]))
+            });
+            let mut d = [_mm512_setzero_ps(); N];
+            for n in 0..N {
+                let by = &y[n][b];
+                let dy = q8k_d(by);
+                d[n] = _mm512_mul_ps(_mm512_set1_ps(dy), dx);
+                let dmin = _mm512_mul_ps(_mm512_set1_ps(-dy), mx);
+                let bs = by.bsums.map(i16::from_le_bytes);
+                for k in 0..4 {
+                    let lo = bs[4 * k].wrapping_add(bs[4 * k + 1]) as u16;
+                    let hi = bs[4 * k + 2].wrapping_add(bs[4 * k + 3]) as u16;
+                    let pair = _mm512_set1_epi32((u32::from(lo) | u32::from(hi) << 16) as i32);
+                    let prod = dpwssd(zero, mins[k], pair);
+                    acc_m[n][k] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(prod), acc_m[n][k]);
+                }
+            }
+            for l in 0..8 {
+                let mut s0 = [zero; N];
+                let mut s1 = [zero; N];
+                for j in 0..4 {
+                    let raw = _mm512_loadu_si512(blk.add(q4k::QS + 64 * (4 * l + j)).cast());
+                    let lo = _mm512_and_si512(raw, nib);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nib);
+                    for n in 0..N {
+                        let qs = &y[n][b].qs;
+                        let ylo = _mm512_set1_epi32(quad(qs, 64 * j + 4 * l));
+                        let yhi = _mm512_set1_epi32(quad(qs, 64 * j + 32 + 4 * l));
+                        let plo = _mm512_dpbusd_epi32(zero, lo, ylo);
+                        let phi = _mm512_dpbusd_epi32(zero, hi, yhi);
+                        s0[n] = dpwssd(s0[n], plo, sc[2 * j]);
+                        s1[n] = dpwssd(s1[n], phi, sc[2 * j + 1]);
+                    }
+                }
+                for n in 0..N {
+                    let sumi = _mm512_cvtepi32_ps(_mm512_add_epi32(s0[n], s1[n]));
+                    acc[n][l] = _mm512_fmadd_ps(d[n], sumi, acc[n][l]);
+                }
+            }
+        }
+        std::array::from_fn(|n| {
+            let m = &acc_m[n];
+            let mins = _mm512_add_ps(_mm512_add_ps(m[0], m[2]), _mm512_add_ps(m[1], m[3]));
+            _mm512_add_ps(hsum_lanes(&acc[n]), mins)
+        })
+    }
+}
+
+/// Q4_K · Q8_K.
+struct Q4K;
+
+impl GroupDot for Q4K {
+    type A = BlockQ8K;
+    const GROUP_BLOCK: usize = q4k::GROUP_BLOCK;
+    const TOKENS: usize = K_TOKENS_PER_PASS;
+
+    #[inline(always)]
+    unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
+        // SAFETY: the same contract.
+        unsafe { q4k_group::<N>(grp, y, nb) }
+    }
+}
+
+/// One group of 16 interleaved Q6_K rows dotted with `N` Q8_K activation rows.
+///
+/// Row r's AVX2 lane l of a block is the exact integer `Σ_k scale · Σ4 (q − 32)·y` over the 8
+/// sub-blocks of 32 (scale `2k` for lanes 0..4, `2k + 1` for 4..8): `vpdpbusd` from
+/// `−32 · Σ4 y` gives the 4-element sum, `vpdpwssd` scales it; then `fma(dy·dx, lane, acc_l)`
+/// and the AVX2 horizontal sum.
+///
+/// # Safety
+/// As [`GroupDot::group`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `k`, `l`, `h`, `g` index layout runs and activations
+unsafe fn q6k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
+    assert!(grp.len() == nb * q6k::GROUP_BLOCK);
+    let y = y.map(|r| &r[..nb]);
+    // SAFETY: AVX-512 per the fn contract; every load reads inside block b's group (offsets of
+    // `rows16::q6k`, all below GROUP_BLOCK), a whole activation block or the local arrays;
+    // prefetches never fault.
+    unsafe {
+        let m4 = _mm512_set1_epi8(0x0F);
+        let m30 = _mm512_set1_epi8(0x30);
+        let thirty_two = _mm512_set1_epi8(32);
+        let low16 = _mm512_set1_epi32(0xFFFF);
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); 8]; N];
+        // −32 · Σ4 y for each activation quad m (elements 4m..4m + 4) of the block.
+        let mut corr = [[0i32; 64]; N];
+        for b in 0..nb {
+            let blk = grp.as_ptr().add(b * q6k::GROUP_BLOCK);
+            for k in 0..q6k::GROUP_BLOCK.div_ceil(64) {
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(K_PREFETCH_AHEAD + 64 * k).cast());
+            }
+            let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q6k::D).cast()));
+            // Scale s of the 16 rows in the low i16 of each i32 lane (upper i16 zero).
+            let sc: [__m512i; 16] = std::array::from_fn(|s| {
+                let v = _mm_loadu_si128(blk.add(q6k::SCALES + 16 * s).cast());
+                _mm512_and_si512(_mm512_cvtepi8_epi32(v), low16)
+            });
+            let mut d = [_mm512_setzero_ps(); N];
+            for n in 0..N {
+                let by = &y[n][b];
+                d[n] = _mm512_mul_ps(_mm512_set1_ps(q8k_d(by)), dx);
+                for c in 0..4 {
+                    let qy = _mm512_loadu_si512(by.qs.as_ptr().add(64 * c).cast());
+                    let s = _mm512_dpbusd_epi32(zero, thirty_two, qy);
+                    let out = corr[n].as_mut_ptr().add(16 * c);
+                    _mm512_storeu_si512(out.cast(), _mm512_sub_epi32(zero, s));
+                }
+            }
+            for l in 0..8 {
+                let mut s0 = [zero; N];
+                let mut s1 = [zero; N];
+                for h in 0..2 {
+                    let chunk = blk.add(q6k::QUANTS + q6k::CHUNK * (2 * l + h));
+                    let qh = _mm512_loadu_si512(chunk.cast());
+                    let ql = [
+                        _mm512_loadu_si512(chunk.add(64).cast()),
+                        _mm512_loadu_si512(chunk.add(128).cast()),
+                    ];
+                    for g in 0..4 {
+                        let lo = if g < 2 {
+                            _mm512_and_si512(ql[g], m4)
+                        } else {
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(ql[g - 2]), m4)
+                        };
+                        let hs = match g {
+                            0 => _mm512_slli_epi16::<4>(qh),
+                            1 => _mm512_slli_epi16::<2>(qh),
+                            2 => qh,
+                            _ => _mm512_srli_epi16::<2>(qh),
+                        };
+                        let q = _mm512_or_si512(lo, _mm512_and_si512(hs, m30));
+                        let k = 4 * h + g;
+                        let s = sc[2 * k + usize::from(l >= 4)];
+                        for n in 0..N {
+                            let yq = _mm512_set1_epi32(quad(&y[n][b].qs, 32 * k + 4 * l));
+                            let p =
+                                _mm512_dpbusd_epi32(_mm512_set1_epi32(corr[n][8 * k + l]), q, yq);
+                            if g % 2 == 0 {
+                                s0[n] = dpwssd(s0[n], p, s);
+                            } else {
+                                s1[n] = dpwssd(s1[n], p, s);
+                            }
+                        }
+                    }
+                }
+                for n in 0..N {
+                    let sumi = _mm512_cvtepi32_ps(_mm512_add_epi32(s0[n], s1[n]));
+                    acc[n][l] = _mm512_fmadd_ps(d[n], sumi, acc[n][l]);
+                }
+            }
+        }
+        std::array::from_fn(|n| hsum_lanes(&acc[n]))
+    }
+}
+
+/// Q6_K · Q8_K.
+struct Q6K;
+
+impl GroupDot for Q6K {
+    type A = BlockQ8K;
+    const GROUP_BLOCK: usize = q6k::GROUP_BLOCK;
+    const TOKENS: usize = K_TOKENS_PER_PASS;
+
+    #[inline(always)]
+    unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
+        // SAFETY: the same contract.
+        unsafe { q6k_group::<N>(grp, y, nb) }
+    }
+}
+
 /// Each lane's `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`: `hsum_f32x8`'s order, 16 rows at once.
 ///
 /// # Safety
@@ -285,7 +555,7 @@ unsafe fn drive<K: GroupDot>(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
     for (g, grp) in w.chunks_exact(nb * K::GROUP_BLOCK).enumerate() {
         let mut k = 0;
         while k < n_tok {
-            let n = (n_tok - k).min(TOKENS_PER_PASS);
+            let n = (n_tok - k).min(K::TOKENS);
             // SAFETY: features per this fn's contract; `grp` is one whole group of `nb` block
             // groups and every activation row has `nb` blocks.
             unsafe {
@@ -353,3 +623,9 @@ rows16_tile!(
 rows16_tile!(
     /// Q8_0 · Q8_0 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
     pub(crate) fn q8_0_rows16_tile = q8_0_imp, Q8_0);
+rows16_tile!(
+    /// Q4_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q4k_rows16_tile = q4k_imp, Q4K);
+rows16_tile!(
+    /// Q6_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q6k_rows16_tile = q6k_imp, Q6K);
