@@ -14,6 +14,8 @@
 //! - Q4_1: the 16 rows' `d` (f16), then their `m` (f16); then `qs` as 4 runs of 64 bytes: run
 //!   `l` holds bytes `4l..4l + 4` of each row's `qs`, row after row (the bytes whose low nibbles
 //!   feed AVX2 lane `l` and whose high nibbles feed lane `l + 4`).
+//! - Q4_0: the 16 rows' `d`, then `qs` as for Q4_1 (the kernel takes the nibbles as `q + 8`).
+//! - Q5_1: Q4_1's `d` and `m`, then Q5_0's fifth-bit masks, then `qs` as for Q4_1.
 //! - Q5_0: the 16 rows' `d`; their fifth bits as 8 masks of 64 bits (mask `l`: bit `4r + j`
 //!   is row r's bit `4l + j`), the byte-select masks of AVX2 lane `l`'s elements; `qs` as for
 //!   Q4_1.
@@ -25,13 +27,17 @@
 //!   word of high bits per row (bits `2k`: scale k's top 2 bits, bits `16 + 2k`: min k's); `qs`
 //!   as 32 runs of 64 bytes, run `4l + j` holding bytes `32j + 4l..+4` of each row (low nibbles:
 //!   AVX2 lane l of sub-block 2j, high nibbles: of sub-block 2j + 1).
+//! - Q5_K ([`q5k`]): Q4_K's scale fields; the fifth bits as 64 masks of 64 bits (mask
+//!   `8l + k`: bit `4r + c` is row r's bit of element `32k + 4l + c`); Q4_K's quant runs.
 //! - Q6_K ([`q6k`]): the 16 rows' `d`; the 16 scales as runs of 16 bytes (run s: row r's scale
 //!   s); then per AVX2 lane l and half h, a run of `qh` bytes `32h + 4l..+4` and two runs of
 //!   `ql` bytes `64h + 32g + 4l..+4` (g = 0, 1), 4 bytes per row.
 //!
 //! Every layout fills exactly the bytes of its 16 file blocks.
 
-use sluice_loader::quant::blocks::{Block, BlockQ4K, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8_0};
+use sluice_loader::quant::blocks::{
+    Block, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
+};
 use sluice_loader::GgmlType;
 
 use crate::cpu::dot::kscales::k4_scales_mins;
@@ -72,6 +78,18 @@ pub(crate) mod q4k {
     pub(crate) const GROUP_BLOCK: usize = 2304;
 }
 
+/// Offsets inside one Q5_K block group (2,816 bytes): Q4_K's scale fields at Q4_K's offsets
+/// (`q4k::D`..`q4k::HIGH`), then the fifth bits, then Q4_K's quant runs.
+pub(crate) mod q5k {
+    /// 64 masks of 64 bits: mask `8l + k` at `QH + 8 · (8l + k)`, bit `4r + c` = row r's fifth
+    /// bit of element `32k + 4l + c` (bit k of `qh[4l + c]`).
+    pub(crate) const QH: usize = 256;
+    /// Quant runs as Q4_K's (`q4k::QS`).
+    pub(crate) const QS: usize = 768;
+    /// Bytes of one block group.
+    pub(crate) const GROUP_BLOCK: usize = 2816;
+}
+
 /// Offsets inside one Q6_K block group (16 rows' block b, 3,360 bytes).
 pub(crate) mod q6k {
     /// The 16 rows' `d` (f16).
@@ -90,10 +108,10 @@ pub(crate) mod q6k {
 /// How one type's block group is arranged.
 #[derive(Clone, Copy)]
 enum Packing {
-    /// Q4_1, Q5_0, Q8_0: scales, optional fifth-bit masks, 4-byte runs.
+    /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: scales, optional fifth-bit masks, 4-byte runs.
     Legacy(Shape),
-    /// Q4_K (module [`q4k`]).
-    Q4K,
+    /// Q4_K (module [`q4k`]) or, with the fifth bits, Q5_K (module [`q5k`]).
+    K4 { fifth: bool },
     /// Q6_K (module [`q6k`]).
     Q6K,
 }
@@ -101,7 +119,8 @@ enum Packing {
 impl Packing {
     fn of(ty: GgmlType) -> Option<Packing> {
         match ty {
-            GgmlType::Q4K => Some(Packing::Q4K),
+            GgmlType::Q4K => Some(Packing::K4 { fifth: false }),
+            GgmlType::Q5K => Some(Packing::K4 { fifth: true }),
             GgmlType::Q6K => Some(Packing::Q6K),
             _ => Shape::of(ty).map(Packing::Legacy),
         }
@@ -111,7 +130,8 @@ impl Packing {
     fn block(self) -> usize {
         match self {
             Packing::Legacy(s) => s.block,
-            Packing::Q4K => BlockQ4K::BYTES,
+            Packing::K4 { fifth: false } => BlockQ4K::BYTES,
+            Packing::K4 { fifth: true } => BlockQ5K::BYTES,
             Packing::Q6K => BlockQ6K::BYTES,
         }
     }
@@ -120,7 +140,9 @@ impl Packing {
     fn pack_block(self, rows: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
         match self {
             Packing::Legacy(s) => s.pack_block(rows, out),
-            Packing::Q4K => {
+            Packing::K4 { fifth } => {
+                let (qs_file, qs_packed) = if fifth { (48, q5k::QS) } else { (16, q4k::QS) };
+                let mut masks = [0u64; 64];
                 for (r, src) in rows.iter().enumerate() {
                     out[q4k::D + 2 * r..][..2].copy_from_slice(&src[0..2]);
                     out[q4k::DMIN + 2 * r..][..2].copy_from_slice(&src[2..4]);
@@ -134,9 +156,22 @@ impl Packing {
                     out[q4k::HIGH + 4 * r..][..4].copy_from_slice(&high.to_le_bytes());
                     for l in 0..8 {
                         for j in 0..4 {
-                            let at = q4k::QS + 64 * (4 * l + j) + 4 * r;
-                            out[at..at + 4].copy_from_slice(&src[16 + 32 * j + 4 * l..][..4]);
+                            let at = qs_packed + 64 * (4 * l + j) + 4 * r;
+                            out[at..at + 4].copy_from_slice(&src[qs_file + 32 * j + 4 * l..][..4]);
                         }
+                        if fifth {
+                            for (k, m) in masks[8 * l..8 * l + 8].iter_mut().enumerate() {
+                                for c in 0..4 {
+                                    let bit = src[16 + 4 * l + c] >> k & 1;
+                                    *m |= u64::from(bit) << (4 * r + c);
+                                }
+                            }
+                        }
+                    }
+                }
+                if fifth {
+                    for (i, m) in masks.iter().enumerate() {
+                        out[q5k::QH + 8 * i..][..8].copy_from_slice(&m.to_le_bytes());
                     }
                 }
             }
@@ -164,7 +199,8 @@ impl Packing {
     fn unpack_block(self, packed: &[u8], r: usize, out: &mut [u8]) {
         match self {
             Packing::Legacy(s) => s.unpack_block(packed, r, out),
-            Packing::Q4K => {
+            Packing::K4 { fifth } => {
+                let (qs_file, qs_packed) = if fifth { (48, q5k::QS) } else { (16, q4k::QS) };
                 out[0..2].copy_from_slice(&packed[q4k::D + 2 * r..][..2]);
                 out[2..4].copy_from_slice(&packed[q4k::DMIN + 2 * r..][..2]);
                 let high = word(packed, q4k::HIGH + 4 * r);
@@ -177,8 +213,19 @@ impl Packing {
                 out[4..16].copy_from_slice(&k4_pack_scales_mins(&sm));
                 for l in 0..8 {
                     for j in 0..4 {
-                        let at = q4k::QS + 64 * (4 * l + j) + 4 * r;
-                        out[16 + 32 * j + 4 * l..][..4].copy_from_slice(&packed[at..at + 4]);
+                        let at = qs_packed + 64 * (4 * l + j) + 4 * r;
+                        out[qs_file + 32 * j + 4 * l..][..4].copy_from_slice(&packed[at..at + 4]);
+                    }
+                    if fifth {
+                        for c in 0..4 {
+                            let mut qh = 0u8;
+                            for k in 0..8 {
+                                let m =
+                                    u64::from_le_bytes(array(&packed[q5k::QH + 8 * (8 * l + k)..]));
+                                qh |= ((m >> (4 * r + c)) as u8 & 1) << k;
+                            }
+                            out[16 + 4 * l + c] = qh;
+                        }
                     }
                 }
             }
@@ -232,6 +279,20 @@ impl Shape {
                 block: BlockQ4_1::BYTES,
                 scales: 4,
                 qh: false,
+                runs: 4,
+                flip: 0,
+            }),
+            GgmlType::Q4_0 => Some(Shape {
+                block: BlockQ4_0::BYTES,
+                scales: 2,
+                qh: false,
+                runs: 4,
+                flip: 0,
+            }),
+            GgmlType::Q5_1 => Some(Shape {
+                block: BlockQ5_1::BYTES,
+                scales: 4,
+                qh: true,
                 runs: 4,
                 flip: 0,
             }),
@@ -428,7 +489,10 @@ mod tests {
             (GgmlType::Q4_1, BlockQ4_1::BYTES),
             (GgmlType::Q5_0, BlockQ5_0::BYTES),
             (GgmlType::Q8_0, BlockQ8_0::BYTES),
+            (GgmlType::Q4_0, BlockQ4_0::BYTES),
+            (GgmlType::Q5_1, BlockQ5_1::BYTES),
             (GgmlType::Q4K, BlockQ4K::BYTES),
+            (GgmlType::Q5K, BlockQ5K::BYTES),
             (GgmlType::Q6K, BlockQ6K::BYTES),
         ] {
             let n_rows = 48;
@@ -471,8 +535,8 @@ mod tests {
         let mut s = Vec::new();
         let mut b = vec![0u8; 20 * 8];
         assert!(repack(GgmlType::Q4_1, 8, &mut b, &mut s).is_err()); // 8 rows: not a group
-        let mut b = vec![0u8; 18 * 16];
-        assert!(repack(GgmlType::Q4_0, 16, &mut b, &mut s).is_err()); // no Q4_0 layout
+        let mut b = vec![0u8; 32 * 16];
+        assert!(repack(GgmlType::IQ4NL, 16, &mut b, &mut s).is_err()); // no IQ4_NL layout
         let mut row = vec![0u8; 20];
         let b = vec![0u8; 20 * 16];
         assert!(unpack_row(GgmlType::Q4_1, 16, &b, 16, &mut row).is_err()); // no row 16

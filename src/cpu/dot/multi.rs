@@ -81,10 +81,13 @@ impl Rows16Tile {
                 return None;
             };
             let f: PairTileFn = match weight {
+                GgmlType::Q4_0 => zm::q4_0_rows16_tile,
                 GgmlType::Q4_1 => zm::q4_1_rows16_tile,
                 GgmlType::Q5_0 => zm::q5_0_rows16_tile,
+                GgmlType::Q5_1 => zm::q5_1_rows16_tile,
                 GgmlType::Q8_0 => zm::q8_0_rows16_tile,
                 GgmlType::Q4K => zm::q4k_rows16_tile,
+                GgmlType::Q5K => zm::q5k_rows16_tile,
                 GgmlType::Q6K => zm::q6k_rows16_tile,
                 _ => return None,
             };

@@ -10,16 +10,19 @@
 use std::arch::x86_64::*;
 
 use sluice_loader::quant::blocks::{
-    as_blocks, Block, BlockQ4_1, BlockQ5_0, BlockQ8K, BlockQ8_0, BlockQ8_1,
+    as_blocks, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8K, BlockQ8_0, BlockQ8_1,
 };
 
 use super::safe_kernel512;
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
-use crate::cpu::rows16::{q4k, q6k, GROUP_ROWS};
+use crate::cpu::rows16::{q4k, q5k, q6k, GROUP_ROWS};
 
 /// Bytes of one interleaved Q4_1 block group (16 rows' block b).
 const Q4_1_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ4_1::BYTES;
+
+/// Bytes of one interleaved Q5_1 block group.
+const Q5_1_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ5_1::BYTES;
 
 /// Bytes of one interleaved Q8_0 block group.
 const Q8_0_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ8_0::BYTES;
@@ -54,19 +57,31 @@ fn quad(q: &[i8], i: usize) -> i32 {
 /// and every `y[n]` holds at least `nb` blocks.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // `b` indexes the weight group and every token's row
-unsafe fn q4_1_group<const N: usize>(grp: &[u8], y: [&[BlockQ8_1]; N], nb: usize) -> [__m512; N] {
-    assert!(grp.len() == nb * Q4_1_GROUP_BLOCK);
+unsafe fn q4_1_group<const QH: bool, const N: usize>(
+    grp: &[u8],
+    y: [&[BlockQ8_1]; N],
+    nb: usize,
+) -> [__m512; N] {
+    let group_block = if QH {
+        Q5_1_GROUP_BLOCK
+    } else {
+        Q4_1_GROUP_BLOCK
+    };
+    // Q5_1's fifth-bit masks sit between the scales and the quant runs.
+    let runs = if QH { 128 } else { 64 };
+    assert!(grp.len() == nb * group_block);
     let y = y.map(|r| &r[..nb]);
     let t = f16_table();
     // SAFETY: AVX-512 per the fn contract; every load reads inside `grp` (block b's 320 bytes:
     // scales at 0..64, qs runs at 64..320); prefetches never fault.
     unsafe {
         let nib = _mm512_set1_epi8(0x0F);
+        let sixteen = _mm512_set1_epi8(16);
         let mut acc = [[_mm512_setzero_ps(); 8]; N];
         let mut summs = [_mm512_setzero_ps(); N];
         for b in 0..nb {
-            let blk = grp.as_ptr().add(b * Q4_1_GROUP_BLOCK);
-            for k in 0..Q4_1_GROUP_BLOCK.div_ceil(64) {
+            let blk = grp.as_ptr().add(b * group_block);
+            for k in 0..group_block.div_ceil(64) {
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_AHEAD + 64 * k).cast());
             }
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.cast()));
@@ -79,9 +94,15 @@ unsafe fn q4_1_group<const N: usize>(grp: &[u8], y: [&[BlockQ8_1]; N], nb: usize
                 d[n] = _mm512_mul_ps(dx, dy);
             }
             for l in 0..4 {
-                let raw = _mm512_loadu_si512(blk.add(64 + 64 * l).cast());
-                let lo = _mm512_and_si512(raw, nib);
-                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nib);
+                let raw = _mm512_loadu_si512(blk.add(runs + 64 * l).cast());
+                let mut lo = _mm512_and_si512(raw, nib);
+                let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nib);
+                if QH {
+                    let k_lo = blk.add(64 + 8 * l).cast::<u64>().read_unaligned();
+                    let k_hi = blk.add(64 + 8 * (l + 4)).cast::<u64>().read_unaligned();
+                    lo = _mm512_mask_add_epi8(lo, k_lo, lo, sixteen);
+                    hi = _mm512_mask_add_epi8(hi, k_hi, hi, sixteen);
+                }
                 for n in 0..N {
                     let qs = &y[n][b].qs;
                     let ylo = _mm512_set1_epi32(quad(qs, 4 * l));
@@ -124,7 +145,21 @@ impl GroupDot for Q4_1 {
     #[inline(always)]
     unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8_1]; N], nb: usize) -> [__m512; N] {
         // SAFETY: the same contract.
-        unsafe { q4_1_group::<N>(grp, y, nb) }
+        unsafe { q4_1_group::<false, N>(grp, y, nb) }
+    }
+}
+
+/// Q5_1 · Q8_1: Q4_1 with each lane's fifth bits as 64-bit byte masks (as Q5_0's).
+struct Q5_1;
+
+impl GroupDot for Q5_1 {
+    type A = BlockQ8_1;
+    const GROUP_BLOCK: usize = Q5_1_GROUP_BLOCK;
+
+    #[inline(always)]
+    unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8_1]; N], nb: usize) -> [__m512; N] {
+        // SAFETY: the same contract.
+        unsafe { q4_1_group::<true, N>(grp, y, nb) }
     }
 }
 
@@ -159,6 +194,27 @@ impl Biased for Q8_0 {
             (
                 _mm512_loadu_si512(blk.add(32 + 64 * h).cast()),
                 _mm512_loadu_si512(blk.add(32 + 64 * (h + 4)).cast()),
+            )
+        }
+    }
+}
+
+/// Q4_0 · Q8_0: nibbles as Q4_1's runs, right after the scales.
+struct Q4_0;
+
+impl Biased for Q4_0 {
+    const GROUP_BLOCK: usize = GROUP_ROWS * BlockQ4_0::BYTES;
+    const BIAS: i32 = 8;
+
+    #[inline(always)]
+    unsafe fn operands(blk: *const u8, h: usize) -> (__m512i, __m512i) {
+        // SAFETY: qs run h at 32 + 64h lies inside the 288-byte group.
+        unsafe {
+            let nib = _mm512_set1_epi8(0x0F);
+            let raw = _mm512_loadu_si512(blk.add(32 + 64 * h).cast());
+            (
+                _mm512_and_si512(raw, nib),
+                _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nib),
             )
         }
     }
@@ -312,8 +368,17 @@ unsafe fn sll32(x: __m512i, n: u32) -> __m512i {
 /// As [`GroupDot::group`].
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // `k`, `l`, `j` index layout runs and activation bytes
-unsafe fn q4k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
-    assert!(grp.len() == nb * q4k::GROUP_BLOCK);
+unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
+    grp: &[u8],
+    y: [&[BlockQ8K]; N],
+    nb: usize,
+) -> [__m512; N] {
+    let (group_block, qs_at) = if FIFTH {
+        (q5k::GROUP_BLOCK, q5k::QS)
+    } else {
+        (q4k::GROUP_BLOCK, q4k::QS)
+    };
+    assert!(grp.len() == nb * group_block);
     let y = y.map(|r| &r[..nb]);
     // SAFETY: AVX-512 per the fn contract; every load reads inside block b's group (offsets of
     // `rows16::q4k`, all below GROUP_BLOCK) or a whole activation block; prefetches never fault.
@@ -321,12 +386,14 @@ unsafe fn q4k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) 
         let nib = _mm512_set1_epi8(0x0F);
         let low4 = _mm512_set1_epi32(0x0F);
         let top2 = _mm512_set1_epi32(0x30);
+        let sixteen = _mm512_set1_epi8(16);
         let zero = _mm512_setzero_si512();
         let mut acc = [[_mm512_setzero_ps(); 8]; N];
+        // Q4_K: AVX2's 4 min lanes; Q5_K: its one scalar sum, in lane 0.
         let mut acc_m = [[_mm512_setzero_ps(); 4]; N];
         for b in 0..nb {
-            let blk = grp.as_ptr().add(b * q4k::GROUP_BLOCK);
-            for k in 0..q4k::GROUP_BLOCK.div_ceil(64) {
+            let blk = grp.as_ptr().add(b * group_block);
+            for k in 0..group_block.div_ceil(64) {
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(K_PREFETCH_AHEAD + 64 * k).cast());
             }
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q4k::D).cast()));
@@ -357,21 +424,42 @@ unsafe fn q4k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) 
                 d[n] = _mm512_mul_ps(_mm512_set1_ps(dy), dx);
                 let dmin = _mm512_mul_ps(_mm512_set1_ps(-dy), mx);
                 let bs = by.bsums.map(i16::from_le_bytes);
-                for k in 0..4 {
+                let prod: [__m512i; 4] = std::array::from_fn(|k| {
                     let lo = bs[4 * k].wrapping_add(bs[4 * k + 1]) as u16;
                     let hi = bs[4 * k + 2].wrapping_add(bs[4 * k + 3]) as u16;
                     let pair = _mm512_set1_epi32((u32::from(lo) | u32::from(hi) << 16) as i32);
-                    let prod = dpwssd(zero, mins[k], pair);
-                    acc_m[n][k] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(prod), acc_m[n][k]);
+                    dpwssd(zero, mins[k], pair)
+                });
+                if FIFTH {
+                    // AVX2 sums the 4 lanes as integers (exact in any order), then one fma.
+                    let isum = _mm512_add_epi32(
+                        _mm512_add_epi32(prod[0], prod[2]),
+                        _mm512_add_epi32(prod[1], prod[3]),
+                    );
+                    acc_m[n][0] = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(isum), acc_m[n][0]);
+                } else {
+                    for k in 0..4 {
+                        let p = _mm512_cvtepi32_ps(prod[k]);
+                        acc_m[n][k] = _mm512_fmadd_ps(dmin, p, acc_m[n][k]);
+                    }
                 }
             }
             for l in 0..8 {
                 let mut s0 = [zero; N];
                 let mut s1 = [zero; N];
                 for j in 0..4 {
-                    let raw = _mm512_loadu_si512(blk.add(q4k::QS + 64 * (4 * l + j)).cast());
-                    let lo = _mm512_and_si512(raw, nib);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nib);
+                    let raw = _mm512_loadu_si512(blk.add(qs_at + 64 * (4 * l + j)).cast());
+                    let mut lo = _mm512_and_si512(raw, nib);
+                    let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nib);
+                    if FIFTH {
+                        let mask = |k: usize| {
+                            blk.add(q5k::QH + 8 * (8 * l + k))
+                                .cast::<u64>()
+                                .read_unaligned()
+                        };
+                        lo = _mm512_mask_add_epi8(lo, mask(2 * j), lo, sixteen);
+                        hi = _mm512_mask_add_epi8(hi, mask(2 * j + 1), hi, sixteen);
+                    }
                     for n in 0..N {
                         let qs = &y[n][b].qs;
                         let ylo = _mm512_set1_epi32(quad(qs, 64 * j + 4 * l));
@@ -390,7 +478,11 @@ unsafe fn q4k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) 
         }
         std::array::from_fn(|n| {
             let m = &acc_m[n];
-            let mins = _mm512_add_ps(_mm512_add_ps(m[0], m[2]), _mm512_add_ps(m[1], m[3]));
+            let mins = if FIFTH {
+                m[0]
+            } else {
+                _mm512_add_ps(_mm512_add_ps(m[0], m[2]), _mm512_add_ps(m[1], m[3]))
+            };
             _mm512_add_ps(hsum_lanes(&acc[n]), mins)
         })
     }
@@ -407,7 +499,23 @@ impl GroupDot for Q4K {
     #[inline(always)]
     unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
         // SAFETY: the same contract.
-        unsafe { q4k_group::<N>(grp, y, nb) }
+        unsafe { q4k_group::<false, N>(grp, y, nb) }
+    }
+}
+
+/// Q5_K · Q8_K: Q4_K with each (sub-block, lane)'s fifth bits as a 64-bit byte mask, and the
+/// mins summed to one integer per block as AVX2 does.
+struct Q5K;
+
+impl GroupDot for Q5K {
+    type A = BlockQ8K;
+    const GROUP_BLOCK: usize = q5k::GROUP_BLOCK;
+    const TOKENS: usize = K_TOKENS_PER_PASS;
+
+    #[inline(always)]
+    unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
+        // SAFETY: the same contract.
+        unsafe { q4k_group::<true, N>(grp, y, nb) }
     }
 }
 
@@ -618,6 +726,12 @@ rows16_tile!(
     /// Q4_1 · Q8_1 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
     pub(crate) fn q4_1_rows16_tile = q4_1_imp, Q4_1);
 rows16_tile!(
+    /// Q4_0 · Q8_0 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q4_0_rows16_tile = q4_0_imp, Q4_0);
+rows16_tile!(
+    /// Q5_1 · Q8_1 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q5_1_rows16_tile = q5_1_imp, Q5_1);
+rows16_tile!(
     /// Q5_0 · Q8_0 tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
     pub(crate) fn q5_0_rows16_tile = q5_0_imp, Q5_0);
 rows16_tile!(
@@ -629,3 +743,6 @@ rows16_tile!(
 rows16_tile!(
     /// Q6_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
     pub(crate) fn q6k_rows16_tile = q6k_imp, Q6K);
+rows16_tile!(
+    /// Q5_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q5k_rows16_tile = q5k_imp, Q5K);
