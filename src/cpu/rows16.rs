@@ -27,6 +27,12 @@
 //!   word of high bits per row (bits `2k`: scale k's top 2 bits, bits `16 + 2k`: min k's); `qs`
 //!   as 32 runs of 64 bytes, run `4l + j` holding bytes `32j + 4l..+4` of each row (low nibbles:
 //!   AVX2 lane l of sub-block 2j, high nibbles: of sub-block 2j + 1).
+//! - Q2_K ([`q2k`]): the 16 rows' `d`, their `dmin`; the 16 scale bytes as runs of 16 (run
+//!   s: row r's byte s); `qs` as 16 runs of 64 bytes, run `2l + h` holding bytes `32h + 4l..+4`
+//!   of each row (its 4 two-bit fields: AVX2 lane l of sub-blocks `4h..4h + 4`).
+//! - Q3_K ([`q3k`]): the 16 rows' `d`; the packed scale bytes 0..8 as runs of 16 and bytes
+//!   8..12 as a word per row; the high bits as 64 masks of 64 bits (mask `8l + g`: bit `4r + c`
+//!   is row r's bit of element `32g + 4l + c`); `qs` as for Q2_K.
 //! - Q5_K ([`q5k`]): Q4_K's scale fields; the fifth bits as 64 masks of 64 bits (mask
 //!   `8l + k`: bit `4r + c` is row r's bit of element `32k + 4l + c`); Q4_K's quant runs.
 //! - Q6_K ([`q6k`]): the 16 rows' `d`; the 16 scales as runs of 16 bytes (run s: row r's scale
@@ -36,7 +42,8 @@
 //! Every layout fills exactly the bytes of its 16 file blocks.
 
 use sluice_loader::quant::blocks::{
-    Block, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
+    Block, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
+    BlockQ6K, BlockQ8_0,
 };
 use sluice_loader::GgmlType;
 
@@ -78,6 +85,39 @@ pub(crate) mod q4k {
     pub(crate) const GROUP_BLOCK: usize = 2304;
 }
 
+/// Offsets inside one Q2_K block group (16 rows' block b, 1,344 bytes).
+pub(crate) mod q2k {
+    /// The 16 rows' `d` (f16).
+    pub(crate) const D: usize = 0;
+    /// The 16 rows' `dmin` (f16).
+    pub(crate) const DMIN: usize = 32;
+    /// 16 runs of 16 bytes: run s, byte r = row r's `scales[s]` (scale | min << 4).
+    pub(crate) const SCALES: usize = 64;
+    /// 16 runs of 64 bytes: run `2l + h`, bytes `4r..4r + 4` = row r's `qs[32h + 4l..+4]`.
+    pub(crate) const QS: usize = 320;
+    /// Bytes of one block group.
+    pub(crate) const GROUP_BLOCK: usize = 1344;
+}
+
+/// Offsets inside one Q3_K block group (16 rows' block b, 1,760 bytes).
+pub(crate) mod q3k {
+    /// The 16 rows' `d` (f16).
+    pub(crate) const D: usize = 0;
+    /// 8 runs of 16 bytes: run k, byte r = row r's packed `scales[k]` (low nibbles of scales
+    /// k and k + 8).
+    pub(crate) const NIBBLES: usize = 32;
+    /// 16 words: row r's packed `scales[8..12]` (scale s's top 2 bits at bit
+    /// `8 · (s % 4) + 2 · (s / 4)`).
+    pub(crate) const HIGH: usize = 160;
+    /// 64 masks of 64 bits: mask `8l + g` at `QH + 8 · (8l + g)`, bit `4r + c` = row r's high
+    /// bit of element `32g + 4l + c` (bit g of `hmask[4l + c]`).
+    pub(crate) const QH: usize = 224;
+    /// Quant runs as Q2_K's (`q2k::QS`).
+    pub(crate) const QS: usize = 736;
+    /// Bytes of one block group.
+    pub(crate) const GROUP_BLOCK: usize = 1760;
+}
+
 /// Offsets inside one Q5_K block group (2,816 bytes): Q4_K's scale fields at Q4_K's offsets
 /// (`q4k::D`..`q4k::HIGH`), then the fifth bits, then Q4_K's quant runs.
 pub(crate) mod q5k {
@@ -114,6 +154,8 @@ enum Packing {
     K4 { fifth: bool },
     /// Q6_K (module [`q6k`]).
     Q6K,
+    /// Q2_K (module [`q2k`]) or, with the high bits and 6-bit scales, Q3_K (module [`q3k`]).
+    K23 { q3: bool },
 }
 
 impl Packing {
@@ -122,6 +164,8 @@ impl Packing {
             GgmlType::Q4K => Some(Packing::K4 { fifth: false }),
             GgmlType::Q5K => Some(Packing::K4 { fifth: true }),
             GgmlType::Q6K => Some(Packing::Q6K),
+            GgmlType::Q2K => Some(Packing::K23 { q3: false }),
+            GgmlType::Q3K => Some(Packing::K23 { q3: true }),
             _ => Shape::of(ty).map(Packing::Legacy),
         }
     }
@@ -133,6 +177,8 @@ impl Packing {
             Packing::K4 { fifth: false } => BlockQ4K::BYTES,
             Packing::K4 { fifth: true } => BlockQ5K::BYTES,
             Packing::Q6K => BlockQ6K::BYTES,
+            Packing::K23 { q3: false } => BlockQ2K::BYTES,
+            Packing::K23 { q3: true } => BlockQ3K::BYTES,
         }
     }
 
@@ -173,6 +219,36 @@ impl Packing {
                     for (i, m) in masks.iter().enumerate() {
                         out[q5k::QH + 8 * i..][..8].copy_from_slice(&m.to_le_bytes());
                     }
+                }
+            }
+            Packing::K23 { q3: false } => {
+                for (r, src) in rows.iter().enumerate() {
+                    out[q2k::D + 2 * r..][..2].copy_from_slice(&src[80..82]);
+                    out[q2k::DMIN + 2 * r..][..2].copy_from_slice(&src[82..84]);
+                    for s in 0..16 {
+                        out[q2k::SCALES + 16 * s + r] = src[s];
+                    }
+                    k23_pack_qs(&src[16..80], q2k::QS, r, out);
+                }
+            }
+            Packing::K23 { q3: true } => {
+                let mut masks = [0u64; 64];
+                for (r, src) in rows.iter().enumerate() {
+                    out[q3k::D + 2 * r..][..2].copy_from_slice(&src[108..110]);
+                    for k in 0..8 {
+                        out[q3k::NIBBLES + 16 * k + r] = src[96 + k];
+                    }
+                    out[q3k::HIGH + 4 * r..][..4].copy_from_slice(&src[104..108]);
+                    for (i, m) in masks.iter_mut().enumerate() {
+                        let (l, g) = (i / 8, i % 8);
+                        for c in 0..4 {
+                            *m |= u64::from(src[4 * l + c] >> g & 1) << (4 * r + c);
+                        }
+                    }
+                    k23_pack_qs(&src[32..96], q3k::QS, r, out);
+                }
+                for (i, m) in masks.iter().enumerate() {
+                    out[q3k::QH + 8 * i..][..8].copy_from_slice(&m.to_le_bytes());
                 }
             }
             Packing::Q6K => {
@@ -229,6 +305,29 @@ impl Packing {
                     }
                 }
             }
+            Packing::K23 { q3: false } => {
+                out[80..82].copy_from_slice(&packed[q2k::D + 2 * r..][..2]);
+                out[82..84].copy_from_slice(&packed[q2k::DMIN + 2 * r..][..2]);
+                for s in 0..16 {
+                    out[s] = packed[q2k::SCALES + 16 * s + r];
+                }
+                k23_unpack_qs(packed, q2k::QS, r, &mut out[16..80]);
+            }
+            Packing::K23 { q3: true } => {
+                out[108..110].copy_from_slice(&packed[q3k::D + 2 * r..][..2]);
+                for k in 0..8 {
+                    out[96 + k] = packed[q3k::NIBBLES + 16 * k + r];
+                }
+                out[104..108].copy_from_slice(&packed[q3k::HIGH + 4 * r..][..4]);
+                for (at, byte) in out[..32].iter_mut().enumerate() {
+                    let (l, c) = (at / 4, at % 4);
+                    *byte = (0..8).fold(0u8, |acc, g| {
+                        let m = u64::from_le_bytes(array(&packed[q3k::QH + 8 * (8 * l + g)..]));
+                        acc | ((m >> (4 * r + c)) as u8 & 1) << g
+                    });
+                }
+                k23_unpack_qs(packed, q3k::QS, r, &mut out[32..96]);
+            }
             Packing::Q6K => {
                 out[208..210].copy_from_slice(&packed[q6k::D + 2 * r..][..2]);
                 for s in 0..16 {
@@ -244,6 +343,21 @@ impl Packing {
                 }
             }
         }
+    }
+}
+
+/// Row r's 64 bytes of 2-bit quants (`qs`) into the runs at `at` (run `2l + h` holds
+/// `qs[32h + 4l..+4]` at `4r`), shared by Q2_K and Q3_K.
+fn k23_pack_qs(qs: &[u8], at: usize, r: usize, out: &mut [u8]) {
+    for (l, h) in (0..8).flat_map(|l| [(l, 0), (l, 1)]) {
+        out[at + 64 * (2 * l + h) + 4 * r..][..4].copy_from_slice(&qs[32 * h + 4 * l..][..4]);
+    }
+}
+
+/// The inverse of [`k23_pack_qs`] for row r.
+fn k23_unpack_qs(packed: &[u8], at: usize, r: usize, qs: &mut [u8]) {
+    for (l, h) in (0..8).flat_map(|l| [(l, 0), (l, 1)]) {
+        qs[32 * h + 4 * l..][..4].copy_from_slice(&packed[at + 64 * (2 * l + h) + 4 * r..][..4]);
     }
 }
 
@@ -491,6 +605,8 @@ mod tests {
             (GgmlType::Q8_0, BlockQ8_0::BYTES),
             (GgmlType::Q4_0, BlockQ4_0::BYTES),
             (GgmlType::Q5_1, BlockQ5_1::BYTES),
+            (GgmlType::Q2K, BlockQ2K::BYTES),
+            (GgmlType::Q3K, BlockQ3K::BYTES),
             (GgmlType::Q4K, BlockQ4K::BYTES),
             (GgmlType::Q5K, BlockQ5K::BYTES),
             (GgmlType::Q6K, BlockQ6K::BYTES),

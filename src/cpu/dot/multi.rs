@@ -86,6 +86,8 @@ impl Rows16Tile {
                 GgmlType::Q5_0 => zm::q5_0_rows16_tile,
                 GgmlType::Q5_1 => zm::q5_1_rows16_tile,
                 GgmlType::Q8_0 => zm::q8_0_rows16_tile,
+                GgmlType::Q2K => zm::q2k_rows16_tile,
+                GgmlType::Q3K => zm::q3k_rows16_tile,
                 GgmlType::Q4K => zm::q4k_rows16_tile,
                 GgmlType::Q5K => zm::q5k_rows16_tile,
                 GgmlType::Q6K => zm::q6k_rows16_tile,

@@ -26,8 +26,8 @@ pub(crate) use legacy::{
     q8_0_pair_tile,
 };
 pub(crate) use rows16::{
-    q4_0_rows16_tile, q4_1_rows16_tile, q4k_rows16_tile, q5_0_rows16_tile, q5_1_rows16_tile,
-    q5k_rows16_tile, q6k_rows16_tile, q8_0_rows16_tile,
+    q2k_rows16_tile, q3k_rows16_tile, q4_0_rows16_tile, q4_1_rows16_tile, q4k_rows16_tile,
+    q5_0_rows16_tile, q5_1_rows16_tile, q5k_rows16_tile, q6k_rows16_tile, q8_0_rows16_tile,
 };
 
 /// Proof that this CPU supports AVX-512 F/BW/VL/VNNI on top of AVX2, FMA and F16C; only

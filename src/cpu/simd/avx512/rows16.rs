@@ -16,7 +16,7 @@ use sluice_loader::quant::blocks::{
 use super::safe_kernel512;
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
-use crate::cpu::rows16::{q4k, q5k, q6k, GROUP_ROWS};
+use crate::cpu::rows16::{q2k, q3k, q4k, q5k, q6k, GROUP_ROWS};
 
 /// Bytes of one interleaved Q4_1 block group (16 rows' block b).
 const Q4_1_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ4_1::BYTES;
@@ -299,9 +299,10 @@ unsafe fn biased_group<K: Biased, const N: usize>(
                     _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(PREFETCH_AHEAD + 64 * k).cast());
                 }
                 let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.cast()));
-                let d: [__m512; N] = std::array::from_fn(|n| {
-                    _mm512_mul_ps(dx, _mm512_set1_ps(f16_lookup(t, y[n][b].d)))
-                });
+                let mut d = [dx; N];
+                for n in 0..N {
+                    d[n] = _mm512_mul_ps(dx, _mm512_set1_ps(f16_lookup(t, y[n][b].d)));
+                }
                 for h in 0..4 {
                     let (u_lo, u_hi) = K::operands(blk, h);
                     for n in 0..N {
@@ -414,9 +415,10 @@ unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
                 let hm = srl32(high, 12 + 2 * k as u32);
                 mn[k] = _mm512_or_si512(_mm512_srli_epi32::<4>(z), _mm512_and_si512(hm, top2));
             }
-            let mins: [__m512i; 4] = std::array::from_fn(|k| {
-                _mm512_or_si512(mn[2 * k], _mm512_slli_epi32::<16>(mn[2 * k + 1]))
-            });
+            let mut mins = [zero; 4];
+            for k in 0..4 {
+                mins[k] = _mm512_or_si512(mn[2 * k], _mm512_slli_epi32::<16>(mn[2 * k + 1]));
+            }
             let mut d = [_mm512_setzero_ps(); N];
             for n in 0..N {
                 let by = &y[n][b];
@@ -424,12 +426,13 @@ unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
                 d[n] = _mm512_mul_ps(_mm512_set1_ps(dy), dx);
                 let dmin = _mm512_mul_ps(_mm512_set1_ps(-dy), mx);
                 let bs = by.bsums.map(i16::from_le_bytes);
-                let prod: [__m512i; 4] = std::array::from_fn(|k| {
+                let mut prod = [zero; 4];
+                for k in 0..4 {
                     let lo = bs[4 * k].wrapping_add(bs[4 * k + 1]) as u16;
                     let hi = bs[4 * k + 2].wrapping_add(bs[4 * k + 3]) as u16;
                     let pair = _mm512_set1_epi32((u32::from(lo) | u32::from(hi) << 16) as i32);
-                    dpwssd(zero, mins[k], pair)
-                });
+                    prod[k] = dpwssd(zero, mins[k], pair);
+                }
                 if FIFTH {
                     // AVX2 sums the 4 lanes as integers (exact in any order), then one fma.
                     let isum = _mm512_add_epi32(
@@ -552,10 +555,11 @@ unsafe fn q6k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) 
             }
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q6k::D).cast()));
             // Scale s of the 16 rows in the low i16 of each i32 lane (upper i16 zero).
-            let sc: [__m512i; 16] = std::array::from_fn(|s| {
+            let mut sc = [zero; 16];
+            for s in 0..16 {
                 let v = _mm_loadu_si128(blk.add(q6k::SCALES + 16 * s).cast());
-                _mm512_and_si512(_mm512_cvtepi8_epi32(v), low16)
-            });
+                sc[s] = _mm512_and_si512(_mm512_cvtepi8_epi32(v), low16);
+            }
             let mut d = [_mm512_setzero_ps(); N];
             for n in 0..N {
                 let by = &y[n][b];
@@ -626,6 +630,191 @@ impl GroupDot for Q6K {
     unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
         // SAFETY: the same contract.
         unsafe { q6k_group::<N>(grp, y, nb) }
+    }
+}
+
+/// The i16 lanes `x >> n` (as [`srl32`]).
+#[inline(always)]
+unsafe fn srl16(x: __m512i, n: u32) -> __m512i {
+    // SAFETY: AVX-512BW per the calling kernel's contract; register-only.
+    unsafe { _mm512_srl_epi16(x, _mm_cvtsi32_si128(n as i32)) }
+}
+
+/// One group of 16 interleaved Q2_K (`Q3 = false`) or Q3_K rows dotted with `N` Q8_K rows.
+///
+/// Row r's AVX2 lane l of a block is the exact integer `Σ_g scale · Σ4 q·y` over the 8
+/// sub-blocks of 32 (scale `2g` for lanes 0..4, `2g + 1` for 4..8). Q2_K's quants are the
+/// 2-bit fields; Q3_K's are `low2 + 4·high − 4`, as `vpdpbusd` from `−4 · Σ4 y` over the
+/// unsigned `low2 + 4·high`. Q2_K first adds AVX2's min lanes `m[2i]·b[2i] + m[2i+1]·b[2i+1]`
+/// with `fma(−dy·dmin, ·, acc_i)`, then both `fma(dy·dx, lane, acc_l)`, as there.
+///
+/// # Safety
+/// As [`GroupDot::group`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `g`, `l`, `h`, `s` index layout runs and activations
+unsafe fn k23_group<const Q3: bool, const N: usize>(
+    grp: &[u8],
+    y: [&[BlockQ8K]; N],
+    nb: usize,
+) -> [__m512; N] {
+    let (group_block, qs_at) = if Q3 {
+        (q3k::GROUP_BLOCK, q3k::QS)
+    } else {
+        (q2k::GROUP_BLOCK, q2k::QS)
+    };
+    assert!(grp.len() == nb * group_block);
+    let y = y.map(|r| &r[..nb]);
+    // SAFETY: AVX-512 per the fn contract; every load reads inside block b's group (offsets of
+    // `rows16::q2k`/`q3k`, all below its size), a whole activation block or the local arrays;
+    // prefetches never fault.
+    unsafe {
+        let m3 = _mm512_set1_epi8(3);
+        let four = _mm512_set1_epi8(4);
+        let low4 = _mm512_set1_epi32(0x0F);
+        let top2 = _mm512_set1_epi32(0x30);
+        let low16 = _mm512_set1_epi32(0xFFFF);
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[_mm512_setzero_ps(); 8]; N];
+        // Q3_K: −4 · Σ4 y for each activation quad m (elements 4m..4m + 4) of the block.
+        let mut corr = [[0i32; 64]; N];
+        for b in 0..nb {
+            let blk = grp.as_ptr().add(b * group_block);
+            for k in 0..group_block.div_ceil(64) {
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(K_PREFETCH_AHEAD + 64 * k).cast());
+            }
+            // Scale s of the 16 rows in the low i16 of each i32 lane (upper i16 zero).
+            let mut sc = [zero; 16];
+            let high = if Q3 {
+                _mm512_loadu_si512(blk.add(q3k::HIGH).cast())
+            } else {
+                zero
+            };
+            for s in 0..16 {
+                sc[s] = if Q3 {
+                    let at = blk.add(q3k::NIBBLES + 16 * (s % 8));
+                    let z = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast()));
+                    let low = if s < 8 {
+                        _mm512_and_si512(z, low4)
+                    } else {
+                        _mm512_srli_epi32::<4>(z)
+                    };
+                    let shift = (8 * (s % 4) + 2 * (s / 4)) as u32;
+                    let hs = if shift >= 4 {
+                        srl32(high, shift - 4)
+                    } else {
+                        sll32(high, 4 - shift)
+                    };
+                    let v = _mm512_or_si512(low, _mm512_and_si512(hs, top2));
+                    _mm512_and_si512(_mm512_sub_epi32(v, _mm512_set1_epi32(32)), low16)
+                } else {
+                    let at = blk.add(q2k::SCALES + 16 * s);
+                    _mm512_and_si512(_mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast())), low4)
+                };
+            }
+            let dx = _mm512_cvtph_ps(_mm256_loadu_si256(
+                blk.add(if Q3 { q3k::D } else { q2k::D }).cast(),
+            ));
+            let mut d = [_mm512_setzero_ps(); N];
+            if Q3 {
+                for n in 0..N {
+                    let by = &y[n][b];
+                    d[n] = _mm512_mul_ps(_mm512_set1_ps(q8k_d(by)), dx);
+                    for c in 0..4 {
+                        let qy = _mm512_loadu_si512(by.qs.as_ptr().add(64 * c).cast());
+                        let s = _mm512_dpbusd_epi32(zero, four, qy);
+                        let out = corr[n].as_mut_ptr().add(16 * c);
+                        _mm512_storeu_si512(out.cast(), _mm512_sub_epi32(zero, s));
+                    }
+                }
+            } else {
+                let mx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q2k::DMIN).cast()));
+                let min = |s: usize| {
+                    let at = blk.add(q2k::SCALES + 16 * s);
+                    _mm512_srli_epi32::<4>(_mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast())))
+                };
+                let mut mins = [zero; 8];
+                for i in 0..8 {
+                    mins[i] = _mm512_or_si512(min(2 * i), _mm512_slli_epi32::<16>(min(2 * i + 1)));
+                }
+                for n in 0..N {
+                    let by = &y[n][b];
+                    let dy = q8k_d(by);
+                    d[n] = _mm512_mul_ps(_mm512_set1_ps(dy), dx);
+                    let dmin = _mm512_mul_ps(_mm512_set1_ps(-dy), mx);
+                    let bs = by.bsums.map(|v| u32::from(u16::from_le_bytes(v)));
+                    for i in 0..8 {
+                        let pair = _mm512_set1_epi32((bs[2 * i] | bs[2 * i + 1] << 16) as i32);
+                        let prod = _mm512_cvtepi32_ps(dpwssd(zero, mins[i], pair));
+                        acc[n][i] = _mm512_fmadd_ps(dmin, prod, acc[n][i]);
+                    }
+                }
+            }
+            for l in 0..8 {
+                let mut s0 = [zero; N];
+                let mut s1 = [zero; N];
+                for h in 0..2 {
+                    let raw = _mm512_loadu_si512(blk.add(qs_at + 64 * (2 * l + h)).cast());
+                    for s in 0..4 {
+                        let g = 4 * h + s;
+                        let mut q = _mm512_and_si512(srl16(raw, 2 * s as u32), m3);
+                        if Q3 {
+                            let at = blk.add(q3k::QH + 8 * (8 * l + g));
+                            q = _mm512_mask_add_epi8(q, at.cast::<u64>().read_unaligned(), q, four);
+                        }
+                        let scale = sc[2 * g + usize::from(l >= 4)];
+                        for n in 0..N {
+                            let yq = _mm512_set1_epi32(quad(&y[n][b].qs, 32 * g + 4 * l));
+                            let init = if Q3 {
+                                _mm512_set1_epi32(corr[n][8 * g + l])
+                            } else {
+                                zero
+                            };
+                            let p = _mm512_dpbusd_epi32(init, q, yq);
+                            if s % 2 == 0 {
+                                s0[n] = dpwssd(s0[n], p, scale);
+                            } else {
+                                s1[n] = dpwssd(s1[n], p, scale);
+                            }
+                        }
+                    }
+                }
+                for n in 0..N {
+                    let sumi = _mm512_cvtepi32_ps(_mm512_add_epi32(s0[n], s1[n]));
+                    acc[n][l] = _mm512_fmadd_ps(d[n], sumi, acc[n][l]);
+                }
+            }
+        }
+        std::array::from_fn(|n| hsum_lanes(&acc[n]))
+    }
+}
+
+/// Q2_K · Q8_K.
+struct Q2K;
+
+impl GroupDot for Q2K {
+    type A = BlockQ8K;
+    const GROUP_BLOCK: usize = q2k::GROUP_BLOCK;
+    const TOKENS: usize = K_TOKENS_PER_PASS;
+
+    #[inline(always)]
+    unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
+        // SAFETY: the same contract.
+        unsafe { k23_group::<false, N>(grp, y, nb) }
+    }
+}
+
+/// Q3_K · Q8_K.
+struct Q3K;
+
+impl GroupDot for Q3K {
+    type A = BlockQ8K;
+    const GROUP_BLOCK: usize = q3k::GROUP_BLOCK;
+    const TOKENS: usize = K_TOKENS_PER_PASS;
+
+    #[inline(always)]
+    unsafe fn group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) -> [__m512; N] {
+        // SAFETY: the same contract.
+        unsafe { k23_group::<true, N>(grp, y, nb) }
     }
 }
 
@@ -746,3 +935,9 @@ rows16_tile!(
 rows16_tile!(
     /// Q5_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
     pub(crate) fn q5k_rows16_tile = q5k_imp, Q5K);
+rows16_tile!(
+    /// Q2_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q2k_rows16_tile = q2k_imp, Q2K);
+rows16_tile!(
+    /// Q3_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
+    pub(crate) fn q3k_rows16_tile = q3k_imp, Q3K);
