@@ -165,7 +165,7 @@ impl PairDot for Q4K {
                     }
                 }
             }
-            collect(|p, r, n| {
+            collect!(|p, r, n| {
                 let sums = hsum_pair(acc[p][n]);
                 let m = if r == 0 {
                     _mm256_castps256_ps128(acc_m[p][n])
@@ -226,7 +226,7 @@ impl PairDot for Q5K {
                     }
                 }
             }
-            collect(|p, r, n| hsum_pair(acc[p][n])[r] + summs[p][n][r])
+            collect!(|p, r, n| hsum_pair(acc[p][n])[r] + summs[p][n][r])
         }
     }
 }
@@ -290,7 +290,7 @@ impl PairDot for Q6K {
                     }
                 }
             }
-            collect(|p, r, n| hsum_pair(acc[p][n])[r])
+            collect!(|p, r, n| hsum_pair(acc[p][n])[r])
         }
     }
 }
@@ -362,7 +362,7 @@ impl PairDot for Q2K {
                     }
                 }
             }
-            collect(|p, r, n| hsum_pair(acc[p][n])[r])
+            collect!(|p, r, n| hsum_pair(acc[p][n])[r])
         }
     }
 }
@@ -417,7 +417,7 @@ impl PairDot for Q3K {
                     }
                 }
             }
-            collect(|p, r, n| hsum_pair(acc[p][n])[r])
+            collect!(|p, r, n| hsum_pair(acc[p][n])[r])
         }
     }
 }

@@ -70,7 +70,7 @@ macro_rules! sym_pair {
                             }
                         }
                     }
-                    collect(|p, r, n| hsum_pair(acc[p][n])[r])
+                    collect!(|p, r, n| hsum_pair(acc[p][n])[r])
                 }
             }
         }
@@ -126,7 +126,7 @@ macro_rules! offset_pair {
                             }
                         }
                     }
-                    collect(|p, r, n| {
+                    collect!(|p, r, n| {
                         let mut m = [0.0f32; 4];
                         _mm_storeu_ps(m.as_mut_ptr(), summs[p][n]);
                         hsum_pair(acc[p][n])[r] + m[1 + 2 * r]
@@ -206,14 +206,15 @@ impl PairDot for Iq4Nl {
                     }
                 }
             }
-            collect(|p, r, n| {
+            collect!(|p, r, n| {
                 let sum = hsum_pair(_mm512_add_ps(acc[p][n][0], acc[p][n][1]))[r];
                 if nb.is_multiple_of(2) {
-                    return sum;
+                    sum
+                } else {
+                    let d = f16_lookup(t, y[n][nb - 1].d) * f16_lookup(t, x[p][r][nb - 1].d);
+                    let isum: i32 = ints[p][n][8 * r..8 * r + 8].iter().sum();
+                    sum + d * isum as f32 // unfused, as the AVX2 kernel
                 }
-                let d = f16_lookup(t, y[n][nb - 1].d) * f16_lookup(t, x[p][r][nb - 1].d);
-                let isum: i32 = ints[p][n][8 * r..8 * r + 8].iter().sum();
-                sum + d * isum as f32 // unfused, as the AVX2 kernel
             })
         }
     }

@@ -28,21 +28,24 @@ pub(super) trait PairDot {
 /// Token rows per kernel call (the remainder runs as groups of 1..3).
 const GROUP: usize = 4;
 
-/// A kernel's `[p][r][n]` outputs, each from `finish(p, r, n)` (the per-row reductions).
-#[inline(always)]
-pub(super) fn collect<const P: usize, const N: usize>(
-    mut finish: impl FnMut(usize, usize, usize) -> f32,
-) -> [[[f32; N]; 2]; P] {
-    let mut out = [[[0.0f32; N]; 2]; P];
-    for (p, pair) in out.iter_mut().enumerate() {
-        for (r, row) in pair.iter_mut().enumerate() {
-            for (n, v) in row.iter_mut().enumerate() {
-                *v = finish(p, r, n);
+/// A kernel's `[p][r][n]` outputs (`P` row pairs, `N` tokens: the kernel's const generics),
+/// each `$e` with `$p`, `$r`, `$n` bound: the per-row reductions. A macro, so they compile in
+/// the kernel with its target features; in a closure (which does not inherit them) their
+/// intrinsics were left as calls.
+macro_rules! collect {
+    (|$p:ident, $r:ident, $n:ident| $e:expr) => {{
+        let mut out = [[[0.0f32; N]; 2]; P];
+        for $p in 0..P {
+            for $r in 0..2 {
+                for $n in 0..N {
+                    out[$p][$r][$n] = $e;
+                }
             }
         }
-    }
-    out
+        out
+    }};
 }
+pub(super) use collect;
 
 /// Writes one pass's results: tokens `k..k + N`, weight rows from `i` (`rows` of them, ≤ 2P).
 #[inline(always)]

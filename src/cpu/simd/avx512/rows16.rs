@@ -114,7 +114,11 @@ unsafe fn q4_1_group<const QH: bool, const N: usize>(
                 }
             }
         }
-        std::array::from_fn(|n| _mm512_add_ps(hsum_lanes(&acc[n]), summs[n]))
+        let mut out = summs;
+        for n in 0..N {
+            out[n] = _mm512_add_ps(hsum_lanes(&acc[n]), summs[n]);
+        }
+        out
     }
 }
 
@@ -318,7 +322,11 @@ unsafe fn biased_group<K: Biased, const N: usize>(
                 }
             }
         }
-        std::array::from_fn(|n| hsum_lanes(&acc[n]))
+        let mut out = [_mm512_setzero_ps(); N];
+        for n in 0..N {
+            out[n] = hsum_lanes(&acc[n]);
+        }
+        out
     }
 }
 
@@ -455,13 +463,9 @@ unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
                     let mut lo = _mm512_and_si512(raw, nib);
                     let mut hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nib);
                     if FIFTH {
-                        let mask = |k: usize| {
-                            blk.add(q5k::QH + 8 * (8 * l + k))
-                                .cast::<u64>()
-                                .read_unaligned()
-                        };
-                        lo = _mm512_mask_add_epi8(lo, mask(2 * j), lo, sixteen);
-                        hi = _mm512_mask_add_epi8(hi, mask(2 * j + 1), hi, sixteen);
+                        let masks = blk.add(q5k::QH + 8 * (8 * l + 2 * j)).cast::<u64>();
+                        lo = _mm512_mask_add_epi8(lo, masks.read_unaligned(), lo, sixteen);
+                        hi = _mm512_mask_add_epi8(hi, masks.add(1).read_unaligned(), hi, sixteen);
                     }
                     for n in 0..N {
                         let qs = &y[n][b].qs;
@@ -479,15 +483,17 @@ unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
                 }
             }
         }
-        std::array::from_fn(|n| {
+        let mut out = [_mm512_setzero_ps(); N];
+        for n in 0..N {
             let m = &acc_m[n];
             let mins = if FIFTH {
                 m[0]
             } else {
                 _mm512_add_ps(_mm512_add_ps(m[0], m[2]), _mm512_add_ps(m[1], m[3]))
             };
-            _mm512_add_ps(hsum_lanes(&acc[n]), mins)
-        })
+            out[n] = _mm512_add_ps(hsum_lanes(&acc[n]), mins);
+        }
+        out
     }
 }
 
@@ -614,7 +620,11 @@ unsafe fn q6k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) 
                 }
             }
         }
-        std::array::from_fn(|n| hsum_lanes(&acc[n]))
+        let mut out = [_mm512_setzero_ps(); N];
+        for n in 0..N {
+            out[n] = hsum_lanes(&acc[n]);
+        }
+        out
     }
 }
 
@@ -728,13 +738,15 @@ unsafe fn k23_group<const Q3: bool, const N: usize>(
                 }
             } else {
                 let mx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q2k::DMIN).cast()));
-                let min = |s: usize| {
-                    let at = blk.add(q2k::SCALES + 16 * s);
-                    _mm512_srli_epi32::<4>(_mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast())))
-                };
                 let mut mins = [zero; 8];
                 for i in 0..8 {
-                    mins[i] = _mm512_or_si512(min(2 * i), _mm512_slli_epi32::<16>(min(2 * i + 1)));
+                    let at = blk.add(q2k::SCALES + 32 * i);
+                    let m0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast()));
+                    let m1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.add(16).cast()));
+                    mins[i] = _mm512_or_si512(
+                        _mm512_srli_epi32::<4>(m0),
+                        _mm512_slli_epi32::<16>(_mm512_srli_epi32::<4>(m1)),
+                    );
                 }
                 for n in 0..N {
                     let by = &y[n][b];
@@ -784,7 +796,11 @@ unsafe fn k23_group<const Q3: bool, const N: usize>(
                 }
             }
         }
-        std::array::from_fn(|n| hsum_lanes(&acc[n]))
+        let mut out = [_mm512_setzero_ps(); N];
+        for n in 0..N {
+            out[n] = hsum_lanes(&acc[n]);
+        }
+        out
     }
 }
 
@@ -826,10 +842,9 @@ impl GroupDot for Q3K {
 unsafe fn hsum_lanes(a: &[__m512; 8]) -> __m512 {
     // SAFETY: AVX-512F per the fn contract; register-only.
     unsafe {
-        let add = |x, y| _mm512_add_ps(x, y);
-        let even = add(add(a[0], a[4]), add(a[2], a[6]));
-        let odd = add(add(a[1], a[5]), add(a[3], a[7]));
-        add(even, odd)
+        let even = _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6]));
+        let odd = _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7]));
+        _mm512_add_ps(even, odd)
     }
 }
 
