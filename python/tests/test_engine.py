@@ -168,6 +168,17 @@ def test_info_while_another_thread_generates(engine):
 
 
 def test_ctrl_c_stops_a_generation_and_a_perplexity_run(engine):
+    # A shell without job control starts background jobs (`scripts/test.sh &`) with SIGINT
+    # ignored, and Python then leaves it ignored: install the handler a terminal would have.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_both(engine)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert engine.generate("Hi", max_tokens=2, temperature=0).tokens
+
+
+def _interrupt_both(engine):
     text = (REPO / "tests" / "data" / "gpl-3.0.txt").read_text()
     # A raw continuation of the licence runs until the context is full (about 700 tokens, over
     # 3 s on 2 cores); a chat answer can end in under the timer's delay on a fast machine.
@@ -180,4 +191,3 @@ def test_ctrl_c_stops_a_generation_and_a_perplexity_run(engine):
             run()
         timer.join()
         assert time.monotonic() - started < 8
-    assert engine.generate("Hi", max_tokens=2, temperature=0).tokens
