@@ -12,6 +12,9 @@ fn crate_dir() -> PathBuf {
 
 /// The directory holding a current libsluice.so: this test binary's profile directory, after
 /// cargo has built the library there (a test of a cdylib crate does not build the cdylib).
+/// The build names the whole workspace, so its features are those `cargo test --workspace`
+/// already built with and it finds everything fresh; `-p sluice-capi` alone resolved other
+/// features and recompiled the engine (170 s of a 16-minute test run).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let dir = exe
@@ -27,20 +30,13 @@ fn lib_dir() -> PathBuf {
     .to_string();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "sluice-capi",
-            "--profile",
-            &profile,
-        ])
+        .args(["build", "--quiet", "--workspace", "--profile", &profile])
         .current_dir(crate_dir())
         .output()
         .expect("running cargo to build libsluice.so");
     assert!(
         out.status.success(),
-        "cargo build -p sluice-capi --profile {profile} failed:\n{}",
+        "cargo build --workspace --profile {profile} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
