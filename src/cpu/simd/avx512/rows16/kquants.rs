@@ -19,10 +19,6 @@ use crate::cpu::simd::avx512::safe_kernel512;
 /// threads: 8 KB at least as fast as 16 KB in alternating runs, and ahead of 4 KB).
 const K_PREFETCH_AHEAD: usize = 8192;
 
-/// Activation rows per pass for the K-quants, whose accumulators (8 f32 zmm per token, and
-/// Q4_K's 4 for the mins) and 8-16 scale vectors would not fit the register file at 4.
-const K_TOKENS_PER_PASS: usize = 2;
-
 /// Closes AVX2 lane `l` of a block for every token: `acc_l = fma(dy·dx, float(s0 + s1), acc_l)`
 /// (the two integer chains are exact, so their sum is the AVX2 lane's).
 ///
@@ -211,12 +207,12 @@ unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
 
 group_dot!(
     /// Q4_K · Q8_K.
-    Q4K, BlockQ8K, q4k::GROUP_BLOCK, K_TOKENS_PER_PASS, q4k_group::<false>);
+    Q4K, BlockQ8K, q4k::GROUP_BLOCK, q4k_group::<false>);
 
 group_dot!(
     /// Q5_K · Q8_K: Q4_K with each (sub-block, lane)'s fifth bits as a 64-bit byte mask, and the
     /// mins summed to one integer per block as AVX2 does.
-    Q5K, BlockQ8K, q5k::GROUP_BLOCK, K_TOKENS_PER_PASS, q4k_group::<true>);
+    Q5K, BlockQ8K, q5k::GROUP_BLOCK, q4k_group::<true>);
 
 /// One group of 16 interleaved Q6_K rows dotted with `N` Q8_K activation rows.
 ///
@@ -313,7 +309,7 @@ unsafe fn q6k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) 
 
 group_dot!(
     /// Q6_K · Q8_K.
-    Q6K, BlockQ8K, q6k::GROUP_BLOCK, K_TOKENS_PER_PASS, q6k_group);
+    Q6K, BlockQ8K, q6k::GROUP_BLOCK, q6k_group);
 
 /// The i16 lanes `x >> n` (as [`srl32`]).
 #[inline(always)]
@@ -471,11 +467,11 @@ unsafe fn k23_group<const Q3: bool, const N: usize>(
 
 group_dot!(
     /// Q2_K · Q8_K.
-    Q2K, BlockQ8K, q2k::GROUP_BLOCK, K_TOKENS_PER_PASS, k23_group::<false>);
+    Q2K, BlockQ8K, q2k::GROUP_BLOCK, k23_group::<false>);
 
 group_dot!(
     /// Q3_K · Q8_K.
-    Q3K, BlockQ8K, q3k::GROUP_BLOCK, K_TOKENS_PER_PASS, k23_group::<true>);
+    Q3K, BlockQ8K, q3k::GROUP_BLOCK, k23_group::<true>);
 
 rows16_tile!(
     /// Q4_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
