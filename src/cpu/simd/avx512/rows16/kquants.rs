@@ -43,6 +43,9 @@ unsafe fn close_lane<const N: usize>(
 
 /// `acc + Σ pairs a·b` per i32 lane (`vpdpwssd`), kept one instruction: LLVM's generic tuning
 /// splits the intrinsic into `vpmaddwd` + `vpaddd`, an extra uop per scaled sub-block sum.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512 VNNI (called from a kernel compiled with them).
 #[inline]
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
