@@ -41,6 +41,36 @@ unsafe fn close_lane<const N: usize>(
     }
 }
 
+/// Prefetches the bytes of the block group [`K_PREFETCH_AHEAD`] past `blk` (`len` of them).
+#[inline(always)]
+fn prefetch_ahead(blk: *const u8, len: usize) {
+    for k in 0..len.div_ceil(64) {
+        // SAFETY: a prefetch never faults, whatever the address; SSE is baseline on x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(K_PREFETCH_AHEAD + 64 * k).cast()) };
+    }
+}
+
+/// `out[m] = −bias · Σ y` over activation quad m (elements `4m..4m + 4`) of block `by`: the
+/// start of `vpdpbusd` over quants stored as `q + bias` (`bias` broadcast as bytes), so that it
+/// ends at the exact `Σ4 q·y`.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI must be available (called from a kernel compiled with them).
+#[inline(always)]
+unsafe fn bias_corrections(by: &BlockQ8K, bias: __m512i, out: &mut [i32; 64]) {
+    // SAFETY: AVX-512 per the fn contract; each load reads 64 of the block's 256 quants and
+    // each store writes 16 of `out`'s 64 entries.
+    unsafe {
+        let zero = _mm512_setzero_si512();
+        for c in 0..4 {
+            let qy = _mm512_loadu_si512(by.qs.as_ptr().add(64 * c).cast());
+            let sums = _mm512_dpbusd_epi32(zero, bias, qy);
+            let at = out.as_mut_ptr().add(16 * c);
+            _mm512_storeu_si512(at.cast(), _mm512_sub_epi32(zero, sums));
+        }
+    }
+}
+
 /// `acc + Σ pairs a·b` per i32 lane (`vpdpwssd`), kept one instruction: LLVM's generic tuning
 /// splits the intrinsic into `vpmaddwd` + `vpaddd`, an extra uop per scaled sub-block sum.
 ///
@@ -116,9 +146,7 @@ unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
         let mut acc_m = [[_mm512_setzero_ps(); 4]; N];
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * group_block);
-            for k in 0..group_block.div_ceil(64) {
-                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(K_PREFETCH_AHEAD + 64 * k).cast());
-            }
+            prefetch_ahead(blk, group_block);
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q4k::D).cast()));
             let mx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q4k::DMIN).cast()));
             let high = _mm512_loadu_si512(blk.add(q4k::HIGH).cast());
@@ -245,9 +273,7 @@ unsafe fn q6k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) 
         let mut corr = [[0i32; 64]; N];
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * q6k::GROUP_BLOCK);
-            for k in 0..q6k::GROUP_BLOCK.div_ceil(64) {
-                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(K_PREFETCH_AHEAD + 64 * k).cast());
-            }
+            prefetch_ahead(blk, q6k::GROUP_BLOCK);
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q6k::D).cast()));
             // Scale s of the 16 rows in the low i16 of each i32 lane (upper i16 zero).
             let mut sc = [zero; 16];
@@ -259,12 +285,7 @@ unsafe fn q6k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) 
             for n in 0..N {
                 let by = &y[n][b];
                 d[n] = _mm512_mul_ps(_mm512_set1_ps(q8k_d(by)), dx);
-                for c in 0..4 {
-                    let qy = _mm512_loadu_si512(by.qs.as_ptr().add(64 * c).cast());
-                    let s = _mm512_dpbusd_epi32(zero, thirty_two, qy);
-                    let out = corr[n].as_mut_ptr().add(16 * c);
-                    _mm512_storeu_si512(out.cast(), _mm512_sub_epi32(zero, s));
-                }
+                bias_corrections(by, thirty_two, &mut corr[n]);
             }
             for l in 0..8 {
                 let mut s0 = [zero; N];
@@ -360,9 +381,7 @@ unsafe fn k23_group<const Q3: bool, const N: usize>(
         let mut corr = [[0i32; 64]; N];
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * group_block);
-            for k in 0..group_block.div_ceil(64) {
-                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(K_PREFETCH_AHEAD + 64 * k).cast());
-            }
+            prefetch_ahead(blk, group_block);
             // Scale s of the 16 rows in the low i16 of each i32 lane (upper i16 zero).
             let mut sc = [zero; 16];
             let high = if Q3 {
@@ -400,12 +419,7 @@ unsafe fn k23_group<const Q3: bool, const N: usize>(
                 for n in 0..N {
                     let by = &y[n][b];
                     d[n] = _mm512_mul_ps(_mm512_set1_ps(q8k_d(by)), dx);
-                    for c in 0..4 {
-                        let qy = _mm512_loadu_si512(by.qs.as_ptr().add(64 * c).cast());
-                        let s = _mm512_dpbusd_epi32(zero, four, qy);
-                        let out = corr[n].as_mut_ptr().add(16 * c);
-                        _mm512_storeu_si512(out.cast(), _mm512_sub_epi32(zero, s));
-                    }
+                    bias_corrections(by, four, &mut corr[n]);
                 }
             } else {
                 let mx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q2k::DMIN).cast()));
