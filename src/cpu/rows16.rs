@@ -22,11 +22,10 @@
 //! - Q8_0: the 16 rows' `d` (f16); then `qs` as 8 runs of 64 bytes, run `l` holding bytes
 //!   `4l..4l + 4` of each row, each stored as `q + 128` (`q ^ 0x80`) so that it is the unsigned
 //!   operand `vpdpbusd` takes (the kernel subtracts `128 · Σy` exactly).
-//! - Q4_K ([`q4k`]): the 16 rows' `d`, their `dmin`; the 8 six-bit scales and 8 mins unpacked
-//!   to nibbles (run k: row r's byte is scale k's low nibble | min k's low nibble << 4) and a
-//!   word of high bits per row (bits `2k`: scale k's top 2 bits, bits `16 + 2k`: min k's); `qs`
-//!   as 32 runs of 64 bytes, run `4l + j` holding bytes `32j + 4l..+4` of each row (low nibbles:
-//!   AVX2 lane l of sub-block 2j, high nibbles: of sub-block 2j + 1).
+//! - Q4_K ([`q4k`]): the 16 rows' `d`, their `dmin`; the 12 packed scale bytes as runs of 16
+//!   (run i: row r's byte i, unpacked in the kernel); `qs` as 32 runs of 64 bytes, run `4l + j`
+//!   holding bytes `32j + 4l..+4` of each row (low nibbles: AVX2 lane l of sub-block 2j, high
+//!   nibbles: of sub-block 2j + 1).
 //! - Q2_K ([`q2k`]): the 16 rows' `d`, their `dmin`; the 16 scale bytes as runs of 16 (run
 //!   s: row r's byte s); `qs` as 16 runs of 64 bytes, run `2l + h` holding bytes `32h + 4l..+4`
 //!   of each row (its 4 two-bit fields: AVX2 lane l of sub-blocks `4h..4h + 4`).
@@ -46,8 +45,6 @@ use sluice_loader::quant::blocks::{
     BlockQ6K, BlockQ8_0,
 };
 use sluice_loader::GgmlType;
-
-use crate::cpu::dot::kscales::k4_scales_mins;
 
 /// Rows per interleaved group (one per f32 lane of a zmm register).
 pub const GROUP_ROWS: usize = 16;
@@ -75,10 +72,8 @@ pub(crate) mod q4k {
     pub(crate) const D: usize = 0;
     /// The 16 rows' `dmin` (f16).
     pub(crate) const DMIN: usize = 32;
-    /// 8 runs of 16 bytes: run k, byte r = row r's scale k & 15 | (min k & 15) << 4.
-    pub(crate) const NIBBLES: usize = 64;
-    /// 16 little-endian words: row r's bits `2k..2k+2` = scale k >> 4, `16 + 2k..` = min k >> 4.
-    pub(crate) const HIGH: usize = 192;
+    /// 12 runs of 16 bytes: run i, byte r = row r's packed `scales[i]` (the file's bytes).
+    pub(crate) const SCALES: usize = 64;
     /// 32 runs of 64 bytes: run `4l + j`, bytes `4r..4r + 4` = row r's `qs[32j + 4l..+4]`.
     pub(crate) const QS: usize = 256;
     /// Bytes of one block group.
@@ -119,7 +114,7 @@ pub(crate) mod q3k {
 }
 
 /// Offsets inside one Q5_K block group (2,816 bytes): Q4_K's scale fields at Q4_K's offsets
-/// (`q4k::D`..`q4k::HIGH`), then the fifth bits, then Q4_K's quant runs.
+/// (`q4k::D`..`q4k::SCALES`), then the fifth bits, then Q4_K's quant runs.
 pub(crate) mod q5k {
     /// 64 masks of 64 bits: mask `8l + k` at `QH + 8 · (8l + k)`, bit `4r + c` = row r's fifth
     /// bit of element `32k + 4l + c` (bit k of `qh[4l + c]`).
@@ -192,14 +187,9 @@ impl Packing {
                 for (r, src) in rows.iter().enumerate() {
                     out[q4k::D + 2 * r..][..2].copy_from_slice(&src[0..2]);
                     out[q4k::DMIN + 2 * r..][..2].copy_from_slice(&src[2..4]);
-                    let sm = k4_scales_mins(&array(&src[4..16]));
-                    let mut high = 0u32;
-                    for k in 0..8 {
-                        out[q4k::NIBBLES + 16 * k + r] = (sm[k] & 0xF) | (sm[8 + k] & 0xF) << 4;
-                        high |= u32::from(sm[k] >> 4) << (2 * k);
-                        high |= u32::from(sm[8 + k] >> 4) << (16 + 2 * k);
+                    for i in 0..12 {
+                        out[q4k::SCALES + 16 * i + r] = src[4 + i];
                     }
-                    out[q4k::HIGH + 4 * r..][..4].copy_from_slice(&high.to_le_bytes());
                     for l in 0..8 {
                         for j in 0..4 {
                             let at = qs_packed + 64 * (4 * l + j) + 4 * r;
@@ -279,14 +269,9 @@ impl Packing {
                 let (qs_file, qs_packed) = if fifth { (48, q5k::QS) } else { (16, q4k::QS) };
                 out[0..2].copy_from_slice(&packed[q4k::D + 2 * r..][..2]);
                 out[2..4].copy_from_slice(&packed[q4k::DMIN + 2 * r..][..2]);
-                let high = word(packed, q4k::HIGH + 4 * r);
-                let mut sm = [0u8; 16];
-                for k in 0..8 {
-                    let nib = packed[q4k::NIBBLES + 16 * k + r];
-                    sm[k] = (nib & 0xF) | ((high >> (2 * k)) as u8 & 3) << 4;
-                    sm[8 + k] = (nib >> 4) | ((high >> (16 + 2 * k)) as u8 & 3) << 4;
+                for i in 0..12 {
+                    out[4 + i] = packed[q4k::SCALES + 16 * i + r];
                 }
-                out[4..16].copy_from_slice(&k4_pack_scales_mins(&sm));
                 for l in 0..8 {
                     for j in 0..4 {
                         let at = qs_packed + 64 * (4 * l + j) + 4 * r;
@@ -359,18 +344,6 @@ fn k23_unpack_qs(packed: &[u8], at: usize, r: usize, qs: &mut [u8]) {
     for (l, h) in (0..8).flat_map(|l| [(l, 0), (l, 1)]) {
         qs[32 * h + 4 * l..][..4].copy_from_slice(&packed[at + 64 * (2 * l + h) + 4 * r..][..4]);
     }
-}
-
-/// The 12 packed bytes of 8 six-bit scales and 8 six-bit mins (`v[0..8]`, `v[8..16]`): the
-/// inverse of `k4_scales_mins` (gguf-facts §2.3).
-fn k4_pack_scales_mins(v: &[u8; 16]) -> [u8; 12] {
-    let mut s = [0u8; 12];
-    for j in 0..4 {
-        s[j] = (v[j] & 63) | (v[j + 4] >> 4) << 6;
-        s[j + 4] = (v[8 + j] & 63) | (v[12 + j] >> 4) << 6;
-        s[j + 8] = (v[j + 4] & 0xF) | (v[12 + j] & 0xF) << 4;
-    }
-    s
 }
 
 /// Where one block's fields go: `scales` leading bytes (f16 fields, each gathered into a run of

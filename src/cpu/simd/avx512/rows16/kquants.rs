@@ -138,6 +138,7 @@ unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
     unsafe {
         let nib = _mm512_set1_epi8(0x0F);
         let low4 = _mm512_set1_epi32(0x0F);
+        let low6 = _mm512_set1_epi32(0x3F);
         let top2 = _mm512_set1_epi32(0x30);
         let sixteen = _mm512_set1_epi8(16);
         let zero = _mm512_setzero_si512();
@@ -149,21 +150,25 @@ unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
             prefetch_ahead(blk, group_block);
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q4k::D).cast()));
             let mx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q4k::DMIN).cast()));
-            let high = _mm512_loadu_si512(blk.add(q4k::HIGH).cast());
-            // Scale k and min k of the 16 rows, one per i32 lane (upper i16 zero).
+            // Scale k and min k of the 16 rows, one per i32 lane (upper i16 zero), from the
+            // file's 12 packed bytes (gguf-facts §2.3): k < 4 in the low 6 bits of bytes k and
+            // 4 + k; k ≥ 4 in byte 4 + k's nibbles, with top bits from bytes k − 4 and k.
+            let mut z = [zero; 12];
+            for i in 0..12 {
+                let at = blk.add(q4k::SCALES + 16 * i);
+                z[i] = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast()));
+            }
             let mut sc = [zero; 8];
             let mut mn = [zero; 8];
-            for k in 0..8 {
-                let z =
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128(blk.add(q4k::NIBBLES + 16 * k).cast()));
-                let hs = if k < 2 {
-                    sll32(high, 4 - 2 * k as u32)
-                } else {
-                    srl32(high, 2 * k as u32 - 4)
-                };
-                sc[k] = _mm512_or_si512(_mm512_and_si512(z, low4), _mm512_and_si512(hs, top2));
-                let hm = srl32(high, 12 + 2 * k as u32);
-                mn[k] = _mm512_or_si512(_mm512_srli_epi32::<4>(z), _mm512_and_si512(hm, top2));
+            for k in 0..4 {
+                sc[k] = _mm512_and_si512(z[k], low6);
+                mn[k] = _mm512_and_si512(z[4 + k], low6);
+                // Bits 6..8 of a byte, moved to 4..6 (no closure: it would not inherit the
+                // target features).
+                let sc_top = _mm512_and_si512(_mm512_srli_epi32::<2>(z[k]), top2);
+                let mn_top = _mm512_and_si512(_mm512_srli_epi32::<2>(z[4 + k]), top2);
+                sc[4 + k] = _mm512_or_si512(_mm512_and_si512(z[8 + k], low4), sc_top);
+                mn[4 + k] = _mm512_or_si512(_mm512_srli_epi32::<4>(z[8 + k]), mn_top);
             }
             let mut mins = [zero; 4];
             for k in 0..4 {
