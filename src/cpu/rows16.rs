@@ -77,7 +77,9 @@ pub(crate) mod q4k {
     /// 32 runs of 64 bytes: run `4l + j`, bytes `4r..4r + 4` = row r's `qs[32j + 4l..+4]`.
     pub(crate) const QS: usize = 256;
     /// Bytes of one block group.
-    pub(crate) const GROUP_BLOCK: usize = 2304;
+    pub(crate) const GROUP_BLOCK: usize =
+        super::GROUP_ROWS * <super::BlockQ4K as super::Block>::BYTES;
+    const _: () = assert!(QS + 32 * 64 == GROUP_BLOCK);
 }
 
 /// Offsets inside one Q2_K block group (16 rows' block b, 1,344 bytes).
@@ -91,7 +93,9 @@ pub(crate) mod q2k {
     /// 16 runs of 64 bytes: run `2l + h`, bytes `4r..4r + 4` = row r's `qs[32h + 4l..+4]`.
     pub(crate) const QS: usize = 320;
     /// Bytes of one block group.
-    pub(crate) const GROUP_BLOCK: usize = 1344;
+    pub(crate) const GROUP_BLOCK: usize =
+        super::GROUP_ROWS * <super::BlockQ2K as super::Block>::BYTES;
+    const _: () = assert!(QS + 16 * 64 == GROUP_BLOCK);
 }
 
 /// Offsets inside one Q3_K block group (16 rows' block b, 1,760 bytes).
@@ -110,7 +114,9 @@ pub(crate) mod q3k {
     /// Quant runs as Q2_K's (`q2k::QS`).
     pub(crate) const QS: usize = 736;
     /// Bytes of one block group.
-    pub(crate) const GROUP_BLOCK: usize = 1760;
+    pub(crate) const GROUP_BLOCK: usize =
+        super::GROUP_ROWS * <super::BlockQ3K as super::Block>::BYTES;
+    const _: () = assert!(QH + 64 * 8 == QS && QS + 16 * 64 == GROUP_BLOCK);
 }
 
 /// Offsets inside one Q5_K block group (2,816 bytes): Q4_K's scale fields at Q4_K's offsets
@@ -122,7 +128,9 @@ pub(crate) mod q5k {
     /// Quant runs as Q4_K's (`q4k::QS`).
     pub(crate) const QS: usize = 768;
     /// Bytes of one block group.
-    pub(crate) const GROUP_BLOCK: usize = 2816;
+    pub(crate) const GROUP_BLOCK: usize =
+        super::GROUP_ROWS * <super::BlockQ5K as super::Block>::BYTES;
+    const _: () = assert!(QH + 64 * 8 == QS && QS + 32 * 64 == GROUP_BLOCK);
 }
 
 /// Offsets inside one Q6_K block group (16 rows' block b, 3,360 bytes).
@@ -137,7 +145,9 @@ pub(crate) mod q6k {
     /// Bytes of one (lane, half) chunk of quants.
     pub(crate) const CHUNK: usize = 192;
     /// Bytes of one block group.
-    pub(crate) const GROUP_BLOCK: usize = 3360;
+    pub(crate) const GROUP_BLOCK: usize =
+        super::GROUP_ROWS * <super::BlockQ6K as super::Block>::BYTES;
+    const _: () = assert!(QUANTS + 16 * CHUNK == GROUP_BLOCK);
 }
 
 /// How one type's block group is arranged.
