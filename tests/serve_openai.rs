@@ -191,8 +191,10 @@ fn openai_client_chat_completions_errors_auth_and_load() {
         "256",
         "--ctx",
         "1024",
+        // A comment every 50 ms: the 400-word prefill below takes several times that even
+        // on a fast machine (at 1 s it ended before the first comment at ~900 tok/s).
         "--sse-ping",
-        "1",
+        "0.05",
     ]);
     server.check(&["basic", exp]);
     server.check(&["load", exp, "32", "4"]);
@@ -226,6 +228,8 @@ fn bad_options_are_refused_before_listening() {
         vec!["serve", "--parallel", "300"],
         vec!["serve", "-m", "/no/such/model.gguf"],
         vec!["serve", "--host", "not an address"],
+        vec!["serve", "--sse-ping", "0.01"],
+        vec!["serve", "--sse-ping", "NaN"],
     ] {
         let o = sluice(&args, &[]);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));

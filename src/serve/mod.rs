@@ -164,7 +164,7 @@ fn serve(args: &ServeArgs) -> Result<(), Failure> {
         started_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        keep_alive: Duration::from_secs(args.sse_ping.max(1)),
+        keep_alive: Duration::from_secs_f64(args.sse_ping),
         counter: AtomicU64::new(0),
     });
     eprintln!("sluice serve: {}", loaded.summary);

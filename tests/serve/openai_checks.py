@@ -6,7 +6,7 @@ what is checked). Run by tests/serve_openai.rs against a server it started on a 
     PY tests/serve/openai_checks.py load     BASE_URL KEY EXPECTED.json CLIENTS REQUESTS
     PY tests/serve/openai_checks.py overflow BASE_URL KEY
     PY tests/serve/openai_checks.py disconnect BASE_URL KEY
-    PY tests/serve/openai_checks.py keepalive BASE_URL KEY    (a server with --sse-ping 1)
+    PY tests/serve/openai_checks.py keepalive BASE_URL KEY    (a server with --sse-ping 0.05)
 
 EXPECTED.json holds what `sluice run --temperature 0` printed for the same prompts:
 {"max_tokens": N, "chat": [{"prompt", "text"}], "raw": [{"prompt", "text"}]}.
