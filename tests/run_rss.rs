@@ -7,14 +7,16 @@
 //! - [`FIXED_OVERHEAD_BYTES`]: the binary's resident pages, libc and allocator arenas, the
 //!   stacks of the compute pool and reader threads, the slot of each small resident vector
 //!   (output norm) and the embedding row buffer;
-//! - [`BYTES_PER_VOCAB_ENTRY`] per vocabulary entry: the GGUF metadata the loader keeps (token
-//!   strings, token types, merges), the tokenizer's tables built from it while that metadata is
-//!   still held, and the sampler's per-token arrays.
+//! - [`BYTES_PER_VOCAB_ENTRY`] per vocabulary entry: the tokenizer's tables (each token's
+//!   bytes once, a token index and the merge table, about 50 B an entry; the GGUF's own
+//!   vocabulary arrays are freed once they are built) and the sampler's per-token arrays.
 //!
-//! Measured: 25.9 MB beyond ring + KV cache + run state for SmolLM2 (49,152 entries), 76.1 MB
-//! for Qwen (151,936): a line through the two is about 490 B per entry plus about 2 MB. The
-//! constants leave headroom over both, yet either model's embeddings kept resident (30 MB,
-//! 94 MB) would break the bound.
+//! Measured (Xeon VM, session 10): 12.2 MB beyond ring + KV cache + run state for SmolLM2
+//! (49,152 entries), 19.5 MB for Qwen (151,936): a line through the two is about 71 B per
+//! entry plus about 8.7 MB. Before the byte-level BPE had its own tables (the `tokenizers`
+//! crate's model kept each text twice and string-keyed merges) it was 25.9 and 76.1 MB, about
+//! 490 B per entry. The constants leave headroom over both models, yet either model's
+//! embeddings kept resident (30 MB, 94 MB) would break the bound, and so would the old tables.
 
 mod common;
 
@@ -24,8 +26,8 @@ use sluice_loader::cache::require_model;
 /// Memory that is there whatever the model (see the module docs).
 const FIXED_OVERHEAD_BYTES: u64 = 16 << 20;
 
-/// Metadata and tokenizer memory per vocabulary entry, with headroom over the ~490 B measured.
-const BYTES_PER_VOCAB_ENTRY: u64 = 640;
+/// Tokenizer and sampler memory per vocabulary entry, with headroom over the ~71 B measured.
+const BYTES_PER_VOCAB_ENTRY: u64 = 128;
 
 const PROMPT: &str = "def fibonacci(n):";
 

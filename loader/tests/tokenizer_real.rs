@@ -173,6 +173,21 @@ fn round_trips() {
 }
 
 #[test]
+fn byte_level_tables_stay_small() {
+    // Pieces, kinds, the token index and the merges: about 50 bytes a token, where the
+    // `tokenizers` BPE model kept each text twice plus string-keyed merges.
+    for alias in [SMOLLM, QWEN] {
+        let tok = tokenizer(alias);
+        let bytes = tok
+            .table_bytes()
+            .expect("GGUF byte-level BPE reports its tables");
+        let per_token = bytes / tok.vocab_size();
+        eprintln!("{alias}: {bytes} bytes of tables, {per_token} a token");
+        assert!(per_token <= 64, "{alias}: {per_token} bytes a token");
+    }
+}
+
+#[test]
 fn special_ids() {
     let s = tokenizer(SMOLLM);
     assert_eq!(s.vocab_size(), 49152);
@@ -297,6 +312,9 @@ fn hf_tokenizer_json(md: &Metadata, alias: &str) -> Value {
 
 #[test]
 fn tokenizer_json_of_the_same_vocabulary_agrees() {
+    // GGUF vocabularies run on this crate's own BPE tables, `tokenizer.json` on the
+    // `tokenizers` crate: a long English text must give the same ids through both.
+    let gpl = std::fs::read_to_string(reference_dir().join("../data/gpl-3.0.txt")).unwrap();
     for (alias, chk) in [(SMOLLM, SMOLLM_CHKTXT), (QWEN, QWEN_CHKTXT)] {
         let md = metadata(alias);
         let gguf_tok = tokenizer(alias);
@@ -319,14 +337,16 @@ fn tokenizer_json_of_the_same_vocabulary_agrees() {
         let hf = Tokenizer::from_hf_files(&tj, Some(&cfg)).unwrap();
         check_reference_prompts(&hf, alias);
         assert_eq!(hf.encode(CHKTXT, false, false).unwrap(), chk, "{alias}");
-        for parse_special in [false, true] {
-            let ids = hf.encode(PAGE, false, parse_special).unwrap();
-            assert_eq!(
-                ids,
-                gguf_tok.encode(PAGE, false, parse_special).unwrap(),
-                "{alias}"
-            );
-            assert_eq!(hf.decode(&ids), PAGE);
+        for (text, name) in [(PAGE, "PAGE"), (gpl.as_str(), "gpl-3.0.txt")] {
+            for parse_special in [false, true] {
+                let ids = hf.encode(text, false, parse_special).unwrap();
+                assert_eq!(
+                    ids,
+                    gguf_tok.encode(text, false, parse_special).unwrap(),
+                    "{alias} {name}"
+                );
+                assert_eq!(hf.decode(&ids), text);
+            }
         }
         assert_eq!(hf.eos_id(), gguf_tok.eos_id());
         assert_eq!(hf.eot_id(), gguf_tok.eot_id());

@@ -1,9 +1,6 @@
 //! Building a [`Tokenizer`] from GGUF `tokenizer.ggml.*` metadata (gguf-facts.md §5).
 
-use std::collections::HashSet;
-
-use tokenizers::models::bpe::{BpeBuilder, Merges, Vocab};
-
+use super::bpe::BpeModel;
 use super::error::TokenizerError;
 use super::special::SpecialIds;
 use super::spm::{SpmModel, SPACE_MARK};
@@ -47,7 +44,7 @@ pub(super) fn build(md: &Metadata) -> Result<Tokenizer, TokenizerError> {
     Ok(Tokenizer::assemble(parts, |i| tokens[i].as_str()))
 }
 
-/// Byte-level BPE (`gpt2`): the `tokenizers` BPE model behind the family's pre-tokenizer.
+/// Byte-level BPE (`gpt2`): our own tables behind the family's pre-tokenizer.
 fn bpe_parts(
     md: &Metadata,
     tokens: &[String],
@@ -59,22 +56,6 @@ fn bpe_parts(
         "default"
     });
     let family = pretok::family(pre)?;
-    let mut vocab = Vocab::with_capacity(tokens.len());
-    for (i, t) in tokens.iter().enumerate() {
-        if !t.is_empty() {
-            vocab.insert(t.clone(), i as u32);
-        }
-    }
-    check_byte_alphabet(&vocab);
-    let merges = merges(md, &vocab)?;
-    let bpe = BpeBuilder::new()
-        .vocab_and_merges(vocab, merges)
-        .ignore_merges(family.ignore_merges)
-        .build()
-        .map_err(|e| TokenizerError::Backend(format!("building BPE from {KEY_MERGES}: {e}")))?;
-    let mut hf = tokenizers::Tokenizer::new(bpe);
-    hf.with_pre_tokenizer(Some(pretok::build(family)?));
-
     let mut pieces = Pieces::with_capacity(tokens.len(), 8);
     for (t, kind) in tokens.iter().zip(&kinds) {
         pieces.push_with(|out| match kind {
@@ -84,6 +65,16 @@ fn bpe_parts(
             _ => bytelevel::decode_piece_into(t, out),
         });
     }
+    let merges =
+        get_str_array(md, KEY_MERGES)?.ok_or(TokenizerError::MissingKey { key: KEY_MERGES })?;
+    let bpe = BpeModel::build(
+        tokens,
+        &pieces,
+        merges,
+        KEY_MERGES,
+        family.ignore_merges,
+        pretok::build(family)?,
+    )?;
     let n = tokens.len();
     let ids = SpecialIds {
         bos: token_id(md, KEY_BOS, n, None),
@@ -93,7 +84,7 @@ fn bpe_parts(
         eog: Vec::new(),
     };
     Ok(Parts {
-        model: Model::Hf(Box::new(hf)),
+        model: Model::Bpe(Box::new(bpe)),
         pieces,
         kinds,
         ids,
@@ -178,66 +169,6 @@ fn token_kinds(md: &Metadata, n: usize) -> Result<Vec<TokenKind>, TokenizerError
         });
     }
     Ok(codes.into_iter().map(TokenKind::from_gguf).collect())
-}
-
-/// The merge list: each entry split at its first space after the first byte. Entries whose
-/// parts or result are not tokens can never apply and are dropped, as are repeats (the first,
-/// lowest-ranked occurrence counts).
-fn merges(md: &Metadata, vocab: &Vocab) -> Result<Merges, TokenizerError> {
-    let list =
-        get_str_array(md, KEY_MERGES)?.ok_or(TokenizerError::MissingKey { key: KEY_MERGES })?;
-    let mut out = Merges::with_capacity(list.len());
-    let mut seen: HashSet<u64> = HashSet::with_capacity(list.len());
-    let mut joined = String::new();
-    let mut dropped = 0usize;
-    for m in list {
-        let split = m
-            .as_bytes()
-            .iter()
-            .skip(1)
-            .position(|&b| b == b' ')
-            .map(|p| p + 1);
-        let Some(at) = split else {
-            dropped += 1;
-            continue;
-        };
-        let (a, b) = (&m[..at], &m[at + 1..]);
-        joined.clear();
-        joined.push_str(a);
-        joined.push_str(b);
-        let pair = match (vocab.get(a), vocab.get(b)) {
-            (Some(&ia), Some(&ib)) if vocab.contains_key(joined.as_str()) => {
-                (u64::from(ia) << 32) | u64::from(ib)
-            }
-            _ => {
-                dropped += 1;
-                continue;
-            }
-        };
-        if !seen.insert(pair) {
-            dropped += 1;
-            continue;
-        }
-        out.push((a.to_string(), b.to_string()));
-    }
-    if dropped > 0 {
-        log::warn!(
-            "{KEY_MERGES}: ignored {dropped} malformed, repeated or out-of-vocabulary merges"
-        );
-    }
-    Ok(out)
-}
-
-/// Notes (at info level: a property of the model, the same in llama.cpp) bytes with no token.
-fn check_byte_alphabet(vocab: &Vocab) {
-    let missing = (0..=255u8)
-        .filter(|&b| {
-            !vocab.contains_key(bytelevel::byte_char(b).encode_utf8(&mut [0u8; 4]) as &str)
-        })
-        .count();
-    if missing > 0 {
-        log::info!("{KEY_TOKENS}: {missing} of the 256 byte-level characters are not tokens");
-    }
 }
 
 /// A special-token id key: absent, non-integer or out-of-range values give `default`

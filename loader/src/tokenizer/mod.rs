@@ -2,11 +2,13 @@
 //!
 //! Encoding follows llama.cpp (gguf-facts.md §5): special tokens are split out first
 //! (module `special`), then each text fragment goes through the model: byte-level BPE with a
-//! pre-tokenizer chosen by `tokenizer.ggml.pre` (built on the HF `tokenizers` crate), or
+//! pre-tokenizer chosen by `tokenizer.ggml.pre` (module `bpe`; an HF `tokenizer.json` runs
+//! on the `tokenizers` crate), or
 //! SentencePiece-style score-ordered merges (module `spm`). Decoding concatenates each token's raw
 //! bytes, so byte-level BPE round-trips exactly; [`StreamDecoder`] does the same incrementally.
 #![warn(missing_docs)]
 
+mod bpe;
 mod bytelevel;
 mod chat;
 mod error;
@@ -38,7 +40,9 @@ use vocab::Pieces;
 /// What turns a text fragment into ids.
 #[derive(Clone)]
 enum Model {
-    /// An HF `tokenizers` pipeline (byte-level BPE from GGUF, or a `tokenizer.json`).
+    /// Byte-level BPE from GGUF metadata, on tables that share `Tokenizer::pieces`.
+    Bpe(Box<bpe::BpeModel>),
+    /// An HF `tokenizers` pipeline (a `tokenizer.json`).
     Hf(Box<tokenizers::Tokenizer>),
     /// llama.cpp's SentencePiece-style BPE.
     Spm(Box<SpmModel>),
@@ -136,6 +140,7 @@ impl Tokenizer {
     ) -> Result<(), TokenizerError> {
         match &self.model {
             Model::Spm(spm) => spm.encode(text, prefix_space, out),
+            Model::Bpe(bpe) => bpe.encode(text, &self.pieces, out),
             Model::Hf(hf) => {
                 let enc = hf
                     .encode_fast(text, false)
@@ -196,7 +201,19 @@ impl Tokenizer {
     pub fn token_id(&self, text: &str) -> Option<u32> {
         match &self.model {
             Model::Spm(spm) => spm.token_id(text),
+            Model::Bpe(bpe) => bpe.token_id(text, &self.pieces),
             Model::Hf(hf) => hf.token_to_id(text),
+        }
+    }
+
+    /// Bytes held by the tables that encode and decode (the token pieces, their kinds and,
+    /// for GGUF byte-level BPE, the token index and merges); `None` for a `tokenizer.json`
+    /// pipeline, whose tables live inside the `tokenizers` crate.
+    pub fn table_bytes(&self) -> Option<usize> {
+        let shared = self.pieces.bytes() + self.kinds.len() * std::mem::size_of::<TokenKind>();
+        match &self.model {
+            Model::Bpe(bpe) => Some(shared + bpe.table_bytes()),
+            Model::Hf(_) | Model::Spm(_) => None,
         }
     }
 
@@ -263,6 +280,7 @@ impl Tokenizer {
 
     fn model_name(&self) -> &'static str {
         match self.model {
+            Model::Bpe(_) => "bpe",
             Model::Hf(_) => "bpe (tokenizers)",
             Model::Spm(_) => "spm",
         }

@@ -1,11 +1,9 @@
 //! Pre-tokenizers for byte-level BPE, chosen by `tokenizer.ggml.pre` (gguf-facts.md §5.2).
 //!
 //! Each family is a list of regexes applied in sequence: every regex re-splits the pieces the
-//! previous ones made, keeping matched and unmatched spans alike. The pieces are then written in
-//! the byte-level alphabet. Built with the `tokenizers` crate's `Split` (Oniguruma) and
-//! `ByteLevel` pre-tokenizers.
+//! previous ones made, keeping matched and unmatched spans alike. Built with the `tokenizers`
+//! crate's `Split` pre-tokenizer (Oniguruma).
 
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -123,9 +121,10 @@ pub fn supported_names() -> String {
     names.join(", ")
 }
 
-/// The `tokenizers` pre-tokenizer for a family: its regex splits, then the byte-level mapping.
+/// The `tokenizers` pre-tokenizer for a family: its regex splits. The words stay raw text
+/// (no byte-level mapping): the BPE works on their bytes.
 pub(crate) fn build(family: &PreFamily) -> Result<PreTokenizerWrapper, TokenizerError> {
-    let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(family.regexes.len() + 1);
+    let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(family.regexes.len());
     for re in family.regexes {
         let split = Split::new(
             SplitPattern::Regex((*re).to_string()),
@@ -135,7 +134,6 @@ pub(crate) fn build(family: &PreFamily) -> Result<PreTokenizerWrapper, Tokenizer
         .map_err(|e| TokenizerError::Backend(format!("pre-tokenizer regex {re:?}: {e}")))?;
         steps.push(split.into());
     }
-    steps.push(ByteLevel::new(false, false, false).into());
     Ok(Sequence::new(steps).into())
 }
 

@@ -68,6 +68,11 @@ impl Pieces {
         self.ends.len()
     }
 
+    /// Bytes the table holds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.len() + self.ends.len() * std::mem::size_of::<usize>()
+    }
+
     /// Token `id`'s bytes.
     pub(crate) fn get(&self, id: u32) -> Option<&[u8]> {
         let i = usize::try_from(id).ok()?;
