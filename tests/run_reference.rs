@@ -10,8 +10,8 @@ mod common;
 use std::time::Instant;
 
 use common::{
-    assert_no_failures, compare_greedy, cpu_has_avx512, greedy_args, load_reference, path_arg,
-    try_run_json, RefPrompt, Verdict,
+    assert_no_failures, compare_greedy, cpu_has_avx512, greedy_args, load_reference, open_model,
+    path_arg, try_run_json, RefPrompt, Verdict,
 };
 use sluice_loader::cache::require_model;
 
@@ -79,6 +79,7 @@ fn check_model(model: &str, streamed: bool) {
     let path = require_model(model);
     let reference = load_reference(model);
     let budget = if streamed { "0" } else { "default" };
+    let tied = open_model(&path).index.get("output.weight").is_none();
     let max_tokens = reference.max_tokens.to_string();
     let mut rows = Vec::new();
     let mut failures = Vec::new();
@@ -106,7 +107,7 @@ fn check_model(model: &str, streamed: bool) {
             let result = try_run_json(&args, &env);
             let (row, mut problems) = match &result {
                 Err(e) => (format!("{label} run failed"), vec![e.clone()]),
-                Ok(out) => check_run(p, streamed, out),
+                Ok(out) => check_run(p, streamed, tied, out),
             };
             if let (Some(floor), Ok(out)) = (open, &result) {
                 let cmp = compare_greedy(p, &out.tokens);
@@ -157,7 +158,14 @@ fn check_model(model: &str, streamed: bool) {
 }
 
 /// Checks one run against its reference prompt: the table row's tail and the problems found.
-fn check_run(p: &RefPrompt, streamed: bool, out: &common::RunJson) -> (String, Vec<String>) {
+/// A streamed head tied to the embeddings hands each greedy token's row to the next step, so
+/// only the prompt's rows are read from disk.
+fn check_run(
+    p: &RefPrompt,
+    streamed: bool,
+    tied: bool,
+    out: &common::RunJson,
+) -> (String, Vec<String>) {
     let cmp = compare_greedy(p, &out.tokens);
     let mut problems = Vec::new();
     if !cmp.passes() {
@@ -180,6 +188,21 @@ fn check_run(p: &RefPrompt, streamed: bool, out: &common::RunJson) -> (String, V
         problems.push(format!(
             "--ram-budget 0 kept {} layers resident",
             out.stats.resident_layers
+        ));
+    }
+    let (from_head, read) = (out.stats.embd_rows_from_head, out.stats.embd_rows_read);
+    let want = if streamed && tied {
+        (
+            out.tokens.len().saturating_sub(1) as u64,
+            out.prompt_tokens.len() as u64,
+        )
+    } else {
+        (0, 0)
+    };
+    if (from_head, read) != want {
+        problems.push(format!(
+            "embedding rows: {from_head} from the head and {read} read, expected {} and {}",
+            want.0, want.1
         ));
     }
     let row = format!(
@@ -238,7 +261,7 @@ fn partly_resident_on_every_layout() {
                 match try_run_json(&args, &env) {
                     Err(e) => failures.push(format!("{label}: {e}")),
                     Ok(out) => {
-                        let (row, problems) = check_run(p, false, &out);
+                        let (row, problems) = check_run(p, false, false, &out);
                         eprintln!("{label}: {row}");
                         failures.extend(problems.into_iter().map(|e| format!("{label}: {e}")));
                         let (r, s) = (out.stats.resident_layers, out.stats.streamed_layers);

@@ -198,6 +198,8 @@ fn report(
                 "decode_tok_per_s": decode_tok_per_s,
                 "bytes_read": engine.bytes_read(),
                 "read_gb_per_s": read_gb_per_s,
+                "embd_rows_from_head": g.embd_rows_from_head,
+                "embd_rows_read": g.embd_rows_read,
                 "io_stall_s": secs(g.io_wait),
                 "resident_layers": engine.plan.n_resident(),
                 "interleaved_bytes": g.interleaved_bytes,

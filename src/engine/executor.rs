@@ -11,6 +11,7 @@ use sluice_loader::GgmlType;
 use sluice_runtime::{ReadSpan, SlotGuard};
 use thiserror::Error;
 
+use super::head_rows::HeadRows;
 use super::layer_times::{RowRecord, SweepRecorder};
 use super::rows::RowRange;
 use super::store::{Held, WeightStore};
@@ -159,10 +160,15 @@ pub struct Sweep<'s, 'h> {
 impl Sweep<'_, '_> {
     /// Runs the batch's tokens, embedded from `embd`, through every layer (each segment over
     /// its own sequence's cache) and the LM head; the logits of `batch.logit_rows[i]` land in
-    /// `st.logits(i)` (no logits asked, no head computed). With `rec`, every row's read, stall and compute is recorded.
+    /// `st.logits(i)` (no logits asked, no head computed). With `kept` (a streamed head tied to
+    /// the embeddings), embedding rows come from the rows the previous sweep's head kept when
+    /// they are there, and this sweep's head keeps its candidates' rows for the next. With
+    /// `rec`, every row's read, stall and compute is recorded.
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
         embd: &mut dyn EmbeddingRows,
+        kept: Option<&mut HeadRows>,
         batch: &StepBatch<'_>,
         st: &mut RunState,
         caches: &mut impl KvCaches,
@@ -172,7 +178,10 @@ impl Sweep<'_, '_> {
         let n = batch.tokens.len();
         let started = Instant::now();
         let mut io_wait = Duration::ZERO;
-        embed(self.cfg, embd, batch.tokens, st)?;
+        match kept.as_deref() {
+            Some(k) => embed(self.cfg, &mut k.with_fallback(embd), batch.tokens, st)?,
+            None => embed(self.cfg, embd, batch.tokens, st)?,
+        }
         if let Some(r) = rec.as_deref_mut() {
             r.begin(started);
             // Rows read on demand block the host on the disk; resident rows are a copy.
@@ -226,7 +235,7 @@ impl Sweep<'_, '_> {
             }
             drop(guards);
         }
-        io_wait += self.head(batch.logit_rows, st, rec.as_deref_mut())?;
+        io_wait += self.head(batch.logit_rows, st, kept, rec.as_deref_mut())?;
         if let Some(r) = rec {
             r.end(n);
         }
@@ -237,11 +246,13 @@ impl Sweep<'_, '_> {
 
     /// The final norm and the LM head, resident or streamed range by range; returns the time
     /// spent waiting for streamed ranges. The head is `rec`'s last row; its ranges alternate
-    /// waits and compute, recorded as the summed wait followed by the rest.
+    /// waits and compute, recorded as the summed wait followed by the rest. A streamed head
+    /// offers each range to `kept` while the range is in its slot.
     fn head(
         &self,
         rows: &[usize],
         st: &mut RunState,
+        mut kept: Option<&mut HeadRows>,
         rec: Option<&mut SweepRecorder>,
     ) -> Result<Duration, ExecError> {
         let norm = &self.globals.output_norm;
@@ -264,6 +275,9 @@ impl Sweep<'_, '_> {
         if !rows.is_empty() {
             head_input(self.cfg, norm, head.ty, rows, st)?;
         }
+        if let Some(k) = kept.as_deref_mut() {
+            k.begin(rows.len());
+        }
         let mut io_wait = Duration::ZERO;
         let mut reads = ReadTally::default();
         for r in head.ranges {
@@ -280,6 +294,9 @@ impl Sweep<'_, '_> {
             };
             if !rows.is_empty() {
                 head_rows(&range, r.row0, rows.len(), st, self.pool)?;
+                if let Some(k) = kept.as_deref_mut() {
+                    k.offer(r.row0, guard.bytes(), |i| st.logits(i));
+                }
             }
         }
         if let Some(r) = rec {

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod executor;
+pub mod head_rows;
 pub mod layer_times;
 pub mod memory_limit;
 pub mod planner;

@@ -14,6 +14,7 @@ use sluice_loader::roles::TensorRole;
 use thiserror::Error;
 
 use super::executor::{ExecError, Globals, StepBatch, StreamedHead, Sweep, SweepTimes};
+use super::head_rows::HeadRows;
 use super::sampler::Sampler;
 use super::session::{Engine, EngineError, StopReason, PREFILL_BATCH_MAX};
 use super::store::GlobalMatrix;
@@ -173,6 +174,10 @@ pub struct BatchStats {
     pub compute: Duration,
     /// Bytes the streaming prefetcher read during the run.
     pub streamed_bytes: u64,
+    /// Embedding rows taken from the rows a streamed tied head kept ([`HeadRows`]), and
+    /// those read from disk on demand instead (both 0 unless that head streams).
+    pub embd_rows_from_head: u64,
+    pub embd_rows_read: u64,
     /// Most sequences live at once, and the most bytes their KV slabs took.
     pub peak_live: usize,
     pub peak_kv_bytes: u64,
@@ -459,6 +464,13 @@ impl Engine {
                 role: TensorRole::TokenEmbd,
             }))
         };
+        // A streamed head tied to on-demand embeddings keeps its best rows for the next step.
+        let tied = self.model.extents.find(None, TensorRole::Output).is_none();
+        let mut kept = match (&head, &self.embd_reader) {
+            (Some(_), Some(_)) if tied && !on_gpu => GlobalMatrix::head(&self.model.extents)
+                .map(|m| HeadRows::new(m.on_disk.row_bytes as usize, opts.max_batch)),
+            _ => None,
+        };
         let mut resident_embd = globals.token_embd.map(ResidentRows::new);
         let embd: &mut dyn EmbeddingRows = match (&mut self.embd_reader, &mut resident_embd) {
             (_, Some(t)) => t,
@@ -603,6 +615,7 @@ impl Engine {
                 }
                 None => sweep.run(
                     embd,
+                    kept.as_mut(),
                     &batch,
                     &mut st,
                     &mut slabs,
@@ -675,6 +688,7 @@ impl Engine {
         stats.io_wait = times.io_wait;
         stats.compute = times.compute;
         stats.streamed_bytes = self.store.streamed_bytes_read() - streamed_before;
+        (stats.embd_rows_from_head, stats.embd_rows_read) = kept.map_or((0, 0), |k| k.counts());
         stats.wall = run_started.elapsed();
         Ok(stats)
     }

@@ -125,6 +125,10 @@ pub struct Generation {
     pub io_wait: Duration,
     /// Bytes the streaming prefetcher read during this generation.
     pub streamed_bytes: u64,
+    /// Embedding rows taken from a streamed tied head's kept rows, and read from disk
+    /// instead (see [`BatchStats::embd_rows_from_head`](super::scheduler::BatchStats)).
+    pub embd_rows_from_head: u64,
+    pub embd_rows_read: u64,
     /// Logits after the prompt (the first step), for comparisons with a reference.
     pub first_logits: Vec<f32>,
     /// Bytes of the KV cache this generation allocated.
@@ -363,6 +367,8 @@ impl Engine {
             decode: f.ended.duration_since(f.prefilled),
             io_wait: stats.io_wait,
             streamed_bytes: stats.streamed_bytes,
+            embd_rows_from_head: stats.embd_rows_from_head,
+            embd_rows_read: stats.embd_rows_read,
             first_logits: f.first_logits.unwrap_or_default(),
             kv_cache_bytes: stats.peak_kv_bytes,
             run_state_bytes: stats.run_state_bytes,

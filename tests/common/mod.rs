@@ -62,6 +62,8 @@ pub struct RunStats {
     pub decode_tok_per_s: f64,
     pub bytes_read: u64,
     pub read_gb_per_s: f64,
+    pub embd_rows_from_head: u64,
+    pub embd_rows_read: u64,
     pub io_stall_s: f64,
     pub resident_layers: usize,
     pub streamed_layers: usize,
