@@ -200,6 +200,7 @@ fn report(
                 "read_gb_per_s": read_gb_per_s,
                 "embd_rows_from_head": g.embd_rows_from_head,
                 "embd_rows_read": g.embd_rows_read,
+                "embd_rows_read_ahead": g.embd_rows_read_ahead,
                 "io_stall_s": secs(g.io_wait),
                 "resident_layers": engine.plan.n_resident(),
                 "interleaved_bytes": g.interleaved_bytes,

@@ -235,7 +235,7 @@ impl Sweep<'_, '_> {
             }
             drop(guards);
         }
-        io_wait += self.head(batch.logit_rows, st, kept, rec.as_deref_mut())?;
+        io_wait += self.head(batch.logit_rows, st, kept, embd, rec.as_deref_mut())?;
         if let Some(r) = rec {
             r.end(n);
         }
@@ -253,6 +253,7 @@ impl Sweep<'_, '_> {
         rows: &[usize],
         st: &mut RunState,
         mut kept: Option<&mut HeadRows>,
+        embd: &mut dyn EmbeddingRows,
         rec: Option<&mut SweepRecorder>,
     ) -> Result<Duration, ExecError> {
         let norm = &self.globals.output_norm;
@@ -294,8 +295,15 @@ impl Sweep<'_, '_> {
             };
             if !rows.is_empty() {
                 head_rows(&range, r.row0, rows.len(), st, self.pool)?;
-                if let Some(k) = kept.as_deref_mut() {
-                    k.offer(r.row0, guard.bytes(), |i| st.logits(i));
+                match kept.as_deref_mut() {
+                    Some(k) if k.keeps_rows() => k.offer(r.row0, guard.bytes(), |i| st.logits(i)),
+                    Some(k) => {
+                        k.offer_ids(r.row0, r.n_rows, |i| st.logits(i));
+                        for &id in k.fresh() {
+                            embd.prefetch(id as usize);
+                        }
+                    }
+                    None => {}
                 }
             }
         }

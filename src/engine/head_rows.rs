@@ -1,15 +1,21 @@
-//! Embedding rows taken from a streamed, tied LM head as it passes through the ring.
+//! The next step's embedding rows, found while a streamed LM head passes through the ring.
 //!
-//! When the token embeddings are the LM head (tied) and the head streams, every row of the
-//! matrix passes through memory once a token, just before the next token's embedding row is
-//! needed. Reading that row again from disk means an on-demand read queued behind the next
-//! sweep's layer reads, which the drive serves in order: a stall of a few milliseconds a token.
+//! When the embeddings are not resident, each generated token's row is read on demand after
+//! the head has chosen it. By then the prefetcher has queued the next sweep's first layers, and
+//! the drive serves reads in order: the row waits behind them, a stall of several milliseconds
+//! a token. But the head's logits show, range by range, which tokens can be chosen.
 //!
-//! Instead, while each head range is in its slot, [`HeadRows`] keeps the rows of the best
-//! [`CANDIDATES`] logits of every logits row seen so far (ties to the lower id, as greedy
-//! sampling breaks them). A greedy token is always among them; a sampled one almost always.
-//! The next step's embedding lookup ([`WithHeadRows`]) takes a kept row when it has it and
-//! reads from disk otherwise (prompt tokens, a sampled token outside the candidates).
+//! [`HeadRows`] keeps, for every logits row of the pass, the [`CANDIDATES`] best logits seen so
+//! far (ties to the lower id, as greedy sampling breaks them), and then:
+//! - when the head is the embedding matrix (tied), it copies each candidate's row while its
+//!   range is in its slot, and the next step's lookup ([`WithHeadRows`]) takes it from there:
+//!   no read at all;
+//! - when it is not (untied), it lists each new candidate ([`HeadRows::fresh`]) so that the
+//!   executor asks the row reader to read that embedding row ahead, while the head still
+//!   streams.
+//!
+//! A greedy token is always a candidate; a sampled one almost always. Other lookups (prompt
+//! tokens, a sampled token outside the candidates) read from disk as before.
 
 use std::cell::Cell;
 
@@ -33,7 +39,13 @@ struct Candidate {
 
 /// The best candidates of up to `logit_rows_max` logits rows and their embedding rows.
 pub struct HeadRows {
+    /// Bytes of a kept row; 0 when rows are not kept, only their ids handed to `fresh`
+    /// (an untied head: the embedding rows are another matrix).
     row_bytes: usize,
+    /// Candidates kept per logits row (at most [`CANDIDATES`]).
+    k: usize,
+    /// Ids that became candidates in the last range offered (when rows are not kept).
+    fresh: Vec<u32>,
     logit_rows_max: usize,
     /// `[logit row][CANDIDATES]`, best first; `len[i]` of row i are valid.
     cands: Vec<Candidate>,
@@ -42,17 +54,30 @@ pub struct HeadRows {
     rows: Vec<u8>,
     /// Logits rows tracked in the current head pass (0: the pass tracks nothing).
     active: usize,
+    /// Embedding lookups served from kept rows.
     hits: Cell<u64>,
-    misses: Cell<u64>,
 }
 
 impl HeadRows {
     /// Storage for `logit_rows_max` logits rows of a head with rows of `row_bytes`.
     pub fn new(row_bytes: usize, logit_rows_max: usize) -> HeadRows {
+        Self::with_k(row_bytes, logit_rows_max, CANDIDATES)
+    }
+
+    /// Candidate tracking without rows: `k` best ids per logits row, each new one listed in
+    /// [`fresh`](Self::fresh) so that its embedding row can be read ahead.
+    pub fn ids_only(logit_rows_max: usize, k: usize) -> HeadRows {
+        Self::with_k(0, logit_rows_max, k)
+    }
+
+    fn with_k(row_bytes: usize, logit_rows_max: usize, k: usize) -> HeadRows {
         let slots = CANDIDATES;
         assert!(slots <= usize::from(u16::MAX), "candidate slots fit a u16");
+        assert!((1..=CANDIDATES).contains(&k), "{k} candidates");
         HeadRows {
             row_bytes,
+            k,
+            fresh: Vec::with_capacity(logit_rows_max * k),
             logit_rows_max,
             cands: vec![
                 Candidate {
@@ -67,7 +92,6 @@ impl HeadRows {
             rows: vec![0; logit_rows_max * slots * row_bytes],
             active: 0,
             hits: Cell::new(0),
-            misses: Cell::new(0),
         }
     }
 
@@ -81,32 +105,64 @@ impl HeadRows {
     /// Offers a head range: rows `row0..row0 + n_rows` of the matrix (`bytes`, file layout);
     /// `logits(i)` is logits row i of the pass, whole (the range's logits from `row0`).
     pub fn offer<'l>(&mut self, row0: usize, bytes: &[u8], logits: impl Fn(usize) -> &'l [f32]) {
-        let n_rows = bytes.len() / self.row_bytes.max(1);
-        debug_assert_eq!(bytes.len(), n_rows * self.row_bytes, "whole rows");
+        self.offer_rows(row0, bytes.len() / self.row_bytes.max(1), bytes, logits);
+    }
+
+    /// Offers rows `row0..row0 + n_rows` by their logits alone (rows not kept); the ids that
+    /// became candidates are then in [`fresh`](Self::fresh).
+    pub fn offer_ids<'l>(
+        &mut self,
+        row0: usize,
+        n_rows: usize,
+        logits: impl Fn(usize) -> &'l [f32],
+    ) {
+        self.offer_rows(row0, n_rows, &[], logits);
+    }
+
+    fn offer_rows<'l>(
+        &mut self,
+        row0: usize,
+        n_rows: usize,
+        bytes: &[u8],
+        logits: impl Fn(usize) -> &'l [f32],
+    ) {
+        debug_assert!(self.row_bytes == 0 || bytes.len() == n_rows * self.row_bytes);
+        self.fresh.clear();
         for i in 0..self.active {
             self.scan(i, row0, &logits(i)[row0..row0 + n_rows]);
             self.copy_new_rows(i, row0, bytes);
         }
     }
 
+    /// Whether rows are kept (a tied head) or only ids tracked.
+    pub fn keeps_rows(&self) -> bool {
+        self.row_bytes > 0
+    }
+
+    /// Ids that became candidates in the last range offered by [`offer_ids`](Self::offer_ids).
+    pub fn fresh(&self) -> &[u32] {
+        &self.fresh
+    }
+
     /// Keeps the best of `range` (token ids from `row0`) among logits row `i`'s candidates.
     fn scan(&mut self, i: usize, row0: usize, range: &[f32]) {
-        let cands = &mut self.cands[i * CANDIDATES..(i + 1) * CANDIDATES];
+        let k = self.k;
+        let cands = &mut self.cands[i * CANDIDATES..i * CANDIDATES + k];
         let len = &mut self.len[i];
         for (j, &logit) in range.iter().enumerate() {
             // Ids rise through the pass, so an equal logit never displaces a kept one; NaN
             // never compares greater.
-            if *len == CANDIDATES && logit <= cands[CANDIDATES - 1].logit || logit.is_nan() {
+            if *len == k && logit <= cands[k - 1].logit || logit.is_nan() {
                 continue;
             }
             let at = cands[..*len].partition_point(|c| c.logit >= logit);
             // The slot of the candidate that falls off the end, or an unused one.
-            let slot = if *len == CANDIDATES {
-                cands[CANDIDATES - 1].slot
+            let slot = if *len == k {
+                cands[k - 1].slot
             } else {
                 unused_slot(&cands[..*len])
             };
-            let end = (*len).min(CANDIDATES - 1);
+            let end = (*len).min(k - 1);
             cands.copy_within(at..end, at + 1);
             cands[at] = Candidate {
                 logit,
@@ -114,7 +170,7 @@ impl HeadRows {
                 slot,
                 copied: false,
             };
-            *len = (*len + 1).min(CANDIDATES);
+            *len = (*len + 1).min(k);
         }
     }
 
@@ -126,16 +182,23 @@ impl HeadRows {
             if c.copied {
                 continue;
             }
+            c.copied = true;
+            if rb == 0 {
+                self.fresh.push(c.id);
+                continue;
+            }
             let r = c.id as usize - row0;
             let dst = base + usize::from(c.slot) * rb;
             self.rows[dst..dst + rb].copy_from_slice(&bytes[r * rb..(r + 1) * rb]);
-            c.copied = true;
         }
     }
 
     /// The kept row of token `id`, if any logits row of the last pass kept it.
     pub fn row(&self, id: u32) -> Option<&[u8]> {
         let rb = self.row_bytes;
+        if rb == 0 {
+            return None;
+        }
         (0..self.active).find_map(|i| {
             let cands = &self.cands[i * CANDIDATES..i * CANDIDATES + self.len[i]];
             let c = cands.iter().find(|c| c.id == id && c.copied)?;
@@ -144,9 +207,9 @@ impl HeadRows {
         })
     }
 
-    /// Embedding lookups served from kept rows, and those that went to `rest`, so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (self.hits.get(), self.misses.get())
+    /// Embedding lookups served from kept rows so far.
+    pub fn rows_served(&self) -> u64 {
+        self.hits.get()
     }
 
     /// An embedding source that looks here first and in `rest` otherwise.
@@ -186,7 +249,6 @@ impl EmbeddingRows for WithHeadRows<'_> {
             kept.hits.set(kept.hits.get() + 1);
             return Ok(row);
         }
-        kept.misses.set(kept.misses.get() + 1);
         self.rest.row(id)
     }
 }
@@ -278,7 +340,7 @@ mod tests {
             assert_eq!(src.row(45).unwrap(), [45u8; 4]);
         }
         assert_eq!(disk.1, 1, "only the row outside the candidates is read");
-        assert_eq!(h.counts(), (2, 1));
+        assert_eq!(h.rows_served(), 2);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use sluice_loader::roles::TensorRole;
 use thiserror::Error;
 
 use super::executor::{ExecError, Globals, StepBatch, StreamedHead, Sweep, SweepTimes};
-use super::head_rows::HeadRows;
+use super::head_rows::{HeadRows, CANDIDATES};
 use super::sampler::Sampler;
 use super::session::{Engine, EngineError, StopReason, PREFILL_BATCH_MAX};
 use super::store::GlobalMatrix;
@@ -174,10 +174,12 @@ pub struct BatchStats {
     pub compute: Duration,
     /// Bytes the streaming prefetcher read during the run.
     pub streamed_bytes: u64,
-    /// Embedding rows taken from the rows a streamed tied head kept ([`HeadRows`]), and
-    /// those read from disk on demand instead (both 0 unless that head streams).
+    /// Embedding rows taken from the rows a streamed tied head kept ([`HeadRows`]).
     pub embd_rows_from_head: u64,
+    /// Embedding rows read on demand, and how many of them a streamed untied head's
+    /// candidates had read ahead into the page cache (0 when the embeddings are resident).
     pub embd_rows_read: u64,
+    pub embd_rows_read_ahead: u64,
     /// Most sequences live at once, and the most bytes their KV slabs took.
     pub peak_live: usize,
     pub peak_kv_bytes: u64,
@@ -464,13 +466,16 @@ impl Engine {
                 role: TensorRole::TokenEmbd,
             }))
         };
-        // A streamed head tied to on-demand embeddings keeps its best rows for the next step.
+        // With a streamed head and on-demand embeddings, the head's best candidates give the
+        // next step's rows: kept from the head itself when tied, read ahead when not.
         let tied = self.model.extents.find(None, TensorRole::Output).is_none();
         let mut kept = match (&head, &self.embd_reader) {
             (Some(_), Some(_)) if tied && !on_gpu => GlobalMatrix::head(&self.model.extents)
                 .map(|m| HeadRows::new(m.on_disk.row_bytes as usize, opts.max_batch)),
+            (Some(_), Some(_)) if !on_gpu => Some(HeadRows::ids_only(opts.max_batch, CANDIDATES)),
             _ => None,
         };
+        let rows_before = self.embd_reader.as_ref().map_or((0, 0), |r| r.rows_read());
         let mut resident_embd = globals.token_embd.map(ResidentRows::new);
         let embd: &mut dyn EmbeddingRows = match (&mut self.embd_reader, &mut resident_embd) {
             (_, Some(t)) => t,
@@ -688,7 +693,10 @@ impl Engine {
         stats.io_wait = times.io_wait;
         stats.compute = times.compute;
         stats.streamed_bytes = self.store.streamed_bytes_read() - streamed_before;
-        (stats.embd_rows_from_head, stats.embd_rows_read) = kept.map_or((0, 0), |k| k.counts());
+        stats.embd_rows_from_head = kept.map_or(0, |k| k.rows_served());
+        let rows_after = self.embd_reader.as_ref().map_or((0, 0), |r| r.rows_read());
+        stats.embd_rows_read = rows_after.0 - rows_before.0;
+        stats.embd_rows_read_ahead = rows_after.1 - rows_before.1;
         stats.wall = run_started.elapsed();
         Ok(stats)
     }

@@ -125,10 +125,11 @@ pub struct Generation {
     pub io_wait: Duration,
     /// Bytes the streaming prefetcher read during this generation.
     pub streamed_bytes: u64,
-    /// Embedding rows taken from a streamed tied head's kept rows, and read from disk
-    /// instead (see [`BatchStats::embd_rows_from_head`](super::scheduler::BatchStats)).
+    /// Embedding rows taken from a streamed tied head's kept rows, read from disk, and read
+    /// ahead of those (see [`BatchStats`](super::scheduler::BatchStats)).
     pub embd_rows_from_head: u64,
     pub embd_rows_read: u64,
+    pub embd_rows_read_ahead: u64,
     /// Logits after the prompt (the first step), for comparisons with a reference.
     pub first_logits: Vec<f32>,
     /// Bytes of the KV cache this generation allocated.
@@ -369,6 +370,7 @@ impl Engine {
             streamed_bytes: stats.streamed_bytes,
             embd_rows_from_head: stats.embd_rows_from_head,
             embd_rows_read: stats.embd_rows_read,
+            embd_rows_read_ahead: stats.embd_rows_read_ahead,
             first_logits: f.first_logits.unwrap_or_default(),
             kv_cache_bytes: stats.peak_kv_bytes,
             run_state_bytes: stats.run_state_bytes,

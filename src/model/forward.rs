@@ -351,6 +351,9 @@ pub trait EmbeddingRows {
     fn n_rows(&self) -> usize;
     /// The bytes of row `id`, which is below [`n_rows`](Self::n_rows).
     fn row(&mut self, id: usize) -> Result<&[u8], ForwardError>;
+    /// Hints that row `id` may be asked for soon (a reader starts reading it); resident rows
+    /// ignore it.
+    fn prefetch(&mut self, _id: usize) {}
 }
 
 impl EmbeddingRows for Tensor<'_> {

@@ -64,6 +64,7 @@ pub struct RunStats {
     pub read_gb_per_s: f64,
     pub embd_rows_from_head: u64,
     pub embd_rows_read: u64,
+    pub embd_rows_read_ahead: u64,
     pub io_stall_s: f64,
     pub resident_layers: usize,
     pub streamed_layers: usize,
