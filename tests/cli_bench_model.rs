@@ -88,6 +88,20 @@ fn streaming_everything_reads_every_layer_and_names_a_bottleneck() {
     assert!(streamed >= 0.9 * weights, "everything streams: {v}");
     assert_eq!(v["decode_tokens"], 3);
     assert_eq!(num(&v, &["measured_per_token", "sweeps"]), 3.0);
+    // The drive under the model file while decoding, where the kernel counts it (a block
+    // device has a /proc/diskstats line; overlayfs or tmpfs would not).
+    let disk = &v["decode_disk"];
+    if disk.is_null() {
+        eprintln!("decode_disk: the model's file system has no block device of its own here");
+    } else {
+        let busy = num(disk, &["busy"]);
+        assert!((0.0..=1.0).contains(&busy), "{disk}");
+        assert!(num(disk, &["read_gb_per_s"]) >= 0.0, "{disk}");
+        assert!(
+            disk["device"].as_str().is_some_and(|d| !d.is_empty()),
+            "{disk}"
+        );
+    }
 
     let layers = v["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), N_LAYER + 2, "embd, the layers, head");

@@ -4,6 +4,7 @@
 mod batch;
 mod bound;
 mod disk;
+mod diskstats;
 mod io;
 mod kernels;
 mod model;

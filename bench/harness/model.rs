@@ -19,6 +19,7 @@ use sluice_loader::roles::TensorRole;
 use sluice_loader::GgmlType;
 
 use super::bound::{bound, compute_seconds, Bound, Demand, Link, Rates};
+use super::diskstats;
 use super::model_plot::ModelFigure;
 use super::progress;
 use crate::cli::run_args::{DeviceArg, EngineArgs};
@@ -211,7 +212,8 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
     bar.inc(1);
 
     bar.set_message("generating");
-    let generation = generate(&mut engine, args).map_err(|e| match e {
+    let device = diskstats::Device::of(&file);
+    let generation = generate(&mut engine, args, device.as_ref()).map_err(|e| match e {
         e if e.is_bad_input() => bad(e.into()),
         e => runtime(e.into()),
     })?;
@@ -280,6 +282,7 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
         links: &links,
         bound: b,
         achieved_tok_per_s: achieved,
+        decode_disk: generation.disk.as_ref(),
         times: &times,
         rows: &rows,
         kernels: &kernels,
@@ -316,11 +319,18 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
 struct Decoded {
     decode_steps: usize,
     decode_s: f64,
+    /// What the model file's drive did while the engine decoded (from the first generated
+    /// token on), when the kernel counts it.
+    disk: Option<diskstats::Activity>,
 }
 
 /// A fixed synthetic prompt, then `--tokens` greedy tokens; end-of-generation tokens do not
 /// stop it, so every run decodes the same number of tokens.
-fn generate(engine: &mut Engine, args: &ModelArgs) -> Result<Decoded, EngineError> {
+fn generate(
+    engine: &mut Engine,
+    args: &ModelArgs,
+    device: Option<&diskstats::Device>,
+) -> Result<Decoded, EngineError> {
     let n_vocab = engine.spec().n_vocab;
     let prompt: Vec<u32> = (0..args.prompt_tokens as usize)
         .map(|i| ((i * 7919 + 13) % n_vocab.max(1)) as u32)
@@ -331,20 +341,31 @@ fn generate(engine: &mut Engine, args: &ModelArgs) -> Result<Decoded, EngineErro
     };
     let sampler = Sampler::new(cfg, n_vocab);
     let tokens_bar = progress::bar(u64::from(args.tokens), "decoding");
+    // The decode window opens at the first token, as `Generation::decode` does.
+    let mut decode_start = None;
     let g = engine.generate(
         &prompt,
         args.tokens as usize,
         sampler,
         |_| false,
         |_| {
+            if decode_start.is_none() {
+                decode_start = device.and_then(diskstats::Device::read);
+            }
             tokens_bar.inc(1);
             true
         },
     )?;
+    let decode_end = device.and_then(diskstats::Device::read);
     tokens_bar.finish_and_clear();
+    let disk = match (device, decode_start, decode_end) {
+        (Some(d), Some(a), Some(b)) => d.activity(&a, &b),
+        _ => None,
+    };
     Ok(Decoded {
         decode_steps: g.decode_steps,
         decode_s: g.decode.as_secs_f64(),
+        disk,
     })
 }
 
@@ -534,6 +555,8 @@ struct Report<'a> {
     links: &'a Links,
     bound: Bound,
     achieved_tok_per_s: f64,
+    /// The model file's drive while decoding: busy share and read rate.
+    decode_disk: Option<&'a diskstats::Activity>,
     times: &'a PipelineTimes,
     rows: &'a [Row],
     kernels: &'a [TypeRate],
@@ -571,6 +594,7 @@ impl Report<'_> {
             "predicted_tok_per_s": b.predicted_tok_per_s,
             "achieved_tok_per_s": self.achieved_tok_per_s,
             "achieved_over_predicted": self.achieved_tok_per_s / b.predicted_tok_per_s,
+            "decode_disk": self.decode_disk,
             "links": {
                 "disk_gb_per_s": l.disk_gb_per_s,
                 "host_gb_per_s": l.host_gb_per_s,
@@ -673,6 +697,17 @@ impl Report<'_> {
             self.decode_tokens,
             100.0 * self.achieved_tok_per_s / b.predicted_tok_per_s
         );
+        match self.decode_disk {
+            Some(d) => println!(
+                "disk while decoding: {} busy {:.1}% of the time, reading {:.2} GB/s (all readers)",
+                d.device,
+                100.0 * d.busy,
+                d.read_gb_per_s
+            ),
+            None => println!(
+                "disk while decoding: not counted (the file's device has no /proc/diskstats line)"
+            ),
+        }
         println!(
             "per-layer decode times, mean of {} sweeps (read: queued to done, overlapping compute):",
             self.times.decode.sweeps()
