@@ -14,7 +14,7 @@ use thiserror::Error;
 use super::head_rows::HeadRows;
 use super::layer_times::{RowRecord, SweepRecorder};
 use super::rows::RowRange;
-use super::store::{Held, WeightStore};
+use super::store::{GlobalMatrix, Held, WeightStore};
 use crate::cpu::{rows16, ThreadPool, WeightLayout};
 use crate::model::forward::{
     embed, forward_head, forward_layer, head_input, head_rows, Config, EmbeddingRows, ForwardError,
@@ -95,7 +95,7 @@ impl<'a> Globals<'a> {
                 role: TensorRole::OutputNorm,
             },
         )?;
-        let tied = ext.find(None, TensorRole::Output).is_none();
+        let tied = GlobalMatrix::tied(ext);
         let token_embd = global_tensor(ext, held, TensorRole::TokenEmbd, held.interleaved && tied);
         let output = if !tied {
             global_tensor(ext, held, TensorRole::Output, held.interleaved)
@@ -160,10 +160,11 @@ pub struct Sweep<'s, 'h> {
 impl Sweep<'_, '_> {
     /// Runs the batch's tokens, embedded from `embd`, through every layer (each segment over
     /// its own sequence's cache) and the LM head; the logits of `batch.logit_rows[i]` land in
-    /// `st.logits(i)` (no logits asked, no head computed). With `kept` (a streamed head tied to
-    /// the embeddings), embedding rows come from the rows the previous sweep's head kept when
-    /// they are there, and this sweep's head keeps its candidates' rows for the next. With
-    /// `rec`, every row's read, stall and compute is recorded.
+    /// `st.logits(i)` (no logits asked, no head computed). With `kept` (a streamed head and
+    /// embeddings read on demand), this sweep's head tracks its best candidates for the next
+    /// step: a tied head keeps their rows, which this sweep's embedding lookups use first; an
+    /// untied one has `embd` read them ahead. With `rec`, every row's read, stall and compute
+    /// is recorded.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -295,15 +296,11 @@ impl Sweep<'_, '_> {
             };
             if !rows.is_empty() {
                 head_rows(&range, r.row0, rows.len(), st, self.pool)?;
-                match kept.as_deref_mut() {
-                    Some(k) if k.keeps_rows() => k.offer(r.row0, guard.bytes(), |i| st.logits(i)),
-                    Some(k) => {
-                        k.offer_ids(r.row0, r.n_rows, |i| st.logits(i));
-                        for &id in k.fresh() {
-                            embd.prefetch(id as usize);
-                        }
+                if let Some(k) = kept.as_deref_mut() {
+                    k.offer(r.row0, r.n_rows, guard.bytes(), |i| st.logits(i));
+                    for &id in k.fresh() {
+                        embd.prefetch(id as usize);
                     }
-                    None => {}
                 }
             }
         }

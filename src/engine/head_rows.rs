@@ -102,24 +102,10 @@ impl HeadRows {
         self.len[..self.active].fill(0);
     }
 
-    /// Offers a head range: rows `row0..row0 + n_rows` of the matrix (`bytes`, file layout);
-    /// `logits(i)` is logits row i of the pass, whole (the range's logits from `row0`).
-    pub fn offer<'l>(&mut self, row0: usize, bytes: &[u8], logits: impl Fn(usize) -> &'l [f32]) {
-        self.offer_rows(row0, bytes.len() / self.row_bytes.max(1), bytes, logits);
-    }
-
-    /// Offers rows `row0..row0 + n_rows` by their logits alone (rows not kept); the ids that
-    /// became candidates are then in [`fresh`](Self::fresh).
-    pub fn offer_ids<'l>(
-        &mut self,
-        row0: usize,
-        n_rows: usize,
-        logits: impl Fn(usize) -> &'l [f32],
-    ) {
-        self.offer_rows(row0, n_rows, &[], logits);
-    }
-
-    fn offer_rows<'l>(
+    /// Offers a head range: rows `row0..row0 + n_rows` of the matrix (`bytes`, file layout;
+    /// unread when rows are not kept), and `logits(i)`, logits row i of the pass, whole. The
+    /// ids that became candidates are then in [`fresh`](Self::fresh) when rows are not kept.
+    pub fn offer<'l>(
         &mut self,
         row0: usize,
         n_rows: usize,
@@ -134,12 +120,7 @@ impl HeadRows {
         }
     }
 
-    /// Whether rows are kept (a tied head) or only ids tracked.
-    pub fn keeps_rows(&self) -> bool {
-        self.row_bytes > 0
-    }
-
-    /// Ids that became candidates in the last range offered by [`offer_ids`](Self::offer_ids).
+    /// Ids that became candidates in the last range offered, when rows are not kept.
     pub fn fresh(&self) -> &[u32] {
         &self.fresh
     }
@@ -284,7 +265,7 @@ mod tests {
         h.begin(rows);
         for row0 in (0..nv).step_by(step) {
             let end = (row0 + step).min(nv);
-            h.offer(row0, &m[row0 * 4..end * 4], |i| {
+            h.offer(row0, end - row0, &m[row0 * 4..end * 4], |i| {
                 &logits[i * nv..(i + 1) * nv]
             });
         }
@@ -353,6 +334,23 @@ mod tests {
         // A later pass within bounds keeps rows again.
         pass(&mut h, &logits, 1, nv, 8);
         assert_eq!(h.row(0), Some(&[0u8; 4][..]));
+    }
+
+    #[test]
+    fn without_rows_each_new_candidate_is_listed_once() {
+        let nv = 40;
+        // Rising logits: every id beats the ones before it, so each range's ids are all new.
+        let logits: Vec<f32> = (0..nv).map(|i| i as f32).collect();
+        let mut h = HeadRows::ids_only(1, 2);
+        h.begin(1);
+        let mut listed = Vec::new();
+        for row0 in (0..nv).step_by(10) {
+            h.offer(row0, 10, &[], |_| &logits);
+            listed.extend_from_slice(h.fresh());
+        }
+        // Within a range only the two best survive to be listed; the last range gives 38, 39.
+        assert_eq!(listed, [9, 8, 19, 18, 29, 28, 39, 38]);
+        assert_eq!(h.row(39), None, "no rows are kept");
     }
 
     #[test]

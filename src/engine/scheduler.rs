@@ -468,7 +468,7 @@ impl Engine {
         };
         // With a streamed head and on-demand embeddings, the head's best candidates give the
         // next step's rows: kept from the head itself when tied, read ahead when not.
-        let tied = self.model.extents.find(None, TensorRole::Output).is_none();
+        let tied = GlobalMatrix::tied(&self.model.extents);
         let mut kept = match (&head, &self.embd_reader) {
             (Some(_), Some(_)) if tied && !on_gpu => GlobalMatrix::head(&self.model.extents)
                 .map(|m| HeadRows::new(m.on_disk.row_bytes as usize, opts.max_batch)),

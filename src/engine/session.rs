@@ -422,7 +422,7 @@ fn plan_input(
     let head = GlobalMatrix::head(ext).ok_or_else(|| {
         "the model has no output or token embedding matrix of whole rows".to_string()
     })?;
-    let tied = ext.find(None, TensorRole::Output).is_none();
+    let tied = GlobalMatrix::tied(ext);
     let embd_extent_bytes = if tied {
         None
     } else {

@@ -58,6 +58,11 @@ impl<'m> GlobalMatrix<'m> {
         Self::find(ext, TensorRole::Output).or_else(|| Self::find(ext, TensorRole::TokenEmbd))
     }
 
+    /// Whether the LM head is the token embedding matrix (the model has no output matrix).
+    pub fn tied(ext: &LayerExtents) -> bool {
+        ext.find(None, TensorRole::Output).is_none()
+    }
+
     /// Elements per row (`ne[0]`).
     pub fn row_elems(&self) -> usize {
         self.slice.dims.first().copied().unwrap_or(1) as usize
