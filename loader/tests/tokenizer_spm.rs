@@ -45,6 +45,11 @@ const PIECES: &[(&str, f32)] = &[
 ];
 
 fn vocab_metadata() -> Metadata {
+    vocab_metadata_of(PIECES)
+}
+
+/// The metadata of the specials, the 256 byte tokens and `pieces` from id 259.
+fn vocab_metadata_of(pieces: &[(&str, f32)]) -> Metadata {
     let mut tokens = vec!["<unk>".to_string(), "<s>".to_string(), "</s>".to_string()];
     let mut types = vec![2, 3, 3];
     let mut scores = vec![0.0f32; 3];
@@ -53,7 +58,7 @@ fn vocab_metadata() -> Metadata {
         types.push(6);
         scores.push(0.0);
     }
-    for (p, s) in PIECES {
+    for (p, s) in pieces {
         tokens.push(p.to_string());
         types.push(1);
         scores.push(*s);
@@ -215,4 +220,30 @@ fn mismatched_scores_are_an_error() {
         }
         other => panic!("expected a scores error, got {other:?}"),
     }
+}
+
+#[test]
+fn a_space_with_no_piece_falls_back_to_the_marks_bytes() {
+    // Without a `▁` piece a lone space is written as `▁`'s UTF-8 bytes, as llama.cpp does.
+    let mut pieces = PIECES.to_vec();
+    pieces[0] = ("[unused]", -10.0);
+    let t = Tokenizer::from_gguf_metadata(&vocab_metadata_of(&pieces)).unwrap();
+    // "▁o▁o": no piece holds `▁`, so each mark is three byte tokens; `o` is id 266.
+    let mark = [byte(0xE2), byte(0x96), byte(0x81)];
+    let want: Vec<u32> = [&mark[..], &[266], &mark[..], &[266]].concat();
+    assert_eq!(t.encode("o o", false, false).unwrap(), want);
+    // Byte tokens decode to their bytes, so the marks come back as marks (llama.cpp too).
+    assert_eq!(t.decode(&want), "▁o▁o");
+}
+
+#[test]
+fn token_ids_by_text_and_table_size() {
+    let t = tokenizer();
+    assert_eq!(t.token_id("▁he"), Some(SP_HE));
+    assert_eq!(t.token_id("<0x41>"), Some(byte(0x41)));
+    assert_eq!(t.token_id("</s>"), Some(EOS));
+    assert_eq!(t.token_id("▁zz"), None);
+    assert_eq!(t.token_id("a b"), None, "a real space never matches");
+    let bytes = t.table_bytes().expect("SPM reports its tables");
+    assert!(bytes > 0 && bytes < 64 * t.vocab_size(), "{bytes}");
 }

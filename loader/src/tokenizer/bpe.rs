@@ -27,12 +27,8 @@ use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer
 
 use super::bytelevel;
 use super::error::TokenizerError;
+use super::token_index::{slots_for, TokenIndex, NO_TOKEN};
 use super::vocab::Pieces;
-
-/// Marks an empty slot and a byte with no token.
-const NO_TOKEN: u32 = u32::MAX;
-/// Tables are kept at most this full (numerator / 4), so probes stay short.
-const LOAD_QUARTERS_MAX: usize = 3;
 
 /// A byte-level BPE vocabulary, its merges and its pre-tokenizer.
 #[derive(Clone)]
@@ -61,13 +57,9 @@ impl BpeModel {
         pre: PreTokenizerWrapper,
     ) -> Result<BpeModel, TokenizerError> {
         assert_eq!(texts.len(), pieces.len(), "one piece per token text");
-        let n = u32::try_from(texts.len())
-            .ok()
-            .filter(|&n| n < NO_TOKEN)
-            .ok_or_else(|| {
-                TokenizerError::Backend(format!("{} tokens are too many", texts.len()))
-            })?;
-        let index = TokenIndex::build(texts, pieces);
+        let n = texts.len();
+        // Every string BPE can produce is in the alphabet; other texts are never looked up.
+        let index = TokenIndex::build(pieces, |i| alphabet_key(&texts[i]));
         let mut byte_ids = [NO_TOKEN; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             if let Some(id) = index.get(&[b as u8], pieces) {
@@ -238,96 +230,6 @@ struct Scratch {
 /// (no other text can be a BPE result).
 fn alphabet_key(text: &str) -> Option<Vec<u8>> {
     text.chars().map(bytelevel::char_byte).collect()
-}
-
-/// A 64-bit hash of a byte string (multiply-xorshift over 8-byte words).
-fn hash_bytes(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut h = (bytes.len() as u64).wrapping_mul(K);
-    for chunk in bytes.chunks(8) {
-        let mut w = [0u8; 8];
-        w[..chunk.len()].copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        h ^= h >> 29;
-    }
-    h
-}
-
-/// Slots for `n` entries at most `LOAD_QUARTERS_MAX / 4` full: a power of two.
-fn slots_for(n: usize) -> usize {
-    (n * 4 / LOAD_QUARTERS_MAX + 1).next_power_of_two()
-}
-
-/// Token ids keyed by the raw bytes of their text; the keys live in `Pieces`.
-#[derive(Clone, Debug)]
-struct TokenIndex {
-    /// Open addressing, linear probing; `NO_TOKEN` is empty.
-    slots: Vec<u32>,
-    /// Tokens whose key differs from their piece, sorted by id: `(id, start, end)` in `odd_bytes`.
-    odd: Vec<(u32, u32, u32)>,
-    odd_bytes: Vec<u8>,
-}
-
-impl TokenIndex {
-    /// Indexes every non-empty text in the alphabet; a repeated text maps to its last id, as
-    /// in the `tokenizers` crate's vocabulary.
-    fn build(texts: &[String], pieces: &Pieces) -> TokenIndex {
-        let mut index = TokenIndex {
-            slots: vec![NO_TOKEN; slots_for(texts.len())],
-            odd: Vec::new(),
-            odd_bytes: Vec::new(),
-        };
-        for (id, text) in texts.iter().enumerate() {
-            let id = id as u32;
-            let Some(key) = alphabet_key(text).filter(|k| !k.is_empty()) else {
-                continue;
-            };
-            if pieces.get(id) != Some(key.as_slice()) {
-                let start = index.odd_bytes.len() as u32;
-                index.odd_bytes.extend_from_slice(&key);
-                index.odd.push((id, start, index.odd_bytes.len() as u32));
-            }
-            index.insert(id, pieces);
-        }
-        index
-    }
-
-    fn key<'a>(&'a self, id: u32, pieces: &'a Pieces) -> &'a [u8] {
-        match self.odd.binary_search_by_key(&id, |&(i, _, _)| i) {
-            Ok(k) => {
-                let (_, start, end) = self.odd[k];
-                &self.odd_bytes[start as usize..end as usize]
-            }
-            Err(_) => pieces.get(id).unwrap_or_default(),
-        }
-    }
-
-    /// The slot holding `key`, or the empty slot where it would go.
-    fn find(&self, key: &[u8], pieces: &Pieces) -> usize {
-        let mask = self.slots.len() - 1;
-        let mut at = hash_bytes(key) as usize & mask;
-        loop {
-            let id = self.slots[at];
-            if id == NO_TOKEN || self.key(id, pieces) == key {
-                return at;
-            }
-            at = (at + 1) & mask;
-        }
-    }
-
-    fn insert(&mut self, id: u32, pieces: &Pieces) {
-        let at = self.find(self.key(id, pieces), pieces);
-        self.slots[at] = id;
-    }
-
-    fn get(&self, key: &[u8], pieces: &Pieces) -> Option<u32> {
-        let id = self.slots[self.find(key, pieces)];
-        (id != NO_TOKEN).then_some(id)
-    }
-
-    fn bytes(&self) -> usize {
-        self.slots.len() * 4 + self.odd.len() * 12 + self.odd_bytes.len()
-    }
 }
 
 /// One merge: the pair it joins, its rank and the token it makes.

@@ -30,6 +30,12 @@ pub(super) fn build(md: &Metadata) -> Result<Tokenizer, TokenizerError> {
     let model = get_str(md, KEY_MODEL)?.ok_or(TokenizerError::MissingKey { key: KEY_MODEL })?;
     let tokens =
         get_str_array(md, KEY_TOKENS)?.ok_or(TokenizerError::MissingKey { key: KEY_TOKENS })?;
+    if tokens.len() >= u32::MAX as usize {
+        return Err(TokenizerError::BadKey {
+            key: KEY_TOKENS,
+            problem: format!("{} tokens do not fit 32-bit ids", tokens.len()),
+        });
+    }
     let kinds = token_kinds(md, tokens.len())?;
     let chat_template = get_str(md, KEY_CHAT_TEMPLATE)?.map(str::to_string);
     let parts = match model {
@@ -143,7 +149,7 @@ fn spm_parts(
         eog: Vec::new(),
     };
     Ok(Parts {
-        model: Model::Spm(Box::new(SpmModel::new(tokens, scores, unk))),
+        model: Model::Spm(Box::new(SpmModel::new(tokens, &pieces, scores, unk))),
         pieces,
         kinds,
         ids,

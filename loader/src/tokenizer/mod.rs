@@ -21,6 +21,7 @@ mod py_time;
 mod special;
 mod spm;
 mod stream;
+mod token_index;
 mod vocab;
 
 use std::path::Path;
@@ -139,7 +140,7 @@ impl Tokenizer {
         out: &mut Vec<u32>,
     ) -> Result<(), TokenizerError> {
         match &self.model {
-            Model::Spm(spm) => spm.encode(text, prefix_space, out),
+            Model::Spm(spm) => spm.encode(text, prefix_space, &self.pieces, out),
             Model::Bpe(bpe) => bpe.encode(text, &self.pieces, out),
             Model::Hf(hf) => {
                 let enc = hf
@@ -200,20 +201,21 @@ impl Tokenizer {
     /// The id of a token given its vocabulary text (byte-level form for gpt2 vocabularies).
     pub fn token_id(&self, text: &str) -> Option<u32> {
         match &self.model {
-            Model::Spm(spm) => spm.token_id(text),
+            Model::Spm(spm) => spm.token_id(text, &self.pieces),
             Model::Bpe(bpe) => bpe.token_id(text, &self.pieces),
             Model::Hf(hf) => hf.token_to_id(text),
         }
     }
 
-    /// Bytes held by the tables that encode and decode (the token pieces, their kinds and,
-    /// for GGUF byte-level BPE, the token index and merges); `None` for a `tokenizer.json`
-    /// pipeline, whose tables live inside the `tokenizers` crate.
+    /// Bytes held by the tables that encode and decode (the token pieces, their kinds, the
+    /// token index, and the merges or scores); `None` for a `tokenizer.json` pipeline, whose
+    /// tables live inside the `tokenizers` crate.
     pub fn table_bytes(&self) -> Option<usize> {
         let shared = self.pieces.bytes() + self.kinds.len() * std::mem::size_of::<TokenKind>();
         match &self.model {
             Model::Bpe(bpe) => Some(shared + bpe.table_bytes()),
-            Model::Hf(_) | Model::Spm(_) => None,
+            Model::Spm(spm) => Some(shared + spm.table_bytes()),
+            Model::Hf(_) => None,
         }
     }
 
