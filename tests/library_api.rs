@@ -324,3 +324,26 @@ fn bad_input_is_an_error_that_names_the_problem() {
         .tokens
         .is_empty());
 }
+
+/// Resident weights are read and rearranged by the first call and kept: later calls read
+/// nothing from disk (the resident prefetchers used to read every resident byte again after
+/// each call, and each call rearranged them again) and give the same tokens.
+#[test]
+fn resident_weights_are_read_once_across_calls() {
+    let mut llm = open(2);
+    let req = raw_greedy("The capital of France is", 8);
+    let first = llm.generate(&req, |_| true).expect("first call");
+    let read = llm.engine().bytes_read();
+    assert!(read > 0, "the first call reads the weights");
+    assert_eq!(llm.engine().plan.n_streamed(), 0, "every layer resident");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for _ in 0..2 {
+        let again = llm.generate(&req, |_| true).expect("later call");
+        assert_eq!(again.tokens, first.tokens);
+    }
+    assert_eq!(
+        llm.engine().bytes_read(),
+        read,
+        "resident weights were read again"
+    );
+}

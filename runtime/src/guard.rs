@@ -4,7 +4,7 @@
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::extent::Extent;
@@ -43,9 +43,27 @@ impl ReadSpan {
     }
 }
 
+/// How a guard reaches its prefetcher: borrowed for the common case, shared for a guard that
+/// outlives the borrow ([`crate::Prefetcher::next_owned`]).
+pub(crate) enum InnerRef<'a> {
+    Borrowed(&'a Inner),
+    Owned(Arc<Inner>),
+}
+
+impl std::ops::Deref for InnerRef<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        match self {
+            InnerRef::Borrowed(i) => i,
+            InnerRef::Owned(i) => i,
+        }
+    }
+}
+
 /// A slot lent to the consumer; dropping it frees the slot.
 pub struct SlotGuard<'a> {
-    inner: &'a Inner,
+    inner: InnerRef<'a>,
     slot: usize,
     sequence: u64,
     extent: Extent,
@@ -57,21 +75,22 @@ pub struct SlotGuard<'a> {
 }
 
 // SAFETY: a guard is the one owner of its slot's bytes, like a `&mut [u8]` (Send and Sync);
-// `Inner` is Sync (checked below), so `&Inner` may cross threads.
+// `Inner` is Sync and Send (checked below), so `&Inner` and `Arc<Inner>` may cross threads. An
+// owned guard's `Arc` keeps the ring, and so the bytes, alive.
 unsafe impl Send for SlotGuard<'_> {}
 // SAFETY: as above; `&SlotGuard` hands out only shared views.
 unsafe impl Sync for SlotGuard<'_> {}
 
 /// The guard's Send and Sync rest on `Inner` being Sync: this fails to compile otherwise.
 const _: fn() = || {
-    fn sync<T: Sync>() {}
-    sync::<Inner>();
+    fn sync_send<T: Sync + Send>() {}
+    sync_send::<Inner>();
 };
 
 impl<'a> SlotGuard<'a> {
     /// A guard over `len` payload bytes at `start` of `InUse` slot `slot`.
     pub(crate) fn new(
-        inner: &'a Inner,
+        inner: InnerRef<'a>,
         slot: usize,
         sequence: u64,
         extent: Extent,

@@ -409,13 +409,18 @@ impl Engine {
         let mut slabs = KvSlabs::new(self.cfg.n_layer, kv_dim, opts.max_batch, kv_budget);
 
         let held_started = Instant::now();
-        let mut held = self.store.hold()?;
-        let interleaved_bytes = if !on_gpu && Isa::current().interleaves_resident() {
-            held.interleave(&self.model.extents, &self.plan.resident, &self.pool)
-                .map_err(ExecError::from)?
-        } else {
-            0
+        // Kept from an earlier batch, or read now (an error drops it: the next batch reads again).
+        let mut held = match self.held.take() {
+            Some(h) => h,
+            None => self.store.hold()?,
         };
+        let interleaved_bytes =
+            if !on_gpu && !held.interleaved && Isa::current().interleaves_resident() {
+                held.interleave(&self.model.extents, &self.plan.resident, &self.pool)
+                    .map_err(ExecError::from)?
+            } else {
+                0
+            };
         let globals = Globals::view(&self.model.extents, &held).map_err(ExecError::from)?;
         let mut stats = BatchStats {
             resident_load: held_started.elapsed(),
@@ -698,6 +703,7 @@ impl Engine {
         stats.embd_rows_read = rows_after.0 - rows_before.0;
         stats.embd_rows_read_ahead = rows_after.1 - rows_before.1;
         stats.wall = run_started.elapsed();
+        self.held = Some(held);
         Ok(stats)
     }
 }

@@ -152,6 +152,8 @@ pub struct Engine {
     pub cpu_because: Option<String>,
     /// Reads embedding rows on demand when the embeddings are not resident.
     pub(super) embd_reader: Option<RowReader>,
+    /// The resident weights, read (and rearranged) by the first batch and kept for the next.
+    pub(super) held: Option<super::store::Held<'static>>,
     /// Per-layer times of CPU sweeps, when asked for (the GPU keeps its own).
     pub(super) layer_rec: Option<SweepRecorder>,
     /// The memory limit the default budget was planned against (the tightest of MemAvailable
@@ -244,6 +246,7 @@ impl Engine {
             cuda,
             cpu_because,
             embd_reader,
+            held: None,
             layer_rec,
             memory_limit,
         })

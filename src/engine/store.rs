@@ -285,17 +285,19 @@ impl WeightStore {
         })
     }
 
-    /// Reads (once per call) every resident extent and holds it.
-    pub fn hold(&self) -> sluice_runtime::Result<Held<'_>> {
+    /// Reads every resident extent and holds it. The guards do not borrow the store, so the
+    /// engine keeps them from one batch to the next: resident weights are read (and
+    /// rearranged) once, and their prefetchers, every slot held, read nothing more.
+    pub fn hold(&self) -> sluice_runtime::Result<Held<'static>> {
         let mut globals = Vec::with_capacity(self.globals.len());
         for (i, p) in &self.globals {
-            globals.push((*i, p.next()?));
+            globals.push((*i, p.next_owned()?));
         }
         let mut layers = Vec::new();
         if let Some(p) = &self.resident {
             layers.reserve_exact(p.sweep().len());
             for _ in 0..p.sweep().len() {
-                layers.push(p.next()?);
+                layers.push(p.next_owned()?);
             }
         }
         Ok(Held {
