@@ -88,6 +88,10 @@ fn streaming_everything_reads_every_layer_and_names_a_bottleneck() {
     assert!(streamed >= 0.9 * weights, "everything streams: {v}");
     assert_eq!(v["decode_tokens"], 3);
     assert_eq!(num(&v, &["measured_per_token", "sweeps"]), 3.0);
+    assert!(
+        num(&v, &["disk_after_gb_per_s"]) > 0.0,
+        "the disk link is measured again after the decode: {v}"
+    );
     // The drive under the model file while decoding, where the kernel counts it (a block
     // device has a /proc/diskstats line; overlayfs or tmpfs would not).
     let disk = &v["decode_disk"];

@@ -316,6 +316,35 @@ pub(super) fn sequential_best(file: &Path, seconds_per_cell: f64) -> anyhow::Res
     Err(anyhow!("{}: neither reader could read it", file.display()))
 }
 
+/// `setting` measured again on `file` for `seconds_per_cell` (sweeping the file as often as
+/// that allows): the same link a few seconds later, to set beside the first figure.
+pub(super) fn remeasure(
+    file: &Path,
+    setting: Setting,
+    seconds_per_cell: f64,
+) -> anyhow::Result<Cell> {
+    let grid = Grid {
+        patterns: vec![setting.pattern],
+        readers: vec![setting.reader],
+        chunks: vec![setting.chunk_bytes],
+        depths: vec![setting.queue_depth],
+    };
+    let stop: &dyn Fn() -> bool = &interrupt::requested;
+    let cells = run_grid(
+        file,
+        file_size(file)?,
+        &grid,
+        seconds_per_cell,
+        u64::MAX,
+        stop,
+        "disk link again",
+    )?;
+    cells
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("{}: no cell measured", file.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

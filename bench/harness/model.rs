@@ -217,6 +217,10 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
         e if e.is_bad_input() => bad(e.into()),
         e => runtime(e.into()),
     })?;
+    // The same disk setting right after the decode: whether the drive's rate moved meanwhile.
+    let disk_after = super::disk::remeasure(&file, s, args.seconds)
+        .map_err(runtime)?
+        .read_gb_per_s();
     bar.inc(1);
     let Some(times) = engine.layer_times().cloned() else {
         return Err(runtime(anyhow!("the engine recorded no layer times")));
@@ -282,6 +286,7 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
         links: &links,
         bound: b,
         achieved_tok_per_s: achieved,
+        disk_after_gb_per_s: disk_after,
         decode_disk: generation.disk.as_ref(),
         times: &times,
         rows: &rows,
@@ -555,6 +560,8 @@ struct Report<'a> {
     links: &'a Links,
     bound: Bound,
     achieved_tok_per_s: f64,
+    /// The disk link's setting measured again right after the decode.
+    disk_after_gb_per_s: Option<f64>,
     /// The model file's drive while decoding: busy share and read rate.
     decode_disk: Option<&'a diskstats::Activity>,
     times: &'a PipelineTimes,
@@ -595,6 +602,7 @@ impl Report<'_> {
             "achieved_tok_per_s": self.achieved_tok_per_s,
             "achieved_over_predicted": self.achieved_tok_per_s / b.predicted_tok_per_s,
             "decode_disk": self.decode_disk,
+            "disk_after_gb_per_s": self.disk_after_gb_per_s,
             "links": {
                 "disk_gb_per_s": l.disk_gb_per_s,
                 "host_gb_per_s": l.host_gb_per_s,
@@ -697,6 +705,9 @@ impl Report<'_> {
             self.decode_tokens,
             100.0 * self.achieved_tok_per_s / b.predicted_tok_per_s
         );
+        if let Some(after) = self.disk_after_gb_per_s {
+            println!("disk link again after the decode, same setting: {after:.2} GB/s");
+        }
         match self.decode_disk {
             Some(d) => println!(
                 "disk while decoding: {} busy {:.1}% of the time, reading {:.2} GB/s (all readers)",
