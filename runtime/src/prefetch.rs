@@ -18,14 +18,13 @@
 //! reader threads and returns every slot to `Free`.
 
 use std::collections::VecDeque;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::extent::Extent;
-use crate::guard::{InnerRef, PrefetchControl, ReadSpan, SlotGuard};
+use crate::guard::{InnerRef, PrefetchControl, SlotGuard};
 use crate::reader::Reader;
 use crate::ring::{HostRing, SlotState};
 use crate::stats::StatsSnapshot;
@@ -100,24 +99,18 @@ impl Prefetcher {
 
     /// Waits for the next extent of the sweep and lends its slot.
     pub fn next(&self) -> Result<SlotGuard<'_>> {
-        let (slot, sequence, extent, payload, read) = self.next_slot()?;
-        let inner = InnerRef::Borrowed(&self.inner);
-        Ok(SlotGuard::new(inner, slot, sequence, extent, payload, read))
+        self.lend(InnerRef::Borrowed(&self.inner))
     }
 
     /// As [`next`](Self::next), with a guard that does not borrow the prefetcher: bytes to keep
     /// across calls (resident weights read once). It holds the ring alive; dropping the
     /// prefetcher first stops its reads and leaves the slot to the guard.
     pub fn next_owned(&self) -> Result<SlotGuard<'static>> {
-        let (slot, sequence, extent, payload, read) = self.next_slot()?;
-        let inner = InnerRef::Owned(Arc::clone(&self.inner));
-        Ok(SlotGuard::new(inner, slot, sequence, extent, payload, read))
+        self.lend(InnerRef::Owned(Arc::clone(&self.inner)))
     }
 
-    /// Waits for the next extent and marks its slot in use: slot, stream position, extent,
-    /// payload (start, length) and read span.
-    #[allow(clippy::type_complexity)]
-    fn next_slot(&self) -> Result<(usize, u64, Extent, (NonNull<u8>, usize), ReadSpan)> {
+    /// Waits for the next extent, marks its slot in use and lends it through `handle`.
+    fn lend<'a>(&self, handle: InnerRef<'a>) -> Result<SlotGuard<'a>> {
         let inner = &*self.inner;
         let _consumer = inner.consumer.lock().unwrap_or_else(|p| p.into_inner());
         let (slot, sequence) = {
@@ -164,7 +157,14 @@ impl Prefetcher {
         let start = inner
             .ring()
             .in_use_bytes(slot, extent.payload_offset as usize, len)?;
-        Ok((slot, sequence, extent, (start, len), read))
+        Ok(SlotGuard::new(
+            handle,
+            slot,
+            sequence,
+            extent,
+            (start, len),
+            read,
+        ))
     }
 
     /// Changes how many extents are kept ahead (clamped to the slot count); returns the depth set.
