@@ -162,17 +162,44 @@ impl OpenFile {
         if self.direct {
             return;
         }
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len_bytes)) else {
-            return;
-        };
-        // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is open.
-        let rc = unsafe { libc::posix_fadvise(self.fd(), offset, len, libc::POSIX_FADV_DONTNEED) };
-        if rc != 0 {
+        if let Err(rc) = advise(self.fd(), offset, len_bytes, Advice::DontNeed) {
             log::debug!(
                 "{}: posix_fadvise(DONTNEED) failed with errno {rc}",
                 self.path.display()
             );
         }
+    }
+}
+
+/// What [`advise`] tells the kernel about a byte range of a buffered file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    /// Start reading the range into the page cache now (returns at once).
+    WillNeed,
+    /// Drop the range's pages from the page cache.
+    DontNeed,
+}
+
+/// `posix_fadvise` on `len_bytes` at `offset` of descriptor `fd`: a hint, so a refusal (its
+/// errno is returned) only costs speed. Ranges beyond `i64` are not advised.
+pub fn advise(
+    fd: std::os::fd::RawFd,
+    offset: u64,
+    len_bytes: u64,
+    advice: Advice,
+) -> std::result::Result<(), i32> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len_bytes)) else {
+        return Ok(());
+    };
+    let advice = match advice {
+        Advice::WillNeed => libc::POSIX_FADV_WILLNEED,
+        Advice::DontNeed => libc::POSIX_FADV_DONTNEED,
+    };
+    // SAFETY: posix_fadvise only reads its integer arguments; an invalid descriptor is an
+    // error (EBADF), not undefined behaviour.
+    match unsafe { libc::posix_fadvise(fd, offset, len, advice) } {
+        0 => Ok(()),
+        rc => Err(rc),
     }
 }
 

@@ -46,6 +46,7 @@ mod waker;
 pub use config::{ReaderChoice, ReaderConfig, ReaderKind, IO_ENV};
 pub use error::{Error, Result};
 pub use extent::{Extent, FileId};
+pub use file::{advise, Advice};
 pub use guard::{PrefetchControl, ReadSpan, SlotGuard};
 pub use prefetch::Prefetcher;
 pub use reader::{LiveThreads, Reader};

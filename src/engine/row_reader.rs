@@ -17,6 +17,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sluice_loader::GgmlType;
+use sluice_runtime::Advice;
 
 use super::rows::MatrixOnDisk;
 use crate::model::forward::{EmbeddingRows, ForwardError};
@@ -181,13 +182,11 @@ impl RowReader {
         if ahead.is_some() {
             self.rows_read_ahead += 1;
             // The page cache held the row for this read only.
-            advise(file, offset, span as u64, libc::POSIX_FADV_DONTNEED);
+            advise(file, offset, span as u64, Advice::DontNeed);
         }
         Ok(&self.buf[self.start + head..self.start + want])
     }
-}
 
-impl RowReader {
     /// Starts reading row `id` into the page cache through the buffered descriptor
     /// (`posix_fadvise(WILLNEED)` returns at once), so that a later [`read_row`] of it finds
     /// it there instead of queueing behind the reads then in flight.
@@ -197,24 +196,19 @@ impl RowReader {
         let forgotten = self.prefetched[slot];
         if forgotten != u32::MAX {
             let (offset, span, _) = self.span_of(forgotten as usize);
-            advise(cached, offset, span as u64, libc::POSIX_FADV_DONTNEED);
+            advise(cached, offset, span as u64, Advice::DontNeed);
         }
         let (offset, span, _) = self.span_of(id);
-        advise(cached, offset, span as u64, libc::POSIX_FADV_WILLNEED);
+        advise(cached, offset, span as u64, Advice::WillNeed);
         self.prefetched[slot] = id as u32;
         self.prefetched_next += 1;
     }
 }
 
 /// Passes `advice` for a byte range of `file` to the kernel; a refusal only costs speed.
-fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is open.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, advice) };
-    if rc != 0 {
-        log::debug!("posix_fadvise({advice}) failed with errno {rc}");
+fn advise(file: &File, offset: u64, len: u64, advice: Advice) {
+    if let Err(rc) = sluice_runtime::advise(file.as_raw_fd(), offset, len, advice) {
+        log::debug!("posix_fadvise({advice:?}) failed with errno {rc}");
     }
 }
 
