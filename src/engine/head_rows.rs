@@ -42,8 +42,6 @@ pub struct HeadRows {
     /// Bytes of a kept row; 0 when rows are not kept, only their ids handed to `fresh`
     /// (an untied head: the embedding rows are another matrix).
     row_bytes: usize,
-    /// Candidates kept per logits row (at most [`CANDIDATES`]).
-    k: usize,
     /// Ids that became candidates in the last range offered (when rows are not kept).
     fresh: Vec<u32>,
     logit_rows_max: usize,
@@ -61,23 +59,10 @@ pub struct HeadRows {
 impl HeadRows {
     /// Storage for `logit_rows_max` logits rows of a head with rows of `row_bytes`.
     pub fn new(row_bytes: usize, logit_rows_max: usize) -> HeadRows {
-        Self::with_k(row_bytes, logit_rows_max, CANDIDATES)
-    }
-
-    /// Candidate tracking without rows: `k` best ids per logits row, each new one listed in
-    /// [`fresh`](Self::fresh) so that its embedding row can be read ahead.
-    pub fn ids_only(logit_rows_max: usize, k: usize) -> HeadRows {
-        Self::with_k(0, logit_rows_max, k)
-    }
-
-    fn with_k(row_bytes: usize, logit_rows_max: usize, k: usize) -> HeadRows {
-        let slots = CANDIDATES;
-        assert!(slots <= usize::from(u16::MAX), "candidate slots fit a u16");
-        assert!((1..=CANDIDATES).contains(&k), "{k} candidates");
+        const { assert!(CANDIDATES <= u16::MAX as usize, "candidate slots fit a u16") };
         HeadRows {
             row_bytes,
-            k,
-            fresh: Vec::with_capacity(logit_rows_max * k),
+            fresh: Vec::with_capacity(logit_rows_max * CANDIDATES),
             logit_rows_max,
             cands: vec![
                 Candidate {
@@ -89,10 +74,16 @@ impl HeadRows {
                 logit_rows_max * CANDIDATES
             ],
             len: vec![0; logit_rows_max],
-            rows: vec![0; logit_rows_max * slots * row_bytes],
+            rows: vec![0; logit_rows_max * CANDIDATES * row_bytes],
             active: 0,
             hits: Cell::new(0),
         }
+    }
+
+    /// Candidate tracking without rows: each new candidate's id is listed in
+    /// [`fresh`](Self::fresh), so that its embedding row can be read ahead.
+    pub fn ids_only(logit_rows_max: usize) -> HeadRows {
+        Self::new(0, logit_rows_max)
     }
 
     /// Starts a head pass over `n` logits rows. A pass with more rows than the storage (a
@@ -127,23 +118,24 @@ impl HeadRows {
 
     /// Keeps the best of `range` (token ids from `row0`) among logits row `i`'s candidates.
     fn scan(&mut self, i: usize, row0: usize, range: &[f32]) {
-        let k = self.k;
-        let cands = &mut self.cands[i * CANDIDATES..i * CANDIDATES + k];
+        const K: usize = CANDIDATES;
+        let cands = &mut self.cands[i * K..(i + 1) * K];
         let len = &mut self.len[i];
         for (j, &logit) in range.iter().enumerate() {
             // Ids rise through the pass, so an equal logit never displaces a kept one; NaN
             // never compares greater.
-            if *len == k && logit <= cands[k - 1].logit || logit.is_nan() {
+            if logit.is_nan() || (*len == K && logit <= cands[K - 1].logit) {
                 continue;
             }
             let at = cands[..*len].partition_point(|c| c.logit >= logit);
-            // The slot of the candidate that falls off the end, or an unused one.
-            let slot = if *len == k {
-                cands[k - 1].slot
+            // The slot of the candidate that falls off the end; until the list is full (only
+            // ever filled since `begin`), slots 0..len are the ones in use.
+            let slot = if *len == K {
+                cands[K - 1].slot
             } else {
-                unused_slot(&cands[..*len])
+                *len as u16
             };
-            let end = (*len).min(k - 1);
+            let end = (*len).min(K - 1);
             cands.copy_within(at..end, at + 1);
             cands[at] = Candidate {
                 logit,
@@ -151,7 +143,7 @@ impl HeadRows {
                 slot,
                 copied: false,
             };
-            *len = (*len + 1).min(k);
+            *len = (*len + 1).min(K);
         }
     }
 
@@ -197,16 +189,6 @@ impl HeadRows {
     pub fn with_fallback<'a>(&'a self, rest: &'a mut dyn EmbeddingRows) -> WithHeadRows<'a> {
         WithHeadRows { kept: self, rest }
     }
-}
-
-/// The lowest slot no candidate in `cands` (fewer than `CANDIDATES`) uses.
-fn unused_slot(cands: &[Candidate]) -> u16 {
-    debug_assert!(cands.len() < CANDIDATES);
-    let mut used = [false; CANDIDATES];
-    for c in cands {
-        used[usize::from(c.slot)] = true;
-    }
-    used.iter().position(|&u| !u).unwrap_or(0) as u16
 }
 
 /// Embedding rows from [`HeadRows`] when kept there, else from another source.
@@ -341,15 +323,18 @@ mod tests {
         let nv = 40;
         // Rising logits: every id beats the ones before it, so each range's ids are all new.
         let logits: Vec<f32> = (0..nv).map(|i| i as f32).collect();
-        let mut h = HeadRows::ids_only(1, 2);
+        let mut h = HeadRows::ids_only(1);
         h.begin(1);
         let mut listed = Vec::new();
         for row0 in (0..nv).step_by(10) {
             h.offer(row0, 10, &[], |_| &logits);
             listed.extend_from_slice(h.fresh());
         }
-        // Within a range only the two best survive to be listed; the last range gives 38, 39.
-        assert_eq!(listed, [9, 8, 19, 18, 29, 28, 39, 38]);
+        // Within a range only the 8 best survive to be listed, best first.
+        let want: Vec<u32> = (0..4u32)
+            .flat_map(|r| (10 * r + 2..10 * r + 10).rev())
+            .collect();
+        assert_eq!(listed, want);
         assert_eq!(h.row(39), None, "no rows are kept");
     }
 

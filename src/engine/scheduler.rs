@@ -14,7 +14,7 @@ use sluice_loader::roles::TensorRole;
 use thiserror::Error;
 
 use super::executor::{ExecError, Globals, StepBatch, StreamedHead, Sweep, SweepTimes};
-use super::head_rows::{HeadRows, CANDIDATES};
+use super::head_rows::HeadRows;
 use super::sampler::Sampler;
 use super::session::{Engine, EngineError, StopReason, PREFILL_BATCH_MAX};
 use super::store::GlobalMatrix;
@@ -477,7 +477,7 @@ impl Engine {
         let mut kept = match (&head, &self.embd_reader) {
             (Some(_), Some(_)) if tied && !on_gpu => GlobalMatrix::head(&self.model.extents)
                 .map(|m| HeadRows::new(m.on_disk.row_bytes as usize, opts.max_batch)),
-            (Some(_), Some(_)) if !on_gpu => Some(HeadRows::ids_only(opts.max_batch, CANDIDATES)),
+            (Some(_), Some(_)) if !on_gpu => Some(HeadRows::ids_only(opts.max_batch)),
             _ => None,
         };
         let rows_before = self.embd_reader.as_ref().map_or((0, 0), |r| r.rows_read());
