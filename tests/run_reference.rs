@@ -13,6 +13,7 @@ use common::{
     assert_no_failures, compare_greedy, cpu_has_avx512, greedy_args, load_reference, open_model,
     path_arg, try_run_json, RefPrompt, Verdict,
 };
+use sluice::engine::store::GlobalMatrix;
 use sluice_loader::cache::require_model;
 
 /// One way of running a model: threads, kernel path, reader.
@@ -79,7 +80,7 @@ fn check_model(model: &str, streamed: bool) {
     let path = require_model(model);
     let reference = load_reference(model);
     let budget = if streamed { "0" } else { "default" };
-    let tied = open_model(&path).index.get("output.weight").is_none();
+    let tied = GlobalMatrix::tied(&open_model(&path).extents);
     let max_tokens = reference.max_tokens.to_string();
     let mut rows = Vec::new();
     let mut failures = Vec::new();
