@@ -89,15 +89,21 @@ fn streaming_everything_reads_every_layer_and_names_a_bottleneck() {
     assert_eq!(v["decode_tokens"], 3);
     assert_eq!(num(&v, &["measured_per_token", "sweeps"]), 3.0);
     assert!(
-        num(&v, &["disk_after_gb_per_s"]) > 0.0,
-        "the disk link is measured again after the decode: {v}"
+        num(&v, &["disk_before_gb_per_s"]) > 0.0 && num(&v, &["disk_after_gb_per_s"]) > 0.0,
+        "the disk link is measured again just before and just after the decode: {v}"
     );
     // The drive under the model file while decoding, where the kernel counts it (a block
     // device has a /proc/diskstats line; overlayfs or tmpfs would not).
     let disk = &v["decode_disk"];
     if disk.is_null() {
         eprintln!("decode_disk: the model's file system has no block device of its own here");
+        assert!(v["decode_over_disk_around"].is_null(), "{v}");
     } else {
+        // The decode's rate over the mean of the two figures around it.
+        let around = (num(&v, &["disk_before_gb_per_s"]) + num(&v, &["disk_after_gb_per_s"])) / 2.0;
+        let ratio = num(&v, &["decode_over_disk_around"]);
+        let expect = num(disk, &["read_gb_per_s"]) / around;
+        assert!((ratio - expect).abs() <= 1e-9 * expect.max(1.0), "{v}");
         let busy = num(disk, &["busy"]);
         assert!((0.0..=1.0).contains(&busy), "{disk}");
         assert!(num(disk, &["read_gb_per_s"]) >= 0.0, "{disk}");
