@@ -3,7 +3,8 @@
 //! `SLUICE_SIMD=scalar` forces the scalar reference kernels (the engine's tests run every model
 //! on every path); `SLUICE_SIMD=avx2` or `avx512` asks for that tier and falls back to the best
 //! lower one, logged once, when the CPU lacks it; unset or `auto` picks the best path the CPU
-//! supports. Every tier gives bit-identical results (the kernels keep the AVX2 path's order).
+//! supports; `amx` says why there is no such tier and picks the best. Every tier gives
+//! bit-identical results (the kernels keep the AVX2 path's order).
 
 use std::sync::OnceLock;
 
@@ -112,6 +113,16 @@ impl Isa {
                 );
                 fallback
             }),
+            Some("amx") => {
+                let best = Isa::best();
+                log::warn!(
+                    "{SIMD_ENV}=amx: there is no AMX tier, because tile products cannot keep \
+                     llama.cpp's AVX2 sum order at a useful rate (README, \"Why no AMX tier\"); \
+                     using {}",
+                    best.name()
+                );
+                best
+            }
             Some(other) => {
                 log::warn!(
                     "{SIMD_ENV}={other:?} is not scalar, avx2, avx512 or auto; picking automatically"
@@ -231,6 +242,7 @@ mod tests {
         assert_eq!(Isa::from_setting(None), Isa::best());
         assert_eq!(Isa::from_setting(Some("auto")), Isa::best());
         assert_eq!(Isa::from_setting(Some("bogus")), Isa::best());
+        assert_eq!(Isa::from_setting(Some("amx")), Isa::best());
         let avx2 = Isa::avx2().unwrap_or_else(Isa::scalar);
         assert_eq!(Isa::from_setting(Some("avx2")), avx2);
         let avx512 = Isa::avx512().unwrap_or(avx2);
