@@ -254,6 +254,33 @@ fn text_mode_streams_text_to_stdout_and_stats_to_stderr() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// `SLUICE_IO_DEPTH` sets the layer reader's queue depth (the run reports it, and the tokens do
+/// not change); a value out of range is bad input, named in one sentence.
+#[test]
+fn io_depth_comes_from_the_environment() {
+    let path = require_model("smollm2-135m");
+    let args = |n: &'static str| -> Vec<&str> {
+        let mut a = vec!["run", "-m", path_arg(&path), "--prompt", "Once upon a time"];
+        a.extend(["--raw", "--temperature", "0", "--max-tokens", n, "--json"]);
+        a.extend(["--ram-budget", "0"]);
+        a
+    };
+    let default = run_json(&args("12"), &[]);
+    let deep = run_json(&args("12"), &[("SLUICE_IO_DEPTH", "64")]);
+    let want = sluice_runtime::ReaderConfig::default();
+    assert_eq!(default.stats.io_queue_depth, want.queue_depth);
+    assert_eq!(default.stats.io_chunk_bytes, want.chunk_bytes as u64);
+    assert_eq!(deep.stats.io_queue_depth, 64);
+    assert_eq!(deep.tokens, default.tokens, "the depth changes no token");
+    let mut problems = Vec::new();
+    for bad in ["0", "257", "deep"] {
+        let o = sluice(&args("2"), &[("SLUICE_IO_DEPTH", bad)]);
+        let what = format!("SLUICE_IO_DEPTH={bad}");
+        problems.extend(assert_one_sentence(&what, &o, 2, &["SLUICE_IO_DEPTH", bad]));
+    }
+    assert_no_problems(&problems);
+}
+
 #[test]
 fn bad_input_exits_2_with_one_sentence() {
     let path = require_model("smollm2-135m");

@@ -1,5 +1,6 @@
 //! How a reader is chosen and configured: `ReaderChoice` (with the `SLUICE_IO` override),
-//! `ReaderKind` (what runs), `ReaderConfig` (queue depth, chunk size, threads) and its limits.
+//! `ReaderKind` (what runs), `ReaderConfig` (queue depth, with the `SLUICE_IO_DEPTH` override,
+//! chunk size, threads) and its limits.
 
 use crate::error::{Error, Result};
 use crate::limits::{
@@ -8,6 +9,11 @@ use crate::limits::{
 
 /// Environment variable that picks the reader when the configuration says `Auto`.
 pub const IO_ENV: &str = "SLUICE_IO";
+
+/// Environment variable that sets the reader's queue depth for the CLI's engines: the best
+/// depth depends on the drive and the model (README Results), so it can be tried without a
+/// rebuild.
+pub const IO_DEPTH_ENV: &str = "SLUICE_IO_DEPTH";
 
 /// Which reader to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,6 +98,29 @@ impl Default for ReaderConfig {
 }
 
 impl ReaderConfig {
+    /// The default configuration with `SLUICE_IO_DEPTH` applied when it is set.
+    pub fn from_env() -> Result<ReaderConfig> {
+        Self::with_depth_setting(std::env::var(IO_DEPTH_ENV).ok().as_deref())
+    }
+
+    /// The default configuration with a `SLUICE_IO_DEPTH` value applied (`None` or empty:
+    /// the default depth); anything but a whole number in `1..=QUEUE_DEPTH_MAX` is an error.
+    pub fn with_depth_setting(value: Option<&str>) -> Result<ReaderConfig> {
+        let config = ReaderConfig::default();
+        let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(config);
+        };
+        match v.parse::<usize>() {
+            Ok(depth) if (1..=QUEUE_DEPTH_MAX).contains(&depth) => Ok(ReaderConfig {
+                queue_depth: depth,
+                ..config
+            }),
+            _ => Err(Error::EnvDepth {
+                value: v.to_string(),
+            }),
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if self.queue_depth == 0 || self.queue_depth > QUEUE_DEPTH_MAX {
             return Err(Error::Config(format!(
@@ -136,6 +165,31 @@ mod tests {
             ReaderChoice::parse_env(Some("mmap")),
             Err(Error::EnvChoice { .. })
         ));
+    }
+
+    #[test]
+    fn depth_values_parse() {
+        let default = ReaderConfig::default();
+        for unset in [None, Some(""), Some("  ")] {
+            assert_eq!(ReaderConfig::with_depth_setting(unset).ok(), Some(default));
+        }
+        let deep = ReaderConfig::with_depth_setting(Some(" 64 ")).expect("64 is a depth");
+        assert_eq!(deep.queue_depth, 64);
+        assert_eq!(
+            ReaderConfig {
+                queue_depth: 32,
+                ..deep
+            },
+            default
+        );
+        let max = QUEUE_DEPTH_MAX.to_string();
+        assert!(ReaderConfig::with_depth_setting(Some(max.as_str())).is_ok());
+        let over = (QUEUE_DEPTH_MAX + 1).to_string();
+        for bad in ["0", "-4", "deep", "3.5", over.as_str()] {
+            let e = ReaderConfig::with_depth_setting(Some(bad)).expect_err(bad);
+            assert!(matches!(e, Error::EnvDepth { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains(IO_DEPTH_ENV), "{e}");
+        }
     }
 
     #[test]

@@ -22,6 +22,15 @@ pub enum Error {
         /// The value found in the environment.
         value: String,
     },
+    /// `SLUICE_IO_DEPTH` holds something other than a queue depth in range.
+    #[error(
+        "SLUICE_IO_DEPTH={value:?} is not a queue depth: use a whole number from 1 to {max}",
+        max = crate::limits::QUEUE_DEPTH_MAX
+    )]
+    EnvDepth {
+        /// The value found in the environment.
+        value: String,
+    },
     /// io_uring could not be set up.
     #[error("io_uring setup failed (errno {errno}): {cause}")]
     UringSetup {

@@ -43,7 +43,7 @@ mod uring;
 mod uring_loop;
 mod waker;
 
-pub use config::{ReaderChoice, ReaderConfig, ReaderKind, IO_ENV};
+pub use config::{ReaderChoice, ReaderConfig, ReaderKind, IO_DEPTH_ENV, IO_ENV};
 pub use error::{Error, Result};
 pub use extent::{Extent, FileId};
 pub use file::{advise, Advice};

@@ -215,6 +215,8 @@ fn report(
                 }),
                 "weights_budget_bytes": engine.plan.budget_bytes,
                 "ring_bytes": engine.ring_bytes(),
+                "io_queue_depth": engine.reader.queue_depth,
+                "io_chunk_bytes": engine.reader.chunk_bytes,
                 "kv_cache_bytes": g.kv_cache_bytes,
                 "run_state_bytes": g.run_state_bytes,
                 "thermal": thermal,

@@ -64,7 +64,8 @@ impl EngineArgs<'_> {
         let opts = crate::engine::session::EngineOptions {
             threads: threads_or_cores(self.threads),
             ram_budget: self.ram_budget,
-            reader: sluice_runtime::ReaderConfig::default(),
+            reader: sluice_runtime::ReaderConfig::from_env()
+                .map_err(|e| Failure::BadInput(e.into()))?,
             device: self.device.choice(),
             vram_budget: self.vram_budget,
             layer_times: self.layer_times,

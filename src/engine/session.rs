@@ -159,6 +159,8 @@ pub struct Engine {
     /// The memory limit the default budget was planned against (the tightest of MemAvailable
     /// and the process's cgroups), when one could be read.
     pub memory_limit: Option<MemoryLimit>,
+    /// How the layer reader reads (queue depth, chunk size), as the options gave it.
+    pub reader: ReaderConfig,
 }
 
 impl Engine {
@@ -249,6 +251,7 @@ impl Engine {
             held: None,
             layer_rec,
             memory_limit,
+            reader: opts.reader,
         })
     }
 
