@@ -110,15 +110,15 @@ impl ReaderConfig {
         let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
             return Ok(config);
         };
-        match v.parse::<usize>() {
-            Ok(depth) if (1..=QUEUE_DEPTH_MAX).contains(&depth) => Ok(ReaderConfig {
-                queue_depth: depth,
-                ..config
-            }),
-            _ => Err(Error::EnvDepth {
-                value: v.to_string(),
-            }),
-        }
+        let bad = || Error::EnvDepth {
+            value: v.to_string(),
+        };
+        let config = ReaderConfig {
+            queue_depth: v.parse().map_err(|_| bad())?,
+            ..config
+        };
+        config.validate().map_err(|_| bad())?;
+        Ok(config)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(deep.queue_depth, 64);
         assert_eq!(
             ReaderConfig {
-                queue_depth: 32,
+                queue_depth: default.queue_depth,
                 ..deep
             },
             default

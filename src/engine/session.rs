@@ -159,8 +159,6 @@ pub struct Engine {
     /// The memory limit the default budget was planned against (the tightest of MemAvailable
     /// and the process's cgroups), when one could be read.
     pub memory_limit: Option<MemoryLimit>,
-    /// How the layer reader reads (queue depth, chunk size), as the options gave it.
-    pub reader: ReaderConfig,
 }
 
 impl Engine {
@@ -251,7 +249,6 @@ impl Engine {
             held: None,
             layer_rec,
             memory_limit,
-            reader: opts.reader,
         })
     }
 
@@ -300,6 +297,11 @@ impl Engine {
     /// Bytes of the streaming ring (0 when every weight is resident).
     pub fn ring_bytes(&self) -> u64 {
         self.store.ring_bytes()
+    }
+
+    /// How the streaming reader reads (queue depth, chunk size); `None` when nothing streams.
+    pub fn streaming_reader(&self) -> Option<ReaderConfig> {
+        self.store.streaming_reader()
     }
 
     /// The streamed layers' prefetcher handle and its planned depth (for the thermal

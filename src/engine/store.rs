@@ -326,6 +326,11 @@ impl WeightStore {
             .map_or(0, |p| p.reader().ring().slab_bytes() as u64)
     }
 
+    /// The streaming reader's configuration, as it runs (`None` when nothing streams).
+    pub fn streaming_reader(&self) -> Option<ReaderConfig> {
+        self.streamer.as_ref().map(|p| *p.reader().config())
+    }
+
     /// The on-demand embedding reader the plan needs, if the embeddings are not resident.
     pub fn embedding_reader(model: &ModelFiles, plan: &Plan) -> std::io::Result<Option<RowReader>> {
         if plan.embd_resident {

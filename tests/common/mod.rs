@@ -71,8 +71,9 @@ pub struct RunStats {
     pub interleaved_bytes: u64,
     pub peak_rss_bytes: u64,
     pub ring_bytes: u64,
-    pub io_queue_depth: usize,
-    pub io_chunk_bytes: u64,
+    /// The streaming reader's settings (null when nothing streams).
+    pub io_queue_depth: Option<usize>,
+    pub io_chunk_bytes: Option<u64>,
     pub kv_cache_bytes: u64,
     pub run_state_bytes: u64,
 }
