@@ -213,19 +213,18 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
 
     // The grid's best cell is the highest of up to six noisy figures; the chosen setting measured
     // again just before and just after the decode brackets the drive's rate while it ran.
-    let disk_before = super::disk::remeasure(&file, s, args.seconds)
-        .map_err(runtime)?
-        .read_gb_per_s();
+    let remeasure = || -> Result<Option<f64>, Failure> {
+        let cell = super::disk::remeasure(&file, s, args.seconds).map_err(runtime)?;
+        Ok(cell.read_gb_per_s())
+    };
+    let disk_before = remeasure()?;
     bar.set_message("generating");
     let device = diskstats::Device::of(&file);
     let generation = generate(&mut engine, args, device.as_ref()).map_err(|e| match e {
         e if e.is_bad_input() => bad(e.into()),
         e => runtime(e.into()),
     })?;
-    // The same disk setting right after the decode: whether the drive's rate moved meanwhile.
-    let disk_after = super::disk::remeasure(&file, s, args.seconds)
-        .map_err(runtime)?
-        .read_gb_per_s();
+    let disk_after = remeasure()?;
     bar.inc(1);
     let Some(times) = engine.layer_times().cloned() else {
         return Err(runtime(anyhow!("the engine recorded no layer times")));
@@ -581,9 +580,9 @@ impl Report<'_> {
     /// The drive's read rate while decoding over the mean of the setting's rate just before
     /// and just after: the same-time comparison, free of the grid's pick of its best cell.
     fn decode_over_disk_around(&self) -> Option<f64> {
-        let (before, after) = (self.disk_before_gb_per_s?, self.disk_after_gb_per_s?);
-        let around = (before + after) / 2.0;
-        (around > 0.0).then(|| self.decode_disk.map(|d| d.read_gb_per_s / around))?
+        let around = (self.disk_before_gb_per_s? + self.disk_after_gb_per_s?) / 2.0;
+        let decode = self.decode_disk?.read_gb_per_s;
+        (around > 0.0).then(|| decode / around)
     }
 
     fn to_json(&self) -> Value {
