@@ -268,9 +268,13 @@ fn io_depth_comes_from_the_environment() {
     let default = run_json(&args("12"), &[]);
     let deep = run_json(&args("12"), &[("SLUICE_IO_DEPTH", "64")]);
     let want = sluice_runtime::ReaderConfig::default();
-    assert_eq!(default.stats.io_queue_depth, want.queue_depth);
-    assert_eq!(default.stats.io_chunk_bytes, want.chunk_bytes as u64);
-    assert_eq!(deep.stats.io_queue_depth, 64);
+    assert_eq!(default.stats.io_queue_depth, Some(want.queue_depth));
+    assert_eq!(default.stats.io_chunk_bytes, Some(want.chunk_bytes as u64));
+    assert_eq!(
+        deep.stats.io_queue_depth,
+        Some(64),
+        "the streaming reader runs at 64"
+    );
     assert_eq!(deep.tokens, default.tokens, "the depth changes no token");
     let mut problems = Vec::new();
     for bad in ["0", "257", "deep"] {
@@ -279,6 +283,34 @@ fn io_depth_comes_from_the_environment() {
         problems.extend(assert_one_sentence(&what, &o, 2, &["SLUICE_IO_DEPTH", bad]));
     }
     assert_no_problems(&problems);
+}
+
+/// A `SLUICE_SIMD` value that picks the tier automatically says why on stderr: `amx` that there
+/// is no AMX tier (not that it is unknown), any other word that it is not understood.
+#[test]
+fn simd_settings_that_pick_automatically_say_why() {
+    let path = require_model("smollm2-135m");
+    let args = [
+        "run",
+        "-m",
+        path_arg(&path),
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "1",
+    ];
+    for (value, says, not) in [
+        ("amx", "no AMX tier", "is not scalar"),
+        ("bogus", "is not scalar, avx2, avx512 or auto", "AMX"),
+    ] {
+        let o = sluice(&args, &[("SLUICE_SIMD", value)]);
+        let err = stderr(&o);
+        assert!(o.status.success(), "SLUICE_SIMD={value}: {err}");
+        assert!(
+            err.contains(says) && !err.contains(not),
+            "SLUICE_SIMD={value}: {err}"
+        );
+    }
 }
 
 #[test]
