@@ -12,9 +12,11 @@ fn crate_dir() -> PathBuf {
 
 /// The directory holding a current libsluice.so: this test binary's profile directory, after
 /// cargo has built the library there (a test of a cdylib crate does not build the cdylib).
-/// The build names the whole workspace, so its features are those `cargo test --workspace`
-/// already built with and it finds everything fresh; `-p sluice-capi` alone resolved other
-/// features and recompiled the engine (170 s of a 16-minute test run).
+/// The build names the whole workspace and its tests, so its features are those `cargo test
+/// --workspace` already built with (dev-dependencies included) and it finds the engine fresh;
+/// `--lib` adds the cdylib. Without `--tests` the dev-dependencies' features drop out and the
+/// engine and its dependencies recompile (about 150 s of a fresh run); `-p sluice-capi` alone
+/// does the same (120 s); this way costs the two cdylibs and pyo3 (about 25 s).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let dir = exe
@@ -30,13 +32,21 @@ fn lib_dir() -> PathBuf {
     .to_string();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["build", "--quiet", "--workspace", "--profile", &profile])
+        .args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--tests",
+            "--lib",
+            "--profile",
+            &profile,
+        ])
         .current_dir(crate_dir())
         .output()
         .expect("running cargo to build libsluice.so");
     assert!(
         out.status.success(),
-        "cargo build --workspace --profile {profile} failed:\n{}",
+        "cargo build --workspace --tests --lib --profile {profile} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
