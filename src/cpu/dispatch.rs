@@ -74,6 +74,19 @@ impl Isa {
         }
     }
 
+    /// This path as a CPU with AVX-512 VNNI but without GFNI runs it (the same path where it
+    /// is not AVX-512), for the tests of the kernels such CPUs take.
+    #[cfg(test)]
+    pub(crate) fn without_gfni(self) -> Isa {
+        match self.kind {
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512(t) => Isa {
+                kind: IsaKind::Avx512(t.without_gfni()),
+            },
+            _ => self,
+        }
+    }
+
     /// The fastest path this CPU supports, ignoring the environment.
     pub fn best() -> Isa {
         Isa::avx512().or_else(Isa::avx2).unwrap_or_else(Isa::scalar)

@@ -35,6 +35,9 @@ pub(crate) use rows16::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Avx512 {
     avx2: Avx2,
+    /// Whether GFNI is present too: the 2- and 3-bit K-quant kernels then take each 2-bit field
+    /// out of its byte with one `vgf2p8affineqb` instead of a shift and a mask.
+    gfni: bool,
 }
 
 impl Avx512 {
@@ -46,7 +49,24 @@ impl Avx512 {
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512vnni");
-        ok.then_some(Avx512 { avx2 })
+        let gfni = std::arch::is_x86_feature_detected!("gfni");
+        ok.then_some(Avx512 { avx2, gfni })
+    }
+
+    /// Whether this CPU has GFNI as well (Ice Lake and later Xeons; not Skylake-SP or Cascade
+    /// Lake, which have AVX-512 VNNI without it).
+    pub fn gfni(self) -> bool {
+        self.gfni
+    }
+
+    /// The same proof with GFNI left unused: what a CPU with AVX-512 VNNI but no GFNI runs, so
+    /// that those kernels are tested here too.
+    #[cfg(test)]
+    pub(crate) fn without_gfni(self) -> Avx512 {
+        Avx512 {
+            gfni: false,
+            ..self
+        }
     }
 
     /// The AVX2 proof this one implies (the types and operations without an AVX-512 kernel

@@ -13,7 +13,7 @@ use sluice_loader::quant::blocks::BlockQ8K;
 use super::{drive, hsum_lanes, hsum_tokens, quad, GroupDot};
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::rows16::{q2k, q3k, q4k, q5k, q6k};
-use crate::cpu::simd::avx512::safe_kernel512;
+use crate::cpu::simd::avx512::{safe_kernel512, Avx512};
 
 /// Prefetch distance of the K-quant loops, whose block groups are 7-10x larger (256 MB, 2
 /// threads: 8 KB at least as fast as 16 KB in alternating runs, and ahead of 4 KB).
@@ -347,19 +347,31 @@ unsafe fn srl16(x: __m512i, n: u32) -> __m512i {
     unsafe { _mm512_srl_epi16(x, _mm_cvtsi32_si128(n as i32)) }
 }
 
+/// The GF(2) affine matrix that moves bits `2s, 2s + 1` of every byte to bits 0, 1 and clears
+/// the rest (`vgf2p8affineqb`: output bit i is the parity of the byte ANDed with matrix byte
+/// `7 − i`), for `vgf2p8affineqb` to do a shift and a mask in one instruction.
+#[inline(always)]
+unsafe fn field_matrix(s: usize) -> __m512i {
+    let m = (1u64 << (2 * s)) << 56 | (1u64 << (2 * s + 1)) << 48;
+    // SAFETY: AVX-512F per the calling kernel's contract; register-only.
+    unsafe { _mm512_set1_epi64(m as i64) }
+}
+
 /// One group of 16 interleaved Q2_K (`Q3 = false`) or Q3_K rows dotted with `N` Q8_K rows.
 ///
 /// Row r's AVX2 lane l of a block is the exact integer `Σ_g scale · Σ4 q·y` over the 8
 /// sub-blocks of 32 (scale `2g` for lanes 0..4, `2g + 1` for 4..8). Q2_K's quants are the
 /// 2-bit fields; Q3_K's are `low2 + 4·high − 4`, as `vpdpbusd` from `−4 · Σ4 y` over the
 /// unsigned `low2 + 4·high`. Q2_K first adds AVX2's min lanes `m[2i]·b[2i] + m[2i+1]·b[2i+1]`
-/// with `fma(−dy·dmin, ·, acc_i)`, then both `fma(dy·dx, lane, acc_l)`, as there.
+/// with `fma(−dy·dmin, ·, acc_i)`, then both `fma(dy·dx, lane, acc_l)`, as there. With `GF`
+/// each 2-bit field past the first comes out of its byte with one `vgf2p8affineqb`
+/// ([`field_matrix`]) instead of a shift and a mask: 10-19% faster products from cache.
 ///
 /// # Safety
-/// As [`GroupDot::group`].
+/// As [`GroupDot::group`]; with `GF`, GFNI too.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // `g`, `l`, `h`, `s` index layout runs and activations
-unsafe fn k23_group<const Q3: bool, const N: usize>(
+unsafe fn k23_group<const Q3: bool, const GF: bool, const N: usize>(
     grp: &[u8],
     y: [&[BlockQ8K]; N],
     nb: usize,
@@ -458,7 +470,13 @@ unsafe fn k23_group<const Q3: bool, const N: usize>(
                     let raw = _mm512_loadu_si512(blk.add(qs_at + 64 * (2 * l + h)).cast());
                     for s in 0..4 {
                         let g = 4 * h + s;
-                        let mut q = _mm512_and_si512(srl16(raw, 2 * s as u32), m3);
+                        let mut q = if s == 0 {
+                            _mm512_and_si512(raw, m3)
+                        } else if GF {
+                            _mm512_gf2p8affine_epi64_epi8::<0>(raw, field_matrix(s))
+                        } else {
+                            _mm512_and_si512(srl16(raw, 2 * s as u32), m3)
+                        };
                         if Q3 {
                             let at = blk.add(q3k::QH + 8 * (8 * l + g));
                             q = _mm512_mask_add_epi8(q, at.cast::<u64>().read_unaligned(), q, four);
@@ -489,11 +507,57 @@ unsafe fn k23_group<const Q3: bool, const N: usize>(
 
 group_dot!(
     /// Q2_K · Q8_K.
-    Q2K, BlockQ8K, q2k::GROUP_BLOCK, k23_group::<false>);
+    Q2K, BlockQ8K, q2k::GROUP_BLOCK, k23_group::<false, false>);
+
+group_dot!(
+    /// Q2_K · Q8_K with GFNI.
+    Q2KGfni, BlockQ8K, q2k::GROUP_BLOCK, k23_group::<false, true>);
 
 group_dot!(
     /// Q3_K · Q8_K.
-    Q3K, BlockQ8K, q3k::GROUP_BLOCK, k23_group::<true>);
+    Q3K, BlockQ8K, q3k::GROUP_BLOCK, k23_group::<true, false>);
+
+group_dot!(
+    /// Q3_K · Q8_K with GFNI.
+    Q3KGfni, BlockQ8K, q3k::GROUP_BLOCK, k23_group::<true, true>);
+
+/// Defines a K23 tile kernel, its GFNI twin and the safe wrapper that runs the twin where the
+/// proof says the CPU has GFNI.
+macro_rules! k23_tile {
+    ($(#[$m:meta])* $vis:vis fn $name:ident = $imp:ident, $K:ty, $imp_gf:ident, $Kgf:ty) => {
+        /// A tile of interleaved rows (whole groups; see `drive`).
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $imp(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+            // SAFETY: the features are present (fn contract).
+            unsafe { drive::<$K>(w, a, outs) }
+        }
+
+        /// [`$imp`] taking the 2-bit fields out with GFNI.
+        ///
+        /// # Safety
+        /// As [`$imp`], and the CPU must support GFNI.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,gfni")]
+        unsafe fn $imp_gf(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+            // SAFETY: the features are present (fn contract).
+            unsafe { drive::<$Kgf>(w, a, outs) }
+        }
+
+        $(#[$m])*
+        $vis fn $name(proof: Avx512, w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+            if proof.gfni() {
+                // SAFETY: an `Avx512` token exists only after AVX-512 F/BW/VL/VNNI, AVX2, FMA
+                // and F16C were detected, and it says GFNI only where GFNI was detected.
+                unsafe { $imp_gf(w, a, outs) }
+            } else {
+                // SAFETY: as above, without GFNI.
+                unsafe { $imp(w, a, outs) }
+            }
+        }
+    };
+}
 
 rows16_tile!(
     /// Q4_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
@@ -504,9 +568,9 @@ rows16_tile!(
 rows16_tile!(
     /// Q5_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
     pub(crate) fn q5k_rows16_tile = q5k_imp, Q5K);
-rows16_tile!(
+k23_tile!(
     /// Q2_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
-    pub(crate) fn q2k_rows16_tile = q2k_imp, Q2K);
-rows16_tile!(
+    pub(crate) fn q2k_rows16_tile = q2k_imp, Q2K, q2k_gfni_imp, Q2KGfni);
+k23_tile!(
     /// Q3_K · Q8_K tile over 16-row interleaved weights (whole groups; see `cpu::rows16`).
-    pub(crate) fn q3k_rows16_tile = q3k_imp, Q3K);
+    pub(crate) fn q3k_rows16_tile = q3k_imp, Q3K, q3k_gfni_imp, Q3KGfni);

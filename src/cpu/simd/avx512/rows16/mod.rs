@@ -131,9 +131,9 @@ trait GroupDot {
 }
 
 /// Declares a weight type's marker and its [`GroupDot`] over a group kernel
-/// `kernel::<[FLAG,] N>(grp, y, nb)`.
+/// `kernel::<[FLAGS,] N>(grp, y, nb)`.
 macro_rules! group_dot {
-    ($(#[$m:meta])* $T:ident, $A:ty, $block:expr, $kernel:ident $(::<$flag:tt>)?) => {
+    ($(#[$m:meta])* $T:ident, $A:ty, $block:expr, $kernel:ident $(::<$($flag:tt),+>)?) => {
         $(#[$m])*
         struct $T;
 
@@ -144,7 +144,7 @@ macro_rules! group_dot {
             #[inline(always)]
             unsafe fn group<const N: usize>(grp: &[u8], y: [&[$A]; N], nb: usize) -> [__m512; N] {
                 // SAFETY: the kernel's contract is this method's.
-                unsafe { $kernel::<$($flag,)? N>(grp, y, nb) }
+                unsafe { $kernel::<$($($flag,)+)? N>(grp, y, nb) }
             }
         }
     };
