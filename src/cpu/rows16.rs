@@ -29,8 +29,8 @@
 //! - Q2_K ([`q2k`]): the 16 rows' `d`, their `dmin`; the 16 scale bytes as runs of 16 (run
 //!   s: row r's byte s); `qs` as 16 runs of 64 bytes, run `2l + h` holding bytes `32h + 4l..+4`
 //!   of each row (its 4 two-bit fields: AVX2 lane l of sub-blocks `4h..4h + 4`).
-//! - Q3_K ([`q3k`]): the 16 rows' `d`; the packed scale bytes 0..8 as runs of 16 and bytes
-//!   8..12 as a word per row; the high bits as 64 masks of 64 bits (mask `8l + g`: bit `4r + c`
+//! - Q3_K ([`q3k`]): the 16 rows' `d`; the 16 scales as three words per row of 6-bit two's
+//!   complement fields (`q3k::SCALES`); the high bits as 64 masks of 64 bits (mask `8l + g`: bit `4r + c`
 //!   is row r's bit of element `32g + 4l + c`); `qs` as for Q2_K.
 //! - Q5_K ([`q5k`]): Q4_K's scale fields; the fifth bits as 64 masks of 64 bits (mask
 //!   `8l + k`: bit `4r + c` is row r's bit of element `32k + 4l + c`); Q4_K's quant runs.
@@ -102,12 +102,12 @@ pub(crate) mod q2k {
 pub(crate) mod q3k {
     /// The 16 rows' `d` (f16).
     pub(crate) const D: usize = 0;
-    /// 8 runs of 16 bytes: run k, byte r = row r's packed `scales[k]` (low nibbles of scales
-    /// k and k + 8).
-    pub(crate) const NIBBLES: usize = 32;
-    /// 16 words: row r's packed `scales[8..12]` (scale s's top 2 bits at bit
-    /// `8 · (s % 4) + 2 · (s / 4)`).
-    pub(crate) const HIGH: usize = 160;
+    /// 3 runs of 64 bytes: run j, bytes `4r..4r + 4` = a little-endian word of row r's 6-bit
+    /// scales as two's complement (`raw ^ 0x20` is `raw − 32`): scale `5j + i` at bits
+    /// `6i..6i + 6` for i in 0..5, and bits `2j, 2j + 1` of scale 15 at bits 30, 31. The
+    /// kernel gets a scale with two shifts and a mask (the file's split nibbles and 2-bit
+    /// fields took seven instructions).
+    pub(crate) const SCALES: usize = 32;
     /// 64 masks of 64 bits: mask `8l + g` at `QH + 8 · (8l + g)`, bit `4r + c` = row r's high
     /// bit of element `32g + 4l + c` (bit g of `hmask[4l + c]`).
     pub(crate) const QH: usize = 224;
@@ -116,7 +116,53 @@ pub(crate) mod q3k {
     /// Bytes of one block group.
     pub(crate) const GROUP_BLOCK: usize =
         super::GROUP_ROWS * <super::BlockQ3K as super::Block>::BYTES;
-    const _: () = assert!(QH + 64 * 8 == QS && QS + 16 * 64 == GROUP_BLOCK);
+    const _: () = assert!(SCALES + 3 * 64 == QH && QH + 64 * 8 == QS);
+    const _: () = assert!(QS + 16 * 64 == GROUP_BLOCK);
+
+    /// The 16 raw 6-bit scales (`0..64`, the value plus 32) of a file block's 12 packed bytes:
+    /// scale s's low 4 bits are a nibble of byte `s % 8`, its top 2 bits bits `2 · (s / 4)` of
+    /// byte `8 + s % 4`.
+    pub(crate) fn raw_scales(packed: &[u8]) -> [u8; 16] {
+        std::array::from_fn(|s| {
+            let low = if s < 8 {
+                packed[s] & 0x0F
+            } else {
+                packed[s - 8] >> 4
+            };
+            low | (packed[8 + s % 4] >> (2 * (s / 4)) & 3) << 4
+        })
+    }
+
+    /// The file's 12 packed bytes of 16 raw 6-bit scales (the inverse of [`raw_scales`]).
+    pub(crate) fn packed_scales(raw: &[u8; 16]) -> [u8; 12] {
+        std::array::from_fn(|k| {
+            if k < 8 {
+                (raw[k] & 0x0F) | (raw[k + 8] & 0x0F) << 4
+            } else {
+                (0..4).fold(0u8, |acc, q| acc | (raw[4 * q + k - 8] >> 4 & 3) << (2 * q))
+            }
+        })
+    }
+
+    /// Row r's three words at [`SCALES`] from its raw scales.
+    pub(crate) fn scale_words(raw: &[u8; 16]) -> [u32; 3] {
+        let f = |s: usize| u32::from(raw[s] ^ 0x20);
+        std::array::from_fn(|j| {
+            (0..5).fold(0u32, |acc, i| acc | f(5 * j + i) << (6 * i)) | (f(15) >> (2 * j) & 3) << 30
+        })
+    }
+
+    /// The raw scales of row r's three words (the inverse of [`scale_words`]).
+    pub(crate) fn words_scales(words: &[u32; 3]) -> [u8; 16] {
+        std::array::from_fn(|s| {
+            let f = if s < 15 {
+                words[s / 5] >> (6 * (s % 5)) & 0x3F
+            } else {
+                (0..3).fold(0u32, |acc, j| acc | (words[j] >> 30) << (2 * j))
+            };
+            f as u8 ^ 0x20
+        })
+    }
 }
 
 /// Offsets inside one Q5_K block group (2,816 bytes): Q4_K's scale fields at Q4_K's offsets
@@ -235,10 +281,10 @@ impl Packing {
                 let mut masks = [0u64; 64];
                 for (r, src) in rows.iter().enumerate() {
                     out[q3k::D + 2 * r..][..2].copy_from_slice(&src[108..110]);
-                    for k in 0..8 {
-                        out[q3k::NIBBLES + 16 * k + r] = src[96 + k];
+                    let words = q3k::scale_words(&q3k::raw_scales(&src[96..108]));
+                    for (j, w) in words.iter().enumerate() {
+                        out[q3k::SCALES + 64 * j + 4 * r..][..4].copy_from_slice(&w.to_le_bytes());
                     }
-                    out[q3k::HIGH + 4 * r..][..4].copy_from_slice(&src[104..108]);
                     for (i, m) in masks.iter_mut().enumerate() {
                         let (l, g) = (i / 8, i % 8);
                         for c in 0..4 {
@@ -310,10 +356,10 @@ impl Packing {
             }
             Packing::K23 { q3: true } => {
                 out[108..110].copy_from_slice(&packed[q3k::D + 2 * r..][..2]);
-                for k in 0..8 {
-                    out[96 + k] = packed[q3k::NIBBLES + 16 * k + r];
-                }
-                out[104..108].copy_from_slice(&packed[q3k::HIGH + 4 * r..][..4]);
+                let words: [u32; 3] = std::array::from_fn(|j| {
+                    u32::from_le_bytes(array(&packed[q3k::SCALES + 64 * j + 4 * r..]))
+                });
+                out[96..108].copy_from_slice(&q3k::packed_scales(&q3k::words_scales(&words)));
                 for (at, byte) in out[..32].iter_mut().enumerate() {
                     let (l, c) = (at / 4, at % 4);
                     *byte = (0..8).fold(0u8, |acc, g| {

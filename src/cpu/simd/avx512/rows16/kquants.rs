@@ -15,6 +15,44 @@ use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::rows16::{q2k, q3k, q4k, q5k, q6k};
 use crate::cpu::simd::avx512::{safe_kernel512, Avx512};
 
+/// Runs `$body` for each AVX2 lane `$l` in 0..8, written out eight times: LLVM would keep the
+/// loop (the body is large) and then index the accumulators and scales through the stack;
+/// with `$l` a constant in each copy they stay in registers.
+macro_rules! lanes_unrolled {
+    ($l:ident => $body:block) => {{
+        let $l: usize = 0;
+        $body
+    }
+    {
+        let $l: usize = 1;
+        $body
+    }
+    {
+        let $l: usize = 2;
+        $body
+    }
+    {
+        let $l: usize = 3;
+        $body
+    }
+    {
+        let $l: usize = 4;
+        $body
+    }
+    {
+        let $l: usize = 5;
+        $body
+    }
+    {
+        let $l: usize = 6;
+        $body
+    }
+    {
+        let $l: usize = 7;
+        $body
+    }};
+}
+
 /// Prefetch distance of the K-quant loops, whose block groups are 7-10x larger (256 MB, 2
 /// threads: 8 KB at least as fast as 16 KB in alternating runs, and ahead of 4 KB).
 const K_PREFETCH_AHEAD: usize = 8192;
@@ -340,6 +378,18 @@ group_dot!(
     /// Q6_K · Q8_K.
     Q6K, BlockQ8K, q6k::GROUP_BLOCK, q6k_group);
 
+/// The 6-bit two's complement field at the top (bits 26..32) of each i32 lane of `x`, sign
+/// extended into the low i16 with the upper i16 zero (`low16` is `0xFFFF` per lane): the form
+/// `vpdpwssd` multiplies a Q3_K scale in.
+///
+/// # Safety
+/// AVX-512F must be available (called from a kernel compiled with it).
+#[inline(always)]
+unsafe fn six_bit_scale(x: __m512i, low16: __m512i) -> __m512i {
+    // SAFETY: AVX-512F per the fn contract; register-only.
+    unsafe { _mm512_and_si512(_mm512_srai_epi32::<26>(x), low16) }
+}
+
 /// The i16 lanes `x >> n` (as [`srl32`]).
 #[inline(always)]
 unsafe fn srl16(x: __m512i, n: u32) -> __m512i {
@@ -390,7 +440,6 @@ unsafe fn k23_group<const Q3: bool, const GF: bool, const N: usize>(
         let m3 = _mm512_set1_epi8(3);
         let four = _mm512_set1_epi8(4);
         let low4 = _mm512_set1_epi32(0x0F);
-        let top2 = _mm512_set1_epi32(0x30);
         let low16 = _mm512_set1_epi32(0xFFFF);
         let zero = _mm512_setzero_si512();
         let mut acc = [[_mm512_setzero_ps(); 8]; N];
@@ -401,32 +450,22 @@ unsafe fn k23_group<const Q3: bool, const GF: bool, const N: usize>(
             prefetch_ahead(blk, group_block);
             // Scale s of the 16 rows in the low i16 of each i32 lane (upper i16 zero).
             let mut sc = [zero; 16];
-            let high = if Q3 {
-                _mm512_loadu_si512(blk.add(q3k::HIGH).cast())
+            if Q3 {
+                let w = [0, 1, 2].map(|j| _mm512_loadu_si512(blk.add(q3k::SCALES + 64 * j).cast()));
+                for s in 0..15 {
+                    sc[s] = six_bit_scale(sll32(w[s / 5], 26 - 6 * (s % 5) as u32), low16);
+                }
+                // Scale 15's three 2-bit pieces sit at the top of the three words.
+                let mid = _mm512_and_si512(srl32(w[1], 28), _mm512_set1_epi32(0x0C));
+                let top = _mm512_and_si512(srl32(w[2], 26), _mm512_set1_epi32(0x30));
+                let f15 = _mm512_or_si512(_mm512_or_si512(srl32(w[0], 30), mid), top);
+                sc[15] = six_bit_scale(_mm512_slli_epi32::<26>(f15), low16);
             } else {
-                zero
-            };
-            for s in 0..16 {
-                sc[s] = if Q3 {
-                    let at = blk.add(q3k::NIBBLES + 16 * (s % 8));
-                    let z = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast()));
-                    let low = if s < 8 {
-                        _mm512_and_si512(z, low4)
-                    } else {
-                        _mm512_srli_epi32::<4>(z)
-                    };
-                    let shift = (8 * (s % 4) + 2 * (s / 4)) as u32;
-                    let hs = if shift >= 4 {
-                        srl32(high, shift - 4)
-                    } else {
-                        sll32(high, 4 - shift)
-                    };
-                    let v = _mm512_or_si512(low, _mm512_and_si512(hs, top2));
-                    _mm512_and_si512(_mm512_sub_epi32(v, _mm512_set1_epi32(32)), low16)
-                } else {
+                for s in 0..16 {
                     let at = blk.add(q2k::SCALES + 16 * s);
-                    _mm512_and_si512(_mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast())), low4)
-                };
+                    sc[s] =
+                        _mm512_and_si512(_mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast())), low4);
+                }
             }
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(
                 blk.add(if Q3 { q3k::D } else { q2k::D }).cast(),
@@ -463,42 +502,60 @@ unsafe fn k23_group<const Q3: bool, const GF: bool, const N: usize>(
                     }
                 }
             }
-            for l in 0..8 {
-                let mut s0 = [zero; N];
-                let mut s1 = [zero; N];
-                for h in 0..2 {
-                    let raw = _mm512_loadu_si512(blk.add(qs_at + 64 * (2 * l + h)).cast());
-                    for s in 0..4 {
-                        let g = 4 * h + s;
-                        let mut q = if s == 0 {
-                            _mm512_and_si512(raw, m3)
-                        } else if GF {
-                            _mm512_gf2p8affine_epi64_epi8::<0>(raw, field_matrix(s))
-                        } else {
-                            _mm512_and_si512(srl16(raw, 2 * s as u32), m3)
-                        };
-                        if Q3 {
-                            let at = blk.add(q3k::QH + 8 * (8 * l + g));
-                            q = _mm512_mask_add_epi8(q, at.cast::<u64>().read_unaligned(), q, four);
-                        }
-                        let scale = sc[2 * g + usize::from(l >= 4)];
-                        for n in 0..N {
-                            let yq = _mm512_set1_epi32(quad(&y[n][b].qs, 32 * g + 4 * l));
-                            let init = if Q3 {
-                                _mm512_set1_epi32(corr[n][8 * g + l])
+            // One AVX2 lane's 8 sub-block sums, then its close.
+            macro_rules! lane {
+                ($l:expr) => {{
+                    let l: usize = $l;
+                    let mut s0 = [zero; N];
+                    let mut s1 = [zero; N];
+                    for h in 0..2 {
+                        let raw = _mm512_loadu_si512(blk.add(qs_at + 64 * (2 * l + h)).cast());
+                        for s in 0..4 {
+                            let g = 4 * h + s;
+                            let mut q = if s == 0 {
+                                _mm512_and_si512(raw, m3)
+                            } else if GF {
+                                _mm512_gf2p8affine_epi64_epi8::<0>(raw, field_matrix(s))
                             } else {
-                                zero
+                                _mm512_and_si512(srl16(raw, 2 * s as u32), m3)
                             };
-                            let p = _mm512_dpbusd_epi32(init, q, yq);
-                            if s % 2 == 0 {
-                                s0[n] = dpwssd(s0[n], p, scale);
-                            } else {
-                                s1[n] = dpwssd(s1[n], p, scale);
+                            if Q3 {
+                                let at = blk.add(q3k::QH + 8 * (8 * l + g));
+                                q = _mm512_mask_add_epi8(
+                                    q,
+                                    at.cast::<u64>().read_unaligned(),
+                                    q,
+                                    four,
+                                );
+                            }
+                            let scale = sc[2 * g + usize::from(l >= 4)];
+                            for n in 0..N {
+                                let yq = _mm512_set1_epi32(quad(&y[n][b].qs, 32 * g + 4 * l));
+                                let init = if Q3 {
+                                    _mm512_set1_epi32(corr[n][8 * g + l])
+                                } else {
+                                    zero
+                                };
+                                let p = _mm512_dpbusd_epi32(init, q, yq);
+                                if s % 2 == 0 {
+                                    s0[n] = dpwssd(s0[n], p, scale);
+                                } else {
+                                    s1[n] = dpwssd(s1[n], p, scale);
+                                }
                             }
                         }
                     }
+                    close_lane(&mut acc, &d, &s0, &s1, l);
+                }};
+            }
+            // Written out, Q2_K's single-token loop keeps its accumulators in registers (14%
+            // faster from cache); Q3_K's and the multi-token ones ran slower so (spills).
+            if !Q3 && N == 1 {
+                lanes_unrolled!(l => { lane!(l) });
+            } else {
+                for l in 0..8 {
+                    lane!(l);
                 }
-                close_lane(&mut acc, &d, &s0, &s1, l);
             }
         }
         hsum_tokens(&acc)
