@@ -26,12 +26,13 @@
 //!   (run i: row r's byte i, unpacked in the kernel); `qs` as 32 runs of 64 bytes, run `4l + j`
 //!   holding bytes `32j + 4l..+4` of each row (low nibbles: AVX2 lane l of sub-block 2j, high
 //!   nibbles: of sub-block 2j + 1).
-//! - Q2_K ([`q2k`]): the 16 rows' `d`, their `dmin`; the 16 scale bytes as runs of 16 (run
-//!   s: row r's byte s); `qs` as 16 runs of 64 bytes, run `2l + h` holding bytes `32h + 4l..+4`
-//!   of each row (its 4 two-bit fields: AVX2 lane l of sub-blocks `4h..4h + 4`).
+//! - Q2_K ([`q2k`]): the 16 rows' `d`, their `dmin`; the 16 scales and 16 mins as four words
+//!   per row of 4-bit fields (`q2k::SCALES`); `qs` as 16 runs of 64 bytes, run `2l + h`
+//!   holding bytes `32h + 4l..+4` of each row (its 4 two-bit fields: AVX2 lane l of
+//!   sub-blocks `4h..4h + 4`).
 //! - Q3_K ([`q3k`]): the 16 rows' `d`; the 16 scales as three words per row of 6-bit two's
-//!   complement fields (`q3k::SCALES`); the high bits as 64 masks of 64 bits (mask `8l + g`: bit `4r + c`
-//!   is row r's bit of element `32g + 4l + c`); `qs` as for Q2_K.
+//!   complement fields (`q3k::SCALES`); the high bits as 64 masks of 64 bits (mask `8l + g`:
+//!   bit `4r + c` is row r's bit of element `32g + 4l + c`); `qs` as for Q2_K.
 //! - Q5_K ([`q5k`]): Q4_K's scale fields; the fifth bits as 64 masks of 64 bits (mask
 //!   `8l + k`: bit `4r + c` is row r's bit of element `32k + 4l + c`); Q4_K's quant runs.
 //! - Q6_K ([`q6k`]): the 16 rows' `d`; the 16 scales as runs of 16 bytes (run s: row r's scale
@@ -88,14 +89,43 @@ pub(crate) mod q2k {
     pub(crate) const D: usize = 0;
     /// The 16 rows' `dmin` (f16).
     pub(crate) const DMIN: usize = 32;
-    /// 16 runs of 16 bytes: run s, byte r = row r's `scales[s]` (scale | min << 4).
+    /// 4 runs of 64 bytes: run j, bytes `4r..4r + 4` = a little-endian word of row r's
+    /// 4-bit fields (the file's `scales[s]` is scale | min << 4): runs 0, 1 hold scale
+    /// `8j + k` at bits `4k`; runs 2, 3 hold the mins of sub-blocks `8(j − 2)..+8` as pairs,
+    /// min `2i` at bits `4i` and min `2i + 1` at bits `16 + 4i` (i in 0..4), so that one shift
+    /// and one mask give a pair in the i16 halves `vpdpwssd` multiplies (the file's bytes
+    /// took six instructions a pair).
     pub(crate) const SCALES: usize = 64;
     /// 16 runs of 64 bytes: run `2l + h`, bytes `4r..4r + 4` = row r's `qs[32h + 4l..+4]`.
     pub(crate) const QS: usize = 320;
     /// Bytes of one block group.
     pub(crate) const GROUP_BLOCK: usize =
         super::GROUP_ROWS * <super::BlockQ2K as super::Block>::BYTES;
-    const _: () = assert!(QS + 16 * 64 == GROUP_BLOCK);
+    const _: () = assert!(SCALES + 4 * 64 == QS && QS + 16 * 64 == GROUP_BLOCK);
+
+    /// Row r's four words at [`SCALES`] from its 16 file bytes `scales`.
+    pub(crate) fn scale_words(scales: &[u8]) -> [u32; 4] {
+        std::array::from_fn(|j| {
+            let half = &scales[8 * (j % 2)..][..8];
+            (0..8).fold(0u32, |acc, k| {
+                acc | if j < 2 {
+                    u32::from(half[k] & 0x0F) << (4 * k)
+                } else {
+                    u32::from(half[k] >> 4) << (4 * (k / 2) + 16 * (k % 2))
+                }
+            })
+        })
+    }
+
+    /// The 16 file bytes `scales` of row r's four words (the inverse of [`scale_words`]).
+    pub(crate) fn words_scales(words: &[u32; 4]) -> [u8; 16] {
+        std::array::from_fn(|s| {
+            let (half, k) = (s / 8, s % 8);
+            let scale = words[half] >> (4 * k) & 0x0F;
+            let min = words[2 + half] >> (4 * (k / 2) + 16 * (k % 2)) & 0x0F;
+            (scale | min << 4) as u8
+        })
+    }
 }
 
 /// Offsets inside one Q3_K block group (16 rows' block b, 1,760 bytes).
@@ -271,8 +301,8 @@ impl Packing {
                 for (r, src) in rows.iter().enumerate() {
                     out[q2k::D + 2 * r..][..2].copy_from_slice(&src[80..82]);
                     out[q2k::DMIN + 2 * r..][..2].copy_from_slice(&src[82..84]);
-                    for s in 0..16 {
-                        out[q2k::SCALES + 16 * s + r] = src[s];
+                    for (j, w) in q2k::scale_words(&src[..16]).iter().enumerate() {
+                        out[q2k::SCALES + 64 * j + 4 * r..][..4].copy_from_slice(&w.to_le_bytes());
                     }
                     k23_pack_qs(&src[16..80], q2k::QS, r, out);
                 }
@@ -349,9 +379,10 @@ impl Packing {
             Packing::K23 { q3: false } => {
                 out[80..82].copy_from_slice(&packed[q2k::D + 2 * r..][..2]);
                 out[82..84].copy_from_slice(&packed[q2k::DMIN + 2 * r..][..2]);
-                for s in 0..16 {
-                    out[s] = packed[q2k::SCALES + 16 * s + r];
-                }
+                let words: [u32; 4] = std::array::from_fn(|j| {
+                    u32::from_le_bytes(array(&packed[q2k::SCALES + 64 * j + 4 * r..]))
+                });
+                out[..16].copy_from_slice(&q2k::words_scales(&words));
                 k23_unpack_qs(packed, q2k::QS, r, &mut out[16..80]);
             }
             Packing::K23 { q3: true } => {

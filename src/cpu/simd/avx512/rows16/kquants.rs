@@ -19,38 +19,15 @@ use crate::cpu::simd::avx512::{safe_kernel512, Avx512};
 /// loop (the body is large) and then index the accumulators and scales through the stack;
 /// with `$l` a constant in each copy they stay in registers.
 macro_rules! lanes_unrolled {
-    ($l:ident => $body:block) => {{
-        let $l: usize = 0;
-        $body
-    }
-    {
-        let $l: usize = 1;
-        $body
-    }
-    {
-        let $l: usize = 2;
-        $body
-    }
-    {
-        let $l: usize = 3;
-        $body
-    }
-    {
-        let $l: usize = 4;
-        $body
-    }
-    {
-        let $l: usize = 5;
-        $body
-    }
-    {
-        let $l: usize = 6;
-        $body
-    }
-    {
-        let $l: usize = 7;
-        $body
-    }};
+    ($l:ident => $body:block) => {
+        lanes_unrolled!(@each $l => $body; 0 1 2 3 4 5 6 7)
+    };
+    (@each $l:ident => $body:block; $($i:literal)+) => {
+        $({
+            let $l: usize = $i;
+            $body
+        })+
+    };
 }
 
 /// Prefetch distance of the K-quant loops, whose block groups are 7-10x larger (256 MB, 2
@@ -461,10 +438,9 @@ unsafe fn k23_group<const Q3: bool, const GF: bool, const N: usize>(
                 let f15 = _mm512_or_si512(_mm512_or_si512(srl32(w[0], 30), mid), top);
                 sc[15] = six_bit_scale(_mm512_slli_epi32::<26>(f15), low16);
             } else {
+                let w = [0, 1].map(|j| _mm512_loadu_si512(blk.add(q2k::SCALES + 64 * j).cast()));
                 for s in 0..16 {
-                    let at = blk.add(q2k::SCALES + 16 * s);
-                    sc[s] =
-                        _mm512_and_si512(_mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast())), low4);
+                    sc[s] = _mm512_and_si512(srl32(w[s / 8], 4 * (s % 8) as u32), low4);
                 }
             }
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(
@@ -479,24 +455,23 @@ unsafe fn k23_group<const Q3: bool, const GF: bool, const N: usize>(
                 }
             } else {
                 let mx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q2k::DMIN).cast()));
+                // Min pair i: m[2i] in the low i16 of each lane, m[2i + 1] in the high one.
+                let low4x2 = _mm512_set1_epi32(0x000F_000F);
+                let w = [2, 3].map(|j| _mm512_loadu_si512(blk.add(q2k::SCALES + 64 * j).cast()));
                 let mut mins = [zero; 8];
                 for i in 0..8 {
-                    let at = blk.add(q2k::SCALES + 32 * i);
-                    let m0 = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.cast()));
-                    let m1 = _mm512_cvtepu8_epi32(_mm_loadu_si128(at.add(16).cast()));
-                    mins[i] = _mm512_or_si512(
-                        _mm512_srli_epi32::<4>(m0),
-                        _mm512_slli_epi32::<16>(_mm512_srli_epi32::<4>(m1)),
-                    );
+                    mins[i] = _mm512_and_si512(srl32(w[i / 4], 4 * (i % 4) as u32), low4x2);
                 }
                 for n in 0..N {
                     let by = &y[n][b];
                     let dy = q8k_d(by);
                     d[n] = _mm512_mul_ps(_mm512_set1_ps(dy), dx);
                     let dmin = _mm512_mul_ps(_mm512_set1_ps(-dy), mx);
-                    let bs = by.bsums.map(|v| u32::from(u16::from_le_bytes(v)));
                     for i in 0..8 {
-                        let pair = _mm512_set1_epi32((bs[2 * i] | bs[2 * i + 1] << 16) as i32);
+                        // bsums 2i and 2i + 1 as one little-endian word: a broadcast load.
+                        let [lo, hi] = [by.bsums[2 * i], by.bsums[2 * i + 1]];
+                        let pair =
+                            _mm512_set1_epi32(i32::from_le_bytes([lo[0], lo[1], hi[0], hi[1]]));
                         let prod = _mm512_cvtepi32_ps(dpwssd(zero, mins[i], pair));
                         acc[n][i] = _mm512_fmadd_ps(dmin, prod, acc[n][i]);
                     }
