@@ -429,8 +429,12 @@ unsafe fn k23_group<const Q3: bool, const GF: bool, const N: usize>(
             let mut sc = [zero; 16];
             if Q3 {
                 let w = [0, 1, 2].map(|j| _mm512_loadu_si512(blk.add(q3k::SCALES + 64 * j).cast()));
-                for s in 0..15 {
-                    sc[s] = six_bit_scale(sll32(w[s / 5], 26 - 6 * (s % 5) as u32), low16);
+                // Nested so that LLVM unrolls it into immediate shifts (one loop over s kept
+                // its loop, a division by 5 and a shift by register).
+                for (j, word) in w.iter().enumerate() {
+                    for i in 0..5 {
+                        sc[5 * j + i] = six_bit_scale(sll32(*word, 26 - 6 * i as u32), low16);
+                    }
                 }
                 // Scale 15's three 2-bit pieces sit at the top of the three words.
                 let mid = _mm512_and_si512(srl32(w[1], 28), _mm512_set1_epi32(0x0C));
