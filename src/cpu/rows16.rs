@@ -42,8 +42,8 @@
 //! Every layout fills exactly the bytes of its 16 file blocks.
 
 use sluice_loader::quant::blocks::{
-    Block, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
-    BlockQ6K, BlockQ8_0,
+    q3k_scales, Block, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0,
+    BlockQ5_1, BlockQ6K, BlockQ8_0,
 };
 use sluice_loader::GgmlType;
 
@@ -149,22 +149,10 @@ pub(crate) mod q3k {
     const _: () = assert!(SCALES + 3 * 64 == QH && QH + 64 * 8 == QS);
     const _: () = assert!(QS + 16 * 64 == GROUP_BLOCK);
 
-    /// The 16 raw 6-bit scales (`0..64`, the value plus 32) of a file block's 12 packed bytes:
-    /// scale s's low 4 bits are a nibble of byte `s % 8`, its top 2 bits bits `2 · (s / 4)` of
-    /// byte `8 + s % 4`.
-    pub(crate) fn raw_scales(packed: &[u8]) -> [u8; 16] {
-        std::array::from_fn(|s| {
-            let low = if s < 8 {
-                packed[s] & 0x0F
-            } else {
-                packed[s - 8] >> 4
-            };
-            low | (packed[8 + s % 4] >> (2 * (s / 4)) & 3) << 4
-        })
-    }
-
-    /// The file's 12 packed bytes of 16 raw 6-bit scales (the inverse of [`raw_scales`]).
-    pub(crate) fn packed_scales(raw: &[u8; 16]) -> [u8; 12] {
+    /// The file's 12 packed bytes of the 16 signed scales (the inverse of
+    /// `sluice_loader::quant::blocks::q3k_scales`, which the packer reads them with).
+    pub(crate) fn packed_scales(scales: &[i8; 16]) -> [u8; 12] {
+        let raw = scales.map(|v| (v + 32) as u8);
         std::array::from_fn(|k| {
             if k < 8 {
                 (raw[k] & 0x0F) | (raw[k + 8] & 0x0F) << 4
@@ -174,23 +162,25 @@ pub(crate) mod q3k {
         })
     }
 
-    /// Row r's three words at [`SCALES`] from its raw scales.
-    pub(crate) fn scale_words(raw: &[u8; 16]) -> [u32; 3] {
-        let f = |s: usize| u32::from(raw[s] ^ 0x20);
+    /// Row r's three words at [`SCALES`] from its 16 signed scales (−32..32, each stored as
+    /// its 6 low bits).
+    pub(crate) fn scale_words(scales: &[i8; 16]) -> [u32; 3] {
+        let f = |s: usize| u32::from(scales[s] as u8 & 0x3F);
         std::array::from_fn(|j| {
             (0..5).fold(0u32, |acc, i| acc | f(5 * j + i) << (6 * i)) | (f(15) >> (2 * j) & 3) << 30
         })
     }
 
-    /// The raw scales of row r's three words (the inverse of [`scale_words`]).
-    pub(crate) fn words_scales(words: &[u32; 3]) -> [u8; 16] {
+    /// The signed scales of row r's three words (the inverse of [`scale_words`]).
+    pub(crate) fn words_scales(words: &[u32; 3]) -> [i8; 16] {
         std::array::from_fn(|s| {
             let f = if s < 15 {
                 words[s / 5] >> (6 * (s % 5)) & 0x3F
             } else {
                 (0..3).fold(0u32, |acc, j| acc | (words[j] >> 30) << (2 * j))
             };
-            f as u8 ^ 0x20
+            // The 6-bit field's sign bit moved to the top of a byte, then shifted back.
+            ((f as u8) << 2) as i8 >> 2
         })
     }
 }
@@ -311,7 +301,7 @@ impl Packing {
                 let mut masks = [0u64; 64];
                 for (r, src) in rows.iter().enumerate() {
                     out[q3k::D + 2 * r..][..2].copy_from_slice(&src[108..110]);
-                    let words = q3k::scale_words(&q3k::raw_scales(&src[96..108]));
+                    let words = q3k::scale_words(&q3k_scales(&array(&src[96..108])));
                     for (j, w) in words.iter().enumerate() {
                         out[q3k::SCALES + 64 * j + 4 * r..][..4].copy_from_slice(&w.to_le_bytes());
                     }
@@ -379,17 +369,15 @@ impl Packing {
             Packing::K23 { q3: false } => {
                 out[80..82].copy_from_slice(&packed[q2k::D + 2 * r..][..2]);
                 out[82..84].copy_from_slice(&packed[q2k::DMIN + 2 * r..][..2]);
-                let words: [u32; 4] = std::array::from_fn(|j| {
-                    u32::from_le_bytes(array(&packed[q2k::SCALES + 64 * j + 4 * r..]))
-                });
+                let words: [u32; 4] =
+                    std::array::from_fn(|j| word(packed, q2k::SCALES + 64 * j + 4 * r));
                 out[..16].copy_from_slice(&q2k::words_scales(&words));
                 k23_unpack_qs(packed, q2k::QS, r, &mut out[16..80]);
             }
             Packing::K23 { q3: true } => {
                 out[108..110].copy_from_slice(&packed[q3k::D + 2 * r..][..2]);
-                let words: [u32; 3] = std::array::from_fn(|j| {
-                    u32::from_le_bytes(array(&packed[q3k::SCALES + 64 * j + 4 * r..]))
-                });
+                let words: [u32; 3] =
+                    std::array::from_fn(|j| word(packed, q3k::SCALES + 64 * j + 4 * r));
                 out[96..108].copy_from_slice(&q3k::packed_scales(&q3k::words_scales(&words)));
                 for (at, byte) in out[..32].iter_mut().enumerate() {
                     let (l, c) = (at / 4, at % 4);
