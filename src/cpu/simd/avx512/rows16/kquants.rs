@@ -30,8 +30,9 @@ macro_rules! lanes_unrolled {
     };
 }
 
-/// Prefetch distance of the K-quant loops, whose block groups are 7-10x larger (256 MB, 2
-/// threads: 8 KB at least as fast as 16 KB in alternating runs, and ahead of 4 KB).
+/// L2 prefetch distance of the K-quant loops, whose block groups are 7-10x larger (256 MB, 2
+/// threads: 8 KB at least as fast as 16 KB in alternating runs, and ahead of 4 KB; again so
+/// in session 13 with the far prefetches into L2, and ahead of 32 and 64 KB).
 const K_PREFETCH_AHEAD: usize = 8192;
 
 /// Closes AVX2 lane `l` of a block for every token: `acc_l = fma(dy·dx, float(s0 + s1), acc_l)`
@@ -56,13 +57,10 @@ unsafe fn close_lane<const N: usize>(
     }
 }
 
-/// Prefetches the bytes of the block group [`K_PREFETCH_AHEAD`] past `blk` (`len` of them).
+/// Prefetches the block group [`K_PREFETCH_AHEAD`] past `blk` (`len` bytes) into L2, and the next into L1.
 #[inline(always)]
 fn prefetch_ahead(blk: *const u8, len: usize) {
-    for k in 0..len.div_ceil(64) {
-        // SAFETY: a prefetch never faults, whatever the address; SSE is baseline on x86-64.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(K_PREFETCH_AHEAD + 64 * k).cast()) };
-    }
+    super::prefetch_group(blk, len, K_PREFETCH_AHEAD);
 }
 
 /// `out[m] = −bias · Σ y` over activation quad m (elements `4m..4m + 4`) of block `by`: the
