@@ -59,6 +59,17 @@ fn kernels_json_has_a_figure_per_type() {
         tiers.iter().any(|t| t["isa"] == "avx512"),
         "{v}"
     );
+    // It says whether the 16-row Q2_K/Q3_K kernels it ran use GFNI: only with AVX-512 and only
+    // where the CPU lists the feature.
+    let cpu_has_gfni = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|c| c.split_whitespace().any(|w| w == "gfni"))
+        .unwrap_or(false);
+    let has_rows16 = tiers.iter().any(|t| t["isa"] == "avx512 rows16");
+    assert_eq!(
+        v["rows16_gfni"].as_bool(),
+        Some(has_rows16 && cpu_has_gfni),
+        "{v}"
+    );
     for t in tiers {
         let ks = t["kernels"].as_array().expect("tier kernels");
         let names: Vec<&str> = ks.iter().filter_map(|k| k["type"].as_str()).collect();

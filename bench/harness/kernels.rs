@@ -94,6 +94,8 @@ struct KernelsReport {
     kernels: Vec<KernelFigures>,
     /// Every tier this CPU has, slowest first.
     tiers: Vec<TierFigures>,
+    /// Whether the 16-row Q2_K and Q3_K kernels measured extract their fields with GFNI.
+    rows16_gfni: bool,
     /// The device's figures, or `None` with `gpu_reason` saying why there are none.
     gpu: Option<GpuReport>,
     gpu_reason: Option<String>,
@@ -286,6 +288,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             mem_gb_per_s: mem_bps / 1e9,
             kernels,
             tiers,
+            rows16_gfni: rows16_tier.uses_gfni(),
             gpu,
             gpu_reason,
         };
@@ -296,6 +299,14 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             isa.name()
         );
         print_tiers(&tiers);
+        if rows16_at.is_some() {
+            let how = if rows16_tier.uses_gfni() {
+                "with GFNI"
+            } else {
+                "with shifts and masks (no GFNI)"
+            };
+            println!("avx512 rows16: Q2_K and Q3_K take their 2-bit fields out {how}.");
+        }
         print_gpu(gpu.as_ref(), gpu_reason.as_deref());
     }
     Ok(())

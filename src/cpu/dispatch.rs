@@ -222,6 +222,16 @@ impl Isa {
         }
     }
 
+    /// Whether this path's Q2_K and Q3_K 16-row kernels take their 2-bit fields out with GFNI
+    /// (`sluice bench kernels` says which of the two variants it measured).
+    pub fn uses_gfni(self) -> bool {
+        match self.kind {
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx512(t) => t.gfni(),
+            _ => false,
+        }
+    }
+
     /// Whether the engine rearranges resident weights for this path: [`Isa::reads_rows16`],
     /// unless `SLUICE_LAYOUT=file` keeps the file layout (to measure what the layout gains).
     pub fn interleaves_resident(self) -> bool {
