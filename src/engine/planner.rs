@@ -25,7 +25,7 @@ pub const DEFAULT_PREFETCH_DEPTH: usize = 4;
 /// The ring is grown to at least this many bytes of slots when layers are small, so the drive
 /// always has enough work queued. Kept small: the drive's writes into a ring that fits in the
 /// caches land faster when the host's memory is slow (session 13, SmolLM2 streamed, 2.2 MB
-/// layers: 64 MiB → 8 MiB took 20.0-20.6 to 25.7-26.7 tok/s, 0.66-0.69 → 0.87-0.91 of the
+/// layers: 64 MiB → 8 MiB took 19.8-20.6 to 25.7-26.7 tok/s, 0.66-0.69 → 0.87-0.91 of the
 /// drive's rate around the decode, five alternating pairs; 16 MiB gave 22.8-24.5).
 pub const RING_BYTES_MIN: u64 = 8 << 20;
 /// Upper bound on ring slots whatever the layer size.
