@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 use sluice_loader::quant::blocks::BlockQ8K;
 
-use super::{drive, hsum_lanes, hsum_tokens, quad, GroupDot};
+use super::{drive, hsum_lanes, hsum_tokens, prefetch_group, quad, GroupDot};
 use crate::cpu::dot::kquants::q8k_d;
 use crate::cpu::rows16::{q2k, q3k, q4k, q5k, q6k};
 use crate::cpu::simd::avx512::{safe_kernel512, Avx512};
@@ -31,8 +31,8 @@ macro_rules! lanes_unrolled {
 }
 
 /// L2 prefetch distance of the K-quant loops, whose block groups are 7-10x larger (256 MB, 2
-/// threads: 8 KB at least as fast as 16 KB in alternating runs, and ahead of 4 KB; again so
-/// in session 13 with the far prefetches into L2, and ahead of 32 and 64 KB).
+/// threads, prefetching into L1 then: 8 KB at least as fast as 16 KB in alternating runs, and
+/// ahead of 4 KB; session 13, into L2: 2, 4 and 16 KB no faster than 8 KB, 32 KB slower).
 const K_PREFETCH_AHEAD: usize = 8192;
 
 /// Closes AVX2 lane `l` of a block for every token: `acc_l = fma(dy·dx, float(s0 + s1), acc_l)`
@@ -55,12 +55,6 @@ unsafe fn close_lane<const N: usize>(
             acc[n][l] = _mm512_fmadd_ps(d[n], sumi, acc[n][l]);
         }
     }
-}
-
-/// Prefetches the block group [`K_PREFETCH_AHEAD`] past `blk` (`len` bytes) into L2, and the next into L1.
-#[inline(always)]
-fn prefetch_ahead(blk: *const u8, len: usize) {
-    super::prefetch_group(blk, len, K_PREFETCH_AHEAD);
 }
 
 /// `out[m] = −bias · Σ y` over activation quad m (elements `4m..4m + 4`) of block `by`: the
@@ -160,7 +154,7 @@ unsafe fn q4k_group<const FIFTH: bool, const N: usize>(
         let mut acc_m = [[_mm512_setzero_ps(); 4]; N];
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * group_block);
-            prefetch_ahead(blk, group_block);
+            prefetch_group(blk, group_block, K_PREFETCH_AHEAD);
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q4k::D).cast()));
             let mx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q4k::DMIN).cast()));
             // Scale k and min k of the 16 rows, one per i32 lane (upper i16 zero), from the
@@ -291,7 +285,7 @@ unsafe fn q6k_group<const N: usize>(grp: &[u8], y: [&[BlockQ8K]; N], nb: usize) 
         let mut corr = [[0i32; 64]; N];
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * q6k::GROUP_BLOCK);
-            prefetch_ahead(blk, q6k::GROUP_BLOCK);
+            prefetch_group(blk, q6k::GROUP_BLOCK, K_PREFETCH_AHEAD);
             let dx = _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(q6k::D).cast()));
             // Scale s of the 16 rows in the low i16 of each i32 lane (upper i16 zero).
             let mut sc = [zero; 16];
@@ -422,7 +416,7 @@ unsafe fn k23_group<const Q3: bool, const GF: bool, const N: usize>(
         let mut corr = [[0i32; 64]; N];
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * group_block);
-            prefetch_ahead(blk, group_block);
+            prefetch_group(blk, group_block, K_PREFETCH_AHEAD);
             // Scale s of the 16 rows in the low i16 of each i32 lane (upper i16 zero).
             let mut sc = [zero; 16];
             if Q3 {

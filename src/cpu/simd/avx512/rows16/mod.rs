@@ -17,6 +17,7 @@ use sluice_loader::quant::blocks::{
 use super::safe_kernel512;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 use crate::cpu::rows16::GROUP_ROWS;
+use crate::cpu::simd::util::prefetch_span;
 
 /// Bytes of one interleaved Q4_1 block group (16 rows' block b).
 const Q4_1_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ4_1::BYTES;
@@ -31,21 +32,11 @@ const Q8_0_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ8_0::BYTES;
 /// matrices, 2 threads: decode at 76-90% of the memory read rate, against 63-80% at 640).
 const PREFETCH_AHEAD: usize = 4096;
 
-/// Prefetches the `len` bytes `far` past `blk` into L2 and those `len.max(1024)` past it
-/// into L1. Far prefetches into L1 hold its few fill buffers for a whole memory latency;
-/// into L2 they leave them to the near ones (session 13, 256 MB matrices on a host whose
-/// memory read 23 GB/s at 2 threads: Q4_1 decode 73% → 87-91% of it, Q4_K 69% → 77-81%,
-/// Q2_K 66% → 73%; all into L1 or all into L2 were each slower).
+/// Prefetches the block group `far` past `blk` (`len` bytes) into L2 and the one after
+/// `blk` (at least 1 KB past it) into L1.
 #[inline(always)]
 pub(super) fn prefetch_group(blk: *const u8, len: usize, far: usize) {
-    let near = len.max(1024);
-    for k in 0..len.div_ceil(64) {
-        // SAFETY: a prefetch never faults, whatever the address; SSE is baseline on x86-64.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T1>(blk.wrapping_add(far + 64 * k).cast());
-            _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(near + 64 * k).cast());
-        }
-    }
+    prefetch_span(blk, len, len.max(1024), far);
 }
 
 /// Activation rows dotted per pass over a group (accumulators: 8 zmm per token). The
