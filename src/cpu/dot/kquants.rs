@@ -9,8 +9,9 @@ use sluice_loader::quant::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, Block
 
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 
-use super::kscales::{k4_scales_mins, q3k_scales};
+use super::kscales::k4_scales_mins;
 use super::lanes::{hsum4, Lanes8};
+use sluice_loader::quant::blocks::q3k_scales;
 
 /// The f32 scale of a Q8_K block.
 #[inline]

@@ -1,19 +1,5 @@
-//! Unpacking of the packed K-quant sub-block scales (gguf-facts §2.3), shared by the scalar and
-//! AVX2 kernels.
-
-/// The 16 signed Q3_K scales, already offset by −32 (range −32..31).
-#[inline]
-pub(crate) fn q3k_scales(b: &[u8; 12]) -> [i8; 16] {
-    let mut s = [0i8; 16];
-    for k in 0..4 {
-        let hi = b[8 + k];
-        s[k] = ((b[k] & 0x0F) | ((hi & 3) << 4)) as i8 - 32;
-        s[4 + k] = ((b[4 + k] & 0x0F) | (((hi >> 2) & 3) << 4)) as i8 - 32;
-        s[8 + k] = ((b[k] >> 4) | (((hi >> 4) & 3) << 4)) as i8 - 32;
-        s[12 + k] = ((b[4 + k] >> 4) | (((hi >> 6) & 3) << 4)) as i8 - 32;
-    }
-    s
-}
+//! Unpacking of the packed Q4_K/Q5_K sub-block scales (gguf-facts §2.3), shared by the scalar
+//! and AVX2 kernels; Q3_K's are the loader's `q3k_scales`.
 
 /// The 8 six-bit scales then the 8 six-bit mins of a Q4_K/Q5_K block (`out[0..8]`, `out[8..16]`).
 #[inline]
@@ -71,11 +57,5 @@ mod tests {
             }
             assert_eq!(k4_scales_mins(&b), k4_bytewise(&b));
         }
-    }
-
-    #[test]
-    fn q3k_scales_cover_range() {
-        assert_eq!(q3k_scales(&[0; 12]), [-32; 16]);
-        assert_eq!(q3k_scales(&[0xFF; 12]), [31; 16]);
     }
 }

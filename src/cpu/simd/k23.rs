@@ -10,8 +10,8 @@ use sluice_loader::quant::blocks::{BlockQ2K, BlockQ3K, BlockQ8K};
 use super::safe_kernel;
 use super::util::{hsum_f32x8, load_bsums, load_x16, load_x32, pair_scales};
 use crate::cpu::dot::kquants::q8k_d;
-use crate::cpu::dot::kscales::q3k_scales;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
+use sluice_loader::quant::blocks::q3k_scales;
 
 /// The four 2-bit fields of each byte of `bits`, shifted down (still to be masked with 3).
 #[inline(always)]

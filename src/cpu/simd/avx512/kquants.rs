@@ -13,9 +13,10 @@ use super::util::{
     scale_pair_i16,
 };
 use crate::cpu::dot::kquants::q8k_d;
-use crate::cpu::dot::kscales::{k4_scales_mins, q3k_scales};
+use crate::cpu::dot::kscales::k4_scales_mins;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 use crate::cpu::simd::util::{hsum_f32x4, load_bsums, prefetch_ahead as prefetch};
+use sluice_loader::quant::blocks::q3k_scales;
 
 /// Group g's scale for both rows, each splatted to its half's 16 i16 lanes, from
 /// `[a's 8 scales | b's 8 scales]` as i16 in the low 16 words.
