@@ -21,6 +21,8 @@ type Job = &'static (dyn Fn(usize) + Sync);
 struct State {
     job: Option<Job>,
     n_tasks: usize,
+    /// Threads the current job runs on, the caller included: workers `width − 1..` sit it out.
+    width: usize,
     generation: u64,
     sleepers: usize,
     shutdown: bool,
@@ -77,10 +79,15 @@ impl Shared {
     }
 
     /// The worker thread's loop: wait for a new generation, take its job, drain, repeat.
-    fn worker(&self, spin: Duration) {
+    /// Worker `index` (the caller is 0) sits out jobs narrower than `index + 1` threads, and
+    /// parks at once after one: it polls only after work of its own.
+    fn worker(&self, index: usize, spin: Duration) {
         let mut seen = 0u64;
+        let mut poll = true;
         loop {
-            spin_until(spin, || self.generation.load(Ordering::Acquire) != seen);
+            if poll {
+                spin_until(spin, || self.generation.load(Ordering::Acquire) != seen);
+            }
             let mut st = lock(&self.state);
             while st.generation == seen && !st.shutdown {
                 st.sleepers += 1;
@@ -91,6 +98,10 @@ impl Shared {
                 return;
             }
             seen = st.generation;
+            poll = index < st.width;
+            if !poll {
+                continue; // a narrower job: the threads before this one run it
+            }
             let Some(job) = st.job else { continue }; // already retracted: nothing left to do
             let n_tasks = st.n_tasks;
             self.in_flight.fetch_add(1, Ordering::Relaxed); // under the lock: see `run`
@@ -111,6 +122,8 @@ pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     spin: Duration,
+    /// Threads `run` uses, the caller included (see [`ThreadPool::set_width`]).
+    width: AtomicUsize,
 }
 
 impl ThreadPool {
@@ -125,6 +138,7 @@ impl ThreadPool {
             state: Mutex::new(State {
                 job: None,
                 n_tasks: 0,
+                width: n_threads.max(1),
                 generation: 0,
                 sleepers: 0,
                 shutdown: false,
@@ -142,7 +156,7 @@ impl ThreadPool {
                 let s = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name(format!("sluice-cpu-{i}"))
-                    .spawn(move || s.worker(spin))
+                    .spawn(move || s.worker(i, spin))
                     .unwrap_or_else(|e| panic!("cannot spawn CPU worker thread {i}: {e}"))
             })
             .collect();
@@ -150,6 +164,7 @@ impl ThreadPool {
             shared,
             workers,
             spin,
+            width: AtomicUsize::new(n_threads.max(1)),
         }
     }
 
@@ -158,10 +173,23 @@ impl ThreadPool {
         self.workers.len() + 1
     }
 
+    /// Runs later jobs on the first `threads` threads only (clamped to 1..=`n_threads`), the
+    /// others parked: a sweep that waits on the disk leaves a core to the reader.
+    pub fn set_width(&self, threads: usize) {
+        let w = threads.clamp(1, self.n_threads());
+        self.width.store(w, Ordering::Relaxed);
+    }
+
+    /// Threads jobs run on now ([`ThreadPool::set_width`]).
+    pub fn width(&self) -> usize {
+        self.width.load(Ordering::Relaxed)
+    }
+
     /// Runs `f(0) … f(n_tasks − 1)`, each exactly once, spread over the pool; returns when all
     /// are done. A panic in any task is re-raised here after every task has finished.
     pub fn run<F: Fn(usize) + Sync>(&self, n_tasks: usize, f: F) {
-        if self.workers.is_empty() || n_tasks <= 1 {
+        let width = self.width();
+        if self.workers.is_empty() || n_tasks <= 1 || width <= 1 {
             (0..n_tasks).for_each(f);
             return;
         }
@@ -176,6 +204,7 @@ impl ThreadPool {
             let mut st = lock(&s.state);
             st.job = Some(job);
             st.n_tasks = n_tasks;
+            st.width = width;
             s.next_task.store(0, Ordering::Relaxed);
             st.generation += 1;
             s.generation.store(st.generation, Ordering::Release);
@@ -260,6 +289,39 @@ mod tests {
                     expected(i),
                     "task {i} with {n_threads} threads"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn a_narrowed_pool_runs_every_task_on_its_first_threads_only() {
+        let pool = ThreadPool::new(4);
+        for width in [2, 1, 3, 4, 9, 0] {
+            pool.set_width(width);
+            assert_eq!(pool.width(), width.clamp(1, 4));
+            let threads = Mutex::new(std::collections::HashSet::new());
+            let ran = AtomicUsize::new(0);
+            for _ in 0..50 {
+                pool.run(64, |_| {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                    let name = std::thread::current().name().map(str::to_owned);
+                    lock(&threads).insert(name);
+                    std::thread::sleep(Duration::from_micros(20));
+                });
+            }
+            assert_eq!(ran.load(Ordering::Relaxed), 50 * 64);
+            let used = threads.into_inner().unwrap_or_else(PoisonError::into_inner);
+            let w = width.clamp(1, 4);
+            for name in used
+                .iter()
+                .flatten()
+                .filter(|n| n.starts_with("sluice-cpu-"))
+            {
+                let i: usize = name["sluice-cpu-".len()..].parse().expect("worker index");
+                assert!(i < w, "worker {i} ran a task of a {w}-thread job");
+            }
+            if w == 1 {
+                assert!(used.iter().flatten().all(|n| !n.starts_with("sluice-cpu-")));
             }
         }
     }
