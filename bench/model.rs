@@ -459,6 +459,7 @@ fn decode_layer(c: &mut Criterion) {
                                 forward_layer(
                                     &cfg,
                                     &w,
+                                    None,
                                     0,
                                     &[Segment::alone(pos, 1)],
                                     &mut st,

@@ -2,23 +2,25 @@
 //! from where the planner put it (resident slots held for the generation, or the streaming
 //! prefetcher) and computing on them in place while the next layers are being read.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use sluice_loader::extents::LayerExtents;
 use sluice_loader::model::ModelFiles;
 use sluice_loader::roles::TensorRole;
 use sluice_loader::GgmlType;
-use sluice_runtime::{ReadSpan, SlotGuard};
+use sluice_runtime::{Prefetcher, ReadSpan, SlotGuard};
 use thiserror::Error;
 
 use super::head_rows::HeadRows;
 use super::layer_times::{RowRecord, SweepRecorder};
+use super::pieces::Piece;
 use super::rows::RowRange;
 use super::store::{GlobalMatrix, Held, WeightStore};
 use crate::cpu::{rows16, ThreadPool, WeightLayout};
 use crate::model::forward::{
-    embed, forward_head, forward_layer, head_input, head_rows, Config, EmbeddingRows, ForwardError,
-    RunState,
+    embed, forward_head, forward_layer, head_input, head_rows, Config, EmbeddingRows, FedPiece,
+    ForwardError, PieceFeed, RunState,
 };
 use crate::model::kv_slabs::KvCaches;
 use crate::model::segment::Segment;
@@ -144,6 +146,42 @@ impl<'b> StepBatch<'b> {
     }
 }
 
+/// Share of a streamed sweep's time spent waiting on reads from which later sweeps of as many
+/// tokens or fewer compute on one thread fewer: the second compute thread then takes CPU time
+/// from the reader and the drive's completions without shortening the sweep (session 14, 2
+/// vCPUs, streamed, alternating: SmolLM2 one sequence 30.6-31.1 tok/s on one thread against
+/// 24-29 on two, 8 sequences 206-216 against 166-197; 16 sequences, which compute more than
+/// they wait, 253 against 310).
+pub const NARROW_STALL: f64 = 0.25;
+/// Share of a narrowed sweep's time spent waiting on reads under which sweeps get every
+/// thread back: computing has become the bottleneck.
+pub const WIDEN_STALL: f64 = 0.05;
+
+/// Whether streamed sweeps compute on one thread fewer, decided from the sweeps before.
+#[derive(Debug, Default)]
+pub struct Narrowing {
+    /// Tokens of the sweep that narrowed: sweeps of no more tokens stay narrowed.
+    tokens: Cell<Option<usize>>,
+}
+
+impl Narrowing {
+    /// Whether a sweep of `n` tokens runs narrowed.
+    pub fn narrows(&self, n: usize) -> bool {
+        self.tokens.get().is_some_and(|t| n <= t)
+    }
+
+    /// Takes in a finished sweep of `n` tokens (`narrowed` or not) that waited `waited` on
+    /// reads out of `took`.
+    pub fn observe(&self, n: usize, narrowed: bool, waited: Duration, took: Duration) {
+        let share = waited.as_secs_f64() / took.as_secs_f64().max(1e-9);
+        if narrowed && share < WIDEN_STALL {
+            self.tokens.set(None);
+        } else if !narrowed && share >= NARROW_STALL {
+            self.tokens.set(Some(n));
+        }
+    }
+}
+
 /// Everything one sweep touches.
 pub struct Sweep<'s, 'h> {
     pub model: &'s ModelFiles,
@@ -155,6 +193,8 @@ pub struct Sweep<'s, 'h> {
     /// The head's row ranges when it is not in `globals`.
     pub head: Option<StreamedHead<'s>>,
     pub pool: &'s ThreadPool,
+    /// Whether this run's streamed sweeps compute on one thread fewer.
+    pub narrowing: Narrowing,
 }
 
 impl Sweep<'_, '_> {
@@ -165,8 +205,38 @@ impl Sweep<'_, '_> {
     /// step: a tied head keeps their rows, which this sweep's embedding lookups use first; an
     /// untied one has `embd` read them ahead. With `rec`, every row's read, stall and compute
     /// is recorded.
+    ///
+    /// A sweep that streams computes on one thread fewer than the pool has while the sweeps
+    /// before it waited on the disk ([`Narrowing`]).
     #[allow(clippy::too_many_arguments)]
     pub fn run(
+        &self,
+        embd: &mut dyn EmbeddingRows,
+        kept: Option<&mut HeadRows>,
+        batch: &StepBatch<'_>,
+        st: &mut RunState,
+        caches: &mut impl KvCaches,
+        times: &mut SweepTimes,
+        rec: Option<&mut SweepRecorder>,
+    ) -> Result<(), ExecError> {
+        let full = self.pool.n_threads();
+        let streams = self.store.streamer.is_some() && full > 1;
+        let n = batch.tokens.len();
+        let narrow = streams && self.narrowing.narrows(n);
+        self.pool.set_width(if narrow { full - 1 } else { full });
+        let started = Instant::now();
+        let before = times.io_wait;
+        let done = self.sweep(embd, kept, batch, st, caches, times, rec);
+        self.pool.set_width(full);
+        if streams && done.is_ok() {
+            let waited = times.io_wait.saturating_sub(before);
+            self.narrowing.observe(n, narrow, waited, started.elapsed());
+        }
+        done
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sweep(
         &self,
         embd: &mut dyn EmbeddingRows,
         kept: Option<&mut HeadRows>,
@@ -195,12 +265,67 @@ impl Sweep<'_, '_> {
             ));
         }
         let mut resident_next = 0usize;
+        let mut vectors_next = 0usize;
         for (layer, extents) in self.model.extents.layers.iter().enumerate() {
             let mut guards: [Option<SlotGuard<'_>>; EXTENTS_PER_LAYER_MAX] = Default::default();
             let mut payloads: [&[u8]; EXTENTS_PER_LAYER_MAX] = [&[]; EXTENTS_PER_LAYER_MAX];
             let k = extents.len();
             let row_start = Instant::now();
             let mut stall = Duration::ZERO;
+            let pieces = if self.resident[layer] {
+                None
+            } else {
+                self.store.pieces(layer)
+            };
+            if let Some(pieces) = pieces {
+                let Some(streamer) = self.store.streamer.as_ref() else {
+                    unreachable!("a streamed layer implies a streamer")
+                };
+                let roles = self.store.vector_roles(layer);
+                let held = &self.held.vectors[vectors_next..vectors_next + roles.len()];
+                vectors_next += roles.len();
+                let vector = |role| {
+                    let i = roles.iter().position(|r| *r == role)?;
+                    Some(held[i].bytes())
+                };
+                let w = LayerWeights::pieced(layer, extents, vector)?;
+                let mut feed = StreamFeed {
+                    streamer,
+                    pieces,
+                    taken: 0,
+                    items: 0,
+                    guard: None,
+                    stall: Duration::ZERO,
+                    reads: ReadTally::default(),
+                };
+                let segs = batch.segs;
+                forward_layer(
+                    self.cfg,
+                    &w,
+                    Some(&mut feed),
+                    layer,
+                    segs,
+                    st,
+                    caches,
+                    self.pool,
+                )?;
+                feed.guard = None;
+                if !feed.done() {
+                    return Err(ForwardError::PieceCount {
+                        count: pieces.len(),
+                        taken: feed.taken,
+                    }
+                    .into());
+                }
+                io_wait += feed.stall;
+                if let Some(r) = rec.as_deref_mut() {
+                    r.layer(
+                        layer,
+                        &feed.reads.record(feed.stall, row_start, Instant::now()),
+                    );
+                }
+                continue;
+            }
             if self.resident[layer] {
                 for (p, g) in payloads
                     .iter_mut()
@@ -226,7 +351,7 @@ impl Sweep<'_, '_> {
             }
             let interleaved = self.resident[layer] && self.held.interleaved;
             let w = LayerWeights::view(layer, extents, &payloads[..k], interleaved)?;
-            forward_layer(self.cfg, &w, layer, batch.segs, st, caches, self.pool)?;
+            forward_layer(self.cfg, &w, None, layer, batch.segs, st, caches, self.pool)?;
             if let Some(r) = rec.as_deref_mut() {
                 let mut reads = ReadTally::default();
                 for g in guards.iter().flatten() {
@@ -311,6 +436,77 @@ impl Sweep<'_, '_> {
     }
 }
 
+/// A piece-streamed layer's matrices as the streamer delivers them, with the time spent
+/// waiting for them and their reads.
+struct StreamFeed<'p, 's> {
+    streamer: &'s Prefetcher,
+    pieces: &'p [Piece],
+    /// Pieces taken off the streamer so far; the last one's slot is `guard`.
+    taken: usize,
+    /// Items of the last piece handed out so far.
+    items: usize,
+    guard: Option<SlotGuard<'s>>,
+    stall: Duration,
+    reads: ReadTally,
+}
+
+impl StreamFeed<'_, '_> {
+    /// Whether every item of every piece was handed out.
+    fn done(&self) -> bool {
+        let last = self.pieces.last().map_or(0, |p| p.items.len());
+        self.taken == self.pieces.len() && self.items == last
+    }
+}
+
+impl PieceFeed for StreamFeed<'_, '_> {
+    fn next_piece(&mut self) -> Result<FedPiece<'_>, ForwardError> {
+        let in_piece = self
+            .taken
+            .checked_sub(1)
+            .map_or(0, |i| self.pieces[i].items.len());
+        if self.guard.is_none() || self.items == in_piece {
+            // Free the last piece's slot first: the ring may be no deeper than the read-ahead.
+            self.guard = None;
+            if self.taken == self.pieces.len() {
+                return Err(ForwardError::PieceCount {
+                    count: self.pieces.len(),
+                    taken: self.taken + 1,
+                });
+            }
+            let waited = Instant::now();
+            let g = self.streamer.next()?;
+            self.stall += waited.elapsed();
+            self.reads.add(g.read_span());
+            self.guard = Some(g);
+            self.taken += 1;
+            self.items = 0;
+        }
+        let item = self.pieces[self.taken - 1].items[self.items];
+        self.items += 1;
+        let Some(g) = self.guard.as_ref() else {
+            unreachable!("a piece was just taken")
+        };
+        let bytes = g.bytes().get(item.offset..item.offset + item.len);
+        let Some(bytes) = bytes else {
+            return Err(ForwardError::PieceCount {
+                count: self.pieces.len(),
+                taken: self.taken,
+            });
+        };
+        Ok(FedPiece {
+            role: item.role,
+            row0: item.row0,
+            tensor: Tensor {
+                ty: item.ty,
+                row_elems: item.row_elems,
+                n_rows: item.n_rows,
+                bytes,
+                layout: WeightLayout::File,
+            },
+        })
+    }
+}
+
 /// The reads of one row's extents: first queued, last done, and their durations summed.
 #[derive(Default)]
 struct ReadTally {
@@ -349,4 +545,38 @@ pub fn check_extent_counts(ext: &LayerExtents) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn sweeps_that_wait_on_the_disk_narrow_until_computing_is_the_bottleneck() {
+        let n = Narrowing::default();
+        assert!(!n.narrows(1), "full width until a sweep has waited");
+        n.observe(1, false, ms(20), ms(100));
+        assert!(
+            !n.narrows(1),
+            "a fifth of the time waiting: below the threshold"
+        );
+        n.observe(1, false, ms(60), ms(100));
+        assert!(
+            n.narrows(1) && !n.narrows(2),
+            "narrowed for sweeps of up to one token"
+        );
+        n.observe(1, true, ms(10), ms(100));
+        assert!(
+            n.narrows(1),
+            "still waiting a tenth of the time: stays narrowed"
+        );
+        n.observe(1, true, ms(2), ms(100));
+        assert!(!n.narrows(1), "hardly waiting: every thread back");
+        n.observe(8, false, ms(40), ms(100));
+        assert!(n.narrows(8) && n.narrows(3) && !n.narrows(9));
+    }
 }

@@ -6,6 +6,7 @@ pub mod executor;
 pub mod head_rows;
 pub mod layer_times;
 pub mod memory_limit;
+pub mod pieces;
 pub mod planner;
 pub mod row_reader;
 pub mod rows;

@@ -16,6 +16,7 @@
 //! always resident: they hold one value per embedding dimension, like an activation buffer.
 //! The KV cache and the ring are accounted for separately and reported.
 
+use super::pieces::{PIECE_BYTES, PIECE_RING_BYTES};
 use super::rows::{split_rows, MatrixOnDisk, RowRange};
 
 /// Fraction of available memory the default budget may use.
@@ -61,6 +62,11 @@ pub struct PlanInput {
     /// Memory this process may still take: the tightest of MemAvailable and its cgroups'
     /// limits ([`super::memory_limit`]).
     pub mem_available: u64,
+    /// Streamed layers arrive in row pieces ([`super::pieces`]) through a small ring, rather
+    /// than whole (the CPU computes piece by piece; the GPU path copies whole layers).
+    pub pieces: bool,
+    /// Bytes of the longest row of any layer matrix (a piece slot holds at least one).
+    pub matrix_row_bytes_max: u64,
 }
 
 /// The decision.
@@ -86,6 +92,9 @@ pub struct Plan {
     pub slot_bytes: u64,
     /// Prefetch depth (extents read ahead of the consumer).
     pub depth: usize,
+    /// Streamed layers are read in row pieces of at most `slot_bytes`, in the order the
+    /// forward pass uses them ([`super::pieces`]).
+    pub pieces: bool,
 }
 
 impl Plan {
@@ -131,10 +140,12 @@ pub fn plan(input: &PlanInput) -> Plan {
         None => head_resident,
     };
     let streamed_layers = resident.iter().filter(|&&r| !r).count();
-    let mut slot_bytes = if streamed_layers > 0 || !head_resident {
-        input.extent_bytes_max
-    } else {
-        0
+    let streams = streamed_layers > 0 || !head_resident;
+    let pieces = uses_pieces(input);
+    let mut slot_bytes = match (streams, pieces) {
+        (false, _) => 0,
+        (true, false) => input.extent_bytes_max,
+        (true, true) => piece_slot_bytes(input),
     };
     let head_ranges = if head_resident {
         Vec::new()
@@ -143,11 +154,22 @@ pub fn plan(input: &PlanInput) -> Plan {
         slot_bytes = slot_bytes.max(input.head.row_slot_bytes_min(align));
         split_rows(&input.head, align, slot_bytes)
     };
-    let n_streamed = streamed_layers + head_ranges.len();
+    // Extents streamed per token (a piece layer is many; counting it as one only caps the
+    // ring at fewer slots than extents, which pieces never reach).
+    let n_streamed = if pieces && streamed_layers > 0 {
+        RING_SLOTS_MAX
+    } else {
+        streamed_layers + head_ranges.len()
+    };
     let (ring_slots, depth) = if n_streamed == 0 {
         (0, 0)
     } else {
-        let by_bytes = RING_BYTES_MIN.div_ceil(slot_bytes.max(1)) as usize;
+        let ring_bytes = if pieces {
+            PIECE_RING_BYTES
+        } else {
+            RING_BYTES_MIN
+        };
+        let by_bytes = ring_bytes.div_ceil(slot_bytes.max(1)) as usize;
         let fit = if input.mem_available > 0 {
             let cap = (input.mem_available as f64 * RING_FRACTION_MAX) as u64;
             (cap / slot_bytes.max(1)).max(RING_SLOTS_MIN as u64) as usize
@@ -192,6 +214,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         slot_bytes: if ring_slots == 0 { 0 } else { slot_bytes },
         head_ranges,
         depth,
+        pieces,
     }
 }
 
@@ -201,10 +224,34 @@ pub fn kv_plan_bytes(n_layer: usize, kv_dim: usize, n_ctx: usize, max_batch: usi
         .saturating_mul(max_batch.max(1) as u64)
 }
 
+/// Whether streamed layers arrive in row pieces: where the caller computes piece by piece
+/// and a ring of whole layers ([`RING_SLOTS_MIN`] of them) would outgrow [`RING_BYTES_MIN`].
+/// Smaller layers stream whole: one long read costs less than several short ones (session 14,
+/// SmolLM2's 2.2 MB layers on one thread: whole 2.8-2.9 GB/s, in pieces 1.9-2.0).
+fn uses_pieces(input: &PlanInput) -> bool {
+    input.pieces && input.extent_bytes_max * RING_SLOTS_MIN as u64 > RING_BYTES_MIN
+}
+
+/// A piece ring's slot: [`PIECE_BYTES`], or the read of the longest matrix row if larger.
+fn piece_slot_bytes(input: &PlanInput) -> u64 {
+    let row = MatrixOnDisk {
+        offset: 0,
+        row_bytes: input.matrix_row_bytes_max,
+        n_rows: 1,
+    };
+    PIECE_BYTES.max(row.row_slot_bytes_min(input.alignment_bytes))
+}
+
 /// 75% of available memory, less the KV cache, the small vectors and a worst-case ring.
 fn default_budget(input: &PlanInput) -> u64 {
     let usable = (input.mem_available as f64 * DEFAULT_BUDGET_FRACTION) as u64;
-    let ring = (input.extent_bytes_max * (DEFAULT_PREFETCH_DEPTH as u64 + 1)).max(RING_BYTES_MIN);
+    let ring = if uses_pieces(input) {
+        let slot =
+            piece_slot_bytes(input).max(input.head.row_slot_bytes_min(input.alignment_bytes));
+        PIECE_RING_BYTES.max(slot * (DEFAULT_PREFETCH_DEPTH as u64 + 1))
+    } else {
+        (input.extent_bytes_max * (DEFAULT_PREFETCH_DEPTH as u64 + 1)).max(RING_BYTES_MIN)
+    };
     usable
         .saturating_sub(input.kv_cache_bytes)
         .saturating_sub(input.vector_bytes)
@@ -234,6 +281,8 @@ mod tests {
             kv_cache_bytes: 10 * MIB,
             ram_budget: budget,
             mem_available: 4 << 30,
+            pieces: false,
+            matrix_row_bytes_max: 4000,
         }
     }
 
@@ -365,6 +414,52 @@ mod tests {
         i.extent_bytes_max = MIB / 4;
         let p = plan(&i);
         assert_eq!((p.ring_slots, p.depth), (30, 29));
+    }
+
+    #[test]
+    fn large_layers_stream_in_pieces_through_a_small_ring_and_small_ones_whole() {
+        // 100 MiB layers: a ring of three would be 300 MiB; pieces of 2 MiB, 5 slots.
+        let mut i = input(Some(0));
+        i.pieces = true;
+        let p = plan(&i);
+        assert!(p.pieces);
+        assert_eq!(p.slot_bytes, PIECE_BYTES);
+        assert_eq!(p.ring_slots, DEFAULT_PREFETCH_DEPTH + 1);
+        assert_eq!(p.depth, DEFAULT_PREFETCH_DEPTH);
+        assert!(p.ring_bytes() <= 2 * PIECE_RING_BYTES);
+        // The head streams in ranges of the same slots.
+        assert!(p.head_ranges.len() > 1);
+        assert!(p.head_ranges.iter().all(|r| r.len <= PIECE_BYTES));
+        // A row longer than a piece slot widens the slot to hold it.
+        i.matrix_row_bytes_max = 3 * MIB;
+        let p = plan(&i);
+        assert!(p.slot_bytes > 3 * MIB && p.slot_bytes <= 3 * MIB + 2 * i.alignment_bytes);
+        // Layers whose ring of three fits RING_BYTES_MIN stream whole.
+        i.layer_bytes = vec![2 * MIB; 10];
+        i.extent_bytes_max = 2 * MIB;
+        i.matrix_row_bytes_max = 4000;
+        let p = plan(&i);
+        assert!(!p.pieces);
+        assert_eq!(p.slot_bytes, 2 * MIB);
+        // The GPU path (no pieces asked) streams whole layers whatever their size.
+        let mut g = input(Some(0));
+        g.pieces = false;
+        assert!(!plan(&g).pieces);
+        assert_eq!(plan(&g).slot_bytes, 100 * MIB);
+    }
+
+    #[test]
+    fn the_default_budget_counts_the_ring_it_will_get() {
+        let (mut whole, mut pieces) = (input(None), input(None));
+        whole.mem_available = 2 << 30;
+        pieces.mem_available = 2 << 30;
+        pieces.pieces = true;
+        let (w, p) = (plan(&whole), plan(&pieces));
+        // Five 100 MiB slots reserved for whole layers, five 2 MiB ones for pieces.
+        assert_eq!(
+            p.budget_bytes - w.budget_bytes,
+            5 * (100 * MIB - PIECE_BYTES)
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use sluice_loader::roles::TensorRole;
 use thiserror::Error;
 
-use super::executor::{ExecError, Globals, StepBatch, StreamedHead, Sweep, SweepTimes};
+use super::executor::{ExecError, Globals, Narrowing, StepBatch, StreamedHead, Sweep, SweepTimes};
 use super::head_rows::HeadRows;
 use super::sampler::Sampler;
 use super::session::{Engine, EngineError, StopReason, PREFILL_BATCH_MAX};
@@ -441,6 +441,7 @@ impl Engine {
         if let Some(r) = self.plan.head_ranges.iter().map(|r| r.n_rows).max() {
             st.reserve_head_range(r);
         }
+        st.reserve_piece_rows(self.store.piece_rows_max());
         stats.run_state_bytes = st.bytes() as u64;
         let host_slots = self
             .store
@@ -464,6 +465,7 @@ impl Engine {
             globals: &globals,
             head,
             pool: &self.pool,
+            narrowing: Narrowing::default(),
         };
         let missing_embd = || {
             EngineError::from(ExecError::from(WeightError::Missing {

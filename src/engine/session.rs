@@ -219,6 +219,8 @@ impl Engine {
             let globals =
                 input.head_extent_bytes + input.embd_extent_bytes.unwrap_or(0) + input.vector_bytes;
             input.ram_budget = Some(layers + globals);
+            // The device copies whole layers out of the ring.
+            input.pieces = false;
             plan = super::planner::plan(&input);
             debug_assert_eq!(plan.resident, host_resident);
         }
@@ -450,5 +452,7 @@ fn plan_input(
         kv_cache_bytes: kv_plan_bytes(cfg.n_layer, model.spec.kv_dim(), n_ctx, opts.max_batch),
         ram_budget: opts.ram_budget,
         mem_available,
+        pieces: true,
+        matrix_row_bytes_max: super::pieces::row_bytes_max(ext),
     })
 }

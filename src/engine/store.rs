@@ -16,6 +16,7 @@ use sluice_runtime::{
     Extent, FileId, HostRing, Prefetcher, Reader, ReaderConfig, SlabRegistrar, SlotGuard,
 };
 
+use super::pieces::{layer_pieces, layer_vectors, Piece};
 use super::planner::Plan;
 use super::row_reader::RowReader;
 use super::rows::{MatrixOnDisk, RowRange};
@@ -104,12 +105,11 @@ pub fn runtime_extent(e: &LoaderExtent, files: &[FileId]) -> Extent {
     }
 }
 
-/// A prefetcher over a fixed list of extents (then `head`'s row ranges, if any), with a ring
-/// of `slots` slots of `slot_bytes` each.
+/// A prefetcher over the extents `sweep` lists for the reader's file ids, with a ring of
+/// `slots` slots of `slot_bytes` each.
 fn prefetcher_for(
     model: &ModelFiles,
-    extents: &[&LoaderExtent],
-    head: Option<(&GlobalMatrix<'_>, &[RowRange])>,
+    sweep: impl FnOnce(&[FileId]) -> Vec<Extent>,
     (slots, slot_bytes): (usize, u64),
     depth: usize,
     cfg: &ReaderConfig,
@@ -124,12 +124,38 @@ fn prefetcher_for(
     for path in &model.index.files {
         files.push(reader.open_file(path)?);
     }
-    let mut sweep: Vec<Extent> = extents.iter().map(|e| runtime_extent(e, &files)).collect();
+    let sweep = sweep(&files);
+    Prefetcher::new(reader, sweep, depth)
+}
+
+/// The streamed sweep: each streamed layer whole (its extents) or in row pieces, then the
+/// head's row ranges.
+fn streamed_sweep(
+    ext: &LayerExtents,
+    plan: &Plan,
+    pieces: &[Vec<Piece>],
+    head: Option<(&GlobalMatrix<'_>, &[RowRange])>,
+    files: &[FileId],
+) -> Vec<Extent> {
+    let mut sweep = Vec::new();
+    for (layer, extents) in ext.layers.iter().enumerate() {
+        if plan.resident[layer] {
+            continue;
+        }
+        if plan.pieces {
+            let ranges = pieces[layer]
+                .iter()
+                .map(|p| range_extent(&p.range, files[p.file]));
+            sweep.extend(ranges);
+        } else {
+            sweep.extend(extents.iter().map(|e| runtime_extent(e, files)));
+        }
+    }
     if let Some((m, ranges)) = head {
         let file = files[m.extent.file];
         sweep.extend(ranges.iter().map(|r| range_extent(r, file)));
     }
-    Prefetcher::new(reader, sweep, depth)
+    sweep
 }
 
 /// A prefetcher that reads `extents` once, each into a slot of its own.
@@ -141,7 +167,37 @@ fn resident_prefetcher(
 ) -> sluice_runtime::Result<Prefetcher> {
     let slot_bytes = extents.iter().map(|e| e.len).max().unwrap_or(0);
     let n = extents.len();
-    prefetcher_for(model, extents, None, (n, slot_bytes), n, cfg, registrar)
+    let sweep = |files: &[FileId]| extents.iter().map(|e| runtime_extent(e, files)).collect();
+    prefetcher_for(model, sweep, (n, slot_bytes), n, cfg, registrar)
+}
+
+/// A prefetcher that reads the norms and biases of the piece-streamed layers once, each into
+/// a slot of its own; their roles per layer (empty for other layers), in sweep order.
+fn vector_prefetcher(
+    model: &ModelFiles,
+    plan: &Plan,
+    cfg: &ReaderConfig,
+) -> sluice_runtime::Result<(Option<Prefetcher>, Vec<Vec<TensorRole>>)> {
+    let ext = &model.extents;
+    let mut roles = vec![Vec::new(); ext.layers.len()];
+    let mut reads = Vec::new();
+    for layer in (0..ext.layers.len()).filter(|&l| plan.pieces && !plan.resident[l]) {
+        for (role, file, range) in layer_vectors(ext, layer) {
+            roles[layer].push(role);
+            reads.push((file, range));
+        }
+    }
+    if reads.is_empty() {
+        return Ok((None, roles));
+    }
+    let n = reads.len();
+    let slot_bytes = reads.iter().map(|(_, r)| r.len).max().unwrap_or(0);
+    let sweep = |files: &[FileId]| {
+        let each = reads.iter().map(|(f, r)| range_extent(r, files[*f]));
+        each.collect()
+    };
+    let p = prefetcher_for(model, sweep, (n, slot_bytes), n, cfg, None)?;
+    Ok((Some(p), roles))
 }
 
 /// Where each layer's bytes live.
@@ -151,9 +207,16 @@ pub struct WeightStore {
     globals: Vec<(usize, Prefetcher)>,
     /// Resident layers' extents in layer order, read once; `None` when no layer is resident.
     resident: Option<Prefetcher>,
-    /// Streamed layers' extents in layer order, then a streamed head's row ranges, read every
-    /// token.
+    /// Streamed layers' extents (or their row pieces) in layer order, then a streamed head's
+    /// row ranges, read every token.
     pub streamer: Option<Prefetcher>,
+    /// `pieces[layer]`: the row pieces a streamed layer arrives in (empty when it is resident
+    /// or streams whole).
+    pieces: Vec<Vec<Piece>>,
+    /// The norms and biases of piece-streamed layers, read once.
+    vectors: Option<Prefetcher>,
+    /// `vector_roles[layer]`: the roles of layer's vectors in `vectors`, in order.
+    vector_roles: Vec<Vec<TensorRole>>,
 }
 
 /// The resident bytes, held for one generation: guards on every resident slot.
@@ -164,6 +227,8 @@ pub struct Held<'a> {
     pub layers: Vec<SlotGuard<'a>>,
     /// Whether [`Held::interleave`] rearranged the resident layers' matrices.
     pub interleaved: bool,
+    /// The norms and biases of piece-streamed layers, in sweep order.
+    pub vectors: Vec<SlotGuard<'a>>,
 }
 
 impl Held<'_> {
@@ -265,23 +330,33 @@ impl WeightStore {
         let head = GlobalMatrix::head(ext)
             .filter(|_| !plan.head_ranges.is_empty())
             .map(|m| (m, plan.head_ranges.as_slice()));
+        let mut pieces = vec![Vec::new(); ext.layers.len()];
+        for layer in (0..ext.layers.len()).filter(|&l| plan.pieces && !plan.resident[l]) {
+            pieces[layer] =
+                layer_pieces(ext, layer, plan.slot_bytes).map_err(sluice_runtime::Error::Config)?;
+        }
         let streamer = if streamed.is_empty() && head.is_none() {
             None
         } else {
+            let head = head.as_ref().map(|(m, r)| (m, *r));
+            let sweep = |files: &[FileId]| streamed_sweep(ext, plan, &pieces, head, files);
             Some(prefetcher_for(
                 model,
-                &streamed,
-                head.as_ref().map(|(m, r)| (m, *r)),
+                sweep,
                 (plan.ring_slots, plan.slot_bytes),
                 plan.depth,
                 cfg,
                 registrar,
             )?)
         };
+        let (vectors, vector_roles) = vector_prefetcher(model, plan, cfg)?;
         Ok(WeightStore {
             globals,
             resident,
             streamer,
+            pieces,
+            vectors,
+            vector_roles,
         })
     }
 
@@ -300,11 +375,41 @@ impl WeightStore {
                 layers.push(p.next_owned()?);
             }
         }
+        let mut vectors = Vec::new();
+        if let Some(p) = &self.vectors {
+            vectors.reserve_exact(p.sweep().len());
+            for _ in 0..p.sweep().len() {
+                vectors.push(p.next_owned()?);
+            }
+        }
         Ok(Held {
             globals,
             layers,
             interleaved: false,
+            vectors,
         })
+    }
+
+    /// The row pieces streamed layer `layer` arrives in; `None` when it is resident or
+    /// streams whole.
+    pub fn pieces(&self, layer: usize) -> Option<&[Piece]> {
+        self.pieces
+            .get(layer)
+            .filter(|p| !p.is_empty())
+            .map(Vec::as_slice)
+    }
+
+    /// Rows of the largest piece of any streamed layer (0 when none streams in pieces).
+    pub fn piece_rows_max(&self) -> usize {
+        let items = self.pieces.iter().flatten().flat_map(|p| &p.items);
+        let rows = items.map(|i| i.n_rows);
+        rows.max().unwrap_or(0)
+    }
+
+    /// The roles of layer `layer`'s resident vectors, in the order [`Held::vectors`] holds
+    /// them after those of the layers before it.
+    pub fn vector_roles(&self, layer: usize) -> &[TensorRole] {
+        self.vector_roles.get(layer).map_or(&[], Vec::as_slice)
     }
 
     /// Bytes read from disk so far by every reader.

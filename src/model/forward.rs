@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 
 use sluice_loader::quant::{dequantize_row, DequantError};
+use sluice_loader::roles::TensorRole;
 use sluice_loader::spec::{Arch, ModelSpec, RopeStyle, SourceFormat};
 use sluice_loader::GgmlType;
 use thiserror::Error;
@@ -42,6 +43,37 @@ pub enum ForwardError {
         #[source]
         source: std::io::Error,
     },
+    #[error("reading weights: {0}")]
+    Stream(#[from] sluice_runtime::Error),
+    #[error(
+        "a streamed layer's pieces are out of order: wanted rows from {row} of {want:?}, \
+         got rows from {got_row} of {got:?}"
+    )]
+    PieceOrder {
+        want: TensorRole,
+        row: usize,
+        got: TensorRole,
+        got_row: usize,
+    },
+    #[error("a streamed layer has {count} pieces but the forward pass took {taken}, or a piece was short")]
+    PieceCount { count: usize, taken: usize },
+}
+
+/// One run of rows of a streamed matrix, as it lies in its ring slot.
+pub struct FedPiece<'a> {
+    pub role: TensorRole,
+    /// Its first row in the whole matrix.
+    pub row0: usize,
+    /// The rows (`n_rows` of them), in file layout.
+    pub tensor: Tensor<'a>,
+}
+
+/// Hands a streamed layer's matrices to [`forward_layer`] piece by piece, in the order it
+/// multiplies them (q, k, v, o, gate, up, down; `engine::pieces`), so that a small ring
+/// serves a layer of any size. Taking a piece frees the previous one.
+pub trait PieceFeed {
+    /// The next piece, waiting for its read.
+    fn next_piece(&mut self) -> Result<FedPiece<'_>, ForwardError>;
 }
 
 /// The hyper-parameters the forward pass uses, derived once from the spec.
@@ -124,6 +156,9 @@ pub struct RunState {
     /// A streamed head range's products `[rows asked][range rows]` before they are scattered
     /// into `logits` (sized by [`reserve_head_range`](RunState::reserve_head_range)).
     head_tmp: Vec<f32>,
+    /// A streamed layer piece's products `[batch][piece rows]` before they are scattered into
+    /// the projection's output (sized by [`reserve_piece_rows`](RunState::reserve_piece_rows)).
+    piece_tmp: Vec<f32>,
     rope: RopeTable,
     /// Attention scratch, one per pool thread.
     attn: Vec<Mutex<AttnScratch>>,
@@ -160,6 +195,7 @@ impl RunState {
             logits: vec![0.0; logit_rows * cfg.n_vocab],
             n_vocab: cfg.n_vocab,
             head_tmp: Vec::new(),
+            piece_tmp: Vec::new(),
             rope: RopeTable::new(cfg.n_rot, cfg.rope_freq_base, rope_freq_factors),
             attn: (0..n_threads.max(1))
                 .map(|_| Mutex::new(AttnScratch::new(cfg.head_dim, n_ctx)))
@@ -196,6 +232,15 @@ impl RunState {
         }
     }
 
+    /// Makes room, once, for streamed layer pieces of up to `piece_rows` rows (one token's
+    /// piece products land in the projection's output directly).
+    pub fn reserve_piece_rows(&mut self, piece_rows: usize) {
+        let want = self.batch_max * piece_rows;
+        if self.batch_max > 1 && self.piece_tmp.len() < want {
+            self.piece_tmp = vec![0.0; want];
+        }
+    }
+
     /// Bytes of the activation buffers and the logits (the RoPE table and the attention
     /// scratch, a few bytes per cached position, aside).
     pub fn bytes(&self) -> usize {
@@ -213,6 +258,7 @@ impl RunState {
             &self.head_scratch,
             &self.logits,
             &self.head_tmp,
+            &self.piece_tmp,
         ];
         let floats: usize = f32_bufs.iter().map(|b| b.len()).sum();
         floats * std::mem::size_of::<f32>() + self.acts.capacity_bytes()
@@ -236,6 +282,59 @@ fn project(
         *fresh = true;
     }
     matmul(&w.matrix(), acts, &mut out[..n * w.n_rows], pool)?;
+    Ok(())
+}
+
+/// `out = W · input` for `n` tokens, W's rows taken piece by piece from `feed` (W itself holds
+/// only the shape); quantises `input` as [`project`] does. Each piece's rows land in those rows
+/// of `out` (`[n][W rows]`), through `tmp` when there are several tokens.
+#[allow(clippy::too_many_arguments)]
+fn project_pieces(
+    w: &Tensor<'_>,
+    role: TensorRole,
+    input: &[f32],
+    n: usize,
+    acts: &mut QuantizedActs,
+    fresh: &mut bool,
+    out: &mut [f32],
+    tmp: &mut [f32],
+    feed: &mut dyn PieceFeed,
+    pool: &ThreadPool,
+) -> Result<(), ForwardError> {
+    let want = act_format(w)?;
+    if !*fresh || acts.ty() != want || acts.rows() != n {
+        quantize_acts(w.ty, &input[..n * w.row_elems], n, acts)?;
+        *fresh = true;
+    }
+    let rows = w.n_rows;
+    let mut row = 0;
+    while row < rows {
+        let p = feed.next_piece()?;
+        let (t, nr) = (&p.tensor, p.tensor.n_rows);
+        let fits = t.ty == w.ty && t.row_elems == w.row_elems && nr >= 1 && row + nr <= rows;
+        if p.role != role || p.row0 != row || !fits {
+            return Err(ForwardError::PieceOrder {
+                want: role,
+                row,
+                got: p.role,
+                got_row: p.row0,
+            });
+        }
+        if n == 1 {
+            matmul(&t.matrix(), acts, &mut out[row..row + nr], pool)?;
+        } else {
+            assert!(
+                tmp.len() >= n * nr,
+                "reserve_piece_rows was not called for pieces of {nr} rows"
+            );
+            matmul(&t.matrix(), acts, &mut tmp[..n * nr], pool)?;
+            for i in 0..n {
+                out[i * rows + row..i * rows + row + nr]
+                    .copy_from_slice(&tmp[i * nr..(i + 1) * nr]);
+            }
+        }
+        row += nr;
+    }
     Ok(())
 }
 
@@ -434,11 +533,13 @@ pub fn embed(
 }
 
 /// One transformer block over a step's batch: `segs` (sorted, tiling the batch) say which
-/// sequence, KV slot and position each token row is.
+/// sequence, KV slot and position each token row is. The matrices are `w`'s, or with `pieces`
+/// (a layer streamed in row pieces; `w` then holds their shapes) taken from it as needed.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_layer(
     cfg: &Config,
     w: &LayerWeights<'_>,
+    mut pieces: Option<&mut dyn PieceFeed>,
     layer: usize,
     segs: &[Segment],
     st: &mut RunState,
@@ -452,7 +553,31 @@ pub fn forward_layer(
     // Attention: xb = norm(x); q, k, v = W·xb (+ bias); RoPE; cache k, v; attend.
     let norm_w = read_vector(&w.attn_norm, &mut st.vec_scratch)?;
     norm_rows(&st.x, norm_w, cfg.rms_eps, n, &mut st.xb);
-    project_qkv(w, n, st, pool)?;
+    match pieces.as_deref_mut() {
+        None => project_qkv(w, n, st, pool)?,
+        Some(feed) => {
+            let mut fresh = false;
+            for (t, role, out) in [
+                (&w.q, TensorRole::Q, &mut st.q),
+                (&w.k, TensorRole::K, &mut st.k),
+                (&w.v, TensorRole::V, &mut st.v),
+            ] {
+                let tmp = &mut st.piece_tmp;
+                project_pieces(
+                    t,
+                    role,
+                    &st.xb,
+                    n,
+                    &mut st.acts,
+                    &mut fresh,
+                    out,
+                    tmp,
+                    feed,
+                    pool,
+                )?;
+            }
+        }
+    }
     for (bias, out, dim) in [
         (&w.q_bias, &mut st.q, qd),
         (&w.k_bias, &mut st.k, kvd),
@@ -505,31 +630,85 @@ pub fn forward_layer(
         pool,
     );
     let mut fresh = false;
-    project(
-        &w.o,
-        &st.att,
-        n,
-        &mut st.acts,
-        &mut fresh,
-        &mut st.proj,
-        pool,
-    )?;
+    match pieces.as_deref_mut() {
+        None => project(
+            &w.o,
+            &st.att,
+            n,
+            &mut st.acts,
+            &mut fresh,
+            &mut st.proj,
+            pool,
+        )?,
+        Some(feed) => project_pieces(
+            &w.o,
+            TensorRole::O,
+            &st.att,
+            n,
+            &mut st.acts,
+            &mut fresh,
+            &mut st.proj,
+            &mut st.piece_tmp,
+            feed,
+            pool,
+        )?,
+    }
     add_in_place(&mut st.x[..n * e], &st.proj[..n * e]);
 
     // Feed-forward: x += W_down · (silu(W_gate·m) ⊙ W_up·m), m = norm(x).
     let norm_w = read_vector(&w.ffn_norm, &mut st.vec_scratch)?;
     norm_rows(&st.x, norm_w, cfg.rms_eps, n, &mut st.xb);
-    project_gate_up(w, n, cfg.n_ff, st, pool)?;
     let mut fresh = false;
-    project(
-        &w.down,
-        &st.gate,
-        n,
-        &mut st.acts,
-        &mut fresh,
-        &mut st.proj,
-        pool,
-    )?;
+    match pieces {
+        None => {
+            project_gate_up(w, n, cfg.n_ff, st, pool)?;
+            project(
+                &w.down,
+                &st.gate,
+                n,
+                &mut st.acts,
+                &mut fresh,
+                &mut st.proj,
+                pool,
+            )?;
+        }
+        Some(feed) => {
+            for (t, role, out) in [
+                (&w.gate, TensorRole::Gate, &mut st.gate),
+                (&w.up, TensorRole::Up, &mut st.up),
+            ] {
+                let tmp = &mut st.piece_tmp;
+                project_pieces(
+                    t,
+                    role,
+                    &st.xb,
+                    n,
+                    &mut st.acts,
+                    &mut fresh,
+                    out,
+                    tmp,
+                    feed,
+                    pool,
+                )?;
+            }
+            let f = cfg.n_ff;
+            swiglu(&mut st.gate[..n * f], &st.up[..n * f], f);
+            let mut fresh = false;
+            let (down, tmp) = (&w.down, &mut st.piece_tmp);
+            project_pieces(
+                down,
+                TensorRole::Down,
+                &st.gate,
+                n,
+                &mut st.acts,
+                &mut fresh,
+                &mut st.proj,
+                tmp,
+                feed,
+                pool,
+            )?;
+        }
+    }
     add_in_place(&mut st.x[..n * e], &st.proj[..n * e]);
     Ok(())
 }

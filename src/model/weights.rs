@@ -201,6 +201,48 @@ impl<'a> LayerWeights<'a> {
     }
 }
 
+impl<'a> LayerWeights<'a> {
+    /// Layer `layer` when it streams in row pieces: its matrices' types and shapes with no
+    /// bytes (the pieces bring those), its norms and biases from `vector` (their bytes by
+    /// role).
+    pub fn pieced(
+        layer: usize,
+        extents: &[Extent],
+        vector: impl Fn(TensorRole) -> Option<&'a [u8]>,
+    ) -> Result<LayerWeights<'a>, WeightError> {
+        let slice = |role| extents.iter().find_map(|e| e.slice(role));
+        let missing = |role| WeightError::Missing {
+            layer: Some(layer),
+            role,
+        };
+        let vec_opt = |role| {
+            let s = slice(role)?;
+            let bytes = vector(role).filter(|b| b.len() as u64 == s.n_bytes)?;
+            Some(tensor(s, bytes, false))
+        };
+        let vec = |role| vec_opt(role).ok_or(missing(role));
+        let mat = |role| {
+            slice(role)
+                .map(|s| tensor(s, &[], false))
+                .ok_or(missing(role))
+        };
+        Ok(LayerWeights {
+            attn_norm: vec(TensorRole::AttnNorm)?,
+            q: mat(TensorRole::Q)?,
+            k: mat(TensorRole::K)?,
+            v: mat(TensorRole::V)?,
+            q_bias: vec_opt(TensorRole::QBias),
+            k_bias: vec_opt(TensorRole::KBias),
+            v_bias: vec_opt(TensorRole::VBias),
+            o: mat(TensorRole::O)?,
+            ffn_norm: vec(TensorRole::FfnNorm)?,
+            gate: mat(TensorRole::Gate)?,
+            up: mat(TensorRole::Up)?,
+            down: mat(TensorRole::Down)?,
+        })
+    }
+}
+
 /// Checks, once at load, that every layer has every tensor the forward pass needs, that
 /// vectors (norms, biases) are float types and that matrices have a CPU kernel. Shapes were
 /// already checked against the hyper-parameters when the [`ModelSpec`] was built.
