@@ -15,6 +15,7 @@ use sluice_loader::roles::TensorRole;
 use sluice_loader::GgmlType;
 
 use super::rows::{split_rows, MatrixOnDisk, RowRange};
+use crate::model::weights::MATRICES;
 
 /// Slot size of the piece ring: small enough that a ring of a few fits the caches, large
 /// enough that a read costs little more per byte than a long one (session 14, Qwen2.5
@@ -29,15 +30,7 @@ pub const PIECE_RING_BYTES: u64 = 8 << 20;
 const GROUP_WASTE_MAX: u64 = 64 << 10;
 
 /// The matrices of a layer in the order the forward pass multiplies them.
-pub const PIECE_ORDER: [TensorRole; 7] = [
-    TensorRole::Q,
-    TensorRole::K,
-    TensorRole::V,
-    TensorRole::O,
-    TensorRole::Gate,
-    TensorRole::Up,
-    TensorRole::Down,
-];
+pub const PIECE_ORDER: [TensorRole; 7] = MATRICES;
 
 /// Rows of one layer matrix that a piece holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

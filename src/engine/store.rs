@@ -16,7 +16,7 @@ use sluice_runtime::{
     Extent, FileId, HostRing, Prefetcher, Reader, ReaderConfig, SlabRegistrar, SlotGuard,
 };
 
-use super::pieces::{layer_pieces, layer_vectors, Piece};
+use super::pieces::{layer_pieces, layer_vectors, matrix_on_disk, Piece};
 use super::planner::Plan;
 use super::row_reader::RowReader;
 use super::rows::{MatrixOnDisk, RowRange};
@@ -39,18 +39,10 @@ impl<'m> GlobalMatrix<'m> {
     /// The global tensor of `role`, if the model has it and its bytes split into whole rows.
     pub fn find(ext: &'m LayerExtents, role: TensorRole) -> Option<GlobalMatrix<'m>> {
         let (extent, slice) = ext.find(None, role)?;
-        let n_rows: u64 = slice.dims.iter().skip(1).product();
-        if n_rows == 0 || slice.n_bytes % n_rows != 0 {
-            return None;
-        }
         Some(GlobalMatrix {
             extent,
             slice,
-            on_disk: MatrixOnDisk {
-                offset: extent.payload_offset + slice.offset_in_payload,
-                row_bytes: slice.n_bytes / n_rows,
-                n_rows,
-            },
+            on_disk: matrix_on_disk(extent, slice)?,
         })
     }
 

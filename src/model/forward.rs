@@ -338,6 +338,24 @@ fn project_pieces(
     Ok(())
 }
 
+/// [`project_pieces`] for each `(W, role, out)` of one input in turn, quantising the input
+/// once while their activation formats agree.
+fn project_each_in_pieces<const K: usize>(
+    mats: [(&Tensor<'_>, TensorRole, &mut Vec<f32>); K],
+    input: &[f32],
+    n: usize,
+    acts: &mut QuantizedActs,
+    tmp: &mut [f32],
+    feed: &mut dyn PieceFeed,
+    pool: &ThreadPool,
+) -> Result<(), ForwardError> {
+    let mut fresh = false;
+    for (w, role, out) in mats {
+        project_pieces(w, role, input, n, acts, &mut fresh, out, tmp, feed, pool)?;
+    }
+    Ok(())
+}
+
 /// The activation format a weight's products need.
 fn act_format(w: &Tensor<'_>) -> Result<GgmlType, CpuError> {
     vec_dot_type(w.ty).ok_or(CpuError::NotAWeightType(w.ty))
@@ -556,26 +574,13 @@ pub fn forward_layer(
     match pieces.as_deref_mut() {
         None => project_qkv(w, n, st, pool)?,
         Some(feed) => {
-            let mut fresh = false;
-            for (t, role, out) in [
+            let qkv = [
                 (&w.q, TensorRole::Q, &mut st.q),
                 (&w.k, TensorRole::K, &mut st.k),
                 (&w.v, TensorRole::V, &mut st.v),
-            ] {
-                let tmp = &mut st.piece_tmp;
-                project_pieces(
-                    t,
-                    role,
-                    &st.xb,
-                    n,
-                    &mut st.acts,
-                    &mut fresh,
-                    out,
-                    tmp,
-                    feed,
-                    pool,
-                )?;
-            }
+            ];
+            let tmp = &mut st.piece_tmp;
+            project_each_in_pieces(qkv, &st.xb, n, &mut st.acts, tmp, feed, pool)?;
         }
     }
     for (bias, out, dim) in [
@@ -673,24 +678,12 @@ pub fn forward_layer(
             )?;
         }
         Some(feed) => {
-            for (t, role, out) in [
+            let gate_up = [
                 (&w.gate, TensorRole::Gate, &mut st.gate),
                 (&w.up, TensorRole::Up, &mut st.up),
-            ] {
-                let tmp = &mut st.piece_tmp;
-                project_pieces(
-                    t,
-                    role,
-                    &st.xb,
-                    n,
-                    &mut st.acts,
-                    &mut fresh,
-                    out,
-                    tmp,
-                    feed,
-                    pool,
-                )?;
-            }
+            ];
+            let tmp = &mut st.piece_tmp;
+            project_each_in_pieces(gate_up, &st.xb, n, &mut st.acts, tmp, feed, pool)?;
             let f = cfg.n_ff;
             swiglu(&mut st.gate[..n * f], &st.up[..n * f], f);
             let mut fresh = false;

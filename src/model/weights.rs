@@ -93,8 +93,9 @@ fn find<'a, 'e>(
     None
 }
 
-/// The matrices of a transformer block (everything else in it is a vector).
-const MATRICES: [TensorRole; 7] = [
+/// The matrices of a transformer block (everything else in it is a vector), in the order the
+/// forward pass multiplies them.
+pub const MATRICES: [TensorRole; 7] = [
     TensorRole::Q,
     TensorRole::K,
     TensorRole::V,
@@ -175,28 +176,34 @@ impl<'a> LayerWeights<'a> {
         payloads: &[&'a [u8]],
         interleaved: bool,
     ) -> Result<LayerWeights<'a>, WeightError> {
-        let get = |role| {
-            find(extents, payloads, role)
-                .map(|(b, s)| tensor(s, b, interleaved))
-                .ok_or(WeightError::Missing {
-                    layer: Some(layer),
-                    role,
-                })
+        let get = |role| find(extents, payloads, role).map(|(b, s)| tensor(s, b, interleaved));
+        LayerWeights::assemble(layer, get)
+    }
+
+    /// The block's tensors as `get` finds them; the norms and every matrix are required.
+    fn assemble(
+        layer: usize,
+        get: impl Fn(TensorRole) -> Option<Tensor<'a>>,
+    ) -> Result<LayerWeights<'a>, WeightError> {
+        let need = |role| {
+            get(role).ok_or(WeightError::Missing {
+                layer: Some(layer),
+                role,
+            })
         };
-        let opt = |role| find(extents, payloads, role).map(|(b, s)| tensor(s, b, interleaved));
         Ok(LayerWeights {
-            attn_norm: get(TensorRole::AttnNorm)?,
-            q: get(TensorRole::Q)?,
-            k: get(TensorRole::K)?,
-            v: get(TensorRole::V)?,
-            q_bias: opt(TensorRole::QBias),
-            k_bias: opt(TensorRole::KBias),
-            v_bias: opt(TensorRole::VBias),
-            o: get(TensorRole::O)?,
-            ffn_norm: get(TensorRole::FfnNorm)?,
-            gate: get(TensorRole::Gate)?,
-            up: get(TensorRole::Up)?,
-            down: get(TensorRole::Down)?,
+            attn_norm: need(TensorRole::AttnNorm)?,
+            q: need(TensorRole::Q)?,
+            k: need(TensorRole::K)?,
+            v: need(TensorRole::V)?,
+            q_bias: get(TensorRole::QBias),
+            k_bias: get(TensorRole::KBias),
+            v_bias: get(TensorRole::VBias),
+            o: need(TensorRole::O)?,
+            ffn_norm: need(TensorRole::FfnNorm)?,
+            gate: need(TensorRole::Gate)?,
+            up: need(TensorRole::Up)?,
+            down: need(TensorRole::Down)?,
         })
     }
 }
@@ -210,36 +217,15 @@ impl<'a> LayerWeights<'a> {
         extents: &[Extent],
         vector: impl Fn(TensorRole) -> Option<&'a [u8]>,
     ) -> Result<LayerWeights<'a>, WeightError> {
-        let slice = |role| extents.iter().find_map(|e| e.slice(role));
-        let missing = |role| WeightError::Missing {
-            layer: Some(layer),
-            role,
-        };
-        let vec_opt = |role| {
-            let s = slice(role)?;
+        let get = |role| {
+            let s = extents.iter().find_map(|e| e.slice(role))?;
+            if MATRICES.contains(&role) {
+                return Some(tensor(s, &[], false));
+            }
             let bytes = vector(role).filter(|b| b.len() as u64 == s.n_bytes)?;
             Some(tensor(s, bytes, false))
         };
-        let vec = |role| vec_opt(role).ok_or(missing(role));
-        let mat = |role| {
-            slice(role)
-                .map(|s| tensor(s, &[], false))
-                .ok_or(missing(role))
-        };
-        Ok(LayerWeights {
-            attn_norm: vec(TensorRole::AttnNorm)?,
-            q: mat(TensorRole::Q)?,
-            k: mat(TensorRole::K)?,
-            v: mat(TensorRole::V)?,
-            q_bias: vec_opt(TensorRole::QBias),
-            k_bias: vec_opt(TensorRole::KBias),
-            v_bias: vec_opt(TensorRole::VBias),
-            o: mat(TensorRole::O)?,
-            ffn_norm: vec(TensorRole::FfnNorm)?,
-            gate: mat(TensorRole::Gate)?,
-            up: mat(TensorRole::Up)?,
-            down: mat(TensorRole::Down)?,
-        })
+        LayerWeights::assemble(layer, get)
     }
 }
 
