@@ -14,17 +14,18 @@ use sluice_loader::extents::{Extent, LayerExtents, TensorSlice};
 use sluice_loader::roles::TensorRole;
 use sluice_loader::GgmlType;
 
+use super::planner::DEFAULT_PREFETCH_DEPTH;
 use super::rows::{split_rows, MatrixOnDisk, RowRange};
 use crate::model::weights::MATRICES;
 
 /// Slot size of the piece ring: small enough that a ring of a few fits the caches, large
 /// enough that a read costs little more per byte than a long one (session 14, Qwen2.5
-/// streamed on one thread, alternating: 1-2 MiB slots 2.3-2.4 GB/s, 3 MiB 2.1-2.2, 512 KiB
-/// pieces of SmolLM2 1.9).
+/// streamed on one thread, alternating, q/k/v/o not yet grouped: 1-2 MiB slots in rings of
+/// 5-10 MiB 2.26-2.44 GB/s, 3 and 4 MiB slots in rings of 15 and 20 MiB 2.10-2.20, whole 10.9
+/// MB layers in a 55 MB ring 1.99-2.04; SmolLM2's in 512 KiB pieces 1.9).
 pub const PIECE_BYTES: u64 = 2 << 20;
-/// Bytes of the piece ring (Qwen2.5 as above: 6-8 MiB 2.3-2.4 GB/s, 4 MiB 2.3, 16 MiB 2.1;
-/// whole 10.9 MB layers in a 55 MB ring 2.0).
-pub const PIECE_RING_BYTES: u64 = 8 << 20;
+/// Bytes of the piece ring: five slots, the default read-ahead's ring.
+pub const PIECE_RING_BYTES: u64 = PIECE_BYTES * (DEFAULT_PREFETCH_DEPTH as u64 + 1);
 /// Bytes a piece may read that no item of it uses (norms and biases between the matrices it
 /// groups).
 const GROUP_WASTE_MAX: u64 = 64 << 10;

@@ -426,7 +426,7 @@ mod tests {
         assert_eq!(p.slot_bytes, PIECE_BYTES);
         assert_eq!(p.ring_slots, DEFAULT_PREFETCH_DEPTH + 1);
         assert_eq!(p.depth, DEFAULT_PREFETCH_DEPTH);
-        assert!(p.ring_bytes() <= 2 * PIECE_RING_BYTES);
+        assert_eq!(p.ring_bytes(), PIECE_RING_BYTES);
         // The head streams in ranges of the same slots.
         assert!(p.head_ranges.len() > 1);
         assert!(p.head_ranges.iter().all(|r| r.len <= PIECE_BYTES));
