@@ -96,19 +96,6 @@ struct OnDisk<'e> {
     name: &'e str,
 }
 
-/// The aligned read covering bytes `lo..hi` of a file, as a range of `rows` rows from `lo`.
-fn covering(lo: u64, hi: u64, align: u64) -> RowRange {
-    let offset = lo / align * align;
-    RowRange {
-        row0: 0,
-        n_rows: 1,
-        offset,
-        len: hi.next_multiple_of(align) - offset,
-        head_bytes: lo - offset,
-        payload_len: hi - lo,
-    }
-}
-
 /// Layer `layer`'s matrices as pieces whose reads fit `slot_bytes`, in [`PIECE_ORDER`]:
 /// consecutive matrices that lie together in one file share a piece while its read fits and
 /// wastes at most [`GROUP_WASTE_MAX`]; a matrix that does not fit alone is cut into runs of
@@ -143,7 +130,7 @@ pub fn layer_pieces(
         let lo = run.iter().map(|d| d.m.offset).min()?;
         let hi = run.iter().map(|d| d.m.offset + d.m.payload_bytes()).max()?;
         let used: u64 = run.iter().map(|d| d.m.payload_bytes()).sum();
-        let read = covering(lo, hi, align);
+        let read = RowRange::covering(lo, hi - lo, align);
         let ok = run.iter().all(|d| d.file == file)
             && read.len <= slot
             && hi - lo <= used + GROUP_WASTE_MAX;
@@ -215,14 +202,8 @@ pub fn layer_vectors(ext: &LayerExtents, layer: usize) -> Vec<(TensorRole, usize
     let mut out = Vec::new();
     for e in extents {
         for s in e.tensors.iter().filter(|s| !PIECE_ORDER.contains(&s.role)) {
-            let whole = MatrixOnDisk {
-                offset: e.payload_offset + s.offset_in_payload,
-                row_bytes: s.n_bytes,
-                n_rows: 1,
-            };
-            if let Some(&r) = split_rows(&whole, align, whole.row_slot_bytes_min(align)).first() {
-                out.push((s.role, e.file, r));
-            }
+            let start = e.payload_offset + s.offset_in_payload;
+            out.push((s.role, e.file, RowRange::covering(start, s.n_bytes, align)));
         }
     }
     out
@@ -246,6 +227,11 @@ mod tests {
     /// One layer in the file order llama.cpp writes (norm, FFN, then attention), Q8_0 rows of
     /// 64 elements (68 bytes).
     fn layer() -> LayerExtents {
+        layer_with_gate_rows(64)
+    }
+
+    /// [`layer`] with a gate of `gate_rows` rows (the tensors after it move along).
+    fn layer_with_gate_rows(gate_rows: u64) -> LayerExtents {
         use TensorRole as R;
         let rows = |n: u64| 68 * n;
         let mut at = 0;
@@ -257,7 +243,7 @@ mod tests {
         let tensors = vec![
             t(R::AttnNorm, &[64], 256),
             t(R::Down, &[64, 64], rows(64)),
-            t(R::Gate, &[64, 64], rows(64)),
+            t(R::Gate, &[64, gate_rows], rows(gate_rows)),
             t(R::Up, &[64, 64], rows(64)),
             t(R::FfnNorm, &[64], 256),
             t(R::K, &[64, 16], rows(16)),
@@ -363,15 +349,8 @@ mod tests {
 
     #[test]
     fn a_matrix_larger_than_a_slot_is_cut_into_runs_of_rows() {
-        let mut ext = layer();
-        // Make gate 64 × 512 rows (34.8 KB): an 8 KiB slot takes at most 60 of its rows.
-        let tensors = &mut ext.layers[0][0].tensors;
-        let gate = tensors
-            .iter_mut()
-            .find(|t| t.role == TensorRole::Gate)
-            .expect("gate");
-        gate.dims = vec![64, 512];
-        gate.n_bytes = 68 * 512;
+        // A gate of 512 rows (34.8 KB): an 8 KiB slot takes at most 60 of its rows.
+        let ext = layer_with_gate_rows(512);
         let pieces = layer_pieces(&ext, 0, 8192).expect("pieces");
         let gate: Vec<&Item> = pieces
             .iter()

@@ -45,6 +45,23 @@ pub struct RowRange {
     pub payload_len: u64,
 }
 
+impl RowRange {
+    /// The aligned read of the `len` bytes at `start`, as one row (a vector, or a group of
+    /// whole matrices read together).
+    pub fn covering(start: u64, len: u64, align_bytes: u64) -> RowRange {
+        let offset = start / align_bytes * align_bytes;
+        let end = (start + len).next_multiple_of(align_bytes);
+        RowRange {
+            row0: 0,
+            n_rows: 1,
+            offset,
+            len: end - offset,
+            head_bytes: start - offset,
+            payload_len: len,
+        }
+    }
+}
+
 /// Cuts `m` into the fewest ranges whose aligned reads fit `slot_bytes`, with row counts as
 /// even as possible. Empty when a single row's read does not fit (see
 /// [`MatrixOnDisk::row_slot_bytes_min`]) or the matrix has no rows.
@@ -65,17 +82,9 @@ pub fn split_rows(m: &MatrixOnDisk, align_bytes: u64, slot_bytes: u64) -> Vec<Ro
     while row0 < m.n_rows {
         let n_rows = rows_per_range.min(m.n_rows - row0);
         let start = m.offset + row0 * m.row_bytes;
-        let payload_len = n_rows * m.row_bytes;
-        let offset = start / align_bytes * align_bytes;
-        let end = (start + payload_len).next_multiple_of(align_bytes);
-        ranges.push(RowRange {
-            row0: row0 as usize,
-            n_rows: n_rows as usize,
-            offset,
-            len: end - offset,
-            head_bytes: start - offset,
-            payload_len,
-        });
+        let mut r = RowRange::covering(start, n_rows * m.row_bytes, align_bytes);
+        (r.row0, r.n_rows) = (row0 as usize, n_rows as usize);
+        ranges.push(r);
         row0 += n_rows;
     }
     ranges
