@@ -122,7 +122,7 @@ pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     spin: Duration,
-    /// Threads `run` uses, the caller included (see [`ThreadPool::set_width`]).
+    /// Threads `run` uses, the caller included (see [`ThreadPool::narrowed`]).
     width: AtomicUsize,
 }
 
@@ -173,14 +173,16 @@ impl ThreadPool {
         self.workers.len() + 1
     }
 
-    /// Runs later jobs on the first `threads` threads only (clamped to 1..=`n_threads`), the
-    /// others parked: a sweep that waits on the disk leaves a core to the reader.
-    pub fn set_width(&self, threads: usize) {
+    /// Runs jobs on the first `threads` threads only (clamped to 1..=`n_threads`), the others
+    /// parked, until the guard drops: a sweep that waits on the disk leaves a core to the
+    /// reader.
+    pub fn narrowed(&self, threads: usize) -> Narrowed<'_> {
         let w = threads.clamp(1, self.n_threads());
         self.width.store(w, Ordering::Relaxed);
+        Narrowed { pool: self }
     }
 
-    /// Threads jobs run on now ([`ThreadPool::set_width`]).
+    /// Threads jobs run on now ([`ThreadPool::narrowed`]).
     pub fn width(&self) -> usize {
         self.width.load(Ordering::Relaxed)
     }
@@ -237,6 +239,18 @@ impl ThreadPool {
         if s.panicked.swap(false, Ordering::Relaxed) {
             panic!("a CPU pool task panicked (see the worker's message above)");
         }
+    }
+}
+
+/// A pool narrowed by [`ThreadPool::narrowed`]; dropping it gives every thread back.
+pub struct Narrowed<'p> {
+    pool: &'p ThreadPool,
+}
+
+impl Drop for Narrowed<'_> {
+    fn drop(&mut self) {
+        let n = self.pool.n_threads();
+        self.pool.width.store(n, Ordering::Relaxed);
     }
 }
 
@@ -297,7 +311,7 @@ mod tests {
     fn a_narrowed_pool_runs_every_task_on_its_first_threads_only() {
         let pool = ThreadPool::new(4);
         for width in [2, 1, 3, 4, 9, 0] {
-            pool.set_width(width);
+            let narrowed = pool.narrowed(width);
             assert_eq!(pool.width(), width.clamp(1, 4));
             let threads = Mutex::new(std::collections::HashSet::new());
             let ran = AtomicUsize::new(0);
@@ -323,6 +337,8 @@ mod tests {
             if w == 1 {
                 assert!(used.iter().flatten().all(|n| !n.starts_with("sluice-cpu-")));
             }
+            drop(narrowed);
+            assert_eq!(pool.width(), 4, "every thread back");
         }
     }
 

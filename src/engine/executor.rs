@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use super::head_rows::HeadRows;
 use super::layer_times::{RowRecord, SweepRecorder};
-use super::pieces::Piece;
+use super::pieces::{Item, Piece};
 use super::rows::RowRange;
 use super::store::{GlobalMatrix, Held, WeightStore};
 use crate::cpu::{rows16, ThreadPool, WeightLayout};
@@ -217,36 +217,13 @@ impl Sweep<'_, '_> {
         st: &mut RunState,
         caches: &mut impl KvCaches,
         times: &mut SweepTimes,
-        rec: Option<&mut SweepRecorder>,
-    ) -> Result<(), ExecError> {
-        let full = self.pool.n_threads();
-        let streams = self.store.streamer.is_some() && full > 1;
-        let n = batch.tokens.len();
-        let narrow = streams && self.narrowing.narrows(n);
-        self.pool.set_width(if narrow { full - 1 } else { full });
-        let started = Instant::now();
-        let before = times.io_wait;
-        let done = self.sweep(embd, kept, batch, st, caches, times, rec);
-        self.pool.set_width(full);
-        if streams && done.is_ok() {
-            let waited = times.io_wait.saturating_sub(before);
-            self.narrowing.observe(n, narrow, waited, started.elapsed());
-        }
-        done
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn sweep(
-        &self,
-        embd: &mut dyn EmbeddingRows,
-        kept: Option<&mut HeadRows>,
-        batch: &StepBatch<'_>,
-        st: &mut RunState,
-        caches: &mut impl KvCaches,
-        times: &mut SweepTimes,
         mut rec: Option<&mut SweepRecorder>,
     ) -> Result<(), ExecError> {
         let n = batch.tokens.len();
+        let full = self.pool.n_threads();
+        let streams = self.store.streamer.is_some() && full > 1;
+        let narrowed = streams && self.narrowing.narrows(n);
+        let _width = self.pool.narrowed(if narrowed { full - 1 } else { full });
         let started = Instant::now();
         let mut io_wait = Duration::ZERO;
         match kept.as_deref() {
@@ -265,7 +242,6 @@ impl Sweep<'_, '_> {
             ));
         }
         let mut resident_next = 0usize;
-        let mut vectors_next = 0usize;
         for (layer, extents) in self.model.extents.layers.iter().enumerate() {
             let mut guards: [Option<SlotGuard<'_>>; EXTENTS_PER_LAYER_MAX] = Default::default();
             let mut payloads: [&[u8]; EXTENTS_PER_LAYER_MAX] = [&[]; EXTENTS_PER_LAYER_MAX];
@@ -281,19 +257,17 @@ impl Sweep<'_, '_> {
                 let Some(streamer) = self.store.streamer.as_ref() else {
                     unreachable!("a streamed layer implies a streamer")
                 };
-                let roles = self.store.vector_roles(layer);
-                let held = &self.held.vectors[vectors_next..vectors_next + roles.len()];
-                vectors_next += roles.len();
+                let held = &self.held.vectors[layer];
                 let vector = |role| {
-                    let i = roles.iter().position(|r| *r == role)?;
-                    Some(held[i].bytes())
+                    let (_, g) = held.iter().find(|(r, _)| *r == role)?;
+                    Some(g.bytes())
                 };
                 let w = LayerWeights::pieced(layer, extents, vector)?;
                 let mut feed = StreamFeed {
                     streamer,
                     pieces,
                     taken: 0,
-                    items: 0,
+                    left: &[],
                     guard: None,
                     stall: Duration::ZERO,
                     reads: ReadTally::default(),
@@ -365,8 +339,12 @@ impl Sweep<'_, '_> {
         if let Some(r) = rec {
             r.end(n);
         }
+        let took = started.elapsed();
+        if streams {
+            self.narrowing.observe(n, narrowed, io_wait, took);
+        }
         times.io_wait += io_wait;
-        times.compute += started.elapsed().saturating_sub(io_wait);
+        times.compute += took.saturating_sub(io_wait);
         Ok(())
     }
 
@@ -443,8 +421,8 @@ struct StreamFeed<'p, 's> {
     pieces: &'p [Piece],
     /// Pieces taken off the streamer so far; the last one's slot is `guard`.
     taken: usize,
-    /// Items of the last piece handed out so far.
-    items: usize,
+    /// Items of the last piece not yet handed out.
+    left: &'p [Item],
     guard: Option<SlotGuard<'s>>,
     stall: Duration,
     reads: ReadTally,
@@ -453,38 +431,33 @@ struct StreamFeed<'p, 's> {
 impl StreamFeed<'_, '_> {
     /// Whether every item of every piece was handed out.
     fn done(&self) -> bool {
-        let last = self.pieces.last().map_or(0, |p| p.items.len());
-        self.taken == self.pieces.len() && self.items == last
+        self.taken == self.pieces.len() && self.left.is_empty()
     }
 }
 
 impl PieceFeed for StreamFeed<'_, '_> {
     fn next_piece(&mut self) -> Result<FedPiece<'_>, ForwardError> {
-        let in_piece = self
-            .taken
-            .checked_sub(1)
-            .map_or(0, |i| self.pieces[i].items.len());
-        if self.guard.is_none() || self.items == in_piece {
+        if self.left.is_empty() {
             // Free the last piece's slot first: the ring may be no deeper than the read-ahead.
             self.guard = None;
-            if self.taken == self.pieces.len() {
+            let Some(piece) = self.pieces.get(self.taken) else {
                 return Err(ForwardError::PieceCount {
                     count: self.pieces.len(),
                     taken: self.taken + 1,
                 });
-            }
+            };
             let waited = Instant::now();
             let g = self.streamer.next()?;
             self.stall += waited.elapsed();
             self.reads.add(g.read_span());
             self.guard = Some(g);
             self.taken += 1;
-            self.items = 0;
+            self.left = &piece.items;
         }
-        let item = self.pieces[self.taken - 1].items[self.items];
-        self.items += 1;
+        let (item, rest) = self.left.split_first().expect("a piece has items");
+        self.left = rest;
         let Some(g) = self.guard.as_ref() else {
-            unreachable!("a piece was just taken")
+            unreachable!("the slot of a piece with items left is held")
         };
         let bytes = g.bytes().get(item.offset..item.offset + item.len);
         let Some(bytes) = bytes else {

@@ -207,7 +207,7 @@ pub struct WeightStore {
     pieces: Vec<Vec<Piece>>,
     /// The norms and biases of piece-streamed layers, read once.
     vectors: Option<Prefetcher>,
-    /// `vector_roles[layer]`: the roles of layer's vectors in `vectors`, in order.
+    /// `vector_roles[layer]`: the roles of layer's vectors, in the order `vectors` reads them.
     vector_roles: Vec<Vec<TensorRole>>,
 }
 
@@ -219,8 +219,9 @@ pub struct Held<'a> {
     pub layers: Vec<SlotGuard<'a>>,
     /// Whether [`Held::interleave`] rearranged the resident layers' matrices.
     pub interleaved: bool,
-    /// The norms and biases of piece-streamed layers, in sweep order.
-    pub vectors: Vec<SlotGuard<'a>>,
+    /// `vectors[layer]`: the norms and biases of a piece-streamed layer, by role (empty for
+    /// other layers).
+    pub vectors: Vec<Vec<(TensorRole, SlotGuard<'a>)>>,
 }
 
 impl Held<'_> {
@@ -367,12 +368,16 @@ impl WeightStore {
                 layers.push(p.next_owned()?);
             }
         }
-        let mut vectors = Vec::new();
-        if let Some(p) = &self.vectors {
-            vectors.reserve_exact(p.sweep().len());
-            for _ in 0..p.sweep().len() {
-                vectors.push(p.next_owned()?);
+        let mut vectors = Vec::with_capacity(self.vector_roles.len());
+        for roles in &self.vector_roles {
+            let mut layer = Vec::with_capacity(roles.len());
+            for &role in roles {
+                let Some(p) = &self.vectors else {
+                    unreachable!("vector roles imply their prefetcher")
+                };
+                layer.push((role, p.next_owned()?));
             }
+            vectors.push(layer);
         }
         Ok(Held {
             globals,
@@ -396,12 +401,6 @@ impl WeightStore {
         let items = self.pieces.iter().flatten().flat_map(|p| &p.items);
         let rows = items.map(|i| i.n_rows);
         rows.max().unwrap_or(0)
-    }
-
-    /// The roles of layer `layer`'s resident vectors, in the order [`Held::vectors`] holds
-    /// them after those of the layers before it.
-    pub fn vector_roles(&self, layer: usize) -> &[TensorRole] {
-        self.vector_roles.get(layer).map_or(&[], Vec::as_slice)
     }
 
     /// Bytes read from disk so far by every reader.
