@@ -23,7 +23,7 @@ use super::segment::Segment;
 use super::weights::{LayerWeights, Tensor};
 use crate::cpu::{
     matmul, matmul_many_with, matmul_pair_with, quantize_acts, rows16, vec_dot_type, CpuError, Isa,
-    QuantizedActs, ThreadPool, WeightLayout,
+    QuantizedActs, ThreadPool, WeightLayout, WeightView,
 };
 
 /// A failure inside the forward pass (a kernel refused its inputs).
@@ -153,12 +153,11 @@ pub struct RunState {
     /// Logits `[logit_rows][n_vocab]`: one row per token the head was asked for, in order.
     logits: Vec<f32>,
     n_vocab: usize,
-    /// A streamed head range's products `[rows asked][range rows]` before they are scattered
-    /// into `logits` (sized by [`reserve_head_range`](RunState::reserve_head_range)).
-    head_tmp: Vec<f32>,
-    /// A streamed layer piece's products `[batch][piece rows]` before they are scattered into
-    /// the projection's output (sized by [`reserve_piece_rows`](RunState::reserve_piece_rows)).
-    piece_tmp: Vec<f32>,
+    /// A row range's products `[tokens][range rows]` (a streamed head range, a streamed layer
+    /// piece) before [`range_products`] scatters them into their output; sized by
+    /// [`reserve_head_range`](RunState::reserve_head_range) and
+    /// [`reserve_piece_rows`](RunState::reserve_piece_rows).
+    range_tmp: Vec<f32>,
     rope: RopeTable,
     /// Attention scratch, one per pool thread.
     attn: Vec<Mutex<AttnScratch>>,
@@ -194,8 +193,7 @@ impl RunState {
             acts: QuantizedActs::for_shape(b, widest),
             logits: vec![0.0; logit_rows * cfg.n_vocab],
             n_vocab: cfg.n_vocab,
-            head_tmp: Vec::new(),
-            piece_tmp: Vec::new(),
+            range_tmp: Vec::new(),
             rope: RopeTable::new(cfg.n_rot, cfg.rope_freq_base, rope_freq_factors),
             attn: (0..n_threads.max(1))
                 .map(|_| Mutex::new(AttnScratch::new(cfg.head_dim, n_ctx)))
@@ -226,18 +224,22 @@ impl RunState {
     /// Makes room, once, for a streamed head's ranges of up to `range_rows` rows (one token's
     /// range products land in its logits directly).
     pub fn reserve_head_range(&mut self, range_rows: usize) {
-        let want = self.logit_rows() * range_rows;
-        if self.logit_rows() > 1 && self.head_tmp.len() < want {
-            self.head_tmp = vec![0.0; want];
+        if self.logit_rows() > 1 {
+            self.reserve_range_tmp(self.logit_rows() * range_rows);
         }
     }
 
     /// Makes room, once, for streamed layer pieces of up to `piece_rows` rows (one token's
     /// piece products land in the projection's output directly).
     pub fn reserve_piece_rows(&mut self, piece_rows: usize) {
-        let want = self.batch_max * piece_rows;
-        if self.batch_max > 1 && self.piece_tmp.len() < want {
-            self.piece_tmp = vec![0.0; want];
+        if self.batch_max > 1 {
+            self.reserve_range_tmp(self.batch_max * piece_rows);
+        }
+    }
+
+    fn reserve_range_tmp(&mut self, floats: usize) {
+        if self.range_tmp.len() < floats {
+            self.range_tmp = vec![0.0; floats];
         }
     }
 
@@ -257,8 +259,7 @@ impl RunState {
             &self.vec_scratch,
             &self.head_scratch,
             &self.logits,
-            &self.head_tmp,
-            &self.piece_tmp,
+            &self.range_tmp,
         ];
         let floats: usize = f32_bufs.iter().map(|b| b.len()).sum();
         floats * std::mem::size_of::<f32>() + self.acts.capacity_bytes()
@@ -276,12 +277,55 @@ fn project(
     out: &mut [f32],
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
+    refresh_acts(w, input, n, acts, fresh)?;
+    matmul(&w.matrix(), acts, &mut out[..n * w.n_rows], pool)?;
+    Ok(())
+}
+
+/// Quantises `input` to W's activation format unless `acts` already holds it so (`fresh`).
+fn refresh_acts(
+    w: &Tensor<'_>,
+    input: &[f32],
+    n: usize,
+    acts: &mut QuantizedActs,
+    fresh: &mut bool,
+) -> Result<(), ForwardError> {
     let want = act_format(w)?;
     if !*fresh || acts.ty() != want || acts.rows() != n {
         quantize_acts(w.ty, &input[..n * w.row_elems], n, acts)?;
         *fresh = true;
     }
-    matmul(&w.matrix(), acts, &mut out[..n * w.n_rows], pool)?;
+    Ok(())
+}
+
+/// The products of `w`, rows `row0..row0 + w.n_rows` of a matrix with `stride` rows, for `n`
+/// tokens, into those rows of `out` (`[n][stride]`): in place where they are contiguous there
+/// (one token, or every row), else through `tmp` and scattered. A row's product does not
+/// depend on the other rows, so range by range gives the whole matrix's values.
+#[allow(clippy::too_many_arguments)]
+fn range_products(
+    w: &WeightView<'_>,
+    acts: &QuantizedActs,
+    n: usize,
+    out: &mut [f32],
+    stride: usize,
+    row0: usize,
+    tmp: &mut [f32],
+    pool: &ThreadPool,
+) -> Result<(), CpuError> {
+    let nr = w.n_rows;
+    if n == 1 || nr == stride {
+        debug_assert!(n == 1 || row0 == 0);
+        return matmul(w, acts, &mut out[row0..row0 + n * nr], pool);
+    }
+    assert!(
+        tmp.len() >= n * nr,
+        "no room reserved for {n} tokens' products of {nr} rows"
+    );
+    matmul(w, acts, &mut tmp[..n * nr], pool)?;
+    for i in 0..n {
+        out[i * stride + row0..i * stride + row0 + nr].copy_from_slice(&tmp[i * nr..(i + 1) * nr]);
+    }
     Ok(())
 }
 
@@ -301,11 +345,7 @@ fn project_pieces(
     feed: &mut dyn PieceFeed,
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
-    let want = act_format(w)?;
-    if !*fresh || acts.ty() != want || acts.rows() != n {
-        quantize_acts(w.ty, &input[..n * w.row_elems], n, acts)?;
-        *fresh = true;
-    }
+    refresh_acts(w, input, n, acts, fresh)?;
     let rows = w.n_rows;
     let mut row = 0;
     while row < rows {
@@ -320,19 +360,7 @@ fn project_pieces(
                 got_row: p.row0,
             });
         }
-        if n == 1 {
-            matmul(&t.matrix(), acts, &mut out[row..row + nr], pool)?;
-        } else {
-            assert!(
-                tmp.len() >= n * nr,
-                "reserve_piece_rows was not called for pieces of {nr} rows"
-            );
-            matmul(&t.matrix(), acts, &mut tmp[..n * nr], pool)?;
-            for i in 0..n {
-                out[i * rows + row..i * rows + row + nr]
-                    .copy_from_slice(&tmp[i * nr..(i + 1) * nr]);
-            }
-        }
+        range_products(&t.matrix(), acts, n, out, rows, row, tmp, pool)?;
         row += nr;
     }
     Ok(())
@@ -579,7 +607,7 @@ pub fn forward_layer(
                 (&w.k, TensorRole::K, &mut st.k),
                 (&w.v, TensorRole::V, &mut st.v),
             ];
-            let tmp = &mut st.piece_tmp;
+            let tmp = &mut st.range_tmp;
             project_each_in_pieces(qkv, &st.xb, n, &mut st.acts, tmp, feed, pool)?;
         }
     }
@@ -653,7 +681,7 @@ pub fn forward_layer(
             &mut st.acts,
             &mut fresh,
             &mut st.proj,
-            &mut st.piece_tmp,
+            &mut st.range_tmp,
             feed,
             pool,
         )?,
@@ -682,12 +710,11 @@ pub fn forward_layer(
                 (&w.gate, TensorRole::Gate, &mut st.gate),
                 (&w.up, TensorRole::Up, &mut st.up),
             ];
-            let tmp = &mut st.piece_tmp;
+            let tmp = &mut st.range_tmp;
             project_each_in_pieces(gate_up, &st.xb, n, &mut st.acts, tmp, feed, pool)?;
             let f = cfg.n_ff;
             swiglu(&mut st.gate[..n * f], &st.up[..n * f], f);
-            let mut fresh = false;
-            let (down, tmp) = (&w.down, &mut st.piece_tmp);
+            let (down, tmp) = (&w.down, &mut st.range_tmp);
             project_pieces(
                 down,
                 TensorRole::Down,
@@ -755,25 +782,8 @@ pub fn head_rows(
     st: &mut RunState,
     pool: &ThreadPool,
 ) -> Result<(), ForwardError> {
-    let (nv, nr) = (st.n_vocab, head.n_rows);
-    if m == 1 || nr == nv {
-        // One token's logits, or whole rows of logits: the product's layout is the logits'.
-        let out = if m == 1 {
-            &mut st.logits[row0..row0 + nr]
-        } else {
-            &mut st.logits[..m * nv]
-        };
-        matmul(&head.matrix(), &st.acts, out, pool)?;
-        return Ok(());
-    }
-    assert!(
-        st.head_tmp.len() >= m * nr,
-        "reserve_head_range was not called for ranges of {nr} rows"
-    );
-    matmul(&head.matrix(), &st.acts, &mut st.head_tmp[..m * nr], pool)?;
-    for i in 0..m {
-        st.logits[i * nv + row0..i * nv + row0 + nr]
-            .copy_from_slice(&st.head_tmp[i * nr..(i + 1) * nr]);
-    }
+    let w = head.matrix();
+    let (logits, tmp) = (&mut st.logits, &mut st.range_tmp);
+    range_products(&w, &st.acts, m, logits, st.n_vocab, row0, tmp, pool)?;
     Ok(())
 }
