@@ -1,8 +1,9 @@
-//! GPU figures (feature `gpu-tests`; run with `--nocapture`): host→device GB/s from page-locked
-//! and pageable memory, and decode timings of SmolLM2 with every layer streamed through the
-//! page-locked ring and the device ring, and the per-layer copy / compute / stall table of the
-//! streamed pipeline (`SLUICE_LAYER_TIMES=1`). Prints figures, asserts only that they exist.
-#![cfg(feature = "gpu-tests")]
+//! GPU figures (ignored unless asked for: `scripts/gpu-check.sh` runs them with `--ignored
+//! --nocapture`): host→device GB/s from page-locked and pageable memory, and decode timings of
+//! SmolLM2 with every layer streamed through the page-locked ring and the device ring, and the
+//! per-layer copy / compute / stall table of the streamed pipeline (`SLUICE_LAYER_TIMES=1`). Prints
+//! figures, asserts only that they exist.
+#![cfg(feature = "cuda")]
 
 mod common;
 
@@ -10,6 +11,7 @@ use common::{parse_run_json, run_json, sluice, stderr, REFERENCE_MODELS};
 use sluice::cuda::timing::LAYER_TIMES_ENV;
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn h2d_bandwidth_pinned_vs_pageable() {
     if let Err(e) = sluice::cuda::probe() {
         println!("skipped: no CUDA device ({e})");
@@ -28,6 +30,7 @@ fn h2d_bandwidth_pinned_vs_pageable() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn streamed_decode_timings() {
     if let Err(e) = sluice::cuda::probe() {
         println!("skipped: no CUDA device ({e})");
@@ -77,6 +80,7 @@ fn streamed_decode_timings() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn streamed_per_layer_copy_compute_stall() {
     if let Err(e) = sluice::cuda::probe() {
         println!("skipped: no CUDA device ({e})");
@@ -134,6 +138,7 @@ fn streamed_per_layer_copy_compute_stall() {
 // printed (`--nocapture`); asserted only to exist.
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn pcie_link_both_ways_page_locked() {
     if let Err(e) = sluice::cuda::probe() {
         println!("skipped: no CUDA device ({e})");
@@ -150,6 +155,7 @@ fn pcie_link_both_ways_page_locked() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn pcie_bench_four_series_by_size() {
     use sluice::cuda::bench::PcieBench;
     if let Err(e) = sluice::cuda::probe() {
@@ -187,6 +193,7 @@ fn pcie_bench_four_series_by_size() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn kernel_bench_every_weight_type() {
     use sluice::cpu::synth::{weights, Rng, WEIGHT_TYPES};
     use sluice::cuda::bench::KernelBench;
@@ -226,6 +233,7 @@ fn kernel_bench_every_weight_type() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn bench_pcie_writes_a_plot() {
     if let Err(e) = sluice::cuda::probe() {
         println!("skipped: no CUDA device ({e})");

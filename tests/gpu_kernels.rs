@@ -1,12 +1,12 @@
-//! Every kernel family on the device against the CPU reference (feature `gpu-tests`): dequant
-//! of every loader type bit-exact with the loader's reference (then rounded to f16), the decode
-//! matvec of every weight type (Q8_1 activations quantised on the device) within the bound of
-//! kernels/README.md, the prefill matmul close to the exact product, and every other kernel
-//! (RMSNorm, RoPE, attention, KV store, SwiGLU, adds, argmax) against `model::ops` /
-//! `model::attention` within the tolerances `src/cuda/host_check.rs` states; the maxima are
-//! printed (`--nocapture`). Launch shapes come from `src/cuda/launch.rs`, as the backend's do.
-//! Skips, saying why, without a usable GPU.
-#![cfg(feature = "gpu-tests")]
+//! Every kernel family on the device against the CPU reference (ignored unless asked for:
+//! `scripts/gpu-check.sh` runs them with `--ignored`): dequant of every loader type bit-exact with
+//! the loader's reference (then rounded to f16), the decode matvec of every weight type (Q8_1
+//! activations quantised on the device) within the bound of kernels/README.md, the prefill matmul
+//! close to the exact product, and every other kernel (RMSNorm, RoPE, attention, KV store, SwiGLU,
+//! adds, argmax) against `model::ops` / `model::attention` within the tolerances
+//! `src/cuda/host_check.rs` states; the maxima are printed (`--nocapture`). Launch shapes come from
+//! `src/cuda/launch.rs`, as the backend's do. Skips, saying why, without a usable GPU.
+#![cfg(feature = "cuda")]
 
 use half::f16;
 use sluice::cuda::device::{arg, Device, DeviceBuffer};
@@ -96,6 +96,7 @@ fn randoms(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn dequant_every_type_matches_the_loader() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(11);
@@ -118,6 +119,7 @@ fn dequant_every_type_matches_the_loader() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn matvec_and_matmul_every_weight_type_match_the_exact_product() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(5);
@@ -197,6 +199,7 @@ fn matvec_and_matmul_every_weight_type_match_the_exact_product() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn rms_norm_matches_the_cpu() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(31);
@@ -241,6 +244,7 @@ fn rms_norm_matches_the_cpu() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn rope_matches_the_cpu_with_and_without_freq_factors() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(37);
@@ -332,6 +336,7 @@ fn rope_matches_the_cpu_with_and_without_freq_factors() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn kv_store_rounds_to_f16_at_each_tokens_position() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(41);
@@ -499,6 +504,7 @@ fn check_attention(dev: &Device, rng: &mut Rng, shape: AttnShape, worst: &mut (f
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn attention_matches_the_cpu_and_the_exact_softmax_with_gqa() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(43);
@@ -519,6 +525,7 @@ fn attention_matches_the_cpu_and_the_exact_softmax_with_gqa() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn swiglu_and_adds_match_the_cpu() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(47);
@@ -583,6 +590,7 @@ fn swiglu_and_adds_match_the_cpu() {
 }
 
 #[test]
+#[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn argmax_takes_the_lowest_index_among_ties() {
     let Some(dev) = device() else { return };
     let mut rng = Rng(53);
