@@ -10,8 +10,8 @@
 # NVCC, CUDA_HOME, nvcc on PATH) and the models already in ${SLUICE_HOME:-~/.cache/sluice}/models
 # are used as they are; nothing is downloaded when SLUICE_OFFLINE=1 or PyPI cannot be reached,
 # and cargo then runs with CARGO_NET_OFFLINE=true (the crates must be in ~/.cargo already).
-# What is missing is said up front; model tests skip without their model.
-# Without a GPU the tests print "skipped: no CUDA device (reason)" and pass.
+# What is missing is said up front. The GPU tests are ignored in a plain `cargo test`; run here
+# (--ignored), they fail, saying why, without a usable GPU or without their model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,7 +74,7 @@ for m in "${models[@]}"; do
   fi
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  say "MISSING models (their tests will skip): ${missing[*]} — not in $cache;"
+  say "MISSING models (their tests will fail): ${missing[*]} — not in $cache;"
   say "fetch them with scripts/fetch-models.sh on a connected machine and copy $cache here"
 fi
 
@@ -82,7 +82,7 @@ echo "== probe" >&2
 if [ -f "$cache/${models[0]}.gguf" ]; then
   cargo run --release --quiet -- run --model "${models[0]}" --device cuda --prompt "Hello" \
     --max-tokens 4 --temperature 0 \
-    || say "sluice cannot use a GPU here (above); the GPU tests will say why they skip"
+    || say "sluice cannot use a GPU here (above); the GPU tests will fail, saying why"
 else
   say "no ${models[0]} to probe with; the GPU tests will say whether a device is usable"
 fi

@@ -7,16 +7,14 @@
 
 mod common;
 
-use common::{parse_run_json, run_json, sluice, stderr, REFERENCE_MODELS};
+use common::{parse_run_json, require_cuda, run_json, sluice, stderr, REFERENCE_MODELS};
 use sluice::cuda::timing::LAYER_TIMES_ENV;
+use sluice_loader::cache::require_model;
 
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn h2d_bandwidth_pinned_vs_pageable() {
-    if let Err(e) = sluice::cuda::probe() {
-        println!("skipped: no CUDA device ({e})");
-        return;
-    }
+    require_cuda();
     for bytes in [8usize << 20, 64 << 20, 256 << 20] {
         let f = sluice::cuda::bench::h2d(bytes, 8).expect("H2D bench");
         println!(
@@ -32,15 +30,9 @@ fn h2d_bandwidth_pinned_vs_pageable() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn streamed_decode_timings() {
-    if let Err(e) = sluice::cuda::probe() {
-        println!("skipped: no CUDA device ({e})");
-        return;
-    }
+    require_cuda();
     let model = REFERENCE_MODELS[0];
-    if sluice_loader::cache::resolve(model).into_path().is_err() {
-        println!("skipped: model {model} is not in the cache");
-        return;
-    }
+    require_model(model);
     for (label, extra) in [
         ("all in VRAM", vec![]),
         ("all from RAM", vec!["--vram-budget", "0"]),
@@ -82,15 +74,9 @@ fn streamed_decode_timings() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn streamed_per_layer_copy_compute_stall() {
-    if let Err(e) = sluice::cuda::probe() {
-        println!("skipped: no CUDA device ({e})");
-        return;
-    }
+    require_cuda();
     let model = REFERENCE_MODELS[0];
-    if sluice_loader::cache::resolve(model).into_path().is_err() {
-        println!("skipped: model {model} is not in the cache");
-        return;
-    }
+    require_model(model);
     for (label, extra) in [
         ("streamed from RAM", vec![]),
         ("streamed from disk", vec!["--ram-budget", "0"]),
@@ -140,10 +126,7 @@ fn streamed_per_layer_copy_compute_stall() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn pcie_link_both_ways_page_locked() {
-    if let Err(e) = sluice::cuda::probe() {
-        println!("skipped: no CUDA device ({e})");
-        return;
-    }
+    require_cuda();
     let f = sluice::cuda::bench::pcie_link(64 << 20, 8).expect("PCIe link");
     println!(
         "link at {} MiB: H2D {:.2} GB/s, D2H {:.2} GB/s (page-locked)",
@@ -158,10 +141,7 @@ fn pcie_link_both_ways_page_locked() {
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn pcie_bench_four_series_by_size() {
     use sluice::cuda::bench::PcieBench;
-    if let Err(e) = sluice::cuda::probe() {
-        println!("skipped: no CUDA device ({e})");
-        return;
-    }
+    require_cuda();
     let mut bench = PcieBench::open(256 << 20).expect("opening the PCIe bench");
     println!(
         "{}: {} MiB free, copies up to {} MiB",
@@ -197,13 +177,8 @@ fn pcie_bench_four_series_by_size() {
 fn kernel_bench_every_weight_type() {
     use sluice::cpu::synth::{weights, Rng, WEIGHT_TYPES};
     use sluice::cuda::bench::KernelBench;
-    let bench = match KernelBench::open() {
-        Ok(b) => b,
-        Err(e) => {
-            println!("skipped: no CUDA device ({e})");
-            return;
-        }
-    };
+    require_cuda();
+    let bench = KernelBench::open().expect("the kernel bench on device 0");
     let (row_elems, matrix_bytes, seconds) = (4096usize, 64usize << 20, 0.2);
     let mem = bench
         .mem_gb_per_s(matrix_bytes, seconds)
@@ -235,10 +210,7 @@ fn kernel_bench_every_weight_type() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn bench_pcie_writes_a_plot() {
-    if let Err(e) = sluice::cuda::probe() {
-        println!("skipped: no CUDA device ({e})");
-        return;
-    }
+    require_cuda();
     let dir = tempfile::tempdir().expect("tempdir");
     let plot = dir.path().join("pcie.svg");
     let plot_arg = plot.to_str().expect("utf-8 temp path");

@@ -1,32 +1,18 @@
 //! GPU end to end (ignored unless asked for: `scripts/gpu-check.sh` runs them with `--ignored`):
 //! greedy tokens from `--device cuda` equal the CPU backend's on both reference models, with every
 //! layer in VRAM and with every layer streamed from disk through the page-locked ring and the
-//! device ring. Skips, saying why, without a usable GPU or without the models.
+//! device ring. Fails, saying why, without a usable GPU or without the models.
 #![cfg(feature = "cuda")]
 
 mod common;
 
-use common::{run_json, REFERENCE_MODELS};
-use sluice_loader::cache::models_dir;
+use common::{require_cuda, run_json, REFERENCE_MODELS};
+use sluice_loader::cache::require_model;
 
 const PROMPTS: [&str; 2] = [
     "The capital of France is",
     "Write a Python function that returns the factorial of n.",
 ];
-
-/// The reason to skip, if any.
-fn skip_reason(model: &str) -> Option<String> {
-    if let Err(e) = sluice::cuda::probe() {
-        return Some(format!("no CUDA device ({e})"));
-    }
-    match sluice_loader::cache::resolve(model).into_path() {
-        Ok(_) => None,
-        Err(m) => Some(format!(
-            "model {model} is not in {}: {m}",
-            models_dir().display()
-        )),
-    }
-}
 
 fn greedy(model: &str, prompt: &str, extra: &[&str]) -> Vec<u32> {
     let mut args = vec![
@@ -46,10 +32,8 @@ fn greedy(model: &str, prompt: &str, extra: &[&str]) -> Vec<u32> {
 }
 
 fn check(model: &str) {
-    if let Some(why) = skip_reason(model) {
-        println!("skipped: {why}");
-        return;
-    }
+    require_cuda();
+    require_model(model);
     for prompt in PROMPTS {
         let cpu = greedy(model, prompt, &["--device", "cpu"]);
         let vram = greedy(model, prompt, &["--device", "cuda"]);

@@ -5,8 +5,10 @@
 //! close to the exact product, and every other kernel (RMSNorm, RoPE, attention, KV store, SwiGLU,
 //! adds, argmax) against `model::ops` / `model::attention` within the tolerances
 //! `src/cuda/host_check.rs` states; the maxima are printed (`--nocapture`). Launch shapes come from
-//! `src/cuda/launch.rs`, as the backend's do. Skips, saying why, without a usable GPU.
+//! `src/cuda/launch.rs`, as the backend's do. Fails, saying why, without a usable GPU.
 #![cfg(feature = "cuda")]
+
+mod common;
 
 use half::f16;
 use sluice::cuda::device::{arg, Device, DeviceBuffer};
@@ -67,14 +69,9 @@ fn random_row(rng: &mut Rng, ty: GgmlType, n: usize) -> Vec<u8> {
     v
 }
 
-fn device() -> Option<Device> {
-    match sluice::cuda::probe() {
-        Ok(_) => Some(Device::open(0).expect("opening device 0")),
-        Err(e) => {
-            println!("skipped: no CUDA device ({e})");
-            None
-        }
-    }
+fn device() -> Device {
+    common::require_cuda();
+    Device::open(0).expect("opening device 0")
 }
 
 fn upload<T: Copy>(dev: &Device, v: &[T]) -> DeviceBuffer {
@@ -98,7 +95,7 @@ fn randoms(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn dequant_every_type_matches_the_loader() {
-    let Some(dev) = device() else { return };
+    let dev = device();
     let mut rng = Rng(11);
     for ty in GgmlType::ALL {
         let n = ty.block_elems() * 40;
@@ -121,7 +118,7 @@ fn dequant_every_type_matches_the_loader() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn matvec_and_matmul_every_weight_type_match_the_exact_product() {
-    let Some(dev) = device() else { return };
+    let dev = device();
     let mut rng = Rng(5);
     let (rows, k, n_tok) = (37usize, 512usize, 3usize);
     let x: Vec<f32> = (0..k * n_tok).map(|_| rng.f32()).collect();
@@ -201,7 +198,7 @@ fn matvec_and_matmul_every_weight_type_match_the_exact_product() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn rms_norm_matches_the_cpu() {
-    let Some(dev) = device() else { return };
+    let dev = device();
     let mut rng = Rng(31);
     let mut worst = 0f64;
     for (n, n_tok) in [(576usize, 3usize), (896, 1), (4096, 2), (100, 5)] {
@@ -246,7 +243,7 @@ fn rms_norm_matches_the_cpu() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn rope_matches_the_cpu_with_and_without_freq_factors() {
-    let Some(dev) = device() else { return };
+    let dev = device();
     let mut rng = Rng(37);
     let base = 100_000.0f32;
     let positions: [i32; 5] = [0, 1, 17, 1000, 4095];
@@ -338,7 +335,7 @@ fn rope_matches_the_cpu_with_and_without_freq_factors() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn kv_store_rounds_to_f16_at_each_tokens_position() {
-    let Some(dev) = device() else { return };
+    let dev = device();
     let mut rng = Rng(41);
     let (kv_dim, n_ctx) = (320usize, 64usize); // a partial 256-block
     let positions: [i32; 4] = [0, 7, 8, 63];
@@ -506,7 +503,7 @@ fn check_attention(dev: &Device, rng: &mut Rng, shape: AttnShape, worst: &mut (f
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn attention_matches_the_cpu_and_the_exact_softmax_with_gqa() {
-    let Some(dev) = device() else { return };
+    let dev = device();
     let mut rng = Rng(43);
     let mut worst = (0f64, 0f64);
     // SmolLM2 (9 over 3), Qwen2.5 (14 over 2), MQA at 128, plain MHA at 256.
@@ -527,7 +524,7 @@ fn attention_matches_the_cpu_and_the_exact_softmax_with_gqa() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn swiglu_and_adds_match_the_cpu() {
-    let Some(dev) = device() else { return };
+    let dev = device();
     let mut rng = Rng(47);
     let (row, n_tok) = (1536usize, 3usize);
     let n = row * n_tok;
@@ -592,7 +589,7 @@ fn swiglu_and_adds_match_the_cpu() {
 #[test]
 #[ignore = "needs a CUDA device: scripts/gpu-check.sh runs it"]
 fn argmax_takes_the_lowest_index_among_ties() {
-    let Some(dev) = device() else { return };
+    let dev = device();
     let mut rng = Rng(53);
     let out = dev.alloc(4).unwrap();
     for n in [1usize, 7, 1024, 1025, 49_152, 151_936] {

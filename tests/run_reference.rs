@@ -55,10 +55,10 @@ const SCALAR_PROMPTS: usize = 2;
 /// Every leg for one residency setting. Each ISA tier runs every prompt on 2 threads (the
 /// token contract is per tier). The variants that share a tier's kernels (1 thread: the same
 /// per-row products without the split; the pread reader: the same bytes by another reader)
-/// run one prompt each, a different one per leg, so every prompt length still meets a
-/// variant: streamed runs are bound by the disk whatever the leg (about 14 s each for Qwen2.5
-/// on a 2 GB/s drive), and those legs on every prompt took this file from 235 s to 356 s on 2
-/// cores. The scalar twin runs at 2 threads only, on [`SCALAR_PROMPTS`] prompts.
+/// run one prompt each, the first variant the first prompt, the next the second, and so on:
+/// streamed runs are bound by the disk whatever the leg (about 14 s each for Qwen2.5 on a 2
+/// GB/s drive), and those legs on every prompt took this file from 235 s to 356 s on 2 cores.
+/// The scalar twin runs at 2 threads only, on [`SCALAR_PROMPTS`] prompts.
 fn legs(streamed: bool) -> Vec<Leg> {
     let mut isas = vec!["avx2"];
     if cpu_has_avx512() {
@@ -70,23 +70,18 @@ fn legs(streamed: bool) -> Vec<Leg> {
         io,
         prompts,
     };
-    let mut v: Vec<Leg> = isas
-        .iter()
-        .map(|&isa| leg(2, isa, None, Prompts::Every))
-        .collect();
-    let mut nth = 0;
-    let mut next = || {
-        nth += 1;
-        Prompts::Nth(nth - 1)
-    };
-    for &isa in &isas {
-        v.push(leg(1, isa, None, next()));
-    }
+    let mut variants: Vec<(u16, &str, Option<&str>)> =
+        isas.iter().map(|&isa| (1, isa, None)).collect();
     if streamed {
-        v.push(leg(2, "avx2", Some("pread"), next()));
+        variants.push((2, "avx2", Some("pread")));
     }
-    v.push(leg(2, "scalar", None, Prompts::First(SCALAR_PROMPTS)));
-    v
+    let every = isas.iter().map(|&isa| leg(2, isa, None, Prompts::Every));
+    let one_each = variants
+        .into_iter()
+        .enumerate()
+        .map(|(k, (threads, isa, io))| leg(threads, isa, io, Prompts::Nth(k)));
+    let scalar = leg(2, "scalar", None, Prompts::First(SCALAR_PROMPTS));
+    every.chain(one_each).chain([scalar]).collect()
 }
 
 /// Whether `SLUICE_SIMD=avx2` really selects AVX2 here (it falls back to scalar otherwise).

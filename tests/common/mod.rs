@@ -362,6 +362,15 @@ pub fn assert_no_failures(what: &str, failures: &[String]) {
     );
 }
 
+/// Fails the test, saying why, unless a CUDA device is usable. The GPU tests are `#[ignore]`d,
+/// so they run only when asked for (`scripts/gpu-check.sh`); asked for, they must not pass
+/// without running.
+pub fn require_cuda() {
+    if let Err(e) = sluice::cuda::probe() {
+        panic!("this test needs a CUDA device ({e}); run it with scripts/gpu-check.sh on a GPU machine");
+    }
+}
+
 /// Whether `SLUICE_SIMD=avx512` selects the AVX-512 tier here (F/BW/VL/VNNI with AVX2, FMA and
 /// F16C); the tests that compare tiers say so when it does not.
 pub fn cpu_has_avx512() -> bool {
