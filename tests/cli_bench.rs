@@ -40,6 +40,7 @@ fn kernels_json_has_a_figure_per_type() {
             "matvec_gb_per_s",
             "matvec_fraction_of_mem",
             "batch_gb_per_s",
+            "mem_gb_per_s",
         ] {
             assert!(k[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {k}");
         }

@@ -1,6 +1,8 @@
 //! `sluice bench kernels`: CPU dequantisation and matrix × vector throughput per weight type, in
 //! GB/s of weights and as a fraction of the memory read bandwidth measured in the same run (a
-//! decode step streams every weight once, so that bandwidth is the roof), on every kernel tier
+//! decode step streams every weight once, so that bandwidth is the roof; it is probed again after
+//! each type, and a type's fractions are against the mean of the probes just before and after
+//! it, because a shared VM's memory rate drifts by 10-20% within a run), on every kernel tier
 //! the CPU has (scalar, AVX2, AVX-512): the one-token product (decode) and an 8-token product
 //! (prefill and batched decode, in weight GB/s times tokens).
 //!
@@ -65,6 +67,10 @@ struct KernelFigures {
     /// The 8-token product: weight bytes × tokens per second (CPU only).
     #[serde(skip_serializing_if = "Option::is_none")]
     batch_gb_per_s: Option<f64>,
+    /// The memory rate this type's fractions are against: the mean of the probes just before
+    /// and just after its products (CPU only; the GPU's is the report's device figure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mem_gb_per_s: Option<f64>,
 }
 
 /// One kernel tier's products over the same matrices.
@@ -175,16 +181,19 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
     let isa = Isa::current();
     let mut rng = Rng::new(0x5EED);
 
-    let mem_bps = mem_gb_per_s(size as usize, &pool, args.seconds) * 1e9;
+    let probe = MemProbe::new(size as usize, &pool, args.seconds);
+    let first_bps = probe.bytes_per_s();
+    let mut mem_before = first_bps;
     let mut gpu = Gpu::open(size as usize, args.seconds)?;
     if !args.json {
         println!(
-            "memory read bandwidth, {threads} threads: {:.2} GB/s",
-            mem_bps / 1e9
+            "memory read bandwidth, {threads} threads: {:.2} GB/s (probed again after each type; \
+             \"of mem\" is against the mean of the probes just before and after it)",
+            first_bps / 1e9
         );
         println!(
-            "{:<8} {:>12} {:>14} {:>14} {:>8} {:>12}",
-            "type", "weights", "dequant GB/s", "matvec GB/s", "of mem", "batch GB/s"
+            "{:<8} {:>12} {:>14} {:>14} {:>9} {:>8} {:>12}",
+            "type", "weights", "dequant GB/s", "matvec GB/s", "mem GB/s", "of mem", "batch GB/s"
         );
     }
 
@@ -219,15 +228,13 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         let gb = |s: f64, tokens: usize| (bytes.len() * tokens) as f64 / s / 1e9;
         // `Isa::current()` is always one of the tiers present: its figures are that tier's.
         let mut current = (f64::NAN, f64::NAN);
-        for (tier, figs) in tiers_present.iter().zip(tiers.iter_mut()) {
+        // (tier row, one-token pass s, batch pass s), turned into figures once the probe after
+        // this type has run.
+        let mut passes = Vec::with_capacity(tiers.len());
+        for (at, tier) in tiers_present.iter().enumerate() {
             let mv = matvec_pass_s(*tier, &w, &mut rng, &pool, args.seconds, 1)?;
             let bt = matvec_pass_s(*tier, &w, &mut rng, &pool, args.seconds, BATCH_TOKENS)?;
-            figs.kernels.push(TierKernel {
-                ty: ty.to_string(),
-                matvec_gb_per_s: gb(mv, 1),
-                matvec_fraction_of_mem: gb(mv, 1) * 1e9 / mem_bps,
-                batch_gb_per_s: gb(bt, BATCH_TOKENS),
-            });
+            passes.push((at, mv, bt));
             if *tier == isa {
                 current = (mv, bt);
             }
@@ -241,12 +248,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             };
             let mv = matvec_pass_s(rows16_tier, &w, &mut rng, &pool, args.seconds, 1)?;
             let bt = matvec_pass_s(rows16_tier, &w, &mut rng, &pool, args.seconds, BATCH_TOKENS)?;
-            tiers[at].kernels.push(TierKernel {
-                ty: ty.to_string(),
-                matvec_gb_per_s: gb(mv, 1),
-                matvec_fraction_of_mem: gb(mv, 1) * 1e9 / mem_bps,
-                batch_gb_per_s: gb(bt, BATCH_TOKENS),
-            });
+            passes.push((at, mv, bt));
         }
         let (mv, bt) = current;
         let mut row = vec![0.0f32; ROW_ELEMS];
@@ -264,6 +266,17 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         if let Some(e) = deq_err {
             bail!("{ty} dequantisation failed: {e}");
         }
+        let mem_after = probe.bytes_per_s();
+        let mem_bps = (mem_before + mem_after) / 2.0;
+        mem_before = mem_after;
+        for (at, mv, bt) in passes {
+            tiers[at].kernels.push(TierKernel {
+                ty: ty.to_string(),
+                matvec_gb_per_s: gb(mv, 1),
+                matvec_fraction_of_mem: gb(mv, 1) * 1e9 / mem_bps,
+                batch_gb_per_s: gb(bt, BATCH_TOKENS),
+            });
+        }
         let fig = KernelFigures {
             ty: ty.to_string(),
             weight_bytes: bytes.len(),
@@ -271,6 +284,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             matvec_gb_per_s: gb(mv, 1),
             matvec_fraction_of_mem: gb(mv, 1) * 1e9 / mem_bps,
             batch_gb_per_s: Some(gb(bt, BATCH_TOKENS)),
+            mem_gb_per_s: Some(mem_bps / 1e9),
         };
         if !args.json {
             bar.suspend(|| print_row(&fig));
@@ -285,7 +299,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         let report = KernelsReport {
             isa: isa.name(),
             threads,
-            mem_gb_per_s: mem_bps / 1e9,
+            mem_gb_per_s: first_bps / 1e9,
             kernels,
             tiers,
             rows16_gfni: rows16_tier.uses_gfni(),
@@ -361,6 +375,7 @@ impl Gpu {
             matvec_gb_per_s: f.matvec_gb_per_s,
             matvec_fraction_of_mem: f.matvec_gb_per_s / *mem_gb_per_s,
             batch_gb_per_s: None,
+            mem_gb_per_s: None,
         });
         Ok(())
     }
@@ -412,8 +427,11 @@ fn print_row(fig: &KernelFigures) {
     let batch = fig
         .batch_gb_per_s
         .map_or_else(String::new, |b| format!("{b:>12.2}"));
+    let mem = fig
+        .mem_gb_per_s
+        .map_or_else(|| format!("{:>9}", "-"), |m| format!("{m:>9.2}"));
     println!(
-        "{:<8} {:>9.0} MB {:>14.2} {:>14.2} {:>7.0}% {batch}",
+        "{:<8} {:>9.0} MB {:>14.2} {:>14.2} {mem} {:>7.0}% {batch}",
         fig.ty,
         fig.weight_bytes as f64 / 1e6,
         fig.dequant_gb_per_s,
@@ -488,11 +506,34 @@ fn parse_type(name: &str) -> Result<GgmlType> {
 /// Memory read bandwidth in GB/s over a buffer of `size` bytes across `pool`, best pass over
 /// about `seconds` (the roof of every CPU matrix × vector product).
 pub(super) fn mem_gb_per_s(size: usize, pool: &ThreadPool, seconds: f64) -> f64 {
-    let probe: Vec<u8> = (0..size).map(|i| i as u8).collect();
-    let (per_pass, _) = timed_passes(seconds, |passes| {
-        black_box(read_bandwidth(&probe, pool, passes));
-    });
-    probe.len() as f64 / per_pass / 1e9
+    MemProbe::new(size, pool, seconds).bytes_per_s() / 1e9
+}
+
+/// The memory read probe, its buffer allocated once so that it can run again between the
+/// products it is the roof of.
+struct MemProbe<'p> {
+    buf: Vec<u8>,
+    pool: &'p ThreadPool,
+    seconds: f64,
+}
+
+impl<'p> MemProbe<'p> {
+    /// A probe over `size` bytes across `pool`, each measurement about `seconds`.
+    fn new(size: usize, pool: &'p ThreadPool, seconds: f64) -> MemProbe<'p> {
+        MemProbe {
+            buf: (0..size).map(|i| i as u8).collect(),
+            pool,
+            seconds,
+        }
+    }
+
+    /// Bytes read per second now, best pass.
+    fn bytes_per_s(&self) -> f64 {
+        let (per_pass, _) = timed_passes(self.seconds, |passes| {
+            black_box(read_bandwidth(&self.buf, self.pool, passes));
+        });
+        self.buf.len() as f64 / per_pass
+    }
 }
 
 /// Matrix × one-token throughput of weight type `ty` in GB/s of weights, over a random matrix of
