@@ -44,6 +44,13 @@ fn kernels_json_has_a_figure_per_type() {
         ] {
             assert!(k[field].as_f64().is_some_and(|x| x > 0.0), "{field} in {k}");
         }
+        // Each fraction is against the memory probed around its own type.
+        let (mv, mem, frac) = (
+            k["matvec_gb_per_s"].as_f64().unwrap_or(f64::NAN),
+            k["mem_gb_per_s"].as_f64().unwrap_or(f64::NAN),
+            k["matvec_fraction_of_mem"].as_f64().unwrap_or(f64::NAN),
+        );
+        assert!((frac * mem - mv).abs() <= 1e-9 * mv.max(1.0), "{k}");
         assert!(
             k["weight_bytes"].as_u64().is_some_and(|b| b >= 1 << 20),
             "{k}"

@@ -1,10 +1,10 @@
 //! `sluice bench kernels`: CPU dequantisation and matrix × vector throughput per weight type, in
 //! GB/s of weights and as a fraction of the memory read bandwidth measured in the same run (a
-//! decode step streams every weight once, so that bandwidth is the roof; it is probed again after
-//! each type, and a type's fractions are against the mean of the probes just before and after
-//! it, because a shared VM's memory rate drifts by 10-20% within a run), on every kernel tier
-//! the CPU has (scalar, AVX2, AVX-512): the one-token product (decode) and an 8-token product
-//! (prefill and batched decode, in weight GB/s times tokens).
+//! decode step streams every weight once, so that bandwidth is the roof; it is probed just
+//! before and just after each type's products, and that type's fractions are against the mean of
+//! the two, because a shared VM's memory rate drifts by up to a third within a run), on every
+//! kernel tier the CPU has (scalar, AVX2, AVX-512): the one-token product (decode) and an
+//! 8-token product (prefill and batched decode, in weight GB/s times tokens).
 //!
 //! Where a GPU is present the same matrices go through its dequantisation and fused matvec
 //! kernels too (`cuda::bench::KernelBench`), against the device memory bandwidth of the same run
@@ -95,6 +95,8 @@ struct TierKernel {
 struct KernelsReport {
     isa: &'static str,
     threads: usize,
+    /// The probe at the start of the run; each type's fractions are against its own
+    /// `mem_gb_per_s`.
     mem_gb_per_s: f64,
     /// The figures of `isa`, the tier the engine runs.
     kernels: Vec<KernelFigures>,
@@ -183,12 +185,11 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
 
     let probe = MemProbe::new(size as usize, &pool, args.seconds);
     let first_bps = probe.bytes_per_s();
-    let mut mem_before = first_bps;
     let mut gpu = Gpu::open(size as usize, args.seconds)?;
     if !args.json {
         println!(
-            "memory read bandwidth, {threads} threads: {:.2} GB/s (probed again after each type; \
-             \"of mem\" is against the mean of the probes just before and after it)",
+            "memory read bandwidth, {threads} threads: {:.2} GB/s (probed again around each \
+             type's products; \"of mem\" is against the mean of those two probes)",
             first_bps / 1e9
         );
         println!(
@@ -226,6 +227,8 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         let bytes = synth::weights(&mut rng, ty, ROW_ELEMS, n_rows);
         let w = WeightView::file(ty, ROW_ELEMS, n_rows, &bytes);
         let gb = |s: f64, tokens: usize| (bytes.len() * tokens) as f64 / s / 1e9;
+        // The probes just before and just after this type's products bracket them.
+        let mem_before = probe.bytes_per_s();
         // `Isa::current()` is always one of the tiers present: its figures are that tier's.
         let mut current = (f64::NAN, f64::NAN);
         // (tier row, one-token pass s, batch pass s), turned into figures once the probe after
@@ -250,6 +253,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             let bt = matvec_pass_s(rows16_tier, &w, &mut rng, &pool, args.seconds, BATCH_TOKENS)?;
             passes.push((at, mv, bt));
         }
+        let mem_bps = (mem_before + probe.bytes_per_s()) / 2.0;
         let (mv, bt) = current;
         let mut row = vec![0.0f32; ROW_ELEMS];
         let mut deq_err = None;
@@ -266,9 +270,6 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         if let Some(e) = deq_err {
             bail!("{ty} dequantisation failed: {e}");
         }
-        let mem_after = probe.bytes_per_s();
-        let mem_bps = (mem_before + mem_after) / 2.0;
-        mem_before = mem_after;
         for (at, mv, bt) in passes {
             tiers[at].kernels.push(TierKernel {
                 ty: ty.to_string(),
