@@ -22,13 +22,101 @@ pub(super) trait MultiDot {
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; every `y[n]` is at least as long as `x`.
     unsafe fn dots<const N: usize>(x: &[Self::W], y: [&[Self::A]; N]) -> [f32; N];
+
+    /// Weight rows a one-token product dots per pass: 1, 2 or 4 (any other value runs one).
+    const DECODE_ROWS: usize = 1;
+    /// Weight rows a many-token product dots per pass (1, 2 or 4).
+    const BATCH_ROWS: usize = 1;
+
+    /// Output `[r][n]` is the single-token dot of `x[r]` with `y[n]`, bit for bit: `R` rows
+    /// at once give the CPU `R` independent accumulator chains (a one-token dot waits on its
+    /// own FMA's latency every block) and share each activation block's loads. The default
+    /// runs the rows one after another.
+    ///
+    /// # Safety
+    /// As [`MultiDot::dots`]; every `x[r]` has the length of `x[0]`.
+    #[inline(always)]
+    unsafe fn dots_rows<const R: usize, const N: usize>(
+        x: [&[Self::W]; R],
+        y: [&[Self::A]; N],
+    ) -> [[f32; N]; R] {
+        let mut out = [[0.0; N]; R];
+        for (o, row) in out.iter_mut().zip(x) {
+            // SAFETY: forwarded contract. (A loop, not a closure: closures do not inherit the
+            // caller's target features, and the intrinsics inside would not inline.)
+            *o = unsafe { Self::dots::<N>(row, y) };
+        }
+        out
+    }
 }
 
-/// Writes the results of one group (tokens `k..k + N`) for weight row `i`.
+/// Writes the results of one pass (rows `i..i + R`, tokens `k..k + N`).
 #[inline(always)]
-fn put<const N: usize>(outs: &mut [&mut [f32]], k: usize, i: usize, r: [f32; N]) {
-    for (o, v) in outs[k..k + N].iter_mut().zip(r) {
-        o[i] = v;
+fn put<const R: usize, const N: usize>(
+    outs: &mut [&mut [f32]],
+    k: usize,
+    i: usize,
+    r: [[f32; N]; R],
+) {
+    for (di, row) in r.into_iter().enumerate() {
+        for (o, v) in outs[k..k + N].iter_mut().zip(row) {
+            o[i + di] = v;
+        }
+    }
+}
+
+/// Dots weight rows `i..i + R` (`rows`) with every activation row, `GROUP` tokens per pass.
+///
+/// # Safety
+/// As [`drive`]; each of `rows` and of the activation rows has `nb` blocks.
+#[inline(always)]
+unsafe fn row_group<K: MultiDot, const R: usize>(
+    rows: [&[K::W]; R],
+    y: &[K::A],
+    nb: usize,
+    i: usize,
+    outs: &mut [&mut [f32]],
+) {
+    let n_tok = outs.len();
+    let act = |k: usize| &y[k * nb..(k + 1) * nb];
+    let mut k = 0;
+    // SAFETY (all calls below): features per this fn's contract; lengths as documented.
+    while k + GROUP <= n_tok {
+        let r = unsafe { K::dots_rows::<R, GROUP>(rows, std::array::from_fn(|j| act(k + j))) };
+        put(outs, k, i, r);
+        k += GROUP;
+    }
+    match n_tok - k {
+        3 => put(outs, k, i, unsafe {
+            K::dots_rows::<R, 3>(rows, [act(k), act(k + 1), act(k + 2)])
+        }),
+        2 => put(outs, k, i, unsafe {
+            K::dots_rows::<R, 2>(rows, [act(k), act(k + 1)])
+        }),
+        1 => put(outs, k, i, unsafe { K::dots_rows::<R, 1>(rows, [act(k)]) }),
+        _ => {}
+    }
+}
+
+/// Runs rows `*i..` in passes of `R` while whole passes remain, advancing `*i`.
+///
+/// # Safety
+/// As [`row_group`].
+#[inline(always)]
+unsafe fn rows_by<K: MultiDot, const R: usize>(
+    x: &[K::W],
+    y: &[K::A],
+    nb: usize,
+    i: &mut usize,
+    outs: &mut [&mut [f32]],
+) {
+    let n_rows = x.len() / nb;
+    while *i + R <= n_rows {
+        let at = *i;
+        let rows = std::array::from_fn(|d| &x[(at + d) * nb..(at + d + 1) * nb]);
+        // SAFETY: forwarded contract; each row slice holds `nb` blocks.
+        unsafe { row_group::<K, R>(rows, y, nb, at, outs) };
+        *i += R;
     }
 }
 
@@ -47,26 +135,21 @@ pub(super) unsafe fn drive<K: MultiDot>(w: &[u8], a: &[u8], outs: &mut [&mut [f3
     if nb == 0 {
         return;
     }
-    let act = |k: usize| &y[k * nb..(k + 1) * nb];
-    for (i, row) in x.chunks_exact(nb).enumerate() {
-        let mut k = 0;
-        // SAFETY (all calls below): features per this fn's contract; each activation row
-        // has `nb` blocks, as does `row`.
-        while k + GROUP <= n_tok {
-            let r = unsafe { K::dots::<GROUP>(row, std::array::from_fn(|j| act(k + j))) };
-            put(outs, k, i, r);
-            k += GROUP;
-        }
-        match n_tok - k {
-            3 => put(outs, k, i, unsafe {
-                K::dots::<3>(row, [act(k), act(k + 1), act(k + 2)])
-            }),
-            2 => put(outs, k, i, unsafe {
-                K::dots::<2>(row, [act(k), act(k + 1)])
-            }),
-            1 => put(outs, k, i, unsafe { K::dots::<1>(row, [act(k)]) }),
+    let per_pass = if n_tok == 1 {
+        K::DECODE_ROWS
+    } else {
+        K::BATCH_ROWS
+    };
+    let mut i = 0;
+    // SAFETY (all calls below): features per this fn's contract; `x` holds whole rows of
+    // `nb` blocks and `y` `n_tok` rows of `nb` blocks.
+    unsafe {
+        match per_pass {
+            4 => rows_by::<K, 4>(x, y, nb, &mut i, outs),
+            2 => rows_by::<K, 2>(x, y, nb, &mut i, outs),
             _ => {}
         }
+        rows_by::<K, 1>(x, y, nb, &mut i, outs);
     }
 }
 
