@@ -149,8 +149,9 @@ macro_rules! offset_pair {
 /// matrices, 2 threads, EPYC VM: Q5_0 16.1 → 17.2-17.6 GB/s, Q5_1 14.5 → 16.5; four rows
 /// were slower than one from memory).
 const DECODE_ROWS: usize = 2;
-/// Weight rows per pass of a many-token product.
-const BATCH_ROWS: usize = 2;
+/// Weight rows per pass of a many-token product: one (its four activation rows already give
+/// four chains; two rows per pass ran 8-token products 6-11% slower in cache, EPYC VM).
+const BATCH_ROWS: usize = 1;
 
 sym_pair!(
     /// Q4_0 · Q8_0: `nib − 8`.
