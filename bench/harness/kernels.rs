@@ -211,7 +211,11 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
     let rows16_tier = Isa::best();
     let rows16_at = rows16_tier.reads_rows16().then(|| {
         tiers.push(TierFigures {
-            isa: "avx512 rows16",
+            isa: if rows16_tier.name() == "avx512" {
+                "avx512 rows16"
+            } else {
+                "avx2 rows16"
+            },
             kernels: Vec::new(),
         });
         tiers.len() - 1
@@ -242,7 +246,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
                 current = (mv, bt);
             }
         }
-        if let Some(at) = rows16_at.filter(|_| rows16::applies(ty, n_rows)) {
+        if let Some(at) = rows16_at.filter(|_| rows16::interleaves(rows16_tier, ty, n_rows)) {
             let mut packed = bytes.clone();
             rows16::repack(ty, n_rows, &mut packed, &mut scratch)?;
             let w = WeightView {
@@ -314,7 +318,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             isa.name()
         );
         print_tiers(&tiers);
-        if rows16_at.is_some() {
+        if rows16_at.is_some() && rows16_tier.name() == "avx512" {
             let how = if rows16_tier.uses_gfni() {
                 "with GFNI"
             } else {

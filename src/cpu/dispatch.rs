@@ -15,7 +15,7 @@ use super::simd::{Avx2, Avx512};
 pub const SIMD_ENV: &str = "SLUICE_SIMD";
 
 /// The environment variable that keeps resident weights in file layout (`file`) instead of
-/// the interleaved layout the AVX-512 kernels read fastest (`auto`, the default).
+/// the interleaved layout the SIMD kernels read fastest (`auto`, the default).
 pub const LAYOUT_ENV: &str = "SLUICE_LAYOUT";
 
 /// A kernel path. A value naming AVX2 can only be built after AVX2, FMA and F16C were detected,
@@ -217,7 +217,7 @@ impl Isa {
     pub fn reads_rows16(self) -> bool {
         match self.kind {
             #[cfg(target_arch = "x86_64")]
-            IsaKind::Avx512(_) => true,
+            IsaKind::Avx512(_) | IsaKind::Avx2(_) => true,
             _ => false,
         }
     }

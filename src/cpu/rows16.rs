@@ -1,5 +1,6 @@
 //! The 16-row interleaved weight layout: resident matrices rearranged once, in place, so that an
-//! AVX-512 kernel holds one weight row per f32 lane (`simd::avx512::rows16`).
+//! AVX-512 kernel holds one weight row per f32 lane (`simd::avx512::rows16`), and an AVX2
+//! kernel one row of each 8-row half per lane (`simd::rows16`, the 4- and 5-bit types).
 //!
 //! The file layout stores each row's blocks back to back, which makes a zmm carry two rows'
 //! 8-lane partial sums (the AVX2 order) and spend a scale multiply, a widening and a reduction
@@ -47,6 +48,9 @@ use sluice_loader::quant::blocks::{
 };
 use sluice_loader::GgmlType;
 
+use super::dispatch::Isa;
+use super::dot::Rows16Tile;
+
 /// Rows per interleaved group (one per f32 lane of a zmm register).
 pub const GROUP_ROWS: usize = 16;
 
@@ -64,6 +68,13 @@ pub enum WeightLayout {
 /// layout): the engine and the views it builds ask the same question, so they always agree.
 pub fn applies(ty: GgmlType, n_rows: usize) -> bool {
     Packing::of(ty).is_some() && n_rows > 0 && n_rows.is_multiple_of(GROUP_ROWS)
+}
+
+/// Whether the engine rearranges such a matrix for kernel path `isa`: the layout takes it
+/// ([`applies`]) and the path has a kernel that reads it (AVX2 has them for fewer types than
+/// AVX-512). Every engine site asks this with the process's path, so they always agree.
+pub fn interleaves(isa: Isa, ty: GgmlType, n_rows: usize) -> bool {
+    applies(ty, n_rows) && Rows16Tile::for_weight(isa, ty).is_some()
 }
 
 /// Offsets inside one Q4_K block group (16 rows' block b, 2,304 bytes), shared by the packer

@@ -17,7 +17,7 @@ use super::layer_times::{RowRecord, SweepRecorder};
 use super::pieces::{Item, Piece};
 use super::rows::RowRange;
 use super::store::{GlobalMatrix, Held, WeightStore};
-use crate::cpu::{rows16, ThreadPool, WeightLayout};
+use crate::cpu::{rows16, Isa, ThreadPool, WeightLayout};
 use crate::model::forward::{
     embed, forward_head, forward_layer, head_input, head_rows, Config, EmbeddingRows, FedPiece,
     ForwardError, PieceFeed, RunState,
@@ -71,7 +71,7 @@ fn global_tensor<'a>(
         row_elems,
         n_rows,
         bytes,
-        layout: if interleaved && rows16::applies(s.ty, n_rows) {
+        layout: if interleaved && rows16::interleaves(Isa::current(), s.ty, n_rows) {
             WeightLayout::Rows16
         } else {
             WeightLayout::File

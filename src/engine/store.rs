@@ -21,7 +21,7 @@ use super::planner::Plan;
 use super::row_reader::RowReader;
 use super::rows::{MatrixOnDisk, RowRange};
 use crate::cpu::rows16::{self, RepackError};
-use crate::cpu::ThreadPool;
+use crate::cpu::{Isa, ThreadPool};
 use crate::model::weights::interleave_jobs;
 use std::sync::{Mutex, PoisonError};
 
@@ -249,7 +249,8 @@ impl Held<'_> {
             let (s, n_rows) = (m.slice, m.on_disk.n_rows as usize);
             let start = s.offset_in_payload as usize;
             let bytes = guard.bytes_mut().get_mut(start..start + s.n_bytes as usize);
-            if let Some(bytes) = bytes.filter(|_| rows16::applies(s.ty, n_rows)) {
+            if let Some(bytes) = bytes.filter(|_| rows16::interleaves(Isa::current(), s.ty, n_rows))
+            {
                 jobs.push((s.ty, n_rows, bytes));
             }
         }

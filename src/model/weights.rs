@@ -8,7 +8,7 @@ use sluice_loader::GgmlType;
 use thiserror::Error;
 
 use crate::cpu::rows16;
-use crate::cpu::{WeightLayout, WeightView};
+use crate::cpu::{Isa, WeightLayout, WeightView};
 
 /// A tensor the model needs is missing or has the wrong shape or type.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -113,7 +113,8 @@ fn slice_rows(slice: &TensorSlice) -> usize {
 /// Whether [`interleave_jobs`] picks this slice: a matrix of a type and shape the 16-row
 /// layout takes. [`LayerWeights::view`] asks the same, so the two always agree.
 fn interleaves(slice: &TensorSlice) -> bool {
-    MATRICES.contains(&slice.role) && rows16::applies(slice.ty, slice_rows(slice))
+    MATRICES.contains(&slice.role)
+        && rows16::interleaves(Isa::current(), slice.ty, slice_rows(slice))
 }
 
 fn tensor<'a>(slice: &TensorSlice, bytes: &'a [u8], interleaved: bool) -> Tensor<'a> {
@@ -136,7 +137,7 @@ pub type InterleaveJob<'p> = (GgmlType, usize, &'p mut [u8]);
 
 /// The matrices of one layer's payloads that the 16-row layout takes (`cpu::rows16`), as
 /// disjoint byte ranges to rearrange in place, so that [`LayerWeights::view`] with
-/// `interleaved` reads them as such (resident layers on the AVX-512 path, once per load).
+/// `interleaved` reads them as such (resident layers on the SIMD paths, once per load).
 pub fn interleave_jobs<'p>(
     extents: &[Extent],
     payloads: Vec<&'p mut [u8]>,

@@ -11,7 +11,9 @@ use crate::cpu::dispatch::Isa;
 use crate::cpu::dispatch::IsaKind;
 use crate::cpu::error::CpuError;
 #[cfg(target_arch = "x86_64")]
-use crate::cpu::simd::{avx512 as zm, k456_multi as km, legacy_multi as lm, Avx2, Avx512};
+use crate::cpu::simd::{
+    avx512 as zm, k456_multi as km, legacy_multi as lm, rows16 as r16, Avx2, Avx512,
+};
 
 /// An AVX2 tile kernel: `outs[k][i] = dot(weight row i of w, activation row k of a)`.
 #[cfg(target_arch = "x86_64")]
@@ -63,13 +65,20 @@ pub(super) fn avx512_tile(weight: GgmlType) -> Option<PairTileFn> {
 }
 
 /// A tile kernel over 16-row interleaved weights (`cpu::rows16`) with the proof its path
-/// needs; only AVX-512 has them.
+/// needs: AVX-512 has one for every type the layout takes, AVX2 for the 4- and 5-bit
+/// 32-element types.
 #[derive(Clone, Copy)]
 pub(crate) struct Rows16Tile {
     #[cfg(target_arch = "x86_64")]
-    proof: Avx512,
-    #[cfg(target_arch = "x86_64")]
-    f: PairTileFn,
+    kernel: Rows16Kernel,
+}
+
+/// The kernel of a [`Rows16Tile`] with its path's proof.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+enum Rows16Kernel {
+    Avx2(Avx2, TileFn),
+    Avx512(Avx512, PairTileFn),
 }
 
 impl Rows16Tile {
@@ -77,23 +86,36 @@ impl Rows16Tile {
     pub(crate) fn for_weight(isa: Isa, weight: GgmlType) -> Option<Rows16Tile> {
         #[cfg(target_arch = "x86_64")]
         {
-            let IsaKind::Avx512(proof) = isa.kind() else {
-                return None;
+            let kernel = match isa.kind() {
+                IsaKind::Avx512(proof) => Rows16Kernel::Avx512(
+                    proof,
+                    match weight {
+                        GgmlType::Q4_0 => zm::q4_0_rows16_tile,
+                        GgmlType::Q4_1 => zm::q4_1_rows16_tile,
+                        GgmlType::Q5_0 => zm::q5_0_rows16_tile,
+                        GgmlType::Q5_1 => zm::q5_1_rows16_tile,
+                        GgmlType::Q8_0 => zm::q8_0_rows16_tile,
+                        GgmlType::Q2K => zm::q2k_rows16_tile,
+                        GgmlType::Q3K => zm::q3k_rows16_tile,
+                        GgmlType::Q4K => zm::q4k_rows16_tile,
+                        GgmlType::Q5K => zm::q5k_rows16_tile,
+                        GgmlType::Q6K => zm::q6k_rows16_tile,
+                        _ => return None,
+                    },
+                ),
+                IsaKind::Avx2(proof) => Rows16Kernel::Avx2(
+                    proof,
+                    match weight {
+                        GgmlType::Q4_0 => r16::q4_0_rows16_tile,
+                        GgmlType::Q4_1 => r16::q4_1_rows16_tile,
+                        GgmlType::Q5_0 => r16::q5_0_rows16_tile,
+                        GgmlType::Q5_1 => r16::q5_1_rows16_tile,
+                        _ => return None,
+                    },
+                ),
+                IsaKind::Scalar => return None,
             };
-            let f: PairTileFn = match weight {
-                GgmlType::Q4_0 => zm::q4_0_rows16_tile,
-                GgmlType::Q4_1 => zm::q4_1_rows16_tile,
-                GgmlType::Q5_0 => zm::q5_0_rows16_tile,
-                GgmlType::Q5_1 => zm::q5_1_rows16_tile,
-                GgmlType::Q8_0 => zm::q8_0_rows16_tile,
-                GgmlType::Q2K => zm::q2k_rows16_tile,
-                GgmlType::Q3K => zm::q3k_rows16_tile,
-                GgmlType::Q4K => zm::q4k_rows16_tile,
-                GgmlType::Q5K => zm::q5k_rows16_tile,
-                GgmlType::Q6K => zm::q6k_rows16_tile,
-                _ => return None,
-            };
-            Some(Rows16Tile { proof, f })
+            Some(Rows16Tile { kernel })
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -106,7 +128,10 @@ impl Rows16Tile {
     /// `outs[k]` one value per row of `w`.
     pub(crate) fn run(&self, w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
         #[cfg(target_arch = "x86_64")]
-        (self.f)(self.proof, w, a, outs);
+        match self.kernel {
+            Rows16Kernel::Avx2(proof, f) => f(proof, w, a, outs),
+            Rows16Kernel::Avx512(proof, f) => f(proof, w, a, outs),
+        }
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = (w, a, outs);

@@ -16,6 +16,7 @@ pub(crate) mod legacy;
 pub(crate) mod legacy_multi;
 pub(crate) mod membw;
 pub(crate) mod quantize;
+pub(crate) mod rows16;
 mod tile;
 
 pub(crate) mod avx512;

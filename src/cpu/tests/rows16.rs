@@ -50,15 +50,26 @@ fn interleaved<'a>(file: &WeightView<'_>, packed: &'a mut Vec<u8>) -> WeightView
     }
 }
 
+/// The paths with interleaved kernels on this CPU (AVX2 for the 4- and 5-bit 32-element
+/// types, AVX-512 VNNI for every type the layout takes).
+fn rows16_paths() -> Vec<Isa> {
+    Isa::all_present()
+        .into_iter()
+        .filter(|i| i.reads_rows16())
+        .collect()
+}
+
 #[test]
 fn interleaved_products_equal_the_scalar_file_layout() {
-    let Some(isa) = Isa::all_present().into_iter().find(|i| i.reads_rows16()) else {
-        eprintln!("interleaved_products_equal_the_scalar_file_layout: skipped: this CPU lacks AVX-512 F/BW/VL/VNNI, the only path with interleaved kernels");
+    let paths = rows16_paths();
+    if paths.is_empty() {
+        eprintln!("interleaved_products_equal_the_scalar_file_layout: skipped: this CPU lacks AVX2, the least path with interleaved kernels");
         return;
-    };
+    }
     let pools = [ThreadPool::new(1), ThreadPool::new(2), ThreadPool::new(3)];
     let mut rng = Rng::new(0x5EED_0160);
     let mut packed = Vec::new();
+    let mut checked = 0;
     for ty in TYPES {
         // One block, an odd block count, SmolLM2's rows, a long row (K-quants: blocks of 256,
         // one, three, and Qwen2.5's ffn_down row of 19).
@@ -74,31 +85,84 @@ fn interleaved_products_equal_the_scalar_file_layout() {
             for tokens in [1, 2, 3, 4, 5, 7, 8, 9, 13] {
                 let (_, q) = acts(&mut rng, ty, row_elems, tokens);
                 let reference = run(Isa::scalar(), &file, &q, &pools[0]);
-                for pool in &pools {
+                for &isa in &paths {
+                    if !rows16::interleaves(isa, ty, n_rows) {
+                        // The engine keeps such matrices in file layout; the path refuses them.
+                        assert_eq!(
+                            run(isa, &w, &q, &pools[0]),
+                            Err(CpuError::Layout {
+                                ty,
+                                n_rows,
+                                isa: isa.name()
+                            }),
+                            "{ty} on {}",
+                            isa.name()
+                        );
+                        continue;
+                    }
+                    checked += 1;
+                    for pool in &pools {
+                        assert_eq!(
+                            run(isa, &w, &q, pool),
+                            reference,
+                            "{ty} {n_rows}×{row_elems}, {tokens} tokens, {pool:?}, {}",
+                            isa.name()
+                        );
+                    }
+                    // The kernels of AVX-512 CPUs without GFNI (Q2_K, Q3_K take their fields
+                    // out with shifts there); the same as `isa` where it has no GFNI.
                     assert_eq!(
-                        run(isa, &w, &q, pool),
+                        run(isa.without_gfni(), &w, &q, &pools[1]),
                         reference,
-                        "{ty} {n_rows}×{row_elems}, {tokens} tokens, {pool:?}"
+                        "{ty} {n_rows}×{row_elems}, {tokens} tokens, without GFNI"
                     );
                 }
-                // The kernels of AVX-512 CPUs without GFNI (Q2_K, Q3_K take their fields out
-                // with shifts there); the same as `isa` where it has no GFNI.
-                assert_eq!(
-                    run(isa.without_gfni(), &w, &q, &pools[1]),
-                    reference,
-                    "{ty} {n_rows}×{row_elems}, {tokens} tokens, without GFNI"
-                );
             }
         }
     }
+    // AVX2 has kernels for Q4_0, Q4_1, Q5_0 and Q5_1 at least: 4 types × 4 shapes × 9 counts.
+    assert!(
+        checked >= 4 * 4 * 9,
+        "only {checked} interleaved products checked"
+    );
+}
+
+#[test]
+fn avx2_reads_the_layout_for_the_4_and_5_bit_types_only() {
+    let Some(isa) = Isa::avx2() else {
+        eprintln!(
+            "avx2_reads_the_layout_for_the_4_and_5_bit_types_only: skipped: no AVX2 on this CPU"
+        );
+        return;
+    };
+    for ty in TYPES {
+        let reads = matches!(
+            ty,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1
+        );
+        assert_eq!(rows16::interleaves(isa, ty, 32), reads, "{ty}");
+        assert!(rows16::applies(ty, 32), "{ty}");
+    }
+    assert!(
+        !rows16::interleaves(isa, GgmlType::Q4_1, 24),
+        "not whole groups"
+    );
+    assert!(!rows16::interleaves(Isa::scalar(), GgmlType::Q4_1, 32));
 }
 
 #[test]
 fn paired_products_take_the_layout_too() {
-    let Some(isa) = Isa::all_present().into_iter().find(|i| i.reads_rows16()) else {
-        eprintln!("paired_products_take_the_layout_too: skipped: no AVX-512 VNNI on this CPU");
+    let paths = rows16_paths();
+    if paths.is_empty() {
+        eprintln!("paired_products_take_the_layout_too: skipped: no AVX2 on this CPU");
         return;
-    };
+    }
+    for isa in paths {
+        paired_on(isa);
+    }
+}
+
+fn paired_on(isa: Isa) {
     let pool = ThreadPool::new(2);
     let mut rng = Rng::new(0x5EED_0161);
     let ty = GgmlType::Q4_1;

@@ -1,0 +1,409 @@
+//! AVX2 kernels over the 16-row interleaved layout (`cpu::rows16`) for the 4- and 5-bit
+//! 32-element types: each group is read as two halves of 8 rows, lane r of a ymm register is
+//! row r of the half, and the file kernel's 8 partial lanes of a block are 8 registers.
+//!
+//! Per block, row r still computes `fma(dx·dy, Σ4 lane l, acc_l)` for l in 0..8 (and Q4_1's
+//! `m·s` chain), then `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) (+ summs)`: the file kernel's
+//! operations in its order, so every output is bit-identical to it and to the scalar twin.
+//! What 8 rows share: the nibble unpacking (one 32-byte load per two lanes instead of a
+//! 16-byte load, a shift and an insert per row), the scale conversions and products, the
+//! activation loads. The file kernel spends about 18 instructions per row and block; this one
+//! about 6.
+//!
+//! Q4_0 and Q5_0 quants are taken unsigned (`u = q + BIAS`, exact in `vpmaddubsw`): each lane
+//! then subtracts `BIAS · Σ y` over its 4 activation bytes, an exact integer correction computed
+//! once per token and block, and so holds the file kernel's `Σ q·y`.
+
+use std::arch::x86_64::*;
+
+use sluice_loader::quant::blocks::{
+    as_blocks, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1,
+};
+
+use super::util::{bits_to_bytes_32, load_x32};
+use crate::cpu::f16_table::{f16_lookup, f16_table};
+use crate::cpu::rows16::GROUP_ROWS;
+
+/// Rows per half group: one per f32 lane of a ymm register.
+const HALF: usize = 8;
+
+/// Prefetches into L2 the share of the next group that step `h·nb + b` of this group's two
+/// passes owns (half a block group each), so that memory streams the next group through both
+/// passes rather than idling through the second one, which reads this group from cache.
+#[inline(always)]
+fn prefetch_next(grp: &[u8], group_block: usize, nb: usize, h: usize, b: usize) {
+    let share = group_block.div_ceil(2);
+    let at = grp
+        .as_ptr()
+        .wrapping_add(nb * group_block + (h * nb + b) * group_block / 2);
+    for k in 0..share.div_ceil(64) {
+        // SAFETY: SSE is baseline on x86-64; prefetching any address is harmless (the address
+        // is only computed, never dereferenced).
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(64 * k).cast()) };
+    }
+}
+
+/// One interleaved weight type's half-group dot.
+trait HalfDot {
+    /// Activation block type.
+    type A: Block;
+    /// Bytes of one interleaved block group (16 rows' block b).
+    const GROUP_BLOCK: usize;
+
+    /// Lane r of output n is row `8h + r` of the group `grp` (`nb` block groups) dotted with
+    /// activation row `y[n]`.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; `grp.len() == nb * GROUP_BLOCK`; every `y[n]` has at least `nb`
+    /// blocks; `h < 2`.
+    unsafe fn half<const N: usize>(
+        grp: &[u8],
+        y: [&[Self::A]; N],
+        nb: usize,
+        h: usize,
+    ) -> [__m256; N];
+}
+
+/// The 4 activation bytes at `i..i + 4` as one i32 (one lane's operand, splatted).
+#[inline(always)]
+fn quad(q: &[i8], i: usize) -> i32 {
+    i32::from_le_bytes([q[i] as u8, q[i + 1] as u8, q[i + 2] as u8, q[i + 3] as u8])
+}
+
+/// Each lane's `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`: `hsum_f32x8`'s order, 8 rows at once.
+///
+/// # Safety
+/// AVX must be available (called from a kernel compiled with it).
+#[inline(always)]
+unsafe fn hsum_lanes(a: &[__m256; 8]) -> __m256 {
+    // SAFETY: AVX per the fn contract; register-only.
+    unsafe {
+        let even = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+        let odd = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+        _mm256_add_ps(even, odd)
+    }
+}
+
+/// Converts the 8 f16 values at `p` to f32 (exact, as the table lookups of the file kernel).
+///
+/// # Safety
+/// F16C; `p` points at 16 readable bytes.
+#[inline(always)]
+unsafe fn f16x8(p: *const u8) -> __m256 {
+    // SAFETY: 16 readable bytes per the fn contract; loadu takes any alignment.
+    unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+}
+
+/// The 8 rows' unsigned operands of run `l` (AVX2 lanes `l` and `l + 4`): the nibbles of the
+/// run's half `h`, plus 16 where a fifth bit is set when the group has masks at `masks`.
+///
+/// # Safety
+/// AVX2; `blk` points at a whole block group with the run at `runs + 64l` and, when `masks`
+/// is given, the 8 masks of 8 bytes there.
+#[inline(always)]
+unsafe fn operands(
+    blk: *const u8,
+    runs: usize,
+    masks: Option<usize>,
+    l: usize,
+    h: usize,
+) -> (__m256i, __m256i) {
+    // SAFETY: the reads lie inside the block group per the fn contract.
+    unsafe {
+        let nib = _mm256_set1_epi8(0x0F);
+        let raw = _mm256_loadu_si256(blk.add(runs + 64 * l + 32 * h).cast());
+        let mut lo = _mm256_and_si256(raw, nib);
+        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
+        if let Some(at) = masks {
+            let sixteen = _mm256_set1_epi8(16);
+            let word = |m: usize| {
+                blk.add(at + 8 * m + 4 * h)
+                    .cast::<[u8; 4]>()
+                    .read_unaligned()
+            };
+            lo = _mm256_or_si256(lo, _mm256_and_si256(bits_to_bytes_32(word(l)), sixteen));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(bits_to_bytes_32(word(l + 4)), sixteen));
+        }
+        (lo, hi)
+    }
+}
+
+/// Q4_1 (`QH = false`) or Q5_1 · Q8_1 over half `h` of a group, for `N` activation rows:
+/// each block's operands are unpacked once and serve every row.
+///
+/// # Safety
+/// As [`HalfDot::half`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `b` indexes the weight group and every token's row
+unsafe fn offset_half<const QH: bool, const N: usize>(
+    grp: &[u8],
+    y: [&[BlockQ8_1]; N],
+    nb: usize,
+    h: usize,
+) -> [__m256; N] {
+    let group_block = GROUP_ROWS
+        * if QH {
+            BlockQ5_1::BYTES
+        } else {
+            BlockQ4_1::BYTES
+        };
+    // Scales `d` at 0, `m` at 32; Q5_1's fifth-bit masks at 64..128; then the quant runs.
+    let (runs, masks) = if QH { (128, Some(64)) } else { (64, None) };
+    assert!(grp.len() == nb * group_block && h < 2);
+    let y = y.map(|r| &r[..nb]);
+    let t = f16_table();
+    // SAFETY: AVX2/FMA/F16C per the fn contract; every load reads inside block b's group or a
+    // whole activation block. (Loops, not closures, around the intrinsics: closures do not
+    // inherit the kernel's target features.)
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); 8]; N];
+        let mut summs = [_mm256_setzero_ps(); N];
+        for b in 0..nb {
+            let blk = grp.as_ptr().add(b * group_block);
+            prefetch_next(grp, group_block, nb, h, b);
+            let dx = f16x8(blk.add(16 * h));
+            let mx = f16x8(blk.add(32 + 16 * h));
+            let mut d = [dx; N];
+            for n in 0..N {
+                let by = &y[n][b];
+                summs[n] = _mm256_fmadd_ps(mx, _mm256_set1_ps(f16_lookup(t, by.s)), summs[n]);
+                d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, by.d)));
+            }
+            for l in 0..4 {
+                let (lo, hi) = operands(blk, runs, masks, l, h);
+                for n in 0..N {
+                    let qs = &y[n][b].qs;
+                    let ylo = _mm256_set1_epi32(quad(qs, 4 * l));
+                    let yhi = _mm256_set1_epi32(quad(qs, 16 + 4 * l));
+                    let plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), ones);
+                    let phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), ones);
+                    acc[n][l] = _mm256_fmadd_ps(d[n], _mm256_cvtepi32_ps(plo), acc[n][l]);
+                    acc[n][l + 4] = _mm256_fmadd_ps(d[n], _mm256_cvtepi32_ps(phi), acc[n][l + 4]);
+                }
+            }
+        }
+        let mut out = summs;
+        for n in 0..N {
+            out[n] = _mm256_add_ps(hsum_lanes(&acc[n]), summs[n]);
+        }
+        out
+    }
+}
+
+/// Q4_0 (`QH = false`, bias 8) or Q5_0 (bias 16) · Q8_0 over half `h` of a group, for `N`
+/// activation rows.
+///
+/// # Safety
+/// As [`HalfDot::half`].
+#[inline(always)]
+unsafe fn biased_half<const QH: bool, const N: usize>(
+    grp: &[u8],
+    y: [&[BlockQ8_0]; N],
+    nb: usize,
+    h: usize,
+) -> [__m256; N] {
+    let group_block = GROUP_ROWS
+        * if QH {
+            BlockQ5_0::BYTES
+        } else {
+            BlockQ4_0::BYTES
+        };
+    // Scales `d` at 0; Q5_0's fifth-bit masks at 32..96; then the quant runs.
+    let (runs, masks) = if QH { (96, Some(32)) } else { (32, None) };
+    let bias: i8 = if QH { 16 } else { 8 };
+    assert!(grp.len() == nb * group_block && h < 2);
+    let y = y.map(|r| &r[..nb]);
+    let t = f16_table();
+    // SAFETY: AVX2/FMA/F16C per the fn contract; every load reads inside block b's group or a
+    // whole activation block.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let biases = _mm256_set1_epi8(bias);
+        let mut acc = [[_mm256_setzero_ps(); 8]; N];
+        let mut corr = [[[0i32; 8]; N]; BIAS_CHUNK];
+        for c0 in (0..nb).step_by(BIAS_CHUNK) {
+            let blocks = c0..nb.min(c0 + BIAS_CHUNK);
+            // Lane l of block b's row n: BIAS · Σ y over the lane's 4 activation bytes
+            // (|c| ≤ 16·4·127), computed ahead so the block loop broadcasts them from memory.
+            for (b, c) in blocks.clone().zip(corr.iter_mut()) {
+                for n in 0..N {
+                    let qy = load_x32(&y[n][b].qs);
+                    let v = _mm256_madd_epi16(_mm256_maddubs_epi16(biases, qy), ones);
+                    _mm256_storeu_si256(c[n].as_mut_ptr().cast(), v);
+                }
+            }
+            for (b, c) in blocks.zip(corr.iter()) {
+                let blk = grp.as_ptr().add(b * group_block);
+                prefetch_next(grp, group_block, nb, h, b);
+                let dx = f16x8(blk.add(16 * h));
+                let mut d = [dx; N];
+                for n in 0..N {
+                    d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, y[n][b].d)));
+                }
+                for l in 0..4 {
+                    let (lo, hi) = operands(blk, runs, masks, l, h);
+                    for n in 0..N {
+                        let qs = &y[n][b].qs;
+                        let ylo = _mm256_set1_epi32(quad(qs, 4 * l));
+                        let yhi = _mm256_set1_epi32(quad(qs, 16 + 4 * l));
+                        let plo = _mm256_sub_epi32(
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), ones),
+                            _mm256_set1_epi32(c[n][l]),
+                        );
+                        let phi = _mm256_sub_epi32(
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), ones),
+                            _mm256_set1_epi32(c[n][l + 4]),
+                        );
+                        acc[n][l] = _mm256_fmadd_ps(d[n], _mm256_cvtepi32_ps(plo), acc[n][l]);
+                        acc[n][l + 4] =
+                            _mm256_fmadd_ps(d[n], _mm256_cvtepi32_ps(phi), acc[n][l + 4]);
+                    }
+                }
+            }
+        }
+        let mut out = [_mm256_setzero_ps(); N];
+        for n in 0..N {
+            out[n] = hsum_lanes(&acc[n]);
+        }
+        out
+    }
+}
+
+/// Blocks whose activation corrections are computed ahead, together (see [`biased_half`]).
+const BIAS_CHUNK: usize = 16;
+
+/// Declares a weight type's marker and its [`HalfDot`] over a half kernel.
+macro_rules! half_dot {
+    ($(#[$m:meta])* $T:ident, $A:ty, $W:ty, $kernel:ident::<$flag:tt>) => {
+        $(#[$m])*
+        struct $T;
+
+        impl HalfDot for $T {
+            type A = $A;
+            const GROUP_BLOCK: usize = GROUP_ROWS * <$W as Block>::BYTES;
+
+            #[inline(always)]
+            unsafe fn half<const N: usize>(
+                grp: &[u8],
+                y: [&[$A]; N],
+                nb: usize,
+                h: usize,
+            ) -> [__m256; N] {
+                // SAFETY: the kernel's contract is this method's.
+                unsafe { $kernel::<$flag, N>(grp, y, nb, h) }
+            }
+        }
+    };
+}
+
+half_dot!(
+    /// Q4_1 · Q8_1.
+    Q4_1, BlockQ8_1, BlockQ4_1, offset_half::<false>);
+half_dot!(
+    /// Q5_1 · Q8_1.
+    Q5_1, BlockQ8_1, BlockQ5_1, offset_half::<true>);
+half_dot!(
+    /// Q4_0 · Q8_0.
+    Q4_0, BlockQ8_0, BlockQ4_0, biased_half::<false>);
+half_dot!(
+    /// Q5_0 · Q8_0.
+    Q5_0, BlockQ8_0, BlockQ5_0, biased_half::<true>);
+
+/// `outs[k][i] = dot(weight row i, activation row k)` for interleaved rows `w` (whole groups)
+/// and activation rows `a` (`outs.len()` of them): half by half, token by token, so a half's
+/// bytes are read from memory once and from cache for the other tokens and the other half.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[inline(always)]
+unsafe fn drive<K: HalfDot>(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+    let n_tok = outs.len();
+    let Some(y) = as_blocks::<K::A>(a) else {
+        return;
+    };
+    let nb = y.len().checked_div(n_tok).unwrap_or(0);
+    if nb == 0 {
+        return;
+    }
+    let act = |k: usize| &y[k * nb..(k + 1) * nb];
+    for (g, grp) in w.chunks_exact(nb * K::GROUP_BLOCK).enumerate() {
+        for h in 0..2 {
+            let at = g * GROUP_ROWS + h * HALF;
+            let mut k = 0;
+            while k < n_tok {
+                let n = (n_tok - k).min(TOKENS_PER_PASS);
+                // SAFETY: features per this fn's contract; `grp` is one whole group of `nb`
+                // block groups; every activation row has `nb` blocks; h < 2.
+                unsafe {
+                    match n {
+                        1 => store(outs, k, at, &K::half::<1>(grp, [act(k)], nb, h)),
+                        2 => store(outs, k, at, &K::half::<2>(grp, [act(k), act(k + 1)], nb, h)),
+                        3 => store(
+                            outs,
+                            k,
+                            at,
+                            &K::half::<3>(grp, [act(k), act(k + 1), act(k + 2)], nb, h),
+                        ),
+                        _ => store(
+                            outs,
+                            k,
+                            at,
+                            &K::half::<4>(grp, [act(k), act(k + 1), act(k + 2), act(k + 3)], nb, h),
+                        ),
+                    }
+                }
+                k += n;
+            }
+        }
+    }
+}
+
+/// Activation rows dotted per pass over a half group (8 accumulators each: past one, the
+/// accumulators live in L1, and the operands are unpacked once for all the pass's rows).
+const TOKENS_PER_PASS: usize = 4;
+
+/// Stores a half group's results (rows `at..at + 8`) for activation rows `k..k + r.len()`.
+///
+/// # Safety
+/// AVX must be available (called from a kernel compiled with it).
+#[inline(always)]
+unsafe fn store(outs: &mut [&mut [f32]], k: usize, at: usize, r: &[__m256]) {
+    for (o, v) in outs[k..k + r.len()].iter_mut().zip(r) {
+        let o = &mut o[at..at + HALF];
+        // SAFETY: `o` is 8 writable f32; storeu takes any alignment; AVX per the fn contract.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *v) };
+    }
+}
+
+/// Defines a `#[target_feature]` interleaved tile kernel over a [`HalfDot`] and its safe,
+/// token-gated wrapper `fn(Avx2, w, a, outs)`.
+macro_rules! rows16_tile {
+    ($(#[$m:meta])* $vis:vis fn $name:ident = $imp:ident, $K:ty) => {
+        /// A tile of interleaved rows (whole groups; see `drive`).
+        ///
+        /// # Safety
+        /// The CPU must support AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $imp(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+            // SAFETY: the features are present (fn contract).
+            unsafe { drive::<$K>(w, a, outs) }
+        }
+
+        super::safe_kernel!(
+            $(#[$m])* $vis fn $name = $imp; (w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) -> ());
+    };
+}
+
+rows16_tile!(
+    /// Q4_1 · Q8_1 tile over 16-row interleaved weights on AVX2 (whole groups).
+    pub(crate) fn q4_1_rows16_tile = q4_1_imp, Q4_1);
+rows16_tile!(
+    /// Q5_1 · Q8_1 tile over 16-row interleaved weights on AVX2 (whole groups).
+    pub(crate) fn q5_1_rows16_tile = q5_1_imp, Q5_1);
+rows16_tile!(
+    /// Q4_0 · Q8_0 tile over 16-row interleaved weights on AVX2 (whole groups).
+    pub(crate) fn q4_0_rows16_tile = q4_0_imp, Q4_0);
+rows16_tile!(
+    /// Q5_0 · Q8_0 tile over 16-row interleaved weights on AVX2 (whole groups).
+    pub(crate) fn q5_0_rows16_tile = q5_0_imp, Q5_0);
