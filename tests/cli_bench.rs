@@ -62,7 +62,7 @@ fn kernels_json_has_a_figure_per_type() {
     assert_eq!(tiers[0]["isa"], "scalar", "{v}");
     assert!(tiers.iter().any(|t| t["isa"] == v["isa"]), "{v}");
     // The 16-row layout of the best SIMD tier is a tier row of its own: AVX-512's takes every
-    // default type, AVX2's the 4- and 5-bit 32-element types (Q4_1 here).
+    // default type, AVX2's the 32-element types (Q4_1 and Q8_0 here).
     let has = |name: &str| tiers.iter().any(|t| t["isa"] == name);
     assert_eq!(has("avx512 rows16"), has("avx512"), "{v}");
     assert_eq!(has("avx2 rows16"), has("avx2") && !has("avx512"), "{v}");
@@ -80,7 +80,7 @@ fn kernels_json_has_a_figure_per_type() {
         let ks = t["kernels"].as_array().expect("tier kernels");
         let names: Vec<&str> = ks.iter().filter_map(|k| k["type"].as_str()).collect();
         let want: &[&str] = if t["isa"] == "avx2 rows16" {
-            &["Q4_1"]
+            &["Q4_1", "Q8_0"]
         } else {
             &["Q4_1", "Q8_0", "Q4_K"]
         };

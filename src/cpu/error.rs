@@ -99,8 +99,8 @@ pub enum CpuError {
     /// A matrix in the 16-row interleaved layout reached a path without a kernel for it.
     #[error(
         "{ty} matrix of {n_rows} rows is in the 16-row interleaved layout, which the {isa} \
-         kernels cannot read (AVX-512 reads it for every type it takes, AVX2 for Q4_0, Q4_1, \
-         Q5_0 and Q5_1; weights are interleaved only where the path reads them)"
+         kernels cannot read (AVX-512 reads it for every type it takes, AVX2 for the 32-element \
+         types; weights are interleaved only where the path reads them)"
     )]
     Layout {
         /// Weight type.

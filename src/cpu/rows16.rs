@@ -1,6 +1,6 @@
 //! The 16-row interleaved weight layout: resident matrices rearranged once, in place, so that an
 //! AVX-512 kernel holds one weight row per f32 lane (`simd::avx512::rows16`), and an AVX2
-//! kernel one row of each 8-row half per lane (`simd::rows16`, the 4- and 5-bit types).
+//! kernel one row of each 8-row half per lane (`simd::rows16`, the 32-element types).
 //!
 //! The file layout stores each row's blocks back to back, which makes a zmm carry two rows'
 //! 8-lane partial sums (the AVX2 order) and spend a scale multiply, a widening and a reduction

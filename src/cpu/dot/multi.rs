@@ -65,8 +65,8 @@ pub(super) fn avx512_tile(weight: GgmlType) -> Option<PairTileFn> {
 }
 
 /// A tile kernel over 16-row interleaved weights (`cpu::rows16`) with the proof its path
-/// needs: AVX-512 has one for every type the layout takes, AVX2 for the 4- and 5-bit
-/// 32-element types.
+/// needs: AVX-512 has one for every type the layout takes, AVX2 for the 32-element types
+/// (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0).
 #[derive(Clone, Copy)]
 pub(crate) struct Rows16Tile {
     #[cfg(target_arch = "x86_64")]
@@ -110,6 +110,7 @@ impl Rows16Tile {
                         GgmlType::Q4_1 => r16::q4_1_rows16_tile,
                         GgmlType::Q5_0 => r16::q5_0_rows16_tile,
                         GgmlType::Q5_1 => r16::q5_1_rows16_tile,
+                        GgmlType::Q8_0 => r16::q8_0_rows16_tile,
                         _ => return None,
                     },
                 ),

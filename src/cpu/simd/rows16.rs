@@ -1,5 +1,5 @@
-//! AVX2 kernels over the 16-row interleaved layout (`cpu::rows16`) for the 4- and 5-bit
-//! 32-element types: each group is read as two halves of 8 rows, lane r of a ymm register is
+//! AVX2 kernels over the 16-row interleaved layout (`cpu::rows16`) for the 32-element types
+//! (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): each group is read as two halves of 8 rows, lane r of a ymm register is
 //! row r of the half, and the file kernel's 8 partial lanes of a block are 8 registers.
 //!
 //! Per block, row r still computes `fma(dx·dy, Σ4 lane l, acc_l)` for l in 0..8 (and Q4_1's
@@ -7,8 +7,8 @@
 //! operations in its order, so every output is bit-identical to it and to the scalar twin.
 //! What 8 rows share: the nibble unpacking (one 32-byte load per two lanes instead of a
 //! 16-byte load, a shift and an insert per row), the scale conversions and products, the
-//! activation loads. The file kernel spends about 18 instructions per row and block; this one
-//! about 6.
+//! activation loads. The file kernel spends about 18 instructions per row and 4-bit block;
+//! this one about 6 (estimated from the generated code).
 //!
 //! Q4_0 and Q5_0 quants are taken unsigned (`u = q + BIAS`, exact in `vpmaddubsw`): each lane
 //! then subtracts `BIAS · Σ y` over its 4 activation bytes, an exact integer correction computed
@@ -27,19 +27,46 @@ use crate::cpu::rows16::GROUP_ROWS;
 /// Rows per half group: one per f32 lane of a ymm register.
 const HALF: usize = 8;
 
-/// Prefetches into L2 the share of the next group that step `h·nb + b` of this group's two
-/// passes owns (half a block group each), so that memory streams the next group through both
-/// passes rather than idling through the second one, which reads this group from cache.
+/// What a half pass prefetches into L2, besides what the hardware fetches by itself.
+#[derive(Clone, Copy)]
+struct Prefetch {
+    /// The next group is this tile's too: stream it through both passes, a share per step.
+    next: bool,
+    /// This group was prefetched by no earlier pass (the tile's first): stream it ahead of the
+    /// first pass.
+    own: bool,
+}
+
+/// Bytes ahead of the current block group that a tile's first group streams itself.
+const PREFETCH_AHEAD: usize = 4096;
+
+/// Step `h·nb + b` of a group's two passes: prefetches into L2 its share of the next group
+/// (half a block group), so that memory streams the next group through both passes rather
+/// than idling through the second, which reads this group from cache; and, for a tile's first
+/// group, this group's bytes `PREFETCH_AHEAD` on. Nothing past the tile: its rows after it are
+/// another thread's, on another core's L2.
 #[inline(always)]
-fn prefetch_next(grp: &[u8], group_block: usize, nb: usize, h: usize, b: usize) {
-    let share = group_block.div_ceil(2);
-    let at = grp
-        .as_ptr()
-        .wrapping_add(nb * group_block + (h * nb + b) * group_block / 2);
-    for k in 0..share.div_ceil(64) {
-        // SAFETY: SSE is baseline on x86-64; prefetching any address is harmless (the address
-        // is only computed, never dereferenced).
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(64 * k).cast()) };
+fn prefetch(grp: &[u8], group_block: usize, nb: usize, h: usize, b: usize, pf: Prefetch) {
+    let lines = |at: *const u8, len: usize| {
+        for k in 0..len.div_ceil(64) {
+            // SAFETY: SSE is baseline on x86-64; prefetching any address is harmless (the
+            // address is only computed, never dereferenced).
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(64 * k).cast()) };
+        }
+    };
+    let base = grp.as_ptr();
+    if pf.next {
+        let share = group_block.div_ceil(2);
+        lines(
+            base.wrapping_add(nb * group_block + (h * nb + b) * group_block / 2),
+            share,
+        );
+    }
+    if pf.own && h == 0 && (b + 1) * group_block + PREFETCH_AHEAD <= grp.len() + group_block {
+        lines(
+            base.wrapping_add(b * group_block + PREFETCH_AHEAD),
+            group_block,
+        );
     }
 }
 
@@ -61,6 +88,7 @@ trait HalfDot {
         y: [&[Self::A]; N],
         nb: usize,
         h: usize,
+        pf: Prefetch,
     ) -> [__m256; N];
 }
 
@@ -140,6 +168,7 @@ unsafe fn offset_half<const QH: bool, const N: usize>(
     y: [&[BlockQ8_1]; N],
     nb: usize,
     h: usize,
+    pf: Prefetch,
 ) -> [__m256; N] {
     let group_block = GROUP_ROWS
         * if QH {
@@ -161,7 +190,7 @@ unsafe fn offset_half<const QH: bool, const N: usize>(
         let mut summs = [_mm256_setzero_ps(); N];
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * group_block);
-            prefetch_next(grp, group_block, nb, h, b);
+            prefetch(grp, group_block, nb, h, b, pf);
             let dx = f16x8(blk.add(16 * h));
             let mx = f16x8(blk.add(32 + 16 * h));
             let mut d = [dx; N];
@@ -202,6 +231,7 @@ unsafe fn biased_half<const QH: bool, const N: usize>(
     y: [&[BlockQ8_0]; N],
     nb: usize,
     h: usize,
+    pf: Prefetch,
 ) -> [__m256; N] {
     let group_block = GROUP_ROWS
         * if QH {
@@ -235,7 +265,7 @@ unsafe fn biased_half<const QH: bool, const N: usize>(
             }
             for (b, c) in blocks.zip(corr.iter()) {
                 let blk = grp.as_ptr().add(b * group_block);
-                prefetch_next(grp, group_block, nb, h, b);
+                prefetch(grp, group_block, nb, h, b, pf);
                 let dx = f16x8(blk.add(16 * h));
                 let mut d = [dx; N];
                 for n in 0..N {
@@ -270,6 +300,58 @@ unsafe fn biased_half<const QH: bool, const N: usize>(
     }
 }
 
+/// Q8_0 · Q8_0 over half `h` of a group, for `N` activation rows: the quants are stored as
+/// `q ^ 0x80` in 8 runs of 64 bytes after the scales (the AVX-512 kernels' unsigned operand);
+/// here they are flipped back and dotted as the file kernel does, `|q|` against `y·sign(q)`.
+///
+/// # Safety
+/// As [`HalfDot::half`].
+#[inline(always)]
+unsafe fn q8_0_half<const N: usize>(
+    grp: &[u8],
+    y: [&[BlockQ8_0]; N],
+    nb: usize,
+    h: usize,
+    pf: Prefetch,
+) -> [__m256; N] {
+    let group_block = GROUP_ROWS * BlockQ8_0::BYTES;
+    assert!(grp.len() == nb * group_block && h < 2);
+    let y = y.map(|r| &r[..nb]);
+    let t = f16_table();
+    // SAFETY: AVX2/FMA/F16C per the fn contract; every load reads inside block b's group or a
+    // whole activation block.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let flip = _mm256_set1_epi8(-128);
+        let mut acc = [[_mm256_setzero_ps(); 8]; N];
+        for b in 0..nb {
+            let blk = grp.as_ptr().add(b * group_block);
+            prefetch(grp, group_block, nb, h, b, pf);
+            let dx = f16x8(blk.add(16 * h));
+            let mut d = [dx; N];
+            for n in 0..N {
+                d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, y[n][b].d)));
+            }
+            for l in 0..8 {
+                let raw = _mm256_loadu_si256(blk.add(32 + 64 * l + 32 * h).cast());
+                let q = _mm256_xor_si256(raw, flip);
+                let a = _mm256_sign_epi8(q, q);
+                for n in 0..N {
+                    let yq = _mm256_set1_epi32(quad(&y[n][b].qs, 4 * l));
+                    let p =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(a, _mm256_sign_epi8(yq, q)), ones);
+                    acc[n][l] = _mm256_fmadd_ps(d[n], _mm256_cvtepi32_ps(p), acc[n][l]);
+                }
+            }
+        }
+        let mut out = [_mm256_setzero_ps(); N];
+        for n in 0..N {
+            out[n] = hsum_lanes(&acc[n]);
+        }
+        out
+    }
+}
+
 /// Blocks whose activation corrections are computed ahead, together (see [`biased_half`]).
 const BIAS_CHUNK: usize = 16;
 
@@ -289,9 +371,10 @@ macro_rules! half_dot {
                 y: [&[$A]; N],
                 nb: usize,
                 h: usize,
+                pf: Prefetch,
             ) -> [__m256; N] {
                 // SAFETY: the kernel's contract is this method's.
-                unsafe { $kernel::<$flag, N>(grp, y, nb, h) }
+                unsafe { $kernel::<$flag, N>(grp, y, nb, h, pf) }
             }
         }
     };
@@ -310,6 +393,26 @@ half_dot!(
     /// Q5_0 · Q8_0.
     Q5_0, BlockQ8_0, BlockQ5_0, biased_half::<true>);
 
+/// Q8_0 · Q8_0.
+struct Q8_0;
+
+impl HalfDot for Q8_0 {
+    type A = BlockQ8_0;
+    const GROUP_BLOCK: usize = GROUP_ROWS * BlockQ8_0::BYTES;
+
+    #[inline(always)]
+    unsafe fn half<const N: usize>(
+        grp: &[u8],
+        y: [&[BlockQ8_0]; N],
+        nb: usize,
+        h: usize,
+        pf: Prefetch,
+    ) -> [__m256; N] {
+        // SAFETY: the kernel's contract is this method's.
+        unsafe { q8_0_half::<N>(grp, y, nb, h, pf) }
+    }
+}
+
 /// `outs[k][i] = dot(weight row i, activation row k)` for interleaved rows `w` (whole groups)
 /// and activation rows `a` (`outs.len()` of them): half by half, token by token, so a half's
 /// bytes are read from memory once and from cache for the other tokens and the other half.
@@ -327,7 +430,12 @@ unsafe fn drive<K: HalfDot>(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
         return;
     }
     let act = |k: usize| &y[k * nb..(k + 1) * nb];
+    let n_groups = w.len() / (nb * K::GROUP_BLOCK);
     for (g, grp) in w.chunks_exact(nb * K::GROUP_BLOCK).enumerate() {
+        let pf = Prefetch {
+            next: g + 1 < n_groups,
+            own: g == 0,
+        };
         for h in 0..2 {
             let at = g * GROUP_ROWS + h * HALF;
             let mut k = 0;
@@ -337,19 +445,30 @@ unsafe fn drive<K: HalfDot>(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
                 // block groups; every activation row has `nb` blocks; h < 2.
                 unsafe {
                     match n {
-                        1 => store(outs, k, at, &K::half::<1>(grp, [act(k)], nb, h)),
-                        2 => store(outs, k, at, &K::half::<2>(grp, [act(k), act(k + 1)], nb, h)),
+                        1 => store(outs, k, at, &K::half::<1>(grp, [act(k)], nb, h, pf)),
+                        2 => store(
+                            outs,
+                            k,
+                            at,
+                            &K::half::<2>(grp, [act(k), act(k + 1)], nb, h, pf),
+                        ),
                         3 => store(
                             outs,
                             k,
                             at,
-                            &K::half::<3>(grp, [act(k), act(k + 1), act(k + 2)], nb, h),
+                            &K::half::<3>(grp, [act(k), act(k + 1), act(k + 2)], nb, h, pf),
                         ),
                         _ => store(
                             outs,
                             k,
                             at,
-                            &K::half::<4>(grp, [act(k), act(k + 1), act(k + 2), act(k + 3)], nb, h),
+                            &K::half::<4>(
+                                grp,
+                                [act(k), act(k + 1), act(k + 2), act(k + 3)],
+                                nb,
+                                h,
+                                pf,
+                            ),
                         ),
                     }
                 }
@@ -407,3 +526,6 @@ rows16_tile!(
 rows16_tile!(
     /// Q5_0 · Q8_0 tile over 16-row interleaved weights on AVX2 (whole groups).
     pub(crate) fn q5_0_rows16_tile = q5_0_imp, Q5_0);
+rows16_tile!(
+    /// Q8_0 · Q8_0 tile over 16-row interleaved weights on AVX2 (whole groups).
+    pub(crate) fn q8_0_rows16_tile = q8_0_imp, Q8_0);
