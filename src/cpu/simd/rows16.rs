@@ -307,6 +307,7 @@ unsafe fn biased_half<const QH: bool, const N: usize>(
 /// # Safety
 /// As [`HalfDot::half`].
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // `b` and `l` index the weight group, every token's row
 unsafe fn q8_0_half<const N: usize>(
     grp: &[u8],
     y: [&[BlockQ8_0]; N],
