@@ -156,6 +156,36 @@ unsafe fn operands(
     }
 }
 
+/// Folds one token's block into AVX2 lanes `l` and `l + 4` of the 8 rows: `(lo, hi)` are the
+/// rows' unsigned operands of run `l`, `qs` the activation block's quants, `corr` the lanes'
+/// `BIAS · Σ y` where the operands are biased (0 where not).
+///
+/// # Safety
+/// AVX2 and FMA must be available (called from a kernel compiled with them).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fold_run(
+    (lo, hi): (__m256i, __m256i),
+    qs: &[i8; 32],
+    l: usize,
+    corr: (i32, i32),
+    d: __m256,
+    acc: &mut [__m256; 8],
+) {
+    // SAFETY: AVX2/FMA per the fn contract; register-only.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let ylo = _mm256_set1_epi32(quad(qs, 4 * l));
+        let yhi = _mm256_set1_epi32(quad(qs, 16 + 4 * l));
+        let plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), ones);
+        let phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), ones);
+        let plo = _mm256_sub_epi32(plo, _mm256_set1_epi32(corr.0));
+        let phi = _mm256_sub_epi32(phi, _mm256_set1_epi32(corr.1));
+        acc[l] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(plo), acc[l]);
+        acc[l + 4] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(phi), acc[l + 4]);
+    }
+}
+
 /// Q4_1 (`QH = false`) or Q5_1 · Q8_1 over half `h` of a group, for `N` activation rows:
 /// each block's operands are unpacked once and serve every row.
 ///
@@ -185,7 +215,6 @@ unsafe fn offset_half<const QH: bool, const N: usize>(
     // whole activation block. (Loops, not closures, around the intrinsics: closures do not
     // inherit the kernel's target features.)
     unsafe {
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [[_mm256_setzero_ps(); 8]; N];
         let mut summs = [_mm256_setzero_ps(); N];
         for b in 0..nb {
@@ -200,15 +229,10 @@ unsafe fn offset_half<const QH: bool, const N: usize>(
                 d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, by.d)));
             }
             for l in 0..4 {
-                let (lo, hi) = operands(blk, runs, masks, l, h);
+                let ops = operands(blk, runs, masks, l, h);
                 for n in 0..N {
-                    let qs = &y[n][b].qs;
-                    let ylo = _mm256_set1_epi32(quad(qs, 4 * l));
-                    let yhi = _mm256_set1_epi32(quad(qs, 16 + 4 * l));
-                    let plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), ones);
-                    let phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), ones);
-                    acc[n][l] = _mm256_fmadd_ps(d[n], _mm256_cvtepi32_ps(plo), acc[n][l]);
-                    acc[n][l + 4] = _mm256_fmadd_ps(d[n], _mm256_cvtepi32_ps(phi), acc[n][l + 4]);
+                    // Unbiased operands: no correction (the subtractions of 0 fold away).
+                    fold_run(ops, &y[n][b].qs, l, (0, 0), d[n], &mut acc[n]);
                 }
             }
         }
@@ -272,22 +296,10 @@ unsafe fn biased_half<const QH: bool, const N: usize>(
                     d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, y[n][b].d)));
                 }
                 for l in 0..4 {
-                    let (lo, hi) = operands(blk, runs, masks, l, h);
+                    let ops = operands(blk, runs, masks, l, h);
                     for n in 0..N {
-                        let qs = &y[n][b].qs;
-                        let ylo = _mm256_set1_epi32(quad(qs, 4 * l));
-                        let yhi = _mm256_set1_epi32(quad(qs, 16 + 4 * l));
-                        let plo = _mm256_sub_epi32(
-                            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), ones),
-                            _mm256_set1_epi32(c[n][l]),
-                        );
-                        let phi = _mm256_sub_epi32(
-                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), ones),
-                            _mm256_set1_epi32(c[n][l + 4]),
-                        );
-                        acc[n][l] = _mm256_fmadd_ps(d[n], _mm256_cvtepi32_ps(plo), acc[n][l]);
-                        acc[n][l + 4] =
-                            _mm256_fmadd_ps(d[n], _mm256_cvtepi32_ps(phi), acc[n][l + 4]);
+                        let corr = (c[n][l], c[n][l + 4]);
+                        fold_run(ops, &y[n][b].qs, l, corr, d[n], &mut acc[n]);
                     }
                 }
             }
