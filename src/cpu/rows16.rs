@@ -77,6 +77,44 @@ pub fn interleaves(isa: Isa, ty: GgmlType, n_rows: usize) -> bool {
     applies(ty, n_rows) && Rows16Tile::for_weight(isa, ty).is_some()
 }
 
+/// Offsets inside one block group of the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0),
+/// derived from the packer's own shapes so that the kernels cannot drift from it.
+pub(crate) mod legacy {
+    use super::{GgmlType, Shape, GROUP_ROWS};
+
+    /// The 16 rows' `d` (f16).
+    pub(crate) const D: usize = 0;
+    /// Q4_1's and Q5_1's 16 `m` (f16), after the `d`.
+    pub(crate) const M: usize = 2 * GROUP_ROWS;
+
+    /// Where one type's fields sit in its block group.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Offsets {
+        /// Bytes of one block group (16 rows' block b).
+        pub(crate) group_block: usize,
+        /// The fifth-bit masks (Q5_0, Q5_1): 8 of 64 bits, mask `l` at `masks + 8l`.
+        pub(crate) masks: Option<usize>,
+        /// The quant runs: run `l` (64 bytes, 4 per row) at `runs + 64l`.
+        pub(crate) runs: usize,
+    }
+
+    /// The offsets of `ty`, if it is one of the 32-element types.
+    pub(crate) const fn offsets(ty: GgmlType) -> Option<Offsets> {
+        let Some(s) = Shape::of(ty) else {
+            return None;
+        };
+        Some(Offsets {
+            group_block: GROUP_ROWS * s.block,
+            masks: if s.qh {
+                Some(GROUP_ROWS * s.scales)
+            } else {
+                None
+            },
+            runs: s.runs_at(),
+        })
+    }
+}
+
 /// Offsets inside one Q4_K block group (16 rows' block b, 2,304 bytes), shared by the packer
 /// and the kernel.
 pub(crate) mod q4k {
@@ -446,7 +484,7 @@ struct Shape {
 }
 
 impl Shape {
-    fn of(ty: GgmlType) -> Option<Shape> {
+    const fn of(ty: GgmlType) -> Option<Shape> {
         match ty {
             GgmlType::Q4_1 => Some(Shape {
                 block: BlockQ4_1::BYTES,
@@ -488,7 +526,7 @@ impl Shape {
     }
 
     /// Bytes of the fifth-bit field in a file block and in a packed block group.
-    fn qh_bytes(self) -> (usize, usize) {
+    const fn qh_bytes(self) -> (usize, usize) {
         if self.qh {
             (4, 64)
         } else {
@@ -497,7 +535,7 @@ impl Shape {
     }
 
     /// Offset of the quant runs in a packed block group.
-    fn runs_at(self) -> usize {
+    const fn runs_at(self) -> usize {
         GROUP_ROWS * self.scales + self.qh_bytes().1
     }
 

@@ -1,6 +1,7 @@
 //! AVX2 kernels over the 16-row interleaved layout (`cpu::rows16`) for the 32-element types
-//! (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): each group is read as two halves of 8 rows, lane r of a ymm register is
-//! row r of the half, and the file kernel's 8 partial lanes of a block are 8 registers.
+//! (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): each group is read as two halves of 8 rows, lane r of a
+//! ymm register is row r of the half, and the file kernel's 8 partial lanes of a block are 8
+//! registers. Where each field sits comes from `cpu::rows16::legacy`, the packer's shapes.
 //!
 //! Per block, row r still computes `fma(dx·dy, Σ4 lane l, acc_l)` for l in 0..8 (and Q4_1's
 //! `m·s` chain), then `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) (+ summs)`: the file kernel's
@@ -16,13 +17,12 @@
 
 use std::arch::x86_64::*;
 
-use sluice_loader::quant::blocks::{
-    as_blocks, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1,
-};
+use sluice_loader::quant::blocks::{as_blocks, Block, BlockQ8_0, BlockQ8_1};
+use sluice_loader::GgmlType;
 
-use super::util::{bits_to_bytes_32, load_x32};
+use super::util::{bits_to_bytes_32, load_x32, prefetch_l2, quad};
 use crate::cpu::f16_table::{f16_lookup, f16_table};
-use crate::cpu::rows16::GROUP_ROWS;
+use crate::cpu::rows16::{legacy, GROUP_ROWS};
 
 /// Rows per half group: one per f32 lane of a ymm register.
 const HALF: usize = 8;
@@ -47,35 +47,29 @@ const PREFETCH_AHEAD: usize = 4096;
 /// another thread's, on another core's L2.
 #[inline(always)]
 fn prefetch(grp: &[u8], group_block: usize, nb: usize, h: usize, b: usize, pf: Prefetch) {
-    let lines = |at: *const u8, len: usize| {
-        for k in 0..len.div_ceil(64) {
-            // SAFETY: SSE is baseline on x86-64; prefetching any address is harmless (the
-            // address is only computed, never dereferenced).
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(64 * k).cast()) };
-        }
-    };
     let base = grp.as_ptr();
     if pf.next {
-        let share = group_block.div_ceil(2);
-        lines(
-            base.wrapping_add(nb * group_block + (h * nb + b) * group_block / 2),
-            share,
-        );
+        let at = nb * group_block + (h * nb + b) * group_block / 2;
+        prefetch_l2(base.wrapping_add(at), group_block.div_ceil(2));
     }
-    if pf.own && h == 0 && (b + 1) * group_block + PREFETCH_AHEAD <= grp.len() + group_block {
-        lines(
+    if pf.own && h == 0 && b * group_block + PREFETCH_AHEAD <= grp.len() {
+        prefetch_l2(
             base.wrapping_add(b * group_block + PREFETCH_AHEAD),
             group_block,
         );
     }
 }
 
-/// One interleaved weight type's half-group dot.
+/// One interleaved weight type's half-group dot, and where its fields sit.
 trait HalfDot {
     /// Activation block type.
     type A: Block;
     /// Bytes of one interleaved block group (16 rows' block b).
     const GROUP_BLOCK: usize;
+    /// The quant runs' offset in a block group.
+    const RUNS: usize;
+    /// The fifth-bit masks' offset in a block group (Q5_0, Q5_1).
+    const MASKS: Option<usize>;
 
     /// Lane r of output n is row `8h + r` of the group `grp` (`nb` block groups) dotted with
     /// activation row `y[n]`.
@@ -90,12 +84,6 @@ trait HalfDot {
         h: usize,
         pf: Prefetch,
     ) -> [__m256; N];
-}
-
-/// The 4 activation bytes at `i..i + 4` as one i32 (one lane's operand, splatted).
-#[inline(always)]
-fn quad(q: &[i8], i: usize) -> i32 {
-    i32::from_le_bytes([q[i] as u8, q[i + 1] as u8, q[i + 2] as u8, q[i + 3] as u8])
 }
 
 /// Each lane's `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`: `hsum_f32x8`'s order, 8 rows at once.
@@ -122,27 +110,20 @@ unsafe fn f16x8(p: *const u8) -> __m256 {
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
 }
 
-/// The 8 rows' unsigned operands of run `l` (AVX2 lanes `l` and `l + 4`): the nibbles of the
-/// run's half `h`, plus 16 where a fifth bit is set when the group has masks at `masks`.
+/// The 8 rows' unsigned operands of run `l` (AVX2 lanes `l` and `l + 4`) of `K`'s block group
+/// at `blk`: the nibbles of the run's half `h`, plus 16 where a fifth bit is set (Q5_0, Q5_1).
 ///
 /// # Safety
-/// AVX2; `blk` points at a whole block group with the run at `runs + 64l` and, when `masks`
-/// is given, the 8 masks of 8 bytes there.
+/// AVX2; `blk` points at a whole block group of `K`.
 #[inline(always)]
-unsafe fn operands(
-    blk: *const u8,
-    runs: usize,
-    masks: Option<usize>,
-    l: usize,
-    h: usize,
-) -> (__m256i, __m256i) {
+unsafe fn operands<K: HalfDot>(blk: *const u8, l: usize, h: usize) -> (__m256i, __m256i) {
     // SAFETY: the reads lie inside the block group per the fn contract.
     unsafe {
         let nib = _mm256_set1_epi8(0x0F);
-        let raw = _mm256_loadu_si256(blk.add(runs + 64 * l + 32 * h).cast());
+        let raw = _mm256_loadu_si256(blk.add(K::RUNS + 64 * l + 32 * h).cast());
         let mut lo = _mm256_and_si256(raw, nib);
         let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
-        if let Some(at) = masks {
+        if let Some(at) = K::MASKS {
             let sixteen = _mm256_set1_epi8(16);
             let word = |m: usize| {
                 blk.add(at + 8 * m + 4 * h)
@@ -163,7 +144,6 @@ unsafe fn operands(
 /// # Safety
 /// AVX2 and FMA must be available (called from a kernel compiled with them).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 unsafe fn fold_run(
     (lo, hi): (__m256i, __m256i),
     qs: &[i8; 32],
@@ -186,28 +166,21 @@ unsafe fn fold_run(
     }
 }
 
-/// Q4_1 (`QH = false`) or Q5_1 · Q8_1 over half `h` of a group, for `N` activation rows:
-/// each block's operands are unpacked once and serve every row.
+/// Q4_1 or Q5_1 (`K`) · Q8_1 over half `h` of a group, for `N` activation rows: each block's
+/// operands are unpacked once and serve every row.
 ///
 /// # Safety
 /// As [`HalfDot::half`].
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // `b` indexes the weight group and every token's row
-unsafe fn offset_half<const QH: bool, const N: usize>(
+unsafe fn offset_half<K: HalfDot, const N: usize>(
     grp: &[u8],
     y: [&[BlockQ8_1]; N],
     nb: usize,
     h: usize,
     pf: Prefetch,
 ) -> [__m256; N] {
-    let group_block = GROUP_ROWS
-        * if QH {
-            BlockQ5_1::BYTES
-        } else {
-            BlockQ4_1::BYTES
-        };
-    // Scales `d` at 0, `m` at 32; Q5_1's fifth-bit masks at 64..128; then the quant runs.
-    let (runs, masks) = if QH { (128, Some(64)) } else { (64, None) };
+    let group_block = K::GROUP_BLOCK;
     assert!(grp.len() == nb * group_block && h < 2);
     let y = y.map(|r| &r[..nb]);
     let t = f16_table();
@@ -220,8 +193,8 @@ unsafe fn offset_half<const QH: bool, const N: usize>(
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * group_block);
             prefetch(grp, group_block, nb, h, b, pf);
-            let dx = f16x8(blk.add(16 * h));
-            let mx = f16x8(blk.add(32 + 16 * h));
+            let dx = f16x8(blk.add(legacy::D + 16 * h));
+            let mx = f16x8(blk.add(legacy::M + 16 * h));
             let mut d = [dx; N];
             for n in 0..N {
                 let by = &y[n][b];
@@ -229,7 +202,7 @@ unsafe fn offset_half<const QH: bool, const N: usize>(
                 d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, by.d)));
             }
             for l in 0..4 {
-                let ops = operands(blk, runs, masks, l, h);
+                let ops = operands::<K>(blk, l, h);
                 for n in 0..N {
                     // Unbiased operands: no correction (the subtractions of 0 fold away).
                     fold_run(ops, &y[n][b].qs, l, (0, 0), d[n], &mut acc[n]);
@@ -244,28 +217,21 @@ unsafe fn offset_half<const QH: bool, const N: usize>(
     }
 }
 
-/// Q4_0 (`QH = false`, bias 8) or Q5_0 (bias 16) · Q8_0 over half `h` of a group, for `N`
-/// activation rows.
+/// Q4_0 or Q5_0 (`K`) · Q8_0 over half `h` of a group, for `N` activation rows. The unpacked
+/// operands are the quants plus 8 (4-bit) or 16 (with the fifth bit).
 ///
 /// # Safety
 /// As [`HalfDot::half`].
 #[inline(always)]
-unsafe fn biased_half<const QH: bool, const N: usize>(
+unsafe fn biased_half<K: HalfDot, const N: usize>(
     grp: &[u8],
     y: [&[BlockQ8_0]; N],
     nb: usize,
     h: usize,
     pf: Prefetch,
 ) -> [__m256; N] {
-    let group_block = GROUP_ROWS
-        * if QH {
-            BlockQ5_0::BYTES
-        } else {
-            BlockQ4_0::BYTES
-        };
-    // Scales `d` at 0; Q5_0's fifth-bit masks at 32..96; then the quant runs.
-    let (runs, masks) = if QH { (96, Some(32)) } else { (32, None) };
-    let bias: i8 = if QH { 16 } else { 8 };
+    let group_block = K::GROUP_BLOCK;
+    let bias: i8 = if K::MASKS.is_some() { 16 } else { 8 };
     assert!(grp.len() == nb * group_block && h < 2);
     let y = y.map(|r| &r[..nb]);
     let t = f16_table();
@@ -290,13 +256,13 @@ unsafe fn biased_half<const QH: bool, const N: usize>(
             for (b, c) in blocks.zip(corr.iter()) {
                 let blk = grp.as_ptr().add(b * group_block);
                 prefetch(grp, group_block, nb, h, b, pf);
-                let dx = f16x8(blk.add(16 * h));
+                let dx = f16x8(blk.add(legacy::D + 16 * h));
                 let mut d = [dx; N];
                 for n in 0..N {
                     d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, y[n][b].d)));
                 }
                 for l in 0..4 {
-                    let ops = operands(blk, runs, masks, l, h);
+                    let ops = operands::<K>(blk, l, h);
                     for n in 0..N {
                         let corr = (c[n][l], c[n][l + 4]);
                         fold_run(ops, &y[n][b].qs, l, corr, d[n], &mut acc[n]);
@@ -313,21 +279,21 @@ unsafe fn biased_half<const QH: bool, const N: usize>(
 }
 
 /// Q8_0 · Q8_0 over half `h` of a group, for `N` activation rows: the quants are stored as
-/// `q ^ 0x80` in 8 runs of 64 bytes after the scales (the AVX-512 kernels' unsigned operand);
+/// `q ^ 0x80` in 8 runs of 64 bytes (the AVX-512 kernels' unsigned operand);
 /// here they are flipped back and dotted as the file kernel does, `|q|` against `y·sign(q)`.
 ///
 /// # Safety
 /// As [`HalfDot::half`].
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // `b` and `l` index the weight group, every token's row
-unsafe fn q8_0_half<const N: usize>(
+unsafe fn q8_0_half<K: HalfDot, const N: usize>(
     grp: &[u8],
     y: [&[BlockQ8_0]; N],
     nb: usize,
     h: usize,
     pf: Prefetch,
 ) -> [__m256; N] {
-    let group_block = GROUP_ROWS * BlockQ8_0::BYTES;
+    let group_block = K::GROUP_BLOCK;
     assert!(grp.len() == nb * group_block && h < 2);
     let y = y.map(|r| &r[..nb]);
     let t = f16_table();
@@ -340,13 +306,13 @@ unsafe fn q8_0_half<const N: usize>(
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * group_block);
             prefetch(grp, group_block, nb, h, b, pf);
-            let dx = f16x8(blk.add(16 * h));
+            let dx = f16x8(blk.add(legacy::D + 16 * h));
             let mut d = [dx; N];
             for n in 0..N {
                 d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, y[n][b].d)));
             }
             for l in 0..8 {
-                let raw = _mm256_loadu_si256(blk.add(32 + 64 * l + 32 * h).cast());
+                let raw = _mm256_loadu_si256(blk.add(K::RUNS + 64 * l + 32 * h).cast());
                 let q = _mm256_xor_si256(raw, flip);
                 let a = _mm256_sign_epi8(q, q);
                 for n in 0..N {
@@ -368,15 +334,18 @@ unsafe fn q8_0_half<const N: usize>(
 /// Blocks whose activation corrections are computed ahead, together (see [`biased_half`]).
 const BIAS_CHUNK: usize = 16;
 
-/// Declares a weight type's marker and its [`HalfDot`] over a half kernel.
+/// Declares a weight type's marker and its [`HalfDot`]: the type's offsets from
+/// `cpu::rows16::legacy`, its half kernel.
 macro_rules! half_dot {
-    ($(#[$m:meta])* $T:ident, $A:ty, $W:ty, $kernel:ident::<$flag:tt>) => {
+    ($(#[$m:meta])* $T:ident, $ty:expr, $A:ty, $kernel:ident) => {
         $(#[$m])*
         struct $T;
 
         impl HalfDot for $T {
             type A = $A;
-            const GROUP_BLOCK: usize = GROUP_ROWS * <$W as Block>::BYTES;
+            const GROUP_BLOCK: usize = offsets($ty).group_block;
+            const RUNS: usize = offsets($ty).runs;
+            const MASKS: Option<usize> = offsets($ty).masks;
 
             #[inline(always)]
             unsafe fn half<const N: usize>(
@@ -387,44 +356,35 @@ macro_rules! half_dot {
                 pf: Prefetch,
             ) -> [__m256; N] {
                 // SAFETY: the kernel's contract is this method's.
-                unsafe { $kernel::<$flag, N>(grp, y, nb, h, pf) }
+                unsafe { $kernel::<Self, N>(grp, y, nb, h, pf) }
             }
         }
     };
 }
 
-half_dot!(
-    /// Q4_1 · Q8_1.
-    Q4_1, BlockQ8_1, BlockQ4_1, offset_half::<false>);
-half_dot!(
-    /// Q5_1 · Q8_1.
-    Q5_1, BlockQ8_1, BlockQ5_1, offset_half::<true>);
-half_dot!(
-    /// Q4_0 · Q8_0.
-    Q4_0, BlockQ8_0, BlockQ4_0, biased_half::<false>);
-half_dot!(
-    /// Q5_0 · Q8_0.
-    Q5_0, BlockQ8_0, BlockQ5_0, biased_half::<true>);
-
-/// Q8_0 · Q8_0.
-struct Q8_0;
-
-impl HalfDot for Q8_0 {
-    type A = BlockQ8_0;
-    const GROUP_BLOCK: usize = GROUP_ROWS * BlockQ8_0::BYTES;
-
-    #[inline(always)]
-    unsafe fn half<const N: usize>(
-        grp: &[u8],
-        y: [&[BlockQ8_0]; N],
-        nb: usize,
-        h: usize,
-        pf: Prefetch,
-    ) -> [__m256; N] {
-        // SAFETY: the kernel's contract is this method's.
-        unsafe { q8_0_half::<N>(grp, y, nb, h, pf) }
+/// The offsets of a type the layout takes (a compile-time error for any other).
+const fn offsets(ty: GgmlType) -> legacy::Offsets {
+    match legacy::offsets(ty) {
+        Some(o) => o,
+        None => panic!("not a 32-element type of the 16-row layout"),
     }
 }
+
+half_dot!(
+    /// Q4_1 · Q8_1.
+    Q4_1, GgmlType::Q4_1, BlockQ8_1, offset_half);
+half_dot!(
+    /// Q5_1 · Q8_1.
+    Q5_1, GgmlType::Q5_1, BlockQ8_1, offset_half);
+half_dot!(
+    /// Q4_0 · Q8_0.
+    Q4_0, GgmlType::Q4_0, BlockQ8_0, biased_half);
+half_dot!(
+    /// Q5_0 · Q8_0.
+    Q5_0, GgmlType::Q5_0, BlockQ8_0, biased_half);
+half_dot!(
+    /// Q8_0 · Q8_0.
+    Q8_0, GgmlType::Q8_0, BlockQ8_0, q8_0_half);
 
 /// `outs[k][i] = dot(weight row i, activation row k)` for interleaved rows `w` (whole groups)
 /// and activation rows `a` (`outs.len()` of them): half by half, token by token, so a half's

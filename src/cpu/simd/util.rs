@@ -64,6 +64,24 @@ pub(super) fn prefetch_span(at: *const u8, len: usize, near: usize, far: usize) 
     }
 }
 
+/// Prefetches the `len` bytes at `at` into L2 only (a stream the loop reaches later, through a
+/// pass that reads cached bytes meanwhile). A prefetch never faults: the address is only
+/// computed.
+#[inline(always)]
+pub(super) fn prefetch_l2(at: *const u8, len: usize) {
+    for k in 0..len.div_ceil(64) {
+        // SAFETY: SSE is baseline on x86-64; prefetching any address is harmless.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(64 * k).cast()) };
+    }
+}
+
+/// The 4 activation bytes at `i..i + 4` as one little-endian i32: one lane's operand of the
+/// 16-row kernels, splatted across the rows (`vpdpbusd` on AVX-512, `vpmaddubsw` on AVX2).
+#[inline(always)]
+pub(super) fn quad(q: &[i8], i: usize) -> i32 {
+    i32::from_le_bytes([q[i] as u8, q[i + 1] as u8, q[i + 2] as u8, q[i + 3] as u8])
+}
+
 /// Loads 8 floats from the start of `s` (any alignment). Panics if `s` is shorter.
 #[inline(always)]
 pub(super) unsafe fn load_f32x8(s: &[f32]) -> __m256 {

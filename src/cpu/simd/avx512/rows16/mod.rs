@@ -17,7 +17,7 @@ use sluice_loader::quant::blocks::{
 use super::safe_kernel512;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 use crate::cpu::rows16::GROUP_ROWS;
-use crate::cpu::simd::util::prefetch_span;
+use crate::cpu::simd::util::{prefetch_span, quad};
 
 /// Bytes of one interleaved Q4_1 block group (16 rows' block b).
 const Q4_1_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ4_1::BYTES;
@@ -43,12 +43,6 @@ pub(super) fn prefetch_group(blk: *const u8, len: usize, far: usize) {
 /// K-quants spill some of theirs at 4 and still ran 8-token products 4-25% faster than at 2
 /// (alternating runs, 256 MB matrices).
 const TOKENS_PER_PASS: usize = 4;
-
-/// The 4 activation bytes at `i..i + 4` as one i32 (what `vpdpbusd` multiplies per lane).
-#[inline(always)]
-fn quad(q: &[i8], i: usize) -> i32 {
-    i32::from_le_bytes([q[i] as u8, q[i + 1] as u8, q[i + 2] as u8, q[i + 3] as u8])
-}
 
 /// One group of 16 interleaved Q4_1 rows (`grp`, `nb` block groups) dotted with `N` Q8_1
 /// activation rows: `out[n]` lane r is row r's dot with `y[n]`.
