@@ -17,6 +17,9 @@ use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 /// Defines a symmetric (no-offset) Q8_0-activation pair: `unpack` gives the block's signed
 /// bytes once per row; each (row, activation row) then adds `fma(dx·dy, Σ qx·qy lanes)`.
+/// One-token products take rows in pairs (256 MB matrices, 2 threads, EPYC VM: Q5_0 16.1 →
+/// 17.2-17.6 GB/s, Q5_1 14.5 → 16.5; four rows per pass were slower than one from memory,
+/// and two rows per pass ran 8-token products 6-11% slower in cache).
 macro_rules! sym_pair {
     ($(#[$m:meta])* $K:ident, $W:ty, |$bx:ident| $unpack:expr) => {
         $(#[$m])*
@@ -25,8 +28,7 @@ macro_rules! sym_pair {
         impl MultiDot for $K {
             type W = $W;
             type A = BlockQ8_0;
-            const DECODE_ROWS: usize = DECODE_ROWS;
-            const BATCH_ROWS: usize = BATCH_ROWS;
+            const DECODE_ROW_PAIRS: bool = true;
 
             #[inline(always)]
             unsafe fn dots<const N: usize>(x: &[$W], y: [&[BlockQ8_0]; N]) -> [f32; N] {
@@ -89,8 +91,7 @@ macro_rules! offset_pair {
         impl MultiDot for $K {
             type W = $W;
             type A = BlockQ8_1;
-            const DECODE_ROWS: usize = DECODE_ROWS;
-            const BATCH_ROWS: usize = BATCH_ROWS;
+            const DECODE_ROW_PAIRS: bool = true;
 
             #[inline(always)]
             unsafe fn dots<const N: usize>(x: &[$W], y: [&[BlockQ8_1]; N]) -> [f32; N] {
@@ -144,14 +145,6 @@ macro_rules! offset_pair {
         }
     };
 }
-
-/// Weight rows per pass of a one-token product: two independent accumulator chains (256 MB
-/// matrices, 2 threads, EPYC VM: Q5_0 16.1 → 17.2-17.6 GB/s, Q5_1 14.5 → 16.5; four rows
-/// were slower than one from memory).
-const DECODE_ROWS: usize = 2;
-/// Weight rows per pass of a many-token product: one (its four activation rows already give
-/// four chains; two rows per pass ran 8-token products 6-11% slower in cache, EPYC VM).
-const BATCH_ROWS: usize = 1;
 
 sym_pair!(
     /// Q4_0 · Q8_0: `nib − 8`.

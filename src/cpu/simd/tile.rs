@@ -23,10 +23,10 @@ pub(super) trait MultiDot {
     /// The CPU must support AVX2, FMA and F16C; every `y[n]` is at least as long as `x`.
     unsafe fn dots<const N: usize>(x: &[Self::W], y: [&[Self::A]; N]) -> [f32; N];
 
-    /// Weight rows a one-token product dots per pass: 1, 2 or 4 (any other value runs one).
-    const DECODE_ROWS: usize = 1;
-    /// Weight rows a many-token product dots per pass (1, 2 or 4).
-    const BATCH_ROWS: usize = 1;
+    /// Whether a one-token product dots two weight rows per pass ([`MultiDot::dots_rows`]):
+    /// one row's dot waits on its own FMA's latency every block. Many-token products take one
+    /// row per pass, their activation rows already giving independent chains.
+    const DECODE_ROW_PAIRS: bool = false;
 
     /// Output `[r][n]` is the single-token dot of `x[r]` with `y[n]`, bit for bit: `R` rows
     /// at once give the CPU `R` independent accumulator chains (a one-token dot waits on its
@@ -135,19 +135,12 @@ pub(super) unsafe fn drive<K: MultiDot>(w: &[u8], a: &[u8], outs: &mut [&mut [f3
     if nb == 0 {
         return;
     }
-    let per_pass = if n_tok == 1 {
-        K::DECODE_ROWS
-    } else {
-        K::BATCH_ROWS
-    };
     let mut i = 0;
     // SAFETY (all calls below): features per this fn's contract; `x` holds whole rows of
     // `nb` blocks and `y` `n_tok` rows of `nb` blocks.
     unsafe {
-        match per_pass {
-            4 => rows_by::<K, 4>(x, y, nb, &mut i, outs),
-            2 => rows_by::<K, 2>(x, y, nb, &mut i, outs),
-            _ => {}
+        if n_tok == 1 && K::DECODE_ROW_PAIRS {
+            rows_by::<K, 2>(x, y, nb, &mut i, outs);
         }
         rows_by::<K, 1>(x, y, nb, &mut i, outs);
     }
