@@ -318,7 +318,10 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             isa.name()
         );
         print_tiers(&tiers);
-        if rows16_at.is_some() && rows16_tier.name() == "avx512" {
+        // Only a tier with 16-row Q2_K kernels has the GFNI choice to report.
+        if rows16_at.is_some()
+            && rows16::interleaves(rows16_tier, GgmlType::Q2K, rows16::GROUP_ROWS)
+        {
             let how = if rows16_tier.uses_gfni() {
                 "with GFNI"
             } else {
