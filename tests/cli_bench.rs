@@ -114,11 +114,48 @@ fn kernels_json_has_a_figure_per_type() {
 }
 
 #[test]
+fn kernels_row_elems_sets_the_matrices_rows_and_leaves_out_types_it_cannot_take() {
+    // Qwen2.5-0.5B's 896-element rows: the 32-element types fit, the 256-element K-quants not.
+    let o = sluice(&[
+        "bench",
+        "kernels",
+        "--size",
+        "1M",
+        "--row-elems",
+        "896",
+        "--seconds",
+        "0.02",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(v["row_elems"], 896);
+    let names: Vec<&str> = v["kernels"]
+        .as_array()
+        .expect("kernels array")
+        .iter()
+        .filter_map(|k| k["type"].as_str())
+        .collect();
+    for ty in ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"] {
+        assert!(names.contains(&ty), "{ty} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.ends_with("_K")), "{names:?}");
+}
+
+#[test]
 fn kernels_bad_options_exit_2_with_one_sentence() {
     for (args, fragment) in [
         (&["--types", "q9_9"][..], "unknown weight type \"q9_9\""),
         (&["--size", "0"][..], "--size"),
         (&["--seconds=-1"][..], "--seconds"),
+        (&["--row-elems", "0"][..], "--row-elems must be in"),
+        (
+            &["--row-elems", "896", "--types", "q5_0,q4_k"][..],
+            "--row-elems 896 is not a multiple of Q4_K's 256-element block",
+        ),
     ] {
         let mut all = vec!["bench", "kernels"];
         all.extend_from_slice(args);

@@ -30,6 +30,9 @@ use crate::cuda::CudaError;
 
 /// Elements per weight row (a 7B-class projection's width).
 const ROW_ELEMS: usize = 4096;
+
+/// The longest row `--row-elems` takes (the largest hidden sizes of today's models, with room).
+const ROW_ELEMS_MAX: usize = 1 << 16;
 /// Largest matrix accepted (the machine must hold it and the bandwidth buffer).
 const SIZE_MAX: u64 = 8 << 30;
 /// Tokens of the batched product (one full tile of the matmul).
@@ -50,6 +53,10 @@ pub struct KernelsArgs {
     /// Seconds to spend on each measurement (at least one pass is always made).
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// Elements per weight row: a model's own row length (short rows cost more per byte);
+    /// types whose block does not divide it are left out, or refused if named in --types.
+    #[arg(long, default_value_t = ROW_ELEMS)]
+    row_elems: usize,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -95,6 +102,8 @@ struct TierKernel {
 struct KernelsReport {
     isa: &'static str,
     threads: usize,
+    /// Elements per weight row of every matrix measured.
+    row_elems: usize,
     /// The probe at the start of the run; each type's fractions are against its own
     /// `mem_gb_per_s`.
     mem_gb_per_s: f64,
@@ -124,6 +133,7 @@ struct Plan {
     size: u64,
     threads: usize,
     types: Vec<GgmlType>,
+    row_elems: usize,
 }
 
 /// Runs `sluice bench kernels`; returns the exit status.
@@ -158,18 +168,36 @@ fn check_args(args: &KernelsArgs) -> Result<Plan> {
     if !(1..=1024).contains(&threads) {
         bail!("--threads must be in 1..=1024, got {threads}");
     }
+    let row_elems = args.row_elems;
+    if !(1..=ROW_ELEMS_MAX).contains(&row_elems) {
+        bail!("--row-elems must be in 1..={ROW_ELEMS_MAX}, got {row_elems}");
+    }
+    let fits = |ty: &GgmlType| row_elems.is_multiple_of(ty.block_elems());
     let types = if args.types.is_empty() {
-        WEIGHT_TYPES.to_vec()
+        let types: Vec<GgmlType> = WEIGHT_TYPES.iter().copied().filter(fits).collect();
+        if types.is_empty() {
+            bail!("--row-elems {row_elems}: no weight type's block divides it");
+        }
+        types
     } else {
-        args.types
+        let types = args
+            .types
             .iter()
             .map(|t| parse_type(t))
-            .collect::<Result<Vec<_>>>()?
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(ty) = types.iter().find(|ty| !fits(ty)) {
+            bail!(
+                "--row-elems {row_elems} is not a multiple of {ty}'s {}-element block",
+                ty.block_elems()
+            );
+        }
+        types
     };
     Ok(Plan {
         size,
         threads,
         types,
+        row_elems,
     })
 }
 
@@ -178,6 +206,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         size,
         threads,
         types,
+        row_elems,
     } = plan;
     let pool = ThreadPool::new(threads);
     let isa = Isa::current();
@@ -225,11 +254,11 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
     let bar = super::progress::bar(types.len() as u64, "weight types");
     for ty in types {
         bar.set_message(format!("weight types: {ty}"));
-        let row_bytes = ty.row_bytes(ROW_ELEMS as u64).unwrap_or(0) as usize;
+        let row_bytes = ty.row_bytes(row_elems as u64).unwrap_or(0) as usize;
         // Whole 16-row groups, so the interleaved layout applies to the same matrix.
         let n_rows = (size as usize / row_bytes.max(1) / 16 * 16).max(16);
-        let bytes = synth::weights(&mut rng, ty, ROW_ELEMS, n_rows);
-        let w = WeightView::file(ty, ROW_ELEMS, n_rows, &bytes);
+        let bytes = synth::weights(&mut rng, ty, row_elems, n_rows);
+        let w = WeightView::file(ty, row_elems, n_rows, &bytes);
         let gb = |s: f64, tokens: usize| (bytes.len() * tokens) as f64 / s / 1e9;
         // The probes just before and just after this type's products bracket them.
         let mem_before = probe.bytes_per_s();
@@ -251,7 +280,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             rows16::repack(ty, n_rows, &mut packed, &mut scratch)?;
             let w = WeightView {
                 layout: WeightLayout::Rows16,
-                ..WeightView::file(ty, ROW_ELEMS, n_rows, &packed)
+                ..WeightView::file(ty, row_elems, n_rows, &packed)
             };
             let mv = matvec_pass_s(rows16_tier, &w, &mut rng, &pool, args.seconds, 1)?;
             let bt = matvec_pass_s(rows16_tier, &w, &mut rng, &pool, args.seconds, BATCH_TOKENS)?;
@@ -259,7 +288,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         }
         let mem_bps = (mem_before + probe.bytes_per_s()) / 2.0;
         let (mv, bt) = current;
-        let mut row = vec![0.0f32; ROW_ELEMS];
+        let mut row = vec![0.0f32; row_elems];
         let mut deq_err = None;
         let (dq, _) = timed_passes(args.seconds, |passes| {
             for _ in 0..passes {
@@ -295,7 +324,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
             bar.suspend(|| print_row(&fig));
         }
         kernels.push(fig);
-        gpu.measure(ty, n_rows, &bytes, args.seconds)?;
+        gpu.measure(ty, row_elems, n_rows, &bytes, args.seconds)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -304,6 +333,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         let report = KernelsReport {
             isa: isa.name(),
             threads,
+            row_elems,
             mem_gb_per_s: first_bps / 1e9,
             kernels,
             tiers,
@@ -314,7 +344,7 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "dequant is one thread; matvec uses {threads}; batch is {BATCH_TOKENS} tokens (weight GB/s × tokens). Kernel path: {}.",
+            "rows of {row_elems} elements; dequant is one thread; matvec uses {threads}; batch is {BATCH_TOKENS} tokens (weight GB/s × tokens). Kernel path: {}.",
             isa.name()
         );
         print_tiers(&tiers);
@@ -363,8 +393,15 @@ impl Gpu {
         })
     }
 
-    /// Times `ty`'s device kernels over `weights` (rows of [`ROW_ELEMS`]), when there is a GPU.
-    fn measure(&mut self, ty: GgmlType, n_rows: usize, weights: &[u8], seconds: f64) -> Result<()> {
+    /// Times `ty`'s device kernels over `weights` (rows of `row_elems`), when there is a GPU.
+    fn measure(
+        &mut self,
+        ty: GgmlType,
+        row_elems: usize,
+        n_rows: usize,
+        weights: &[u8],
+        seconds: f64,
+    ) -> Result<()> {
         let Gpu::Present {
             bench,
             mem_gb_per_s,
@@ -374,7 +411,7 @@ impl Gpu {
             return Ok(());
         };
         let f = bench
-            .measure(ty, ROW_ELEMS, n_rows, weights, seconds)
+            .measure(ty, row_elems, n_rows, weights, seconds)
             .with_context(|| format!("{ty} on the GPU"))?;
         kernels.push(KernelFigures {
             ty: ty.to_string(),
