@@ -1,13 +1,18 @@
 //! `out[t][r] = dot(row r of W, activation row t)` for one weight matrix and a batch of tokens,
 //! split across the thread pool.
 //!
-//! Work items are (tile of up to [`TOKENS_PER_TILE`] tokens) × (chunk of [`ROWS_PER_CHUNK`]
-//! weight rows, [`DECODE_ROWS_PER_CHUNK`] for a single token); a task hands its whole item to the weight type's tile kernel in one call (one
-//! dispatch per item), which dots each row of the chunk with the tile's tokens a few at a time
-//! while the row is in L1, writing straight into the caller's output through disjoint `&mut`
-//! sub-slices handed out by a locked queue. Every output element is bit-identical to the single
-//! dot of its row pair, so results do not depend on the thread count or on how many tokens are
-//! batched.
+//! A batch's work items are (tile of up to [`TOKENS_PER_TILE`] tokens) × (chunk of
+//! [`ROWS_PER_CHUNK`] weight rows), handed out in order by a locked queue. A one-token product
+//! is bound by memory instead: each task owns a contiguous share of the rows and streams it
+//! front to back in [`DECODE_ROWS_PER_CHUNK`]-row items, so each core reads one sequential
+//! range (what the hardware prefetcher and the kernels' own prefetches follow); a task whose
+//! share is done takes over a share whose task has not started, or else takes
+//! [`STEAL_ROWS`]-row items from the far end of the longest share left. A task hands its whole
+//! item to the weight type's tile kernel in one call (one dispatch per item), which dots each
+//! row of the item with the tile's tokens a few at a time while the row is in L1, writing
+//! straight into the caller's output through disjoint `&mut` sub-slices. Every output element is
+//! bit-identical to the single dot of its row pair, so results do not depend on the thread
+//! count, on which task computed it or on how many tokens are batched.
 
 use std::slice::ChunksMut;
 use std::sync::{Mutex, PoisonError};
@@ -21,13 +26,23 @@ use super::error::CpuError;
 use super::pool::ThreadPool;
 use super::rows16::{self, WeightLayout};
 
-/// Weight rows per work item of a batch (a multiple of 4; 16 keeps 2–16 threads balanced on
-/// small layers).
+/// Weight rows per work item of a batch (a multiple of 16, the interleaved layout's group;
+/// 16 keeps 2–16 threads balanced on small layers).
 pub const ROWS_PER_CHUNK: usize = 16;
-/// Weight rows per work item of a one-token product (see `rows_per_chunk`).
-pub const DECODE_ROWS_PER_CHUNK: usize = 64;
+/// Weight rows per item a task takes from its own share in a one-token product (a multiple of
+/// 16): long items keep the kernels' prefetches running ahead inside them.
+pub const DECODE_ROWS_PER_CHUNK: usize = 256;
+/// Weight rows per item taken from the far end of another task's share (a multiple of 16):
+/// short, so the shares finish together.
+pub const STEAL_ROWS: usize = 64;
 /// Tokens per work item: each weight row is dotted with this many tokens while hot in cache.
 pub const TOKENS_PER_TILE: usize = 8;
+
+const _: () = assert!(
+    ROWS_PER_CHUNK.is_multiple_of(rows16::GROUP_ROWS)
+        && DECODE_ROWS_PER_CHUNK.is_multiple_of(rows16::GROUP_ROWS)
+        && STEAL_ROWS.is_multiple_of(rows16::GROUP_ROWS)
+);
 
 /// A weight matrix of `n_rows` rows of `row_elems` elements of type `ty`, in `layout`.
 #[derive(Clone, Copy, Debug)]
@@ -57,18 +72,6 @@ impl<'a> WeightView<'a> {
     }
 }
 
-/// Weight rows per work item for a product over `n_tok` tokens: a one-token product streams
-/// each row once, and longer runs per item keep each thread's reads sequential for the hardware
-/// prefetcher (measured: decode +10-20% over 16-row items); batches reuse each row across
-/// tokens and balance better with short items.
-fn rows_per_chunk(n_tok: usize) -> usize {
-    if n_tok == 1 {
-        DECODE_ROWS_PER_CHUNK
-    } else {
-        ROWS_PER_CHUNK
-    }
-}
-
 /// One work item: rows `r0..r0 + len` for tokens `t0..t0 + n_tok`.
 struct Item<'o> {
     t0: usize,
@@ -93,7 +96,7 @@ struct Queue<'o> {
 impl<'o> Queue<'o> {
     /// A queue over `out`, which holds whole strips of `n_rows` values (`n_rows > 0`).
     fn new(out: &'o mut [f32], n_rows: usize) -> Queue<'o> {
-        let chunk = rows_per_chunk(out.len() / n_rows);
+        let chunk = ROWS_PER_CHUNK;
         Queue {
             tiles: out.chunks_mut(TOKENS_PER_TILE * n_rows),
             strips: std::array::from_fn(|_| <&mut [f32]>::default().chunks_mut(chunk)),
@@ -131,6 +134,107 @@ impl<'o> Queue<'o> {
     }
 }
 
+/// A one-token product's rows shared out among the tasks (module docs).
+struct Shares<'o> {
+    /// Per task: the first row not yet handed out of its share, and the share's outputs from
+    /// there on.
+    left: Vec<(usize, &'o mut [f32])>,
+    /// Whether each task has asked for work (a share whose task has not is taken whole).
+    started: Vec<bool>,
+}
+
+impl<'o> Shares<'o> {
+    /// Shares of `out` (one token's `out.len()` rows) for `tasks` tasks: contiguous, in whole
+    /// 16-row groups, as even as that allows.
+    fn new(out: &'o mut [f32], tasks: usize) -> Shares<'o> {
+        let tasks = tasks.max(1);
+        let groups = out.len().div_ceil(rows16::GROUP_ROWS);
+        let per = groups.div_ceil(tasks) * rows16::GROUP_ROWS;
+        let mut left = Vec::with_capacity(tasks);
+        let mut rest = out;
+        let mut r0 = 0;
+        for _ in 0..tasks {
+            let (share, tail) = rest.split_at_mut(per.min(rest.len()));
+            let len = share.len();
+            left.push((r0, share));
+            r0 += len;
+            rest = tail;
+        }
+        Shares {
+            left,
+            started: vec![false; tasks],
+        }
+    }
+
+    /// The next item for task `task`, or `None` when every row has been handed out.
+    fn next_item(&mut self, task: usize) -> Option<Item<'o>> {
+        let task = task % self.left.len();
+        self.started[task] = true;
+        if self.left[task].1.is_empty() {
+            // A share whose task has not started is taken whole, front to back.
+            if let Some(j) =
+                (0..self.left.len()).find(|&j| !self.started[j] && !self.left[j].1.is_empty())
+            {
+                self.started[j] = true;
+                self.left.swap(task, j);
+            }
+        }
+        let (r0, out) = if !self.left[task].1.is_empty() {
+            let (r0, share) = std::mem::take(&mut self.left[task]);
+            let (head, tail) = share.split_at_mut(DECODE_ROWS_PER_CHUNK.min(share.len()));
+            self.left[task] = (r0 + head.len(), tail);
+            (r0, head)
+        } else {
+            // The far end of the longest share left.
+            let j = (0..self.left.len()).max_by_key(|&j| self.left[j].1.len())?;
+            let (r0, share) = std::mem::take(&mut self.left[j]);
+            if share.is_empty() {
+                return None;
+            }
+            // Both pieces in whole groups: every share starts on a group boundary.
+            let keep = share.len().saturating_sub(STEAL_ROWS);
+            let keep = keep - keep % rows16::GROUP_ROWS;
+            let (front, back) = share.split_at_mut(keep);
+            self.left[j] = (r0, front);
+            (r0 + keep, back)
+        };
+        let mut outs: [&'o mut [f32]; TOKENS_PER_TILE] = Default::default();
+        outs[0] = out;
+        Some(Item {
+            t0: 0,
+            r0,
+            n_tok: 1,
+            outs,
+        })
+    }
+}
+
+/// How one product's outputs are handed out: a one-token product's shares, or a batch's queue.
+enum Hand<'o> {
+    Shares(Shares<'o>),
+    Queue(Queue<'o>),
+}
+
+impl<'o> Hand<'o> {
+    /// The hand for `out`, which holds whole strips of `n_rows` values (`n_rows > 0`), shared
+    /// among `tasks` tasks.
+    fn new(out: &'o mut [f32], n_rows: usize, tasks: usize) -> Hand<'o> {
+        if out.len() == n_rows {
+            Hand::Shares(Shares::new(out, tasks))
+        } else {
+            Hand::Queue(Queue::new(out, n_rows))
+        }
+    }
+
+    /// The next item for task `task`, or `None` when every output element has been handed out.
+    fn next_item(&mut self, task: usize) -> Option<Item<'o>> {
+        match self {
+            Hand::Shares(s) => s.next_item(task),
+            Hand::Queue(q) => q.next_item(),
+        }
+    }
+}
+
 /// Computes `out[t * n_rows + r] = dot(row r of w, row t of x_q)` for every token t of `x_q`,
 /// on the process-wide kernel path. `x_q` must come from `quantize_acts` with `w.ty`.
 pub fn matmul(
@@ -158,12 +262,13 @@ pub fn matmul_with(
     if w.n_rows == 0 || x_q.rows() == 0 {
         return Ok(());
     }
-    let queue = Mutex::new(Queue::new(out, w.n_rows));
-    pool.run(pool.n_threads(), |_| loop {
+    let tasks = pool.n_threads();
+    let queue = Mutex::new(Hand::new(out, w.n_rows, tasks));
+    pool.run(tasks, |task| loop {
         let item = queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .next_item();
+            .next_item(task);
         let Some(mut item) = item else { break };
         item.compute(isa, kernel, w, x_q);
     });
@@ -188,7 +293,8 @@ pub fn matmul_many_with<const N: usize>(
         return Ok(());
     }
     let mut queues = outs.map(Some);
-    let mut live: [Option<Queue<'_>>; N] = std::array::from_fn(|_| None);
+    let tasks = pool.n_threads();
+    let mut live: [Option<Hand<'_>>; N] = std::array::from_fn(|_| None);
     for (m, w) in ws.iter().enumerate() {
         let Some(out) = queues[m].take() else {
             continue;
@@ -196,17 +302,17 @@ pub fn matmul_many_with<const N: usize>(
         if w.row_elems == 0 {
             out.fill(0.0);
         } else if w.n_rows > 0 {
-            live[m] = Some(Queue::new(out, w.n_rows));
+            live[m] = Some(Hand::new(out, w.n_rows, tasks));
         }
     }
     let queue = Mutex::new((live, 0usize));
-    pool.run(pool.n_threads(), |_| loop {
+    pool.run(tasks, |task| loop {
         let next = {
             let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
             let (live, cur) = &mut *q;
             let mut found = None;
             while *cur < N {
-                if let Some(item) = live[*cur].as_mut().and_then(Queue::next_item) {
+                if let Some(item) = live[*cur].as_mut().and_then(|h| h.next_item(task)) {
                     found = Some((*cur, item));
                     break;
                 }
@@ -248,12 +354,17 @@ pub fn matmul_pair_with(
     if wa.n_rows == 0 || x_q.rows() == 0 {
         return Ok(());
     }
-    let queue = Mutex::new((Queue::new(out_a, wa.n_rows), Queue::new(out_b, wb.n_rows)));
-    pool.run(pool.n_threads(), |_| loop {
+    let tasks = pool.n_threads();
+    let queue = Mutex::new((
+        Hand::new(out_a, wa.n_rows, tasks),
+        Hand::new(out_b, wb.n_rows, tasks),
+    ));
+    pool.run(tasks, |task| loop {
         let next = {
             let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
             let (qa, qb) = &mut *q;
-            qa.next_item().zip(qb.next_item())
+            // Same shapes, same calls: both hands give the same rows each time.
+            qa.next_item(task).zip(qb.next_item(task))
         };
         let Some((mut a, mut b)) = next else { break };
         if wa.row_elems == 0 {
@@ -346,4 +457,82 @@ fn check(
         });
     }
     Ok(kernel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out every item of a one-token product of `n_rows` rows among `tasks` tasks, asking
+    /// in the order `order` gives (cycled; a task whose call got nothing stops asking; tasks
+    /// not in `order` never ask); returns each task's items as (first row, rows).
+    fn hand_out(n_rows: usize, tasks: usize, order: &[usize]) -> Vec<Vec<(usize, usize)>> {
+        let mut out = vec![0.0f32; n_rows];
+        let mut shares = Shares::new(&mut out, tasks);
+        let mut got = vec![Vec::new(); tasks];
+        let mut done = vec![false; tasks];
+        for &task in order.iter().cycle() {
+            if order.iter().all(|&t| done[t]) {
+                break;
+            }
+            if done[task] {
+                continue;
+            }
+            match shares.next_item(task) {
+                Some(item) => got[task].push((item.r0, item.outs[0].len())),
+                None => done[task] = true,
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn shares_hand_out_every_row_once_in_whole_groups() {
+        for n_rows in [1, 15, 16, 37, 64, 300, 896, 1003, 4864] {
+            for tasks in 1..=4 {
+                let orders: Vec<Vec<usize>> = vec![
+                    (0..tasks).collect(),
+                    (0..tasks).rev().collect(),
+                    vec![0],
+                    [vec![0; 3], (0..tasks).collect()].concat(),
+                ];
+                for order in orders {
+                    let got = hand_out(n_rows, tasks, &order);
+                    let mut items: Vec<(usize, usize)> = got.concat();
+                    items.sort();
+                    let mut next = 0;
+                    for &(r0, len) in &items {
+                        assert_eq!(r0, next, "{n_rows} rows, {tasks} tasks, {order:?}");
+                        assert!(len > 0 && r0 % rows16::GROUP_ROWS == 0);
+                        assert!(len % rows16::GROUP_ROWS == 0 || r0 + len == n_rows);
+                        next = r0 + len;
+                    }
+                    assert_eq!(next, n_rows, "{n_rows} rows, {tasks} tasks, {order:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_task_streams_its_own_share_from_the_front() {
+        // Two tasks asking in turn: each reads its half front to back, in long items.
+        let got = hand_out(4096, 2, &[0, 1]);
+        assert_eq!(
+            got[0],
+            [(0, 256), (256, 256), (512, 256), (768, 256), (1024, 256)]
+                .iter()
+                .copied()
+                .chain((5..8).map(|k| (256 * k, 256)))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(got[1][0], (2048, 256));
+        // One task alone (a narrowed pool) takes the other's untouched share whole, front to
+        // back, rather than item by item from its far end.
+        let got = hand_out(4096, 2, &[0]);
+        let firsts: Vec<usize> = got[0].iter().map(|&(r0, _)| r0).collect();
+        assert_eq!(firsts, (0..16).map(|k| 256 * k).collect::<Vec<_>>());
+        // A task that finishes first helps from the far end of the other's share.
+        let got = hand_out(1024, 2, &[1, 0, 0, 0]);
+        assert!(got[0].contains(&(1024 - STEAL_ROWS, STEAL_ROWS)), "{got:?}");
+    }
 }

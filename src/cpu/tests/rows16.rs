@@ -72,11 +72,12 @@ fn interleaved_products_equal_the_scalar_file_layout() {
     let mut checked = 0;
     for ty in TYPES {
         // One block, an odd block count, SmolLM2's rows, a long row (K-quants: blocks of 256,
-        // one, three, and Qwen2.5's ffn_down row of 19).
+        // one, three, and Qwen2.5's ffn_down row of 19), and enough rows that a one-token
+        // product's shares are split into several items and stolen from.
         let shapes: &[(usize, usize)] = if ty.block_elems() == 256 {
-            &[(256, 16), (768, 48), (4864, 32)]
+            &[(256, 16), (768, 48), (4864, 32), (256, 560)]
         } else {
-            &[(32, 16), (96, 48), (576, 192), (2048, 80)]
+            &[(32, 16), (96, 48), (576, 192), (2048, 80), (64, 624)]
         };
         for &(row_elems, n_rows) in shapes {
             let bytes = weights(&mut rng, ty, row_elems, n_rows);
