@@ -134,46 +134,53 @@ impl<'o> Queue<'o> {
     }
 }
 
+/// Most shares a one-token product is cut into; tasks past it share the first shares (bounded,
+/// so that handing out allocates nothing).
+const MAX_SHARES: usize = 32;
+
 /// A one-token product's rows shared out among the tasks (module docs).
 struct Shares<'o> {
-    /// Per task: the first row not yet handed out of its share, and the share's outputs from
-    /// there on.
-    left: Vec<(usize, &'o mut [f32])>,
-    /// Whether each task has asked for work (a share whose task has not is taken whole).
-    started: Vec<bool>,
+    /// Per share: the first row not yet handed out, and the share's outputs from there on.
+    left: [(usize, &'o mut [f32]); MAX_SHARES],
+    /// Whether each share's task has asked for work (a share whose task has not is taken
+    /// whole).
+    started: [bool; MAX_SHARES],
+    /// Shares in use (`1..=MAX_SHARES`).
+    count: usize,
 }
 
 impl<'o> Shares<'o> {
     /// Shares of `out` (one token's `out.len()` rows) for `tasks` tasks: contiguous, in whole
     /// 16-row groups, as even as that allows.
     fn new(out: &'o mut [f32], tasks: usize) -> Shares<'o> {
-        let tasks = tasks.max(1);
+        let count = tasks.clamp(1, MAX_SHARES);
         let groups = out.len().div_ceil(rows16::GROUP_ROWS);
-        let per = groups.div_ceil(tasks) * rows16::GROUP_ROWS;
-        let mut left = Vec::with_capacity(tasks);
+        let per = groups.div_ceil(count) * rows16::GROUP_ROWS;
+        let mut left: [(usize, &'o mut [f32]); MAX_SHARES] = Default::default();
         let mut rest = out;
         let mut r0 = 0;
-        for _ in 0..tasks {
+        for slot in &mut left[..count] {
             let (share, tail) = rest.split_at_mut(per.min(rest.len()));
             let len = share.len();
-            left.push((r0, share));
+            *slot = (r0, share);
             r0 += len;
             rest = tail;
         }
         Shares {
             left,
-            started: vec![false; tasks],
+            started: [false; MAX_SHARES],
+            count,
         }
     }
 
     /// The next item for task `task`, or `None` when every row has been handed out.
     fn next_item(&mut self, task: usize) -> Option<Item<'o>> {
-        let task = task % self.left.len();
+        let task = task % self.count;
         self.started[task] = true;
         if self.left[task].1.is_empty() {
             // A share whose task has not started is taken whole, front to back.
             if let Some(j) =
-                (0..self.left.len()).find(|&j| !self.started[j] && !self.left[j].1.is_empty())
+                (0..self.count).find(|&j| !self.started[j] && !self.left[j].1.is_empty())
             {
                 self.started[j] = true;
                 self.left.swap(task, j);
@@ -186,7 +193,7 @@ impl<'o> Shares<'o> {
             (r0, head)
         } else {
             // The far end of the longest share left.
-            let j = (0..self.left.len()).max_by_key(|&j| self.left[j].1.len())?;
+            let j = (0..self.count).max_by_key(|&j| self.left[j].1.len())?;
             let (r0, share) = std::mem::take(&mut self.left[j]);
             if share.is_empty() {
                 return None;
@@ -210,6 +217,8 @@ impl<'o> Shares<'o> {
 }
 
 /// How one product's outputs are handed out: a one-token product's shares, or a batch's queue.
+// The shares are the larger: one per product, on the stack (boxing would allocate per token).
+#[allow(clippy::large_enum_variant)]
 enum Hand<'o> {
     Shares(Shares<'o>),
     Queue(Queue<'o>),
@@ -489,7 +498,7 @@ mod tests {
     #[test]
     fn shares_hand_out_every_row_once_in_whole_groups() {
         for n_rows in [1, 15, 16, 37, 64, 300, 896, 1003, 4864] {
-            for tasks in 1..=4 {
+            for tasks in [1, 2, 3, 4, MAX_SHARES + 8] {
                 let orders: Vec<Vec<usize>> = vec![
                     (0..tasks).collect(),
                     (0..tasks).rev().collect(),
