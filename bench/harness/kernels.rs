@@ -277,9 +277,12 @@ fn bench(args: &KernelsArgs, plan: Plan) -> Result<()> {
         }
         if let Some(at) = rows16_at.filter(|_| rows16::interleaves(rows16_tier, ty, n_rows)) {
             let mut packed = bytes.clone();
-            rows16::repack(ty, n_rows, &mut packed, &mut scratch)?;
+            let form = rows16_tier
+                .rows16_form()
+                .context("the 16-row tier has no layout form")?;
+            rows16::repack(form, ty, n_rows, &mut packed, &mut scratch)?;
             let w = WeightView {
-                layout: WeightLayout::Rows16,
+                layout: WeightLayout::Rows16(form),
                 ..WeightView::file(ty, row_elems, n_rows, &packed)
             };
             let mv = matvec_pass_s(rows16_tier, &w, &mut rng, &pool, args.seconds, 1)?;

@@ -8,6 +8,8 @@
 
 use std::sync::OnceLock;
 
+use super::rows16::Rows16Form;
+
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 
@@ -215,10 +217,17 @@ impl Isa {
     /// Whether this path has kernels for the 16-row interleaved layout (`cpu::rows16`), so that
     /// resident weights are worth rearranging for it.
     pub fn reads_rows16(self) -> bool {
+        self.rows16_form().is_some()
+    }
+
+    /// The form of the 16-row layout this path's kernels read, if it has such kernels.
+    pub fn rows16_form(self) -> Option<Rows16Form> {
         match self.kind {
             #[cfg(target_arch = "x86_64")]
-            IsaKind::Avx512(_) | IsaKind::Avx2(_) => true,
-            _ => false,
+            IsaKind::Avx512(_) => Some(Rows16Form::Wide),
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx2(_) => Some(Rows16Form::Halves),
+            _ => None,
         }
     }
 

@@ -424,9 +424,10 @@ fn check(
     let row_dot = RowDot::for_weight(w.ty)?;
     let kernel = match w.layout {
         WeightLayout::File => Kernel::File(row_dot),
-        WeightLayout::Rows16 => {
-            let tile =
-                Rows16Tile::for_weight(isa, w.ty).filter(|_| rows16::applies(w.ty, w.n_rows));
+        WeightLayout::Rows16(form) => {
+            // A path reads its own form only (they differ for Q5_0 and Q5_1).
+            let tile = Rows16Tile::for_weight(isa, w.ty)
+                .filter(|_| rows16::applies(w.ty, w.n_rows) && isa.rows16_form() == Some(form));
             Kernel::Rows16(tile.ok_or(CpuError::Layout {
                 ty: w.ty,
                 n_rows: w.n_rows,

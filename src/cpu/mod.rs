@@ -44,4 +44,4 @@ pub use matmul::{
     ROWS_PER_CHUNK, STEAL_ROWS, TOKENS_PER_TILE,
 };
 pub use pool::{ThreadPool, SPIN_BEFORE_PARK};
-pub use rows16::WeightLayout;
+pub use rows16::{Rows16Form, WeightLayout};

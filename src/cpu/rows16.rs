@@ -19,7 +19,9 @@
 //! - Q5_1: Q4_1's `d` and `m`, then Q5_0's fifth-bit masks, then `qs` as for Q4_1.
 //! - Q5_0: the 16 rows' `d`; their fifth bits as 8 masks of 64 bits (mask `l`: bit `4r + j`
 //!   is row r's bit `4l + j`), the byte-select masks of AVX2 lane `l`'s elements; `qs` as for
-//!   Q4_1.
+//!   Q4_1. That is the [`Rows16Form::Wide`] form (AVX-512); in the [`Rows16Form::Halves`] form
+//!   (AVX2) the masks and runs of Q5_0 and Q5_1 are instead, per 8-row half, five vectors of
+//!   32 bytes holding each lane's 5-bit operands whole ([`legacy::FIVE_PIECES`]).
 //! - Q8_0: the 16 rows' `d` (f16); then `qs` as 8 runs of 64 bytes, run `l` holding bytes
 //!   `4l..4l + 4` of each row, each stored as `q + 128` (`q ^ 0x80`) so that it is the unsigned
 //!   operand `vpdpbusd` takes (the kernel subtracts `128 · Σy` exactly).
@@ -60,8 +62,29 @@ pub enum WeightLayout {
     /// As in the model file: each row's blocks back to back.
     #[default]
     File,
-    /// Rearranged by [`repack`]: groups of [`GROUP_ROWS`] rows, block by block (module docs).
-    Rows16,
+    /// Rearranged by [`repack`]: groups of [`GROUP_ROWS`] rows, block by block (module docs),
+    /// in the form one kernel family reads.
+    Rows16(Rows16Form),
+}
+
+/// Which kernels a 16-row matrix is arranged for. The two forms differ only in Q5_0's and
+/// Q5_1's quants: the AVX-512 kernels select fifth bits with 64-bit masks, while AVX2 has no
+/// mask registers and spent more instructions spreading those bits than on the products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rows16Form {
+    /// All 16 rows in one register (AVX-512): fifth bits as 64-bit lane masks.
+    Wide,
+    /// Two 8-row halves (AVX2): each lane's 5-bit operands packed whole, five vectors a half.
+    Halves,
+}
+
+/// The layout the engine gives a matrix of `ty` and `n_rows` rows for path `isa`: interleaved
+/// in that path's form where [`interleaves`] says so, the file's otherwise.
+pub fn layout(isa: Isa, ty: GgmlType, n_rows: usize) -> WeightLayout {
+    match isa.rows16_form() {
+        Some(form) if interleaves(isa, ty, n_rows) => WeightLayout::Rows16(form),
+        _ => WeightLayout::File,
+    }
 }
 
 /// Whether [`repack`] rearranges a matrix of this type and row count (the others stay in file
@@ -80,7 +103,7 @@ pub fn interleaves(isa: Isa, ty: GgmlType, n_rows: usize) -> bool {
 /// Offsets inside one block group of the 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0),
 /// derived from the packer's own shapes so that the kernels cannot drift from it.
 pub(crate) mod legacy {
-    use super::{GgmlType, Shape, GROUP_ROWS};
+    use super::{GgmlType, Rows16Form, Shape, GROUP_ROWS};
 
     /// The 16 rows' `d` (f16).
     pub(crate) const D: usize = 0;
@@ -92,25 +115,61 @@ pub(crate) mod legacy {
     pub(crate) struct Offsets {
         /// Bytes of one block group (16 rows' block b).
         pub(crate) group_block: usize,
-        /// The fifth-bit masks (Q5_0, Q5_1): 8 of 64 bits, mask `l` at `masks + 8l`.
-        pub(crate) masks: Option<usize>,
-        /// The quant runs: run `l` (64 bytes, 4 per row) at `runs + 64l`.
-        pub(crate) runs: usize,
+        /// Where the quants sit.
+        pub(crate) quants: Quants,
     }
 
-    /// The offsets of `ty`, if it is one of the 32-element types.
-    pub(crate) const fn offsets(ty: GgmlType) -> Option<Offsets> {
+    /// How a block group holds its quants.
+    #[derive(Clone, Copy)]
+    pub(crate) enum Quants {
+        /// Runs of 64 bytes, 4 per row: run `l` at `at + 64l`; with `masks`, the fifth bits
+        /// as 8 masks of 64 bits, mask `l` at `masks + 8l` (Q5_0, Q5_1 in the wide form).
+        Runs { at: usize, masks: Option<usize> },
+        /// Q5_0's and Q5_1's 5-bit operands in the halves form: half h's five vectors of 32
+        /// bytes at `at + FIVES_HALF · h + 32v`, laid out as [`FIVE_PIECES`] says.
+        Fives { at: usize },
+    }
+
+    /// Bytes of one half's five vectors (halves form).
+    pub(crate) const FIVES_HALF: usize = 5 * 32;
+
+    /// Halves form: where AVX2 lane L's operand (5 bits: the nibble, then the fifth bit) sits
+    /// in the five vectors of a half, as pieces (vector, first bit, width) from the operand's
+    /// bit 0 up. Byte `4r + j` of every vector belongs to row r of the half and element
+    /// `4L + j`. Lanes 0-4 fill a vector's low 5 bits, so one mask gives them; lanes 5-7 are
+    /// spread over the 3 bits left in each byte, a shift and a mask a piece.
+    pub(crate) const FIVE_PIECES: [&[(usize, u32, u32)]; 8] = [
+        &[(0, 0, 5)],
+        &[(1, 0, 5)],
+        &[(2, 0, 5)],
+        &[(3, 0, 5)],
+        &[(4, 0, 5)],
+        &[(0, 5, 3), (1, 5, 2)],
+        &[(1, 7, 1), (2, 5, 3), (3, 5, 1)],
+        &[(3, 6, 2), (4, 5, 3)],
+    ];
+
+    /// The offsets of `ty` in `form`, if it is one of the 32-element types.
+    pub(crate) const fn offsets(ty: GgmlType, form: Rows16Form) -> Option<Offsets> {
         let Some(s) = Shape::of(ty) else {
             return None;
         };
+        let quants = match (s.qh, form) {
+            (true, Rows16Form::Halves) => Quants::Fives {
+                at: GROUP_ROWS * s.scales,
+            },
+            (true, Rows16Form::Wide) => Quants::Runs {
+                at: s.runs_at(),
+                masks: Some(GROUP_ROWS * s.scales),
+            },
+            (false, _) => Quants::Runs {
+                at: s.runs_at(),
+                masks: None,
+            },
+        };
         Some(Offsets {
             group_block: GROUP_ROWS * s.block,
-            masks: if s.qh {
-                Some(GROUP_ROWS * s.scales)
-            } else {
-                None
-            },
-            runs: s.runs_at(),
+            quants,
         })
     }
 }
@@ -302,10 +361,10 @@ impl Packing {
         }
     }
 
-    /// Writes one block group (`out`) from the 16 rows' blocks in file layout.
-    fn pack_block(self, rows: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
+    /// Writes one block group (`out`) in `form` from the 16 rows' blocks in file layout.
+    fn pack_block(self, form: Rows16Form, rows: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
         match self {
-            Packing::Legacy(s) => s.pack_block(rows, out),
+            Packing::Legacy(s) => s.pack_block(form, rows, out),
             Packing::K4 { fifth } => {
                 let (qs_file, qs_packed) = if fifth { (48, q5k::QS) } else { (16, q4k::QS) };
                 let mut masks = [0u64; 64];
@@ -385,11 +444,11 @@ impl Packing {
         }
     }
 
-    /// Writes row `r`'s block in file layout (`out`) from a packed block group: the inverse of
-    /// [`Packing::pack_block`] for one row.
-    fn unpack_block(self, packed: &[u8], r: usize, out: &mut [u8]) {
+    /// Writes row `r`'s block in file layout (`out`) from a block group packed in `form`: the
+    /// inverse of [`Packing::pack_block`] for one row.
+    fn unpack_block(self, form: Rows16Form, packed: &[u8], r: usize, out: &mut [u8]) {
         match self {
-            Packing::Legacy(s) => s.unpack_block(packed, r, out),
+            Packing::Legacy(s) => s.unpack_block(form, packed, r, out),
             Packing::K4 { fifth } => {
                 let (qs_file, qs_packed) = if fifth { (48, q5k::QS) } else { (16, q4k::QS) };
                 out[0..2].copy_from_slice(&packed[q4k::D + 2 * r..][..2]);
@@ -539,15 +598,33 @@ impl Shape {
         GROUP_ROWS * self.scales + self.qh_bytes().1
     }
 
-    /// Writes one block group (`out`) from the 16 rows' blocks in file layout.
-    fn pack_block(self, rows: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
-        let flip = u32::from_ne_bytes([self.flip; 4]);
-        let qh_file = self.qh_bytes().0;
-        let mut masks = [0u64; 8];
+    /// Writes one block group (`out`) in `form` from the 16 rows' blocks in file layout.
+    fn pack_block(self, form: Rows16Form, rows: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
         for (r, src) in rows.iter().enumerate() {
             for h in (0..self.scales).step_by(2) {
                 out[GROUP_ROWS * h + 2 * r..][..2].copy_from_slice(&src[h..h + 2]);
             }
+        }
+        if self.qh && form == Rows16Form::Halves {
+            let at = GROUP_ROWS * self.scales;
+            out[at..].fill(0);
+            for (r, src) in rows.iter().enumerate() {
+                let half = &mut out[at + legacy::FIVES_HALF * (r / 8)..][..legacy::FIVES_HALF];
+                for e in 0..32 {
+                    let byte = 4 * (r % 8) + e % 4;
+                    let mut u = u32::from(self.operand(src, e));
+                    for &(v, first, width) in legacy::FIVE_PIECES[e / 4] {
+                        half[32 * v + byte] |= ((u & ((1 << width) - 1)) << first) as u8;
+                        u >>= width;
+                    }
+                }
+            }
+            return;
+        }
+        let flip = u32::from_ne_bytes([self.flip; 4]);
+        let qh_file = self.qh_bytes().0;
+        let mut masks = [0u64; 8];
+        for (r, src) in rows.iter().enumerate() {
             if self.qh {
                 let bits = word(src, self.scales);
                 for (l, m) in masks.iter_mut().enumerate() {
@@ -566,14 +643,45 @@ impl Shape {
         }
     }
 
-    /// Writes row `r`'s block in file layout (`out`) from a packed block group: the inverse of
-    /// [`Shape::pack_block`] for one row.
-    fn unpack_block(self, packed: &[u8], r: usize, out: &mut [u8]) {
-        let flip = u32::from_ne_bytes([self.flip; 4]);
-        let qh_file = self.qh_bytes().0;
+    /// Element `e`'s 5-bit operand (nibble, then fifth bit) in a Q5_0 or Q5_1 file block.
+    fn operand(self, src: &[u8], e: usize) -> u8 {
+        let qs = &src[self.scales + 4..];
+        let nibble = if e < 16 {
+            qs[e] & 0x0F
+        } else {
+            qs[e - 16] >> 4
+        };
+        let fifth = (word(src, self.scales) >> e & 1) as u8;
+        nibble | fifth << 4
+    }
+
+    /// Writes row `r`'s block in file layout (`out`) from a block group packed in `form`: the
+    /// inverse of [`Shape::pack_block`] for one row.
+    fn unpack_block(self, form: Rows16Form, packed: &[u8], r: usize, out: &mut [u8]) {
         for h in (0..self.scales).step_by(2) {
             out[h..h + 2].copy_from_slice(&packed[GROUP_ROWS * h + 2 * r..][..2]);
         }
+        if self.qh && form == Rows16Form::Halves {
+            let at = GROUP_ROWS * self.scales;
+            let half = &packed[at + legacy::FIVES_HALF * (r / 8)..][..legacy::FIVES_HALF];
+            let mut bits = 0u32;
+            let mut qs = [0u8; 16];
+            for e in 0..32 {
+                let byte = 4 * (r % 8) + e % 4;
+                let (mut u, mut shift) = (0u32, 0);
+                for &(v, first, width) in legacy::FIVE_PIECES[e / 4] {
+                    u |= (u32::from(half[32 * v + byte]) >> first & ((1 << width) - 1)) << shift;
+                    shift += width;
+                }
+                bits |= (u >> 4 & 1) << e;
+                qs[e % 16] |= ((u & 0x0F) as u8) << (4 * (e / 16));
+            }
+            out[self.scales..self.scales + 4].copy_from_slice(&bits.to_le_bytes());
+            out[self.scales + 4..self.scales + 20].copy_from_slice(&qs);
+            return;
+        }
+        let flip = u32::from_ne_bytes([self.flip; 4]);
+        let qh_file = self.qh_bytes().0;
         if self.qh {
             let mut bits = 0u32;
             for l in 0..8 {
@@ -612,10 +720,12 @@ pub struct RepackError {
 }
 
 /// Rearranges `bytes` (a whole `ty` matrix of `n_rows` rows in file layout) into [`Rows16`]
-/// order in place, using `scratch` (grown to one group's bytes; reuse it across matrices).
+/// order, in `form`, in place, using `scratch` (grown to one group's bytes; reuse it across
+/// matrices).
 ///
 /// [`Rows16`]: WeightLayout::Rows16
 pub fn repack(
+    form: Rows16Form,
     ty: GgmlType,
     n_rows: usize,
     bytes: &mut [u8],
@@ -629,7 +739,7 @@ pub fn repack(
         scratch.copy_from_slice(g);
         for (b, out) in g.chunks_exact_mut(GROUP_ROWS * block).enumerate() {
             let rows = std::array::from_fn(|r| &scratch[r * row_bytes + b * block..][..block]);
-            packing.pack_block(rows, out);
+            packing.pack_block(form, rows, out);
         }
     }
     Ok(())
@@ -650,9 +760,11 @@ fn checked(ty: GgmlType, n_rows: usize, len: usize) -> Result<(Packing, usize), 
     Ok((packing, row_bytes))
 }
 
-/// Row `id` of an interleaved matrix (`bytes`, `n_rows` rows of `ty`) in file layout, into
-/// `out` (one row's bytes): what an embedding lookup in a rearranged, tied matrix reads.
+/// Row `id` of an interleaved matrix (`bytes`, `n_rows` rows of `ty` in `form`) in file
+/// layout, into `out` (one row's bytes): what an embedding lookup in a rearranged, tied matrix
+/// reads.
 pub fn unpack_row(
+    form: Rows16Form,
     ty: GgmlType,
     n_rows: usize,
     bytes: &[u8],
@@ -674,18 +786,23 @@ pub fn unpack_row(
         .chunks_exact(GROUP_ROWS * block)
         .zip(out.chunks_exact_mut(block))
     {
-        packing.unpack_block(packed, r, blk);
+        packing.unpack_block(form, packed, r, blk);
     }
     Ok(())
 }
 
 /// The inverse of [`repack`] on one whole matrix: file layout again.
 #[cfg(test)]
-fn unpack(ty: GgmlType, n_rows: usize, bytes: &[u8]) -> Result<Vec<u8>, RepackError> {
+fn unpack(
+    form: Rows16Form,
+    ty: GgmlType,
+    n_rows: usize,
+    bytes: &[u8],
+) -> Result<Vec<u8>, RepackError> {
     let mut out = vec![0u8; bytes.len()];
     let row_bytes = bytes.len() / n_rows.max(1);
     for (id, row) in out.chunks_exact_mut(row_bytes.max(1)).enumerate() {
-        unpack_row(ty, n_rows, bytes, id, row)?;
+        unpack_row(form, ty, n_rows, bytes, id, row)?;
     }
     Ok(out)
 }
@@ -713,14 +830,75 @@ mod tests {
             let file: Vec<u8> = (0..n_rows * row_bytes)
                 .map(|i| (i * 7 + i / 13) as u8)
                 .collect();
-            let mut packed = file.clone();
-            repack(ty, n_rows, &mut packed, &mut Vec::new()).expect("repack");
-            assert_ne!(packed, file);
-            assert_eq!(unpack(ty, n_rows, &packed).expect("unpack"), file, "{ty}");
-            let mut row = vec![0u8; row_bytes];
-            unpack_row(ty, n_rows, &packed, 37, &mut row).expect("row");
-            assert_eq!(row, file[37 * row_bytes..38 * row_bytes]);
+            for form in [Rows16Form::Wide, Rows16Form::Halves] {
+                let mut packed = file.clone();
+                repack(form, ty, n_rows, &mut packed, &mut Vec::new()).expect("repack");
+                assert_ne!(packed, file);
+                let back = unpack(form, ty, n_rows, &packed).expect("unpack");
+                assert_eq!(back, file, "{ty} {form:?}");
+                let mut row = vec![0u8; row_bytes];
+                unpack_row(form, ty, n_rows, &packed, 37, &mut row).expect("row");
+                assert_eq!(row, file[37 * row_bytes..38 * row_bytes]);
+            }
         }
+    }
+
+    #[test]
+    fn the_forms_differ_in_the_fifth_bit_types_only() {
+        let n_rows = 32;
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+            GgmlType::Q4K,
+            GgmlType::Q5K,
+            GgmlType::Q6K,
+        ] {
+            let row_bytes = ty.row_bytes(2 * ty.block_elems() as u64).expect("row") as usize;
+            let file: Vec<u8> = (0..n_rows * row_bytes)
+                .map(|i| (i * 29 + i / 7) as u8)
+                .collect();
+            let packed = [Rows16Form::Wide, Rows16Form::Halves].map(|form| {
+                let mut b = file.clone();
+                repack(form, ty, n_rows, &mut b, &mut Vec::new()).expect("repack");
+                b
+            });
+            let q5 = matches!(ty, GgmlType::Q5_0 | GgmlType::Q5_1);
+            assert_eq!(packed[0] != packed[1], q5, "{ty}");
+        }
+    }
+
+    #[test]
+    fn q5_0_operands_land_where_the_halves_kernel_reads_them() {
+        // Row 9 (half 1, row 1 of it), element 4·6 + 2 (lane 6, byte 4·1 + 2 of each vector):
+        // its operand is the nibble plus 16 times the fifth bit, split as FIVE_PIECES[6] says:
+        // bit 0 in vector 1's bit 7, bits 1-3 in vector 2's bits 5-7, bit 4 in vector 3's bit 5.
+        let n_rows = 16;
+        let mut file = vec![0u8; n_rows * BlockQ5_0::BYTES];
+        let row9 = &mut file[9 * BlockQ5_0::BYTES..][..BlockQ5_0::BYTES];
+        let e = 26; // a high nibble: qs[10] >> 4
+        row9[2..6].copy_from_slice(&(1u32 << e).to_le_bytes());
+        row9[6 + e - 16] = 0xB0; // nibble 0b1011, operand 0b1_1011
+        let mut packed = file.clone();
+        repack(
+            Rows16Form::Halves,
+            GgmlType::Q5_0,
+            n_rows,
+            &mut packed,
+            &mut Vec::new(),
+        )
+        .expect("repack");
+        let half1 = &packed[32 + legacy::FIVES_HALF..][..legacy::FIVES_HALF];
+        let byte = 4 + 2;
+        assert_eq!(half1[32 + byte] >> 7, 1);
+        assert_eq!(half1[64 + byte] >> 5, 0b101);
+        assert_eq!(half1[96 + byte] >> 5 & 1, 1);
+        // Nothing else is set: the operand's four 1 bits and no others.
+        let set: usize = half1.iter().map(|b| b.count_ones() as usize).sum();
+        assert_eq!(set, 4);
+        assert!(packed[32..32 + legacy::FIVES_HALF].iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -732,13 +910,20 @@ mod tests {
             .collect();
         let mut packed = file.clone();
         let mut scratch = Vec::new();
-        repack(GgmlType::Q4_1, n_rows, &mut packed, &mut scratch).expect("repack");
+        repack(
+            Rows16Form::Wide,
+            GgmlType::Q4_1,
+            n_rows,
+            &mut packed,
+            &mut scratch,
+        )
+        .expect("repack");
         assert_ne!(packed, file);
         // Row 1's d sits right after row 0's in the first block; its third qs run 128 bytes on.
         assert_eq!(packed[2..4], file[row_bytes..row_bytes + 2]);
         assert_eq!(packed[64 + 128 + 4..][..4], file[row_bytes + 4 + 8..][..4]);
         assert_eq!(
-            unpack(GgmlType::Q4_1, n_rows, &packed).expect("unpack"),
+            unpack(Rows16Form::Wide, GgmlType::Q4_1, n_rows, &packed).expect("unpack"),
             file
         );
     }
@@ -747,14 +932,15 @@ mod tests {
     fn refuses_what_it_cannot_interleave() {
         let mut s = Vec::new();
         let mut b = vec![0u8; 20 * 8];
-        assert!(repack(GgmlType::Q4_1, 8, &mut b, &mut s).is_err()); // 8 rows: not a group
+        let form = Rows16Form::Halves;
+        assert!(repack(form, GgmlType::Q4_1, 8, &mut b, &mut s).is_err()); // 8 rows: no group
         let mut b = vec![0u8; 32 * 16];
-        assert!(repack(GgmlType::IQ4NL, 16, &mut b, &mut s).is_err()); // no IQ4_NL layout
+        assert!(repack(form, GgmlType::IQ4NL, 16, &mut b, &mut s).is_err()); // no IQ4_NL layout
         let mut row = vec![0u8; 20];
         let b = vec![0u8; 20 * 16];
-        assert!(unpack_row(GgmlType::Q4_1, 16, &b, 16, &mut row).is_err()); // no row 16
+        assert!(unpack_row(form, GgmlType::Q4_1, 16, &b, 16, &mut row).is_err()); // no row 16
         let mut b = vec![0u8; 20 * 16 + 1];
-        let e = repack(GgmlType::Q4_1, 16, &mut b, &mut s).unwrap_err();
+        let e = repack(form, GgmlType::Q4_1, 16, &mut b, &mut s).unwrap_err();
         assert!(
             e.to_string()
                 .contains("Q4_1 matrix of 16 rows in 321 bytes"),

@@ -71,8 +71,8 @@ fn global_tensor<'a>(
         row_elems,
         n_rows,
         bytes,
-        layout: if interleaved && rows16::interleaves(Isa::current(), s.ty, n_rows) {
-            WeightLayout::Rows16
+        layout: if interleaved {
+            rows16::layout(Isa::current(), s.ty, n_rows)
         } else {
             WeightLayout::File
         },

@@ -236,6 +236,10 @@ impl Held<'_> {
         resident: &[bool],
         pool: &ThreadPool,
     ) -> Result<u64, RepackError> {
+        // The form the process's path reads; a path without one interleaves nothing.
+        let Some(form) = Isa::current().rows16_form() else {
+            return Ok(0);
+        };
         let mut jobs = Vec::new();
         let head = GlobalMatrix::head(ext);
         let held_head = head.and_then(|m| {
@@ -273,7 +277,7 @@ impl Held<'_> {
                 let Some((ty, n_rows, bytes)) = job else {
                     break;
                 };
-                if let Err(e) = rows16::repack(ty, n_rows, bytes, &mut scratch) {
+                if let Err(e) = rows16::repack(form, ty, n_rows, bytes, &mut scratch) {
                     failed
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)

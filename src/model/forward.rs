@@ -529,7 +529,7 @@ impl<'a> ResidentRows<'a> {
     pub fn new(tensor: Tensor<'a>) -> Self {
         let row = match tensor.layout {
             WeightLayout::File => Vec::new(),
-            WeightLayout::Rows16 => vec![0; tensor.bytes.len() / tensor.n_rows.max(1)],
+            WeightLayout::Rows16(_) => vec![0; tensor.bytes.len() / tensor.n_rows.max(1)],
         };
         ResidentRows { tensor, row }
     }
@@ -548,8 +548,8 @@ impl EmbeddingRows for ResidentRows<'_> {
         let t = &self.tensor;
         match t.layout {
             WeightLayout::File => self.tensor.row(id),
-            WeightLayout::Rows16 => {
-                rows16::unpack_row(t.ty, t.n_rows, t.bytes, id, &mut self.row)?;
+            WeightLayout::Rows16(form) => {
+                rows16::unpack_row(form, t.ty, t.n_rows, t.bytes, id, &mut self.row)?;
                 Ok(&self.row)
             }
         }

@@ -124,8 +124,8 @@ fn tensor<'a>(slice: &TensorSlice, bytes: &'a [u8], interleaved: bool) -> Tensor
         row_elems,
         n_rows: slice_rows(slice),
         bytes,
-        layout: if interleaved && interleaves(slice) {
-            WeightLayout::Rows16
+        layout: if interleaved && MATRICES.contains(&slice.role) {
+            rows16::layout(Isa::current(), slice.ty, slice_rows(slice))
         } else {
             WeightLayout::File
         },

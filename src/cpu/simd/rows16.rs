@@ -14,15 +14,21 @@
 //! Q4_0 and Q5_0 quants are taken unsigned (`u = q + BIAS`, exact in `vpmaddubsw`): each lane
 //! then subtracts `BIAS · Σ y` over its 4 activation bytes, an exact integer correction computed
 //! once per token and block, and so holds the file kernel's `Σ q·y`.
+//!
+//! Q5_0 and Q5_1 are read in the layout's halves form: each lane's 5-bit operands packed whole
+//! into five vectors per half, so that five lanes take one mask each and three a few shifts and
+//! masks (about 23 instructions a half block, where expanding the wide form's 64-bit fifth-bit
+//! masks took about 50: `pshufb`, compare and merge per lane).
 
 use std::arch::x86_64::*;
 
 use sluice_loader::quant::blocks::{as_blocks, Block, BlockQ8_0, BlockQ8_1};
 use sluice_loader::GgmlType;
 
-use super::util::{bits_to_bytes_32, load_x32, prefetch_l2, quad};
+use super::util::{load_x32, prefetch_l2, quad};
 use crate::cpu::f16_table::{f16_lookup, f16_table};
-use crate::cpu::rows16::{legacy, GROUP_ROWS};
+use crate::cpu::rows16::legacy::{self, Quants};
+use crate::cpu::rows16::{Rows16Form, GROUP_ROWS};
 
 /// Rows per half group: one per f32 lane of a ymm register.
 const HALF: usize = 8;
@@ -66,10 +72,8 @@ trait HalfDot {
     type A: Block;
     /// Bytes of one interleaved block group (16 rows' block b).
     const GROUP_BLOCK: usize;
-    /// The quant runs' offset in a block group.
-    const RUNS: usize;
-    /// The fifth-bit masks' offset in a block group (Q5_0, Q5_1).
-    const MASKS: Option<usize>;
+    /// Where the quants sit in a block group (halves form).
+    const QUANTS: Quants;
 
     /// Lane r of output n is row `8h + r` of the group `grp` (`nb` block groups) dotted with
     /// activation row `y[n]`.
@@ -110,61 +114,138 @@ unsafe fn f16x8(p: *const u8) -> __m256 {
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
 }
 
-/// The 8 rows' unsigned operands of run `l` (AVX2 lanes `l` and `l + 4`) of `K`'s block group
-/// at `blk`: the nibbles of the run's half `h`, plus 16 where a fifth bit is set (Q5_0, Q5_1).
+/// The 8 rows' unsigned operands of AVX2 lanes `l` and `l + 4` (the low and high nibbles of
+/// quant run `l`, half `h`) of `K`'s block group at `blk` (Q4_0, Q4_1).
 ///
 /// # Safety
-/// AVX2; `blk` points at a whole block group of `K`.
+/// AVX2; `blk` points at a whole block group of `K`, whose quants are runs.
 #[inline(always)]
-unsafe fn operands<K: HalfDot>(blk: *const u8, l: usize, h: usize) -> (__m256i, __m256i) {
-    // SAFETY: the reads lie inside the block group per the fn contract.
+unsafe fn nibbles<K: HalfDot>(blk: *const u8, l: usize, h: usize) -> (__m256i, __m256i) {
+    let Quants::Runs { at, .. } = K::QUANTS else {
+        unreachable!("nibbles of a type without quant runs");
+    };
+    // SAFETY: the read lies inside the block group per the fn contract.
     unsafe {
         let nib = _mm256_set1_epi8(0x0F);
-        let raw = _mm256_loadu_si256(blk.add(K::RUNS + 64 * l + 32 * h).cast());
-        let mut lo = _mm256_and_si256(raw, nib);
-        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
-        if let Some(at) = K::MASKS {
-            let sixteen = _mm256_set1_epi8(16);
-            let word = |m: usize| {
-                blk.add(at + 8 * m + 4 * h)
-                    .cast::<[u8; 4]>()
-                    .read_unaligned()
-            };
-            lo = _mm256_or_si256(lo, _mm256_and_si256(bits_to_bytes_32(word(l)), sixteen));
-            hi = _mm256_or_si256(hi, _mm256_and_si256(bits_to_bytes_32(word(l + 4)), sixteen));
-        }
+        let raw = _mm256_loadu_si256(blk.add(at + 64 * l + 32 * h).cast());
+        let lo = _mm256_and_si256(raw, nib);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
         (lo, hi)
     }
 }
 
-/// Folds one token's block into AVX2 lanes `l` and `l + 4` of the 8 rows: `(lo, hi)` are the
-/// rows' unsigned operands of run `l`, `qs` the activation block's quants, `corr` the lanes'
-/// `BIAS · Σ y` where the operands are biased (0 where not).
+/// The 8 rows' 5-bit operands of all 8 AVX2 lanes from a half's five vectors at `v` (halves
+/// form, `cpu::rows16::legacy::FIVE_PIECES`): lanes 0-4 are their vectors' low 5 bits; lanes
+/// 5-7 gather the bits above them. The 16-bit shifts carry bits across the bytes of a pair
+/// only into bits that the masks then clear.
+///
+/// # Safety
+/// AVX2; `v` points at 160 readable bytes.
+#[inline(always)]
+unsafe fn fives(v: *const u8) -> [__m256i; 8] {
+    // SAFETY: the five loads read the 160 bytes of the fn contract.
+    unsafe {
+        let load = |i: usize| _mm256_loadu_si256(v.add(32 * i).cast());
+        let (v0, v1, v2, v3, v4) = (load(0), load(1), load(2), load(3), load(4));
+        let mask = |x: i8| _mm256_set1_epi8(x);
+        let low5 = mask(0x1F);
+        // Lane 5: v0's bits 5-7, then v1's bits 5-6.
+        let l5 = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<5>(v0), mask(0x07)),
+            _mm256_and_si256(_mm256_srli_epi16::<2>(v1), mask(0x18)),
+        );
+        // Lane 6: v1's bit 7, v2's bits 5-7, v3's bit 5.
+        let l6 = _mm256_or_si256(
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<7>(v1), mask(0x01)),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(v2), mask(0x0E)),
+            ),
+            _mm256_and_si256(_mm256_srli_epi16::<1>(v3), mask(0x10)),
+        );
+        // Lane 7: v3's bits 6-7, v4's bits 5-7.
+        let l7 = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16::<6>(v3), mask(0x03)),
+            _mm256_and_si256(_mm256_srli_epi16::<3>(v4), mask(0x1C)),
+        );
+        [
+            _mm256_and_si256(v0, low5),
+            _mm256_and_si256(v1, low5),
+            _mm256_and_si256(v2, low5),
+            _mm256_and_si256(v3, low5),
+            _mm256_and_si256(v4, low5),
+            l5,
+            l6,
+            l7,
+        ]
+    }
+}
+
+/// Folds one token's block into AVX2 lane `lane` of the 8 rows: `u` is the rows' unsigned
+/// operands of the lane, `qs` the activation block's quants, `corr` the lane's `BIAS · Σ y`
+/// where the operands are biased (0 where not).
 ///
 /// # Safety
 /// AVX2 and FMA must be available (called from a kernel compiled with them).
 #[inline(always)]
-unsafe fn fold_run(
-    (lo, hi): (__m256i, __m256i),
+unsafe fn fold_lane(
+    u: __m256i,
     qs: &[i8; 32],
-    l: usize,
-    corr: (i32, i32),
+    lane: usize,
+    corr: i32,
     d: __m256,
-    acc: &mut [__m256; 8],
+    acc: &mut __m256,
 ) {
     // SAFETY: AVX2/FMA per the fn contract; register-only.
     unsafe {
-        let ones = _mm256_set1_epi16(1);
-        let ylo = _mm256_set1_epi32(quad(qs, 4 * l));
-        let yhi = _mm256_set1_epi32(quad(qs, 16 + 4 * l));
-        let plo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), ones);
-        let phi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), ones);
-        let plo = _mm256_sub_epi32(plo, _mm256_set1_epi32(corr.0));
-        let phi = _mm256_sub_epi32(phi, _mm256_set1_epi32(corr.1));
-        acc[l] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(plo), acc[l]);
-        acc[l + 4] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(phi), acc[l + 4]);
+        let y = _mm256_set1_epi32(quad(qs, 4 * lane));
+        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), _mm256_set1_epi16(1));
+        let p = _mm256_sub_epi32(p, _mm256_set1_epi32(corr));
+        *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), *acc);
     }
 }
+
+/// Folds one token's block group half into all 8 lanes' accumulators: `K`'s operands of
+/// block `blk`, half `h`, against activation blocks `qs` (one per token), with the lanes'
+/// corrections `corr` and scales `d`.
+///
+/// # Safety
+/// AVX2 and FMA; `blk` points at a whole block group of `K`; `h < 2`.
+#[inline(always)]
+unsafe fn fold_block<K: HalfDot, const N: usize>(
+    blk: *const u8,
+    h: usize,
+    qs: [&[i8; 32]; N],
+    corr: [&[i32; 8]; N],
+    d: &[__m256; N],
+    acc: &mut [[__m256; 8]; N],
+) {
+    // SAFETY: per the fn contract; the operand reads lie inside the block group.
+    unsafe {
+        match K::QUANTS {
+            Quants::Fives { at } => {
+                let ops = fives(blk.add(at + legacy::FIVES_HALF * h));
+                for (lane, &u) in ops.iter().enumerate() {
+                    for n in 0..N {
+                        fold_lane(u, qs[n], lane, corr[n][lane], d[n], &mut acc[n][lane]);
+                    }
+                }
+            }
+            Quants::Runs { .. } => {
+                // Lanes l and l + 4 share a load; 2 operands live at a time, not 8.
+                for l in 0..4 {
+                    let (lo, hi) = nibbles::<K>(blk, l, h);
+                    for n in 0..N {
+                        fold_lane(lo, qs[n], l, corr[n][l], d[n], &mut acc[n][l]);
+                        fold_lane(hi, qs[n], l + 4, corr[n][l + 4], d[n], &mut acc[n][l + 4]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// No corrections: the lanes of unbiased operands (Q4_1, Q5_1).
+const NO_CORR: [i32; 8] = [0; 8];
 
 /// Q4_1 or Q5_1 (`K`) · Q8_1 over half `h` of a group, for `N` activation rows: each block's
 /// operands are unpacked once and serve every row.
@@ -201,13 +282,9 @@ unsafe fn offset_half<K: HalfDot, const N: usize>(
                 summs[n] = _mm256_fmadd_ps(mx, _mm256_set1_ps(f16_lookup(t, by.s)), summs[n]);
                 d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, by.d)));
             }
-            for l in 0..4 {
-                let ops = operands::<K>(blk, l, h);
-                for n in 0..N {
-                    // Unbiased operands: no correction (the subtractions of 0 fold away).
-                    fold_run(ops, &y[n][b].qs, l, (0, 0), d[n], &mut acc[n]);
-                }
-            }
+            // Unbiased operands: no correction (the subtractions of 0 fold away).
+            let qs = std::array::from_fn(|n| &y[n][b].qs);
+            fold_block::<K, N>(blk, h, qs, [&NO_CORR; N], &d, &mut acc);
         }
         let mut out = summs;
         for n in 0..N {
@@ -231,7 +308,11 @@ unsafe fn biased_half<K: HalfDot, const N: usize>(
     pf: Prefetch,
 ) -> [__m256; N] {
     let group_block = K::GROUP_BLOCK;
-    let bias: i8 = if K::MASKS.is_some() { 16 } else { 8 };
+    let bias: i8 = if matches!(K::QUANTS, Quants::Fives { .. }) {
+        16
+    } else {
+        8
+    };
     assert!(grp.len() == nb * group_block && h < 2);
     let y = y.map(|r| &r[..nb]);
     let t = f16_table();
@@ -261,13 +342,9 @@ unsafe fn biased_half<K: HalfDot, const N: usize>(
                 for n in 0..N {
                     d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, y[n][b].d)));
                 }
-                for l in 0..4 {
-                    let ops = operands::<K>(blk, l, h);
-                    for n in 0..N {
-                        let corr = (c[n][l], c[n][l + 4]);
-                        fold_run(ops, &y[n][b].qs, l, corr, d[n], &mut acc[n]);
-                    }
-                }
+                let qs = std::array::from_fn(|n| &y[n][b].qs);
+                let corr = std::array::from_fn(|n| &c[n]);
+                fold_block::<K, N>(blk, h, qs, corr, &d, &mut acc);
             }
         }
         let mut out = [_mm256_setzero_ps(); N];
@@ -294,6 +371,9 @@ unsafe fn q8_0_half<K: HalfDot, const N: usize>(
     pf: Prefetch,
 ) -> [__m256; N] {
     let group_block = K::GROUP_BLOCK;
+    let Quants::Runs { at: runs, .. } = K::QUANTS else {
+        unreachable!("Q8_0's quants are runs");
+    };
     assert!(grp.len() == nb * group_block && h < 2);
     let y = y.map(|r| &r[..nb]);
     let t = f16_table();
@@ -312,7 +392,7 @@ unsafe fn q8_0_half<K: HalfDot, const N: usize>(
                 d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, y[n][b].d)));
             }
             for l in 0..8 {
-                let raw = _mm256_loadu_si256(blk.add(K::RUNS + 64 * l + 32 * h).cast());
+                let raw = _mm256_loadu_si256(blk.add(runs + 64 * l + 32 * h).cast());
                 let q = _mm256_xor_si256(raw, flip);
                 let a = _mm256_sign_epi8(q, q);
                 for n in 0..N {
@@ -344,8 +424,7 @@ macro_rules! half_dot {
         impl HalfDot for $T {
             type A = $A;
             const GROUP_BLOCK: usize = offsets($ty).group_block;
-            const RUNS: usize = offsets($ty).runs;
-            const MASKS: Option<usize> = offsets($ty).masks;
+            const QUANTS: Quants = offsets($ty).quants;
 
             #[inline(always)]
             unsafe fn half<const N: usize>(
@@ -362,9 +441,10 @@ macro_rules! half_dot {
     };
 }
 
-/// The offsets of a type the layout takes (a compile-time error for any other).
+/// The offsets of a type the layout takes, in the halves form these kernels read (a
+/// compile-time error for any other type).
 const fn offsets(ty: GgmlType) -> legacy::Offsets {
-    match legacy::offsets(ty) {
+    match legacy::offsets(ty, Rows16Form::Halves) {
         Some(o) => o,
         None => panic!("not a 32-element type of the 16-row layout"),
     }

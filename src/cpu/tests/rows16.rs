@@ -6,7 +6,7 @@ use sluice_loader::GgmlType;
 
 use super::gen::{acts, weights};
 use super::rng::Rng;
-use crate::cpu::rows16::{self, WeightLayout};
+use crate::cpu::rows16::{self, Rows16Form, WeightLayout};
 use crate::cpu::{
     matmul_pair_with, matmul_with, CpuError, Isa, QuantizedActs, ThreadPool, WeightView,
 };
@@ -36,16 +36,20 @@ fn run(
     Ok(out.iter().map(|v| v.to_bits()).collect())
 }
 
-fn interleaved<'a>(file: &WeightView<'_>, packed: &'a mut Vec<u8>) -> WeightView<'a> {
+fn interleaved<'a>(
+    file: &WeightView<'_>,
+    packed: &'a mut Vec<u8>,
+    form: Rows16Form,
+) -> WeightView<'a> {
     packed.clear();
     packed.extend_from_slice(file.bytes);
     let mut scratch = Vec::new();
     assert_eq!(
-        rows16::repack(file.ty, file.n_rows, packed, &mut scratch),
+        rows16::repack(form, file.ty, file.n_rows, packed, &mut scratch),
         Ok(())
     );
     WeightView {
-        layout: WeightLayout::Rows16,
+        layout: WeightLayout::Rows16(form),
         ..WeightView::file(file.ty, file.row_elems, file.n_rows, packed)
     }
 }
@@ -82,15 +86,25 @@ fn interleaved_products_equal_the_scalar_file_layout() {
         for &(row_elems, n_rows) in shapes {
             let bytes = weights(&mut rng, ty, row_elems, n_rows);
             let file = WeightView::file(ty, row_elems, n_rows, &bytes);
-            let w = interleaved(&file, &mut packed);
-            for tokens in [1, 2, 3, 4, 5, 7, 8, 9, 13] {
-                let (_, q) = acts(&mut rng, ty, row_elems, tokens);
-                let reference = run(Isa::scalar(), &file, &q, &pools[0]);
-                for &isa in &paths {
+            let cases: Vec<_> = [1, 2, 3, 4, 5, 7, 8, 9, 13]
+                .into_iter()
+                .map(|tokens| {
+                    let (_, q) = acts(&mut rng, ty, row_elems, tokens);
+                    let reference = run(Isa::scalar(), &file, &q, &pools[0]);
+                    (tokens, q, reference)
+                })
+                .collect();
+            for &isa in &paths {
+                let form = isa
+                    .rows16_form()
+                    .expect("a path that reads the layout has a form");
+                let w = interleaved(&file, &mut packed, form);
+                for (tokens, q, reference) in &cases {
+                    let (tokens, q, reference) = (*tokens, q, reference.clone());
                     if !rows16::interleaves(isa, ty, n_rows) {
                         // The engine keeps such matrices in file layout; the path refuses them.
                         assert_eq!(
-                            run(isa, &w, &q, &pools[0]),
+                            run(isa, &w, q, &pools[0]),
                             Err(CpuError::Layout {
                                 ty,
                                 n_rows,
@@ -104,7 +118,7 @@ fn interleaved_products_equal_the_scalar_file_layout() {
                     checked += 1;
                     for pool in &pools {
                         assert_eq!(
-                            run(isa, &w, &q, pool),
+                            run(isa, &w, q, pool),
                             reference,
                             "{ty} {n_rows}×{row_elems}, {tokens} tokens, {pool:?}, {}",
                             isa.name()
@@ -113,7 +127,7 @@ fn interleaved_products_equal_the_scalar_file_layout() {
                     // The kernels of AVX-512 CPUs without GFNI (Q2_K, Q3_K take their fields
                     // out with shifts there); the same as `isa` where it has no GFNI.
                     assert_eq!(
-                        run(isa.without_gfni(), &w, &q, &pools[1]),
+                        run(isa.without_gfni(), &w, q, &pools[1]),
                         reference,
                         "{ty} {n_rows}×{row_elems}, {tokens} tokens, without GFNI"
                     );
@@ -176,7 +190,13 @@ fn paired_on(isa: Isa) {
         WeightView::file(ty, 576, 96, &b),
     );
     let (mut pa, mut pb) = (Vec::new(), Vec::new());
-    let (wa, wb) = (interleaved(&fa, &mut pa), interleaved(&fb, &mut pb));
+    let form = isa
+        .rows16_form()
+        .expect("a path that reads the layout has a form");
+    let (wa, wb) = (
+        interleaved(&fa, &mut pa, form),
+        interleaved(&fb, &mut pb, form),
+    );
     let (_, q) = acts(&mut rng, ty, 576, 6);
     let (mut oa, mut ob) = (vec![0.0; 6 * 96], vec![0.0; 6 * 96]);
     let join = |_: usize, _: &mut [f32], _: &[f32]| {};
@@ -197,7 +217,7 @@ fn paths_without_the_kernels_refuse_the_layout() {
     let bytes = weights(&mut rng, ty, 64, 32);
     let file = WeightView::file(ty, 64, 32, &bytes);
     let mut packed = Vec::new();
-    let w = interleaved(&file, &mut packed);
+    let w = interleaved(&file, &mut packed, Rows16Form::Halves);
     let (_, q) = acts(&mut rng, ty, 64, 2);
     let err = run(Isa::scalar(), &w, &q, &pool).unwrap_err();
     assert_eq!(
@@ -224,5 +244,27 @@ fn paths_without_the_kernels_refuse_the_layout() {
             matmul_with(isa, &odd, &q, &mut out, &pool),
             Err(CpuError::Layout { .. })
         ));
+    }
+    // A path never reads the other kernels' form (Q5_0's bytes differ between them).
+    let ty = GgmlType::Q5_0;
+    let bytes = weights(&mut rng, ty, 64, 32);
+    let file = WeightView::file(ty, 64, 32, &bytes);
+    let (_, q) = acts(&mut rng, ty, 64, 1);
+    for isa in rows16_paths() {
+        let other = match isa.rows16_form() {
+            Some(Rows16Form::Halves) => Rows16Form::Wide,
+            _ => Rows16Form::Halves,
+        };
+        let w = interleaved(&file, &mut packed, other);
+        assert_eq!(
+            run(isa, &w, &q, &pool),
+            Err(CpuError::Layout {
+                ty,
+                n_rows: 32,
+                isa: isa.name()
+            }),
+            "{} given the {other:?} form",
+            isa.name()
+        );
     }
 }

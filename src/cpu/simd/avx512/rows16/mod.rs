@@ -14,10 +14,33 @@ use sluice_loader::quant::blocks::{
     as_blocks, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1,
 };
 
+use sluice_loader::GgmlType;
+
 use super::safe_kernel512;
 use crate::cpu::f16_table::{f16_lookup, f16_table};
-use crate::cpu::rows16::GROUP_ROWS;
+use crate::cpu::rows16::legacy::{self, Quants};
+use crate::cpu::rows16::{Rows16Form, GROUP_ROWS};
 use crate::cpu::simd::util::{prefetch_span, quad};
+
+/// The packer's offsets of `ty`'s quant runs and fifth-bit masks in the wide form, which these
+/// kernels read: the numbers written into them below are checked against it at compile time.
+const fn wide(ty: GgmlType) -> (usize, Option<usize>) {
+    match legacy::offsets(ty, Rows16Form::Wide) {
+        Some(legacy::Offsets {
+            quants: Quants::Runs { at, masks },
+            ..
+        }) => (at, masks),
+        _ => panic!("not a 32-element type with quant runs in the wide form"),
+    }
+}
+
+const _: () = {
+    assert!(matches!(wide(GgmlType::Q4_1), (64, None)));
+    assert!(matches!(wide(GgmlType::Q5_1), (128, Some(64))));
+    assert!(matches!(wide(GgmlType::Q4_0), (32, None)));
+    assert!(matches!(wide(GgmlType::Q5_0), (96, Some(32))));
+    assert!(matches!(wide(GgmlType::Q8_0), (32, None)));
+};
 
 /// Bytes of one interleaved Q4_1 block group (16 rows' block b).
 const Q4_1_GROUP_BLOCK: usize = GROUP_ROWS * BlockQ4_1::BYTES;
