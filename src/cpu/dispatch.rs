@@ -182,8 +182,8 @@ impl Isa {
         }
     }
 
-    /// Runs the AVX-512 softmax (bit-identical to `model::ops`'s scalar loop) when this path
-    /// has it; returns false, having done nothing, otherwise.
+    /// Runs the AVX-512 or AVX2 softmax (bit-identical to `model::ops`'s scalar loop) when this
+    /// path has one; returns false, having done nothing, otherwise.
     pub(crate) fn softmax_wide(self, x: &mut [f32], scale: f32, n_valid: usize) -> bool {
         match self.kind {
             #[cfg(target_arch = "x86_64")]
@@ -191,12 +191,17 @@ impl Isa {
                 super::simd::avx512::ops::softmax(t, x, scale, n_valid);
                 true
             }
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx2(t) => {
+                super::simd::ops::softmax(t, x, scale, n_valid);
+                true
+            }
             _ => false,
         }
     }
 
-    /// Runs the AVX-512 SwiGLU of one row chunk (bit-identical to `model::ops`'s scalar loop)
-    /// when this path has it; returns false, having done nothing, otherwise.
+    /// Runs the AVX-512 or AVX2 SwiGLU of one row chunk (bit-identical to `model::ops`'s
+    /// scalar loop) when this path has one; returns false, having done nothing, otherwise.
     pub(crate) fn swiglu_wide(
         self,
         col0: usize,
@@ -208,6 +213,11 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             IsaKind::Avx512(t) => {
                 super::simd::avx512::ops::swiglu(t, col0, row_len, gate, up);
+                true
+            }
+            #[cfg(target_arch = "x86_64")]
+            IsaKind::Avx2(t) => {
+                super::simd::ops::swiglu(t, col0, row_len, gate, up);
                 true
             }
             _ => false,

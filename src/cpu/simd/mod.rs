@@ -15,6 +15,7 @@ pub(crate) mod k456_multi;
 pub(crate) mod legacy;
 pub(crate) mod legacy_multi;
 pub(crate) mod membw;
+pub(crate) mod ops;
 pub(crate) mod quantize;
 pub(crate) mod rows16;
 mod tile;
