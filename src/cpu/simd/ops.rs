@@ -12,7 +12,7 @@ use crate::model::exp::{LN2_HI, LN2_LO, LOG2E, P1, P2, P3, P4, P5, ROUND};
 /// Lanes per step.
 const W: usize = 8;
 
-/// `exp_ggml` on 8 lanes, lane for lane.
+/// `exp_ggml` on 8 lanes, lane for lane (`avx512::ops::exp16`'s operations at half width).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA (called from a kernel compiled with them).
@@ -60,12 +60,13 @@ unsafe fn exp8(x: __m256) -> __m256 {
     }
 }
 
-/// The scalar softmax's sum of one 8-value chunk: `(h0+h2)+(h1+h3)` with `h = c[..4]+c[4..]`.
+/// The scalar softmax's sum of one 8-value chunk: `(h0+h2)+(h1+h3)` with `h = c[..4]+c[4..]`
+/// (the AVX-512 softmax sums its 16 lanes as two such chunks).
 ///
 /// # Safety
 /// AVX must be available (called from a kernel compiled with it).
 #[inline(always)]
-unsafe fn chunk_sum(c: __m256) -> f32 {
+pub(super) unsafe fn chunk_sum(c: __m256) -> f32 {
     // SAFETY: AVX per the fn contract; register-only operations.
     unsafe {
         hsum_f32x4(_mm_add_ps(

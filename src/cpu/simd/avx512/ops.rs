@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::super::util::hsum_f32x4;
+use super::super::ops::chunk_sum;
 use super::safe_kernel512;
 use crate::model::exp::{LN2_HI, LN2_LO, LOG2E, P1, P2, P3, P4, P5, ROUND};
 
@@ -54,18 +54,6 @@ unsafe fn exp16(x: __m512) -> __m512 {
         let scaled = _mm512_mul_ps(_mm512_fmadd_ps(s2, j, s2), s1);
         let sat = _mm512_mask_blend_ps(huge, scaled, _mm512_mul_ps(s1, s1));
         _mm512_mask_blend_ps(big, normal, sat)
-    }
-}
-
-/// The scalar softmax's sum of one 8-value chunk: `(h0+h2)+(h1+h3)` with `h = c[..4]+c[4..]`.
-#[inline(always)]
-unsafe fn chunk_sum(c: __m256) -> f32 {
-    // SAFETY: AVX per the calling kernel's contract; register-only operations.
-    unsafe {
-        hsum_f32x4(_mm_add_ps(
-            _mm256_castps256_ps128(c),
-            _mm256_extractf128_ps::<1>(c),
-        ))
     }
 }
 
