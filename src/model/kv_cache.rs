@@ -77,6 +77,25 @@ impl KvCache {
         &self.k[base..base + head_dim * ELEM_BYTES]
     }
 
+    /// Keys of KV head `kv_head` at positions `0..n` as one strided run: the bytes from the
+    /// first key's start to the last one's end, and the stride between keys in bytes.
+    pub fn keys(&self, layer: usize, n: usize, kv_head: usize, head_dim: usize) -> (&[u8], usize) {
+        let stride = self.kv_dim * ELEM_BYTES;
+        let base = ((layer * self.n_ctx) * self.kv_dim + kv_head * head_dim) * ELEM_BYTES;
+        let end = base + n.saturating_sub(1) * stride + head_dim * ELEM_BYTES;
+        (&self.k[base..end.max(base)], stride)
+    }
+
+    /// Values of dimensions `d0..d0 + count` (of `kv_dim`) over positions `0..n` as one strided
+    /// run: the bytes from the first row's start to the last one's end, and the stride between
+    /// rows in bytes.
+    pub fn value_rows(&self, layer: usize, d0: usize, count: usize, n: usize) -> (&[u8], usize) {
+        let stride = self.n_ctx * ELEM_BYTES;
+        let base = (layer * self.kv_dim + d0) * stride;
+        let end = base + count.saturating_sub(1) * stride + n * ELEM_BYTES;
+        (&self.v[base..end.max(base)], stride)
+    }
+
     /// Values of one dimension `d` (of `kv_dim`) over positions `0..n`.
     pub fn value_row(&self, layer: usize, d: usize, n: usize) -> &[u8] {
         let base = (layer * self.kv_dim + d) * self.n_ctx * ELEM_BYTES;
@@ -110,5 +129,29 @@ mod tests {
         );
         assert_eq!(halfs(c.value_row(1, 2, 4)), [0.0, 0.0, 0.0, 30.0]);
         assert_eq!(halfs(c.key(0, 3, 0, 4)), [0.0; 4]);
+    }
+
+    #[test]
+    fn strided_runs_hold_the_single_rows() {
+        let mut c = KvCache::new(2, 4, 5);
+        for pos in 0..5 {
+            let k: Vec<f32> = (0..4).map(|i| (10 * pos + i) as f32).collect();
+            let v: Vec<f32> = (0..4).map(|i| (100 * pos + i) as f32).collect();
+            c.store(1, pos, &k, &v);
+        }
+        let (keys, stride) = c.keys(1, 5, 1, 2);
+        for pos in 0..5 {
+            assert_eq!(&keys[pos * stride..][..4], c.key(1, pos, 1, 2), "key {pos}");
+        }
+        assert_eq!(keys.len(), 4 * stride + 4);
+        let (values, stride) = c.value_rows(1, 1, 3, 5);
+        for d in 0..3 {
+            assert_eq!(
+                &values[d * stride..][..10],
+                c.value_row(1, 1 + d, 5),
+                "value row {d}"
+            );
+        }
+        assert_eq!(values.len(), 2 * stride + 10);
     }
 }

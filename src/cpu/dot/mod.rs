@@ -156,6 +156,49 @@ macro_rules! float_pair {
 float_pair!(
     /// F16 weights · F16 activations.
     vec_dot_f16_f16, f16_row, 2, float::f16_f16, simd::float::f16_f16);
+/// `out[j] = ` [`vec_dot_f16_f16`]`(n, row j, y)` for `out.len()` f16 rows of `n` elements,
+/// row j starting at byte `stride · j` of `rows` (a head's cached keys): the same bits as one
+/// call per row, without a dispatch per row. Panics if the rows or `y` do not fit. Uses
+/// [`Isa::current`].
+pub fn vec_dot_f16_f16_rows(n: usize, rows: &[u8], stride: usize, y: &[u8], out: &mut [f32]) {
+    vec_dot_f16_f16_rows_with(Isa::current(), n, rows, stride, y, out);
+}
+
+/// [`vec_dot_f16_f16_rows`] on an explicit kernel path (every path gives the same bits).
+pub fn vec_dot_f16_f16_rows_with(
+    isa: Isa,
+    n: usize,
+    rows: &[u8],
+    stride: usize,
+    y: &[u8],
+    out: &mut [f32],
+) {
+    let row_bytes = 2 * n;
+    assert!(
+        y.len() == row_bytes,
+        "vec_dot_f16_f16_rows: y is not {n} f16 values"
+    );
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(
+            stride >= row_bytes && rows.len() >= last * stride + row_bytes,
+            "vec_dot_f16_f16_rows: {} rows of {row_bytes} bytes at a stride of {stride} do not fit in {} bytes",
+            out.len(),
+            rows.len()
+        );
+    }
+    match isa.kind() {
+        IsaKind::Scalar => {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = float::f16_f16(&rows[j * stride..j * stride + row_bytes], y);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        IsaKind::Avx2(t) => simd::float::f16_rows_f16(t, rows, stride, y, out),
+        #[cfg(target_arch = "x86_64")]
+        IsaKind::Avx512(t) => simd::float::f16_rows_f16(t.avx2(), rows, stride, y, out),
+    }
+}
+
 float_pair!(
     /// BF16 weights · BF16 activations.
     vec_dot_bf16_bf16, bf16_row, 2, float::bf16_bf16, simd::float::bf16_bf16);

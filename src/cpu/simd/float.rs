@@ -71,6 +71,7 @@ unsafe fn four_accumulators(
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
 unsafe fn f16_f16_imp(x: &[u8], y: &[u8]) -> f32 {
     let n = x.len().min(y.len()) / 2;
     // SAFETY: the features are present (fn contract).
@@ -108,9 +109,27 @@ unsafe fn f32_f32_imp(x: &[u8], y: &[u8]) -> f32 {
     f32_finish(x, y, n, v)
 }
 
+/// `out[j] = f16_f16(row j, y)` for `out.len()` rows of `y.len()` bytes, row j at `stride · j`
+/// in `rows`: one call for a head's keys instead of a dispatch per 64-element dot.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_rows_f16_imp(rows: &[u8], stride: usize, y: &[u8], out: &mut [f32]) {
+    let len = y.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        let x = &rows[j * stride..j * stride + len];
+        // SAFETY: the features are present (fn contract).
+        *o = unsafe { f16_f16_imp(x, y) };
+    }
+}
+
 safe_kernel!(
     /// F16 · F16 on AVX2.
     pub(crate) fn f16_f16 = f16_f16_imp; (x: &[u8], y: &[u8]) -> f32);
+safe_kernel!(
+    /// F16 · F16 of strided rows against one row on AVX2 (each as [`f16_f16`]).
+    pub(crate) fn f16_rows_f16 = f16_rows_f16_imp; (rows: &[u8], stride: usize, y: &[u8], out: &mut [f32]) -> ());
 safe_kernel!(
     /// BF16 · BF16 on AVX2.
     pub(crate) fn bf16_bf16 = bf16_bf16_imp; (x: &[u8], y: &[u8]) -> f32);

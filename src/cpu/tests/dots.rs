@@ -146,3 +146,28 @@ fn mismatched_lengths_are_errors() {
     assert!(vec_dot_with(Isa::scalar(), GgmlType::Q4_0, 31, &w, &a).is_err());
     assert!(vec_dot_with(Isa::scalar(), GgmlType::Q8K, 256, &w, &a).is_err());
 }
+
+#[test]
+fn strided_f16_rows_equal_one_dot_per_row_on_every_path() {
+    let mut rng = Rng::new(0x5EED_0005);
+    for n in [1, 31, 32, 64, 100, 130] {
+        let y = weights(&mut rng, GgmlType::F16, n, 1);
+        let stride = 2 * n + 6;
+        for count in [0, 1, 5] {
+            let rows = weights(&mut rng, GgmlType::F16, stride / 2, count.max(1));
+            let rows = &rows[..(count * stride).saturating_sub(6)];
+            let want: Vec<u32> = (0..count)
+                .map(|j| {
+                    let row = &rows[j * stride..j * stride + 2 * n];
+                    crate::cpu::dot::float::f16_f16(row, &y).to_bits()
+                })
+                .collect();
+            for isa in Isa::all_present() {
+                let mut out = vec![f32::NAN; count];
+                crate::cpu::dot::vec_dot_f16_f16_rows_with(isa, n, rows, stride, &y, &mut out);
+                let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "n {n}, {count} rows, {}", isa.name());
+            }
+        }
+    }
+}
