@@ -184,7 +184,7 @@ impl Isa {
 
     /// Runs the AVX-512 or AVX2 softmax (bit-identical to `model::ops`'s scalar loop) when this
     /// path has one; returns false, having done nothing, otherwise.
-    pub(crate) fn softmax_wide(self, x: &mut [f32], scale: f32, n_valid: usize) -> bool {
+    pub(crate) fn softmax_simd(self, x: &mut [f32], scale: f32, n_valid: usize) -> bool {
         match self.kind {
             #[cfg(target_arch = "x86_64")]
             IsaKind::Avx512(t) => {
@@ -202,7 +202,7 @@ impl Isa {
 
     /// Runs the AVX-512 or AVX2 SwiGLU of one row chunk (bit-identical to `model::ops`'s
     /// scalar loop) when this path has one; returns false, having done nothing, otherwise.
-    pub(crate) fn swiglu_wide(
+    pub(crate) fn swiglu_simd(
         self,
         col0: usize,
         row_len: usize,

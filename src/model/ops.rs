@@ -100,13 +100,13 @@ pub fn softmax_scaled(x: &mut [f32], scale: f32, n_valid: usize) {
 /// [`softmax_scaled`] on an explicit kernel path (every path gives the same bits).
 pub fn softmax_scaled_with(isa: Isa, x: &mut [f32], scale: f32, n_valid: usize) {
     debug_assert!(n_valid >= 1 && n_valid <= x.len());
-    if !isa.softmax_wide(x, scale, n_valid) {
-        isa.with_fma(|| softmax_body(x, scale, n_valid));
+    if !isa.softmax_simd(x, scale, n_valid) {
+        softmax_body(x, scale, n_valid);
     }
 }
 
-/// [`softmax_scaled`]'s body, inlined into an FMA frame where the CPU has one.
-#[inline(always)]
+/// [`softmax_scaled`]'s scalar body: the reference the AVX2 and AVX-512 kernels match bit for
+/// bit (every SIMD path has one, so this runs on the scalar path only).
 fn softmax_body(x: &mut [f32], scale: f32, n_valid: usize) {
     debug_assert!(n_valid >= 1 && n_valid <= x.len());
     let mut max = f32::NEG_INFINITY;
@@ -168,21 +168,20 @@ pub fn swiglu_chunk(col0: usize, row_len: usize, gate: &mut [f32], up: &[f32]) {
 pub fn swiglu_chunk_with(isa: Isa, col0: usize, row_len: usize, gate: &mut [f32], up: &[f32]) {
     debug_assert_eq!(gate.len(), up.len());
     debug_assert!(col0 + gate.len() <= row_len);
-    if isa.swiglu_wide(col0, row_len, gate, up) {
+    if isa.swiglu_simd(col0, row_len, gate, up) {
         return;
     }
+    // The scalar path (every SIMD path has its own).
     let poly_end = row_len - row_len % LANES;
-    isa.with_fma(|| {
-        for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
-            let e = if col0 + i < poly_end {
-                exp_ggml(0.0 - *g)
-            } else {
-                (-*g).exp()
-            };
-            *g /= 1.0 + e;
-            *g *= u;
-        }
-    });
+    for (i, (g, &u)) in gate.iter_mut().zip(up).enumerate() {
+        let e = if col0 + i < poly_end {
+            exp_ggml(0.0 - *g)
+        } else {
+            (-*g).exp()
+        };
+        *g /= 1.0 + e;
+        *g *= u;
+    }
 }
 
 /// `x += y`: residual connections.
