@@ -114,6 +114,43 @@ unsafe fn f16x8(p: *const u8) -> __m256 {
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
 }
 
+/// Each token's block scales `dx · dy`: the 8 rows' `d` of half `h` at `blk`, times token n's
+/// activation `d` (`dy[n]`, f16).
+///
+/// # Safety
+/// AVX and F16C; `blk` points at a whole block group.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // a loop, not a map: closures lose the target features
+unsafe fn scales<const N: usize>(blk: *const u8, h: usize, dy: [[u8; 2]; N]) -> [__m256; N] {
+    let t = f16_table();
+    // SAFETY: the 16 bytes of the half's `d` lie inside the block group (fn contract).
+    unsafe {
+        let dx = f16x8(blk.add(legacy::D + 16 * h));
+        let mut d = [dx; N];
+        for n in 0..N {
+            d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, dy[n])));
+        }
+        d
+    }
+}
+
+/// [`hsum_lanes`] of each token's 8 accumulators.
+///
+/// # Safety
+/// AVX must be available (called from a kernel compiled with it).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // a loop, not a map: closures lose the target features
+unsafe fn hsum_tokens<const N: usize>(acc: &[[__m256; 8]; N]) -> [__m256; N] {
+    // SAFETY: AVX per the fn contract; register-only.
+    unsafe {
+        let mut sums = [_mm256_setzero_ps(); N];
+        for n in 0..N {
+            sums[n] = hsum_lanes(&acc[n]);
+        }
+        sums
+    }
+}
+
 /// The 8 rows' unsigned operands of AVX2 lanes `l` and `l + 4` (the low and high nibbles of
 /// quant run `l`, half `h`) of `K`'s block group at `blk` (Q4_0, Q4_1).
 ///
@@ -274,21 +311,19 @@ unsafe fn offset_half<K: HalfDot, const N: usize>(
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * group_block);
             prefetch(grp, group_block, nb, h, b, pf);
-            let dx = f16x8(blk.add(legacy::D + 16 * h));
             let mx = f16x8(blk.add(legacy::M + 16 * h));
-            let mut d = [dx; N];
             for n in 0..N {
-                let by = &y[n][b];
-                summs[n] = _mm256_fmadd_ps(mx, _mm256_set1_ps(f16_lookup(t, by.s)), summs[n]);
-                d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, by.d)));
+                let s = _mm256_set1_ps(f16_lookup(t, y[n][b].s));
+                summs[n] = _mm256_fmadd_ps(mx, s, summs[n]);
             }
+            let d = scales::<N>(blk, h, std::array::from_fn(|n| y[n][b].d));
             // Unbiased operands: no correction (the subtractions of 0 fold away).
             let qs = std::array::from_fn(|n| &y[n][b].qs);
             fold_block::<K, N>(blk, h, qs, [&NO_CORR; N], &d, &mut acc);
         }
-        let mut out = summs;
+        let mut out = hsum_tokens(&acc);
         for n in 0..N {
-            out[n] = _mm256_add_ps(hsum_lanes(&acc[n]), summs[n]);
+            out[n] = _mm256_add_ps(out[n], summs[n]);
         }
         out
     }
@@ -315,7 +350,6 @@ unsafe fn biased_half<K: HalfDot, const N: usize>(
     };
     assert!(grp.len() == nb * group_block && h < 2);
     let y = y.map(|r| &r[..nb]);
-    let t = f16_table();
     // SAFETY: AVX2/FMA/F16C per the fn contract; every load reads inside block b's group or a
     // whole activation block.
     unsafe {
@@ -337,21 +371,13 @@ unsafe fn biased_half<K: HalfDot, const N: usize>(
             for (b, c) in blocks.zip(corr.iter()) {
                 let blk = grp.as_ptr().add(b * group_block);
                 prefetch(grp, group_block, nb, h, b, pf);
-                let dx = f16x8(blk.add(legacy::D + 16 * h));
-                let mut d = [dx; N];
-                for n in 0..N {
-                    d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, y[n][b].d)));
-                }
+                let d = scales::<N>(blk, h, std::array::from_fn(|n| y[n][b].d));
                 let qs = std::array::from_fn(|n| &y[n][b].qs);
                 let corr = std::array::from_fn(|n| &c[n]);
                 fold_block::<K, N>(blk, h, qs, corr, &d, &mut acc);
             }
         }
-        let mut out = [_mm256_setzero_ps(); N];
-        for n in 0..N {
-            out[n] = hsum_lanes(&acc[n]);
-        }
-        out
+        hsum_tokens(&acc)
     }
 }
 
@@ -376,7 +402,6 @@ unsafe fn q8_0_half<K: HalfDot, const N: usize>(
     };
     assert!(grp.len() == nb * group_block && h < 2);
     let y = y.map(|r| &r[..nb]);
-    let t = f16_table();
     // SAFETY: AVX2/FMA/F16C per the fn contract; every load reads inside block b's group or a
     // whole activation block.
     unsafe {
@@ -386,11 +411,7 @@ unsafe fn q8_0_half<K: HalfDot, const N: usize>(
         for b in 0..nb {
             let blk = grp.as_ptr().add(b * group_block);
             prefetch(grp, group_block, nb, h, b, pf);
-            let dx = f16x8(blk.add(legacy::D + 16 * h));
-            let mut d = [dx; N];
-            for n in 0..N {
-                d[n] = _mm256_mul_ps(dx, _mm256_set1_ps(f16_lookup(t, y[n][b].d)));
-            }
+            let d = scales::<N>(blk, h, std::array::from_fn(|n| y[n][b].d));
             for l in 0..8 {
                 let raw = _mm256_loadu_si256(blk.add(runs + 64 * l + 32 * h).cast());
                 let q = _mm256_xor_si256(raw, flip);
@@ -403,11 +424,7 @@ unsafe fn q8_0_half<K: HalfDot, const N: usize>(
                 }
             }
         }
-        let mut out = [_mm256_setzero_ps(); N];
-        for n in 0..N {
-            out[n] = hsum_lanes(&acc[n]);
-        }
-        out
+        hsum_tokens(&acc)
     }
 }
 
