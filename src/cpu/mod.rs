@@ -41,7 +41,7 @@ pub use dot::{vec_dot_multi_with, vec_dot_type, vec_dot_with};
 pub use error::CpuError;
 pub use matmul::{
     matmul, matmul_many_with, matmul_pair_with, matmul_with, WeightView, DECODE_ROWS_PER_CHUNK,
-    ROWS_PER_CHUNK, STEAL_ROWS, TOKENS_PER_TILE,
+    ROWS_PER_CHUNK, TOKENS_PER_TILE,
 };
 pub use pool::{ThreadPool, SPIN_BEFORE_PARK};
 pub use rows16::{Rows16Form, WeightLayout};

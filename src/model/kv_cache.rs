@@ -82,8 +82,10 @@ impl KvCache {
     pub fn keys(&self, layer: usize, n: usize, kv_head: usize, head_dim: usize) -> (&[u8], usize) {
         let stride = self.kv_dim * ELEM_BYTES;
         let base = ((layer * self.n_ctx) * self.kv_dim + kv_head * head_dim) * ELEM_BYTES;
-        let end = base + n.saturating_sub(1) * stride + head_dim * ELEM_BYTES;
-        (&self.k[base..end.max(base)], stride)
+        let len = n
+            .checked_sub(1)
+            .map_or(0, |last| last * stride + head_dim * ELEM_BYTES);
+        (&self.k[base..base + len], stride)
     }
 
     /// Values of dimensions `d0..d0 + count` (of `kv_dim`) over positions `0..n` as one strided
@@ -92,8 +94,10 @@ impl KvCache {
     pub fn value_rows(&self, layer: usize, d0: usize, count: usize, n: usize) -> (&[u8], usize) {
         let stride = self.n_ctx * ELEM_BYTES;
         let base = (layer * self.kv_dim + d0) * stride;
-        let end = base + count.saturating_sub(1) * stride + n * ELEM_BYTES;
-        (&self.v[base..end.max(base)], stride)
+        let len = count
+            .checked_sub(1)
+            .map_or(0, |last| last * stride + n * ELEM_BYTES);
+        (&self.v[base..base + len], stride)
     }
 
     /// Values of one dimension `d` (of `kv_dim`) over positions `0..n`.
@@ -153,5 +157,6 @@ mod tests {
             );
         }
         assert_eq!(values.len(), 2 * stride + 10);
+        assert!(c.keys(1, 0, 1, 2).0.is_empty() && c.value_rows(1, 1, 0, 5).0.is_empty());
     }
 }

@@ -17,8 +17,9 @@
 //!
 //! Q5_0 and Q5_1 are read in the layout's halves form: each lane's 5-bit operands packed whole
 //! into five vectors per half, so that five lanes take one mask each and three a few shifts and
-//! masks (about 23 instructions a half block, where expanding the wide form's 64-bit fifth-bit
-//! masks took about 50: `pshufb`, compare and merge per lane).
+//! masks (23 vector instructions a half block, counted in `fives`, where expanding the wide
+//! form's 64-bit fifth-bit masks took 6 a lane, 48: a broadcast, `pshufb`, an and, a compare,
+//! a mask and a merge).
 
 use std::arch::x86_64::*;
 
