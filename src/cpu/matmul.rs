@@ -26,9 +26,15 @@ use super::error::CpuError;
 use super::pool::ThreadPool;
 use super::rows16::{self, WeightLayout};
 
-/// Weight rows per work item of a batch (a multiple of 16, the interleaved layout's group;
-/// 16 keeps 2–16 threads balanced on small layers).
+/// Weight rows per work item of a batch, at least (a multiple of 16, the interleaved layout's
+/// group; 16 keeps 2–16 threads balanced on small layers).
 pub const ROWS_PER_CHUNK: usize = 16;
+/// Weight rows per work item of a batch, at most: long items spread each tile's setup (the
+/// activations' layout, `simd::legacy_batch`) over more rows.
+const MAX_BATCH_ROWS: usize = 64;
+/// Items per task a batch's matrix is cut into, at least, while items stay within
+/// [`ROWS_PER_CHUNK`, `MAX_BATCH_ROWS`]: enough for the tasks to finish together.
+const BATCH_ITEMS_PER_TASK: usize = 4;
 /// Weight rows per item a task takes from its own share in a one-token product (a multiple of
 /// 16): long items keep the kernels' prefetches running ahead inside them.
 pub const DECODE_ROWS_PER_CHUNK: usize = 256;
@@ -42,6 +48,8 @@ const _: () = assert!(
     ROWS_PER_CHUNK.is_multiple_of(rows16::GROUP_ROWS)
         && DECODE_ROWS_PER_CHUNK.is_multiple_of(rows16::GROUP_ROWS)
         && STEAL_ROWS.is_multiple_of(rows16::GROUP_ROWS)
+        && MAX_BATCH_ROWS.is_multiple_of(rows16::GROUP_ROWS)
+        && MAX_BATCH_ROWS >= ROWS_PER_CHUNK
 );
 
 /// A weight matrix of `n_rows` rows of `row_elems` elements of type `ty`, in `layout`.
@@ -94,9 +102,12 @@ struct Queue<'o> {
 }
 
 impl<'o> Queue<'o> {
-    /// A queue over `out`, which holds whole strips of `n_rows` values (`n_rows > 0`).
-    fn new(out: &'o mut [f32], n_rows: usize) -> Queue<'o> {
-        let chunk = ROWS_PER_CHUNK;
+    /// A queue over `out`, which holds whole strips of `n_rows` values (`n_rows > 0`), for
+    /// `tasks` tasks.
+    fn new(out: &'o mut [f32], n_rows: usize, tasks: usize) -> Queue<'o> {
+        let per_item = n_rows / (tasks.max(1) * BATCH_ITEMS_PER_TASK);
+        let chunk = (per_item / rows16::GROUP_ROWS * rows16::GROUP_ROWS)
+            .clamp(ROWS_PER_CHUNK, MAX_BATCH_ROWS);
         Queue {
             tiles: out.chunks_mut(TOKENS_PER_TILE * n_rows),
             strips: std::array::from_fn(|_| <&mut [f32]>::default().chunks_mut(chunk)),
@@ -231,7 +242,7 @@ impl<'o> Hand<'o> {
         if out.len() == n_rows {
             Hand::Shares(Shares::new(out, tasks))
         } else {
-            Hand::Queue(Queue::new(out, n_rows))
+            Hand::Queue(Queue::new(out, n_rows, tasks))
         }
     }
 

@@ -1,6 +1,7 @@
 //! Multi-token twins of the 32-element block dots in `simd::legacy`: each weight block is
 //! unpacked once, then folded into one accumulator per activation row with the single-token
-//! kernel's exact operations.
+//! kernel's exact operations. These run one-token tiles (rows in pairs) and IQ4_NL; the other
+//! 32-element types' many-token tiles run `simd::legacy_batch`.
 
 use std::arch::x86_64::*;
 
@@ -8,20 +9,18 @@ use sluice_loader::quant::blocks::{
     BlockIQ4NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, KVALUES_IQ4NL,
 };
 
+use super::legacy_batch::{self, Unpack};
 use super::tile::{tile_kernel, MultiDot};
-use super::util::{
-    bits_to_bytes_32, dot_i8_i8_x4, dot_u8_i8_x4, hsum_f32x8, load_x16, load_x32, nibbles_32,
-    prefetch_ahead,
-};
+use super::util::{dot_i8_i8_x4, dot_u8_i8_x4, hsum_f32x8, load_x16, load_x32, prefetch_ahead};
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 
-/// Defines a symmetric (no-offset) Q8_0-activation pair: `unpack` gives the block's signed
+/// Defines a symmetric (no-offset) Q8_0-activation pair: `Unpack::unpack` gives the block's signed
 /// bytes once per row; each (row, activation row) then adds `fma(dx·dy, Σ qx·qy lanes)`.
 /// One-token products take rows in pairs (256 MB matrices, 2 threads, EPYC VM: Q5_0 16.1 →
 /// 17.2-17.6 GB/s, Q5_1 14.5 → 16.5; four rows per pass were slower than one from memory,
 /// and two rows per pass ran 8-token products 6-11% slower in cache).
 macro_rules! sym_pair {
-    ($(#[$m:meta])* $K:ident, $W:ty, |$bx:ident| $unpack:expr) => {
+    ($(#[$m:meta])* $K:ident, $W:ty) => {
         $(#[$m])*
         pub(super) struct $K;
 
@@ -57,10 +56,10 @@ macro_rules! sym_pair {
                             dy[n] = f16_lookup(t, y[n][b].d);
                         }
                         for r in 0..R {
-                            let $bx = &x[r][b];
-                            prefetch_ahead($bx);
-                            let dx = f16_lookup(t, $bx.d);
-                            let qx = $unpack;
+                            let bx = &x[r][b];
+                            prefetch_ahead(bx);
+                            let dx = f16_lookup(t, bx.d);
+                            let qx = Unpack::unpack(bx);
                             for n in 0..N {
                                 let d = _mm256_set1_ps(dx * dy[n]);
                                 let sums =
@@ -82,9 +81,10 @@ macro_rules! sym_pair {
     };
 }
 
-/// Defines an offset (`m·s`) Q8_1-activation pair: `unpack` gives the block's unsigned bytes.
+/// Defines an offset (`m·s`) Q8_1-activation pair: `Unpack::unpack` gives the block's unsigned
+/// bytes.
 macro_rules! offset_pair {
-    ($(#[$m:meta])* $K:ident, $W:ty, |$bx:ident| $unpack:expr) => {
+    ($(#[$m:meta])* $K:ident, $W:ty) => {
         $(#[$m])*
         pub(super) struct $K;
 
@@ -120,10 +120,10 @@ macro_rules! offset_pair {
                             sy[n] = f16_lookup(t, y[n][b].s);
                         }
                         for r in 0..R {
-                            let $bx = &x[r][b];
-                            prefetch_ahead($bx);
-                            let (dx, mx) = (f16_lookup(t, $bx.d), f16_lookup(t, $bx.m));
-                            let qx = $unpack;
+                            let bx = &x[r][b];
+                            prefetch_ahead(bx);
+                            let (dx, mx) = (f16_lookup(t, bx.d), f16_lookup(t, bx.m));
+                            let qx = Unpack::unpack(bx);
                             for n in 0..N {
                                 summs[r][n] = mx.mul_add(sy[n], summs[r][n]);
                                 let d = _mm256_set1_ps(dx * dy[n]);
@@ -147,26 +147,20 @@ macro_rules! offset_pair {
 }
 
 sym_pair!(
-    /// Q4_0 · Q8_0: `nib − 8`.
-    Q4_0, BlockQ4_0, |bx| _mm256_sub_epi8(nibbles_32(&bx.qs), _mm256_set1_epi8(8)));
+    /// Q4_0 · Q8_0.
+    Q4_0, BlockQ4_0);
 sym_pair!(
-/// Q5_0 · Q8_0: a clear fifth bit sets the top nibble (`nib − 16`).
-Q5_0, BlockQ5_0, |bx| _mm256_or_si256(
-    nibbles_32(&bx.qs),
-    _mm256_andnot_si256(bits_to_bytes_32(bx.qh), _mm256_set1_epi8(-16)),
-));
+    /// Q5_0 · Q8_0.
+    Q5_0, BlockQ5_0);
 sym_pair!(
     /// Q8_0 · Q8_0.
-    Q8_0, BlockQ8_0, |bx| load_x32(&bx.qs));
+    Q8_0, BlockQ8_0);
 offset_pair!(
     /// Q4_1 · Q8_1.
-    Q4_1, BlockQ4_1, |bx| nibbles_32(&bx.qs));
+    Q4_1, BlockQ4_1);
 offset_pair!(
-/// Q5_1 · Q8_1: the fifth bit adds 16.
-Q5_1, BlockQ5_1, |bx| _mm256_or_si256(
-    nibbles_32(&bx.qs),
-    _mm256_and_si256(bits_to_bytes_32(bx.qh), _mm256_set1_epi8(0x10)),
-));
+    /// Q5_1 · Q8_1.
+    Q5_1, BlockQ5_1);
 
 /// IQ4_NL · Q8_0: codebook values, blocks alternating between two accumulators per row, an odd
 /// last block multiplied then added after the reduction.
@@ -219,21 +213,41 @@ impl MultiDot for Iq4Nl {
     }
 }
 
-tile_kernel!(
+/// Defines a `#[target_feature]` tile kernel for a 32-element type whose many-token tiles take
+/// `legacy_batch` (one-token tiles the per-group kernel `$K`), and its safe, token-gated
+/// wrapper `fn(Avx2, w, a, outs)`.
+macro_rules! batch_tile_kernel {
+    ($(#[$m:meta])* $vis:vis fn $name:ident = $imp:ident, $W:ty, $K:ty) => {
+        /// A whole tile of one weight type (see `legacy_batch::drive`).
+        ///
+        /// # Safety
+        /// The CPU must support AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $imp(w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) {
+            // SAFETY: the features are present (fn contract).
+            unsafe { legacy_batch::drive::<$W, $K>(w, a, outs) }
+        }
+
+        super::safe_kernel!(
+            $(#[$m])* $vis fn $name = $imp; (w: &[u8], a: &[u8], outs: &mut [&mut [f32]]) -> ());
+    };
+}
+
+batch_tile_kernel!(
     /// Q4_0 · Q8_0 tile on AVX2.
-    pub(crate) fn q4_0_tile = q4_0_tile_imp, Q4_0);
-tile_kernel!(
+    pub(crate) fn q4_0_tile = q4_0_tile_imp, BlockQ4_0, Q4_0);
+batch_tile_kernel!(
     /// Q4_1 · Q8_1 tile on AVX2.
-    pub(crate) fn q4_1_tile = q4_1_tile_imp, Q4_1);
-tile_kernel!(
+    pub(crate) fn q4_1_tile = q4_1_tile_imp, BlockQ4_1, Q4_1);
+batch_tile_kernel!(
     /// Q5_0 · Q8_0 tile on AVX2.
-    pub(crate) fn q5_0_tile = q5_0_tile_imp, Q5_0);
-tile_kernel!(
+    pub(crate) fn q5_0_tile = q5_0_tile_imp, BlockQ5_0, Q5_0);
+batch_tile_kernel!(
     /// Q5_1 · Q8_1 tile on AVX2.
-    pub(crate) fn q5_1_tile = q5_1_tile_imp, Q5_1);
-tile_kernel!(
+    pub(crate) fn q5_1_tile = q5_1_tile_imp, BlockQ5_1, Q5_1);
+batch_tile_kernel!(
     /// Q8_0 · Q8_0 tile on AVX2.
-    pub(crate) fn q8_0_tile = q8_0_tile_imp, Q8_0);
+    pub(crate) fn q8_0_tile = q8_0_tile_imp, BlockQ8_0, Q8_0);
 tile_kernel!(
     /// IQ4_NL · Q8_0 tile on AVX2.
     pub(crate) fn iq4_nl_tile = iq4_nl_tile_imp, Iq4Nl);

@@ -13,6 +13,7 @@ pub(crate) mod k23;
 pub(crate) mod k456;
 pub(crate) mod k456_multi;
 pub(crate) mod legacy;
+mod legacy_batch;
 pub(crate) mod legacy_multi;
 pub(crate) mod membw;
 pub(crate) mod ops;

@@ -5,6 +5,7 @@ use sluice_loader::GgmlType;
 
 use super::gen::{acts, weights, WEIGHT_TYPES};
 use super::rng::Rng;
+use crate::cpu::dot::RowDot;
 use crate::cpu::{vec_dot_multi_with, vec_dot_with, CpuError, Isa};
 
 /// Activation rows per call: below, at and above the kernels' group of 4 and tile of 8.
@@ -73,4 +74,47 @@ fn multi_lengths_are_checked() {
         vec_dot_multi_with(Isa::scalar(), GgmlType::Q8K, 256, &w, a, &mut out),
         Err(CpuError::NotAWeightType(_))
     ));
+}
+
+#[test]
+fn tiles_of_many_rows_and_blocks_equal_the_single_dots() {
+    // One tile call over 37 rows (the batch kernels' row groups of 16 and a ragged last one)
+    // and rows of one and of three block chunks (32 blocks each), for 2..=9 tokens.
+    let mut rng = Rng::new(0x5EED_0032);
+    for ty in WEIGHT_TYPES {
+        let Ok(kernel) = RowDot::for_weight(ty) else {
+            continue;
+        };
+        let n = if ty.block_elems() == 256 { 2560 } else { 2144 };
+        for n_elems in [if ty.block_elems() == 32 { 576 } else { 512 }, n] {
+            let rows = 37;
+            let w = weights(&mut rng, ty, n_elems, rows);
+            let rb = w.len() / rows;
+            for n_tok in [2, 5, 8, 9] {
+                let (_, q) = acts(&mut rng, ty, n_elems, n_tok);
+                for isa in Isa::all_present() {
+                    let mut store = vec![vec![f32::NAN; rows]; n_tok];
+                    let mut outs: Vec<&mut [f32]> = store.iter_mut().map(|v| &mut v[..]).collect();
+                    kernel.tile(isa, &w, q.rows_bytes(0, n_tok), &mut outs);
+                    for (k, out) in store.iter().enumerate() {
+                        for (r, v) in out.iter().enumerate() {
+                            let single = vec_dot_with(
+                                Isa::scalar(),
+                                ty,
+                                n_elems,
+                                &w[r * rb..][..rb],
+                                q.row(k),
+                            );
+                            assert_eq!(
+                                Ok(v.to_bits()),
+                                single.map(f32::to_bits),
+                                "{ty} n={n_elems} T={n_tok} row {r} token {k} {}",
+                                isa.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
