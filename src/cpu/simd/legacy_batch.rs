@@ -22,13 +22,13 @@ use sluice_loader::quant::blocks::{
 };
 
 use super::tile::{self, MultiDot};
-use super::util::{bits_to_bytes_32, hsum_f32x8, load_x32, nibbles_32, prefetch_ahead};
+use super::util::{bits_to_bytes_32, hsum_f32x8, load_x32, nibbles_32, prefetch_span};
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 /// Activation rows per pass: one accumulator register each, leaving room for the operands.
 const BATCH: usize = 8;
 /// Weight rows whose accumulators live across the block chunks of one tile pass.
-const ROW_GROUP: usize = 16;
+const ROW_GROUP: usize = 64;
 /// Blocks whose activations are laid out together, block-major (8 KiB of quants, in L1).
 const CHUNK_BLOCKS: usize = 32;
 
@@ -218,6 +218,27 @@ impl Chunk {
     }
 }
 
+/// How far ahead of a block the row loop prefetches: the same block of a later row, whether
+/// the rows are read whole (one chunk) or a chunk at a time, row after row.
+#[derive(Clone, Copy)]
+struct Ahead {
+    /// Into L1: the first row at least 768 bytes on.
+    near: usize,
+    /// Into L2: the first row at least 4 KiB on.
+    far: usize,
+}
+
+impl Ahead {
+    /// The distances for rows of `row_bytes` bytes.
+    fn rows_of(row_bytes: usize) -> Ahead {
+        let rows_past = |bytes: usize| bytes.div_ceil(row_bytes.max(1)) * row_bytes;
+        Ahead {
+            near: rows_past(768),
+            far: rows_past(4096),
+        }
+    }
+}
+
 /// Folds one weight row's blocks `x` (a chunk laid out in `ch`) into its accumulators `acc`
 /// (one per token) and `summs` (token n in lane n).
 ///
@@ -227,6 +248,7 @@ impl Chunk {
 #[allow(clippy::needless_range_loop)] // loops, not closures: closures lose the target features
 unsafe fn fold_row<W: Unpack, const N: usize>(
     x: &[W],
+    ahead: Ahead,
     ch: &Chunk,
     d: &mut [[f32; BATCH]; CHUNK_BLOCKS],
     acc: &mut [__m256; N],
@@ -252,7 +274,7 @@ unsafe fn fold_row<W: Unpack, const N: usize>(
         let mut sm = *summs;
         for b in 0..len {
             let bx = x.get_unchecked(b);
-            prefetch_ahead(bx);
+            prefetch_span((bx as *const W).cast(), 1, ahead.near, ahead.far);
             // The `m·s` sums' chain runs alongside the dots (one FMA a block).
             if W::OFFSET {
                 let mx = _mm256_set1_ps(f16_lookup(t, bx.m()));
@@ -302,6 +324,7 @@ unsafe fn pass<W: Unpack, const N: usize>(x: &[W], y: &[W::A], nb: usize, outs: 
     let mut d = [[0.0f32; BATCH]; CHUNK_BLOCKS];
     // The chunk `ch` holds (a row of one chunk lays it out once for every row group).
     let mut laid: Option<usize> = None;
+    let ahead = Ahead::rows_of(nb * W::BYTES);
     for r0 in (0..n_rows).step_by(ROW_GROUP) {
         let rows = ROW_GROUP.min(n_rows - r0);
         // SAFETY (whole body): AVX2/FMA/F16C per the fn contract; register and stack only,
@@ -317,7 +340,7 @@ unsafe fn pass<W: Unpack, const N: usize>(x: &[W], y: &[W::A], nb: usize, outs: 
                 }
                 for j in 0..rows {
                     let row = &x[(r0 + j) * nb + c0..][..len];
-                    fold_row::<W, N>(row, &ch, &mut d, &mut acc[j], &mut summs[j]);
+                    fold_row::<W, N>(row, ahead, &ch, &mut d, &mut acc[j], &mut summs[j]);
                 }
             }
             for j in 0..rows {
