@@ -16,6 +16,7 @@
 //! (2.35 cycles at 3.36 GHz): the multiplies share one port there.
 
 use std::arch::x86_64::*;
+use std::cell::RefCell;
 
 use sluice_loader::quant::blocks::{
     as_blocks, Block, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1,
@@ -218,6 +219,43 @@ impl Chunk {
     }
 }
 
+/// A thread's working memory for the batch kernels, allocated once per thread (36 KiB): the
+/// laid-out chunk, a row's scales, and the accumulators of rows that span several chunks.
+struct Scratch {
+    /// The activations' chunk.
+    ch: Chunk,
+    /// `d[b][n]`: the current row's `dx·dy` of block b, token n.
+    d: [[f32; BATCH]; CHUNK_BLOCKS],
+    /// Each row's accumulators (one per token) across the chunks of a row group.
+    acc: [[__m256; BATCH]; ROW_GROUP],
+    /// Each row's `m·s` sums (token n in lane n) across the chunks of a row group.
+    summs: [__m256; ROW_GROUP],
+}
+
+impl Scratch {
+    /// A zeroed scratch on the heap.
+    fn boxed() -> Box<Scratch> {
+        // SAFETY: SSE is baseline on x86-64; register-only.
+        let zero = unsafe { _mm256_setzero_ps() };
+        Box::new(Scratch {
+            ch: Chunk {
+                q: [[[0; 32]; BATCH]; CHUNK_BLOCKS],
+                d: [[0.0; BATCH]; CHUNK_BLOCKS],
+                s: [[0.0; BATCH]; CHUNK_BLOCKS],
+                corr: [[[0; 8]; BATCH]; CHUNK_BLOCKS],
+            },
+            d: [[0.0; BATCH]; CHUNK_BLOCKS],
+            acc: [[zero; BATCH]; ROW_GROUP],
+            summs: [zero; ROW_GROUP],
+        })
+    }
+}
+
+thread_local! {
+    /// This thread's [`Scratch`], made on its first batch tile.
+    static SCRATCH: RefCell<Option<Box<Scratch>>> = const { RefCell::new(None) };
+}
+
 /// How far ahead of a block the row loop prefetches: the same block of a later row, whether
 /// the rows are read whole (one chunk) or a chunk at a time, row after row.
 #[derive(Clone, Copy)]
@@ -304,54 +342,110 @@ unsafe fn fold_row<W: Unpack, const N: usize>(
 }
 
 /// `outs[n][i] = dot(weight row i, activation row n)` for `N` tokens: rows in groups of
-/// [`ROW_GROUP`], each group's blocks in chunks of [`CHUNK_BLOCKS`].
+/// [`ROW_GROUP`], each group's blocks in chunks of [`CHUNK_BLOCKS`]. Rows of one chunk keep
+/// their accumulators in registers; longer rows carry them across chunks in `sc`.
 ///
 /// # Safety
-/// AVX2, FMA and F16C; `x` holds whole rows of `nb > 0` blocks; every `y[n]` has `nb`
+/// AVX2, FMA and F16C; `x` holds whole rows of `nb > 0` blocks; `y` holds `N` rows of `nb`
 /// blocks; every `outs[n]` has one value per row.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // loops, not closures: closures lose the target features
-unsafe fn pass<W: Unpack, const N: usize>(x: &[W], y: &[W::A], nb: usize, outs: &mut [&mut [f32]]) {
-    assert!(y.len() == N * nb && outs.len() == N);
+unsafe fn pass<W: Unpack, const N: usize>(
+    x: &[W],
+    y: &[W::A],
+    nb: usize,
+    outs: &mut [&mut [f32]],
+    sc: &mut Scratch,
+) {
+    assert!(N <= BATCH && y.len() == N * nb && outs.len() == N);
     let n_rows = x.len() / nb;
-    let mut ch = Chunk {
-        q: [[[0; 32]; BATCH]; CHUNK_BLOCKS],
-        d: [[0.0; BATCH]; CHUNK_BLOCKS],
-        s: [[0.0; BATCH]; CHUNK_BLOCKS],
-        corr: [[[0; 8]; BATCH]; CHUNK_BLOCKS],
-    };
-    // The rows' `dx·dy`, filled by each row in turn.
-    let mut d = [[0.0f32; BATCH]; CHUNK_BLOCKS];
+    let Scratch {
+        ch,
+        d,
+        acc: accs,
+        summs: sums,
+    } = sc;
     // The chunk `ch` holds (a row of one chunk lays it out once for every row group).
     let mut laid: Option<usize> = None;
     let ahead = Ahead::rows_of(nb * W::BYTES);
+    let one_chunk = nb <= CHUNK_BLOCKS;
     for r0 in (0..n_rows).step_by(ROW_GROUP) {
         let rows = ROW_GROUP.min(n_rows - r0);
         // SAFETY (whole body): AVX2/FMA/F16C per the fn contract; register and stack only,
         // besides `fold_row`, whose contract the chunking keeps.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); N]; ROW_GROUP];
-            let mut summs = [_mm256_setzero_ps(); ROW_GROUP];
             for c0 in (0..nb).step_by(CHUNK_BLOCKS) {
                 let len = CHUNK_BLOCKS.min(nb - c0);
                 if laid != Some(c0) {
                     ch.fill::<W::A, N>(y, nb, c0, len, W::OPERAND);
                     laid = Some(c0);
                 }
+                let last = c0 + len == nb;
                 for j in 0..rows {
                     let row = &x[(r0 + j) * nb + c0..][..len];
-                    fold_row::<W, N>(row, ahead, &ch, &mut d, &mut acc[j], &mut summs[j]);
-                }
-            }
-            for j in 0..rows {
-                let mut s = [0.0f32; BATCH];
-                _mm256_storeu_ps(s.as_mut_ptr(), summs[j]);
-                for n in 0..N {
-                    let dot = hsum_f32x8(acc[j][n]);
-                    outs[n][r0 + j] = if W::OFFSET { dot + s[n] } else { dot };
+                    let (mut acc, mut summs) = if c0 == 0 {
+                        ([_mm256_setzero_ps(); N], _mm256_setzero_ps())
+                    } else {
+                        (std::array::from_fn(|n| accs[j][n]), sums[j])
+                    };
+                    fold_row::<W, N>(row, ahead, ch, d, &mut acc, &mut summs);
+                    if last {
+                        let mut s = [0.0f32; BATCH];
+                        _mm256_storeu_ps(s.as_mut_ptr(), summs);
+                        for n in 0..N {
+                            let dot = hsum_f32x8(acc[n]);
+                            outs[n][r0 + j] = if W::OFFSET { dot + s[n] } else { dot };
+                        }
+                    } else {
+                        debug_assert!(!one_chunk);
+                        accs[j][..N].copy_from_slice(&acc);
+                        sums[j] = summs;
+                    }
                 }
             }
         }
+    }
+}
+
+/// [`pass`] over every token group of up to [`BATCH`] (`n_tok >= 2` tokens in all).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; as [`pass`] otherwise, for `n_tok` rows in `y`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn passes<W: Unpack>(
+    x: &[W],
+    y: &[W::A],
+    nb: usize,
+    outs: &mut [&mut [f32]],
+    sc: &mut Scratch,
+) {
+    let n_tok = outs.len();
+    let mut k = 0;
+    while k < n_tok {
+        // Never one token alone: a group of 9 splits 5 + 4, not 8 + 1.
+        let left = n_tok - k;
+        let n = if left > BATCH && left < BATCH + 2 {
+            left / 2 + 1
+        } else {
+            left.min(BATCH)
+        };
+        debug_assert!(n >= 2);
+        let o = &mut outs[k..k + n];
+        let rows = &y[k * nb..(k + n) * nb];
+        // SAFETY (each arm): features per this fn's contract; `x` whole rows of `nb` blocks,
+        // each activation row `nb` blocks, each `o[j]` one value per row.
+        unsafe {
+            match n {
+                2 => pass::<W, 2>(x, rows, nb, o, sc),
+                3 => pass::<W, 3>(x, rows, nb, o, sc),
+                4 => pass::<W, 4>(x, rows, nb, o, sc),
+                5 => pass::<W, 5>(x, rows, nb, o, sc),
+                6 => pass::<W, 6>(x, rows, nb, o, sc),
+                7 => pass::<W, 7>(x, rows, nb, o, sc),
+                _ => pass::<W, 8>(x, rows, nb, o, sc),
+            }
+        }
+        k += n;
     }
 }
 
@@ -379,29 +473,15 @@ where
     if nb == 0 {
         return;
     }
-    let mut k = 0;
-    while k < n_tok {
-        let n = (n_tok - k).min(BATCH);
-        let o = &mut outs[k..k + n];
-        let rows = &y[k * nb..(k + n) * nb];
-        // SAFETY (each arm): features per this fn's contract; `x` whole rows of `nb` blocks,
-        // each activation row `nb` blocks, each `o[j]` one value per row.
-        unsafe {
-            match n {
-                1 => tile::drive::<K>(
-                    w,
-                    &a[k * nb * <W::A as Block>::BYTES..][..nb * <W::A as Block>::BYTES],
-                    o,
-                ),
-                2 => pass::<W, 2>(x, rows, nb, o),
-                3 => pass::<W, 3>(x, rows, nb, o),
-                4 => pass::<W, 4>(x, rows, nb, o),
-                5 => pass::<W, 5>(x, rows, nb, o),
-                6 => pass::<W, 6>(x, rows, nb, o),
-                7 => pass::<W, 7>(x, rows, nb, o),
-                _ => pass::<W, 8>(x, rows, nb, o),
-            }
+    // A kernel never runs inside another, so the thread's scratch is free; were it not, a
+    // fresh one does the same work.
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            let sc = slot.get_or_insert_with(Scratch::boxed);
+            // SAFETY: the features are present (fn contract); shapes as checked above.
+            unsafe { passes::<W>(x, y, nb, outs, sc) }
         }
-        k += n;
-    }
+        // SAFETY: as above.
+        Err(_) => unsafe { passes::<W>(x, y, nb, outs, &mut Scratch::boxed()) },
+    });
 }
