@@ -5,10 +5,14 @@
 //! operations (same lanes, same order) of the single-token kernel, so every output is
 //! bit-identical to the plain dot whatever `N`, the tile shape or the thread count.
 
+use std::array::from_fn;
+
 use sluice_loader::quant::blocks::{as_blocks, Block};
 
-/// Activation rows dotted per pass over a weight row (the remainder uses 1..3).
-pub(super) const GROUP: usize = 4;
+/// Activation rows dotted per pass over a weight row (the remainder uses 1..7): a batch tile's
+/// 8 tokens unpack each block once (8 tokens, 4864-element rows, EPYC: Q4_K 37.2 → 42.7 GB/s ×
+/// tokens, Q6_K 43.0 → 45.9 against 4 per pass).
+pub(super) const GROUP: usize = 8;
 
 /// A block dot of one weight row with `N` activation rows at once.
 pub(super) trait MultiDot {
@@ -82,16 +86,28 @@ unsafe fn row_group<K: MultiDot, const R: usize>(
     let mut k = 0;
     // SAFETY (all calls below): features per this fn's contract; lengths as documented.
     while k + GROUP <= n_tok {
-        let r = unsafe { K::dots_rows::<R, GROUP>(rows, std::array::from_fn(|j| act(k + j))) };
+        let r = unsafe { K::dots_rows::<R, GROUP>(rows, from_fn(|j| act(k + j))) };
         put(outs, k, i, r);
         k += GROUP;
     }
     match n_tok - k {
+        7 => put(outs, k, i, unsafe {
+            K::dots_rows::<R, 7>(rows, from_fn(|j| act(k + j)))
+        }),
+        6 => put(outs, k, i, unsafe {
+            K::dots_rows::<R, 6>(rows, from_fn(|j| act(k + j)))
+        }),
+        5 => put(outs, k, i, unsafe {
+            K::dots_rows::<R, 5>(rows, from_fn(|j| act(k + j)))
+        }),
+        4 => put(outs, k, i, unsafe {
+            K::dots_rows::<R, 4>(rows, from_fn(|j| act(k + j)))
+        }),
         3 => put(outs, k, i, unsafe {
-            K::dots_rows::<R, 3>(rows, [act(k), act(k + 1), act(k + 2)])
+            K::dots_rows::<R, 3>(rows, from_fn(|j| act(k + j)))
         }),
         2 => put(outs, k, i, unsafe {
-            K::dots_rows::<R, 2>(rows, [act(k), act(k + 1)])
+            K::dots_rows::<R, 2>(rows, from_fn(|j| act(k + j)))
         }),
         1 => put(outs, k, i, unsafe { K::dots_rows::<R, 1>(rows, [act(k)]) }),
         _ => {}

@@ -8,7 +8,7 @@ use super::rng::Rng;
 use crate::cpu::dot::RowDot;
 use crate::cpu::{vec_dot_multi_with, vec_dot_with, CpuError, Isa};
 
-/// Activation rows per call: below, at and above the kernels' group of 4 and tile of 8.
+/// Activation rows per call: below, at and above the kernels' group and tile of 8.
 const NS: [usize; 9] = [1, 2, 3, 4, 5, 7, 8, 9, 13];
 
 /// Row lengths: one block, an odd block count, SmolLM2's 576 (Q8_K: 2 blocks), a long row.
