@@ -88,9 +88,14 @@ struct Item<'o> {
     outs: [&'o mut [f32]; TOKENS_PER_TILE],
 }
 
-/// Hands out disjoint output pieces, tile by tile, chunk by chunk.
+/// Hands out disjoint output pieces, tile by tile, chunk by chunk. The tokens split into as
+/// few tiles as [`TOKENS_PER_TILE`] allows, of sizes within one of each other (17 tokens:
+/// 6, 6, 5, not 8, 8, 1, whose last tile would read every weight again for one token).
 struct Queue<'o> {
-    tiles: ChunksMut<'o, f32>,
+    /// The output strips of the tiles not yet opened.
+    rest: &'o mut [f32],
+    /// Tiles not yet opened.
+    tiles_left: usize,
     strips: [ChunksMut<'o, f32>; TOKENS_PER_TILE],
     n_rows: usize,
     /// Weight rows per item.
@@ -108,8 +113,10 @@ impl<'o> Queue<'o> {
         let per_item = n_rows / (tasks.max(1) * BATCH_ITEMS_PER_TASK);
         let chunk = (per_item / rows16::GROUP_ROWS * rows16::GROUP_ROWS)
             .clamp(ROWS_PER_CHUNK, MAX_BATCH_ROWS);
+        let tiles_left = (out.len() / n_rows).div_ceil(TOKENS_PER_TILE);
         Queue {
-            tiles: out.chunks_mut(TOKENS_PER_TILE * n_rows),
+            rest: out,
+            tiles_left,
             strips: std::array::from_fn(|_| <&mut [f32]>::default().chunks_mut(chunk)),
             n_rows,
             chunk,
@@ -123,8 +130,15 @@ impl<'o> Queue<'o> {
     /// The next work item, or `None` when every output element has been handed out.
     fn next_item(&mut self) -> Option<Item<'o>> {
         if self.r_next >= self.n_rows {
-            let tile = self.tiles.next()?;
-            self.n_tok = tile.len() / self.n_rows;
+            if self.tiles_left == 0 {
+                return None;
+            }
+            // The next tile: an even share of the tokens left among the tiles left.
+            let n_tok = (self.rest.len() / self.n_rows).div_ceil(self.tiles_left);
+            let (tile, rest) = std::mem::take(&mut self.rest).split_at_mut(n_tok * self.n_rows);
+            self.rest = rest;
+            self.tiles_left -= 1;
+            self.n_tok = n_tok;
             for (slot, strip) in self.strips.iter_mut().zip(tile.chunks_mut(self.n_rows)) {
                 *slot = strip.chunks_mut(self.chunk);
             }
@@ -505,6 +519,46 @@ mod tests {
             }
         }
         got
+    }
+
+    #[test]
+    fn a_batch_queue_hands_out_every_output_once_in_even_tiles() {
+        for (n_tok, tiles) in [
+            (1, vec![1]),
+            (8, vec![8]),
+            (9, vec![5, 4]),
+            (16, vec![8, 8]),
+            (17, vec![6, 6, 5]),
+            (33, vec![7, 7, 7, 6, 6]),
+        ] {
+            for (n_rows, tasks) in [(37, 2), (576, 2), (4864, 3)] {
+                let mut out = vec![0.0f32; n_tok * n_rows];
+                let mut queue = Queue::new(&mut out, n_rows, tasks);
+                let mut seen_tiles = Vec::new();
+                let mut covered = vec![0u32; n_tok * n_rows];
+                while let Some(item) = queue.next_item() {
+                    let rows = item.outs[0].len();
+                    assert!(rows >= ROWS_PER_CHUNK.min(n_rows) || item.r0 + rows == n_rows);
+                    assert!(rows <= MAX_BATCH_ROWS);
+                    if item.r0 == 0 {
+                        seen_tiles.push(item.n_tok);
+                    }
+                    for (k, o) in item.outs.iter().enumerate() {
+                        assert_eq!(o.len(), if k < item.n_tok { rows } else { 0 });
+                    }
+                    for k in 0..item.n_tok {
+                        for r in item.r0..item.r0 + rows {
+                            covered[(item.t0 + k) * n_rows + r] += 1;
+                        }
+                    }
+                }
+                assert_eq!(seen_tiles, tiles, "{n_tok} tokens");
+                assert!(
+                    covered.iter().all(|&c| c == 1),
+                    "{n_tok} tokens, {n_rows} rows"
+                );
+            }
+        }
     }
 
     #[test]
