@@ -9,11 +9,13 @@
 //! an FMA. Every output's operations are the single-token kernel's, in its order, so each is
 //! bit-identical to it.
 //!
-//! Measured on the AVX2-only EPYC (Zen 2, 2 cores), 8 tokens: 576-element rows in cache, one
-//! thread, about 1.4 → 1.0-1.1 ns per row, block and token (Q4_1); `bench kernels` batch column
-//! (weight GB/s × tokens, 2 threads) Q4_1 17.2 → 28.8, Q5_0 19.8 → 26.7, Q8_0 32.0 → 42.9. The
-//! instruction mix alone (load, two multiplies, conversion, FMA, no unpacking) runs at 0.70 ns
-//! (2.35 cycles at 3.36 GHz): the multiplies share one port there.
+//! Measured on the AVX2-only EPYC (Zen 2, 2 cores), 8 tokens: rows in cache, one thread, the
+//! per-group tiles' 1.4 ns per row, block and token (Q4_1) became 0.82-0.88 (Q5_0 1.05-1.07,
+//! Q8_0 1.02-1.05, rows of 576-4864 elements); `bench kernels` batch column (weight GB/s ×
+//! tokens, 2 threads, 576-element rows) Q4_1 17.2 → 36.7-37.1, Q5_0 19.8 → 33.3-34.2, Q8_0
+//! 32.0 → 52.1-53.3. The instruction mix alone (load, two multiplies, conversion, FMA; no
+//! unpacking, no scales) runs at 0.70 ns (2.35 cycles at 3.36 GHz) in a loop of its own: the
+//! floor on this CPU while every lane keeps its own f32 sum, as bit-identity asks.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
