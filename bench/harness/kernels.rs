@@ -35,8 +35,8 @@ const ROW_ELEMS: usize = 4096;
 const ROW_ELEMS_MAX: usize = 1 << 16;
 /// Largest matrix accepted (the machine must hold it and the bandwidth buffer).
 const SIZE_MAX: u64 = 8 << 30;
-/// Tokens of the batched product (one full tile of the matmul).
-const BATCH_TOKENS: usize = crate::cpu::TOKENS_PER_TILE;
+/// Tokens of the batched product (one pass of the batch kernels).
+const BATCH_TOKENS: usize = 8;
 
 /// Arguments of `sluice bench kernels`.
 #[derive(Args, Debug)]
