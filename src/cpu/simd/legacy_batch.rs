@@ -221,7 +221,7 @@ impl Chunk {
     }
 }
 
-/// A thread's working memory for the batch kernels, allocated once per thread (36 KiB): the
+/// A thread's working memory for the batch kernels, allocated once per thread (37 KiB): the
 /// laid-out chunk, a row's scales, and the accumulators of rows that span several chunks.
 struct Scratch {
     /// The activations' chunk.
@@ -237,19 +237,9 @@ struct Scratch {
 impl Scratch {
     /// A zeroed scratch on the heap.
     fn boxed() -> Box<Scratch> {
-        // SAFETY: SSE is baseline on x86-64; register-only.
-        let zero = unsafe { _mm256_setzero_ps() };
-        Box::new(Scratch {
-            ch: Chunk {
-                q: [[[0; 32]; BATCH]; CHUNK_BLOCKS],
-                d: [[0.0; BATCH]; CHUNK_BLOCKS],
-                s: [[0.0; BATCH]; CHUNK_BLOCKS],
-                corr: [[[0; 8]; BATCH]; CHUNK_BLOCKS],
-            },
-            d: [[0.0; BATCH]; CHUNK_BLOCKS],
-            acc: [[zero; BATCH]; ROW_GROUP],
-            summs: [zero; ROW_GROUP],
-        })
+        // SAFETY: every field is an array of integers, floats or `__m256` (8 floats), for
+        // which all-zero bytes are a valid value (0 and 0.0).
+        Box::new(unsafe { std::mem::zeroed::<Scratch>() })
     }
 }
 
