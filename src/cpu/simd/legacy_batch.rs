@@ -363,8 +363,8 @@ unsafe fn pass<W: Unpack, const N: usize>(
     let one_chunk = nb <= CHUNK_BLOCKS;
     for r0 in (0..n_rows).step_by(ROW_GROUP) {
         let rows = ROW_GROUP.min(n_rows - r0);
-        // SAFETY (whole body): AVX2/FMA/F16C per the fn contract; register and stack only,
-        // besides `fold_row`, whose contract the chunking keeps.
+        // SAFETY (whole body): AVX2/FMA/F16C per the fn contract; registers, the stack and the
+        // scratch's arrays, besides `fold_row`, whose contract the chunking keeps.
         unsafe {
             for c0 in (0..nb).step_by(CHUNK_BLOCKS) {
                 let len = CHUNK_BLOCKS.min(nb - c0);
