@@ -105,6 +105,22 @@ pub fn softmax_scaled_with(isa: Isa, x: &mut [f32], scale: f32, n_valid: usize) 
     }
 }
 
+/// The softmax's tail past its last whole 8-lane chunk, `x[split..]`: libm's `expf` of
+/// `v − max` below `n_valid`, exactly 0 past it, each added to `sum` in order (every path's,
+/// scalar and SIMD, so they keep the same bits). Returns the sum.
+pub(crate) fn softmax_tail(x: &mut [f32], split: usize, max: f32, n_valid: usize, sum: f64) -> f64 {
+    let mut sum = sum;
+    for (i, v) in x[split..].iter_mut().enumerate() {
+        *v = if split + i < n_valid {
+            (*v - max).exp()
+        } else {
+            0.0
+        };
+        sum += *v as f64;
+    }
+    sum
+}
+
 /// [`softmax_scaled`]'s scalar body: the reference the AVX2 and AVX-512 kernels match bit for
 /// bit (every SIMD path has one, so this runs on the scalar path only).
 fn softmax_body(x: &mut [f32], scale: f32, n_valid: usize) {
@@ -134,14 +150,7 @@ fn softmax_body(x: &mut [f32], scale: f32, n_valid: usize) {
         ];
         sum += ((h[0] + h[2]) + (h[1] + h[3])) as f64;
     }
-    for (i, v) in x[split..].iter_mut().enumerate() {
-        *v = if split + i < n_valid {
-            (*v - max).exp()
-        } else {
-            0.0
-        };
-        sum += *v as f64;
-    }
+    let sum = softmax_tail(x, split, max, n_valid, sum);
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
         *v *= inv;

@@ -10,10 +10,10 @@
 //! bit-identical to it.
 //!
 //! Measured on the AVX2-only EPYC (Zen 2, 2 cores), 8 tokens: rows in cache, one thread, the
-//! per-group tiles' 1.4 ns per row, block and token (Q4_1) became 0.82-0.88 (Q5_0 1.05-1.07,
-//! Q8_0 1.02-1.05, rows of 576-4864 elements); `bench kernels` batch column (weight GB/s ×
-//! tokens, 2 threads, 576-element rows) Q4_1 17.2 → 36.7-37.1, Q5_0 19.8 → 33.3-34.2, Q8_0
-//! 32.0 → 52.1-53.3. The instruction mix alone (load, two multiplies, conversion, FMA; no
+//! per-group tiles' ns per row, block and token (rows of 576-4864 elements) went Q4_1
+//! 1.99-2.01 → 0.82-0.88, Q5_0 1.34-1.48 → 1.05-1.07, Q8_0 1.23-1.36 → 1.02-1.05; `bench
+//! kernels` batch column (weight GB/s × tokens, 2 threads, 576-element rows) Q4_1 17.2 →
+//! 36.7-37.1, Q5_0 19.8 → 33.3-34.2, Q8_0 32.0 → 52.1-53.3. The instruction mix alone (load, two multiplies, conversion, FMA; no
 //! unpacking, no scales) runs at 0.70 ns (2.35 cycles at 3.36 GHz) in a loop of its own: the
 //! floor on this CPU while every lane keeps its own f32 sum, as bit-identity asks.
 
@@ -25,7 +25,9 @@ use sluice_loader::quant::blocks::{
 };
 
 use super::tile::{self, MultiDot};
-use super::util::{bits_to_bytes_32, hsum_f32x8, load_x32, nibbles_32, prefetch_span};
+use super::util::{
+    bits_to_bytes_32, dot_u8_i8_x4, hsum_f32x8, load_x32, nibbles_32, prefetch_span,
+};
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 
 /// Activation rows per pass: one accumulator register each, leaving room for the operands.
@@ -208,10 +210,7 @@ impl Chunk {
                     // SAFETY: AVX2 per the fn contract; the load reads the block's quants, the
                     // store writes the 8 lanes' array.
                     Operand::Biased(bias) => unsafe {
-                        let v = _mm256_madd_epi16(
-                            _mm256_maddubs_epi16(_mm256_set1_epi8(bias), load_x32(by.qs())),
-                            _mm256_set1_epi16(1),
-                        );
+                        let v = dot_u8_i8_x4(_mm256_set1_epi8(bias), load_x32(by.qs()));
                         _mm256_storeu_si256(self.corr[b][n].as_mut_ptr().cast(), v);
                     },
                     Operand::Signed => {}

@@ -8,6 +8,7 @@ use std::arch::x86_64::*;
 
 use super::util::hsum_f32x4;
 use crate::model::exp::{LN2_HI, LN2_LO, LOG2E, P1, P2, P3, P4, P5, ROUND};
+use crate::model::ops::softmax_tail;
 
 /// Lanes per step.
 const W: usize = 8;
@@ -133,14 +134,7 @@ unsafe fn softmax_imp(x: &mut [f32], scale: f32, n_valid: usize) {
             sum += chunk_sum(e) as f64;
             i += W;
         }
-        for (k, v) in x[split..].iter_mut().enumerate() {
-            *v = if split + k < n_valid {
-                (*v - max).exp()
-            } else {
-                0.0
-            };
-            sum += *v as f64;
-        }
+        let sum = softmax_tail(x, split, max, n_valid, sum);
         let inv = (1.0 / sum) as f32;
         let vinv = _mm256_set1_ps(inv);
         let p = x.as_mut_ptr();

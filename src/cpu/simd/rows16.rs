@@ -26,7 +26,7 @@ use std::arch::x86_64::*;
 use sluice_loader::quant::blocks::{as_blocks, Block, BlockQ8_0, BlockQ8_1};
 use sluice_loader::GgmlType;
 
-use super::util::{load_x32, prefetch_l2, quad};
+use super::util::{dot_u8_i8_x4, load_x32, prefetch_l2, quad};
 use crate::cpu::f16_table::{f16_lookup, f16_table};
 use crate::cpu::rows16::legacy::{self, Quants};
 use crate::cpu::rows16::{Rows16Form, GROUP_ROWS};
@@ -354,7 +354,6 @@ unsafe fn biased_half<K: HalfDot, const N: usize>(
     // SAFETY: AVX2/FMA/F16C per the fn contract; every load reads inside block b's group or a
     // whole activation block.
     unsafe {
-        let ones = _mm256_set1_epi16(1);
         let biases = _mm256_set1_epi8(bias);
         let mut acc = [[_mm256_setzero_ps(); 8]; N];
         let mut corr = [[[0i32; 8]; N]; BIAS_CHUNK];
@@ -364,8 +363,7 @@ unsafe fn biased_half<K: HalfDot, const N: usize>(
             // (|c| ≤ 16·4·127), computed ahead so the block loop broadcasts them from memory.
             for (b, c) in blocks.clone().zip(corr.iter_mut()) {
                 for n in 0..N {
-                    let qy = load_x32(&y[n][b].qs);
-                    let v = _mm256_madd_epi16(_mm256_maddubs_epi16(biases, qy), ones);
+                    let v = dot_u8_i8_x4(biases, load_x32(&y[n][b].qs));
                     _mm256_storeu_si256(c[n].as_mut_ptr().cast(), v);
                 }
             }
