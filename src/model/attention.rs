@@ -9,7 +9,7 @@ use super::kv_cache::{KvCache, KV_PAD};
 use super::kv_slabs::KvCaches;
 use super::ops::softmax_scaled;
 use super::segment::{segment_of, Segment};
-use crate::cpu::dot::{vec_dot_f16_f16, vec_dot_f16_f16_rows};
+use crate::cpu::dot::vec_dot_f16_f16_rows;
 use crate::cpu::gemm_f16::dot_f16_gemm;
 use crate::cpu::quantize::convert_row_f16;
 use crate::cpu::{Isa, ThreadPool};
@@ -159,15 +159,6 @@ fn attend_head(
     out: &mut [f32],
 ) {
     let isa = Isa::current();
-    // Inside a prompt batch llama.cpp computes these products with its GEMM's summation
-    // order; single-token steps use `vec_dot_f16` (four accumulators).
-    let dot = |n: usize, a: &[u8], b: &[u8]| {
-        if at.batched {
-            dot_f16_gemm(isa, a, b)
-        } else {
-            vec_dot_f16_f16(n, a, b)
-        }
-    };
     let AttnShape {
         n_head,
         n_head_kv,
@@ -180,12 +171,13 @@ fn attend_head(
     let scores = &mut scratch.scores[..n_kv];
     let p16 = &mut scratch.p16[..2 * n_kv];
     convert_row_f16(isa, q, &mut scratch.q16);
+    // Inside a prompt batch llama.cpp computes these products with its GEMM's summation
+    // order; single-token steps use `vec_dot_f16` (four accumulators), here one call per run.
     if at.batched {
         for (j, s) in scores[..=pos].iter_mut().enumerate() {
-            *s = dot(head_dim, cache.key(layer, j, kvh, head_dim), &scratch.q16);
+            *s = dot_f16_gemm(isa, cache.key(layer, j, kvh, head_dim), &scratch.q16);
         }
     } else {
-        // The same dots as `vec_dot_f16_f16` one key at a time, in one call.
         let (keys, stride) = cache.keys(layer, pos + 1, kvh, head_dim);
         vec_dot_f16_f16_rows(head_dim, keys, stride, &scratch.q16, &mut scores[..=pos]);
     }
@@ -193,7 +185,7 @@ fn attend_head(
     convert_row_f16(isa, scores, p16);
     if at.batched {
         for (d, od) in out.iter_mut().enumerate() {
-            *od = dot(n_kv, cache.value_row(layer, kvh * head_dim + d, n_kv), p16);
+            *od = dot_f16_gemm(isa, cache.value_row(layer, kvh * head_dim + d, n_kv), p16);
         }
     } else {
         let (values, stride) = cache.value_rows(layer, kvh * head_dim, out.len(), n_kv);
