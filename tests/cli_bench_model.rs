@@ -113,6 +113,15 @@ fn streaming_everything_reads_every_layer_and_names_a_bottleneck() {
         );
     }
 
+    // The machine's CPUs while decoding: three shares of one whole, or null when the decode
+    // ended within one clock tick.
+    let cpu = &v["decode_cpu"];
+    if !cpu.is_null() {
+        let parts = ["busy", "idle", "stolen"].map(|k| num(cpu, &[k]));
+        assert!(parts.iter().all(|p| (0.0..=1.0).contains(p)), "{cpu}");
+        assert!((parts.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{cpu}");
+    }
+
     let layers = v["layers"].as_array().expect("layers");
     assert_eq!(layers.len(), N_LAYER + 2, "embd, the layers, head");
     assert_eq!(layers[0]["name"], "embd");

@@ -3,6 +3,9 @@
 //! length through the batch scheduler; its decode window runs from the last sequence's prompt
 //! to the last token, and the speedup is against `b = 1` measured in the same run. Streamed
 //! bytes per generated token show the read being shared (they fall as 1/b when layers stream).
+//! Each row also says how the machine's CPUs spent its run: idle (threads waiting on the disk
+//! or on one another) and stolen (a hypervisor's work for a virtual disk can take the guest's
+//! cores while it streams).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,6 +16,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::{json, Value};
 
+use super::cpustat;
 use super::plot::{draw_err, draw_legend, palette, Figure};
 use super::progress;
 use crate::cli::run_args::EngineFlags;
@@ -55,6 +59,8 @@ struct Row {
     steps: usize,
     io_stall_s: f64,
     peak_kv_bytes: u64,
+    /// How the machine's CPUs spent the batch's run (prefill included), when counted.
+    cpu: Option<cpustat::Shares>,
 }
 
 /// Runs `sluice bench batch`; returns the exit status.
@@ -136,9 +142,12 @@ fn measure(engine: &mut Engine, b: usize, prompt: usize, tokens: usize) -> Resul
     };
     let mut opts = BatchOptions::new(b);
     opts.n_ctx = Some(prompt + tokens);
+    let cpu_before = cpustat::Counters::read();
     let stats: BatchStats = engine
         .run_batch(&opts, &mut d)
         .map_err(|e| Failure::Runtime(e.into()))?;
+    let cpu = cpu_before.zip(cpustat::Counters::read());
+    let cpu = cpu.and_then(|(a, b)| a.shares_until(&b));
     if let Some(e) = d.failed {
         return Err(Failure::Runtime(e.into()));
     }
@@ -162,6 +171,7 @@ fn measure(engine: &mut Engine, b: usize, prompt: usize, tokens: usize) -> Resul
         steps: stats.steps,
         io_stall_s: stats.io_wait.as_secs_f64(),
         peak_kv_bytes: stats.peak_kv_bytes,
+        cpu,
     })
 }
 
@@ -230,6 +240,7 @@ fn bench(args: &BatchBenchArgs) -> Result<(), Failure> {
                 "steps": r.steps,
                 "io_stall_s": r.io_stall_s,
                 "peak_kv_bytes": r.peak_kv_bytes,
+                "cpu": r.cpu,
             })).collect::<Vec<Value>>(),
         });
         println!("{out}");
@@ -239,21 +250,37 @@ fn bench(args: &BatchBenchArgs) -> Result<(), Failure> {
             engine.backend_name()
         );
         println!(
-            "{:>6} {:>12} {:>12} {:>8} {:>14} {:>6} {:>10}",
-            "batch", "decode tok/s", "per seq", "speedup", "MB read/token", "steps", "io stall s"
+            "{:>6} {:>12} {:>12} {:>8} {:>14} {:>6} {:>10} {:>7} {:>9}",
+            "batch",
+            "decode tok/s",
+            "per seq",
+            "speedup",
+            "MB read/token",
+            "steps",
+            "io stall s",
+            "idle %",
+            "stolen %"
         );
+        let pct =
+            |x: Option<f64>| x.map_or_else(|| "-".to_string(), |v| format!("{:.1}", 100.0 * v));
         for r in &rows {
             println!(
-                "{:>6} {:>12.1} {:>12.1} {:>7.2}x {:>14.2} {:>6} {:>10.2}",
+                "{:>6} {:>12.1} {:>12.1} {:>7.2}x {:>14.2} {:>6} {:>10.2} {:>7} {:>9}",
                 r.batch,
                 r.decode_tok_per_s,
                 r.decode_tok_per_s / r.batch as f64,
                 r.speedup,
                 r.streamed_bytes_per_token / 1e6,
                 r.steps,
-                r.io_stall_s
+                r.io_stall_s,
+                pct(r.cpu.map(|c| c.idle)),
+                pct(r.cpu.map(|c| c.stolen))
             );
         }
+        println!(
+            "idle and stolen: shares of all the machine's CPU time over each batch's run (prefill \
+             included); stolen is time the hypervisor took while the guest had work"
+        );
     }
     if let Some(p) = &args.plot {
         let title = format!(

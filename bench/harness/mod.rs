@@ -3,6 +3,7 @@
 
 mod batch;
 mod bound;
+mod cpustat;
 mod disk;
 mod diskstats;
 mod io;

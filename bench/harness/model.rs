@@ -19,6 +19,7 @@ use sluice_loader::roles::TensorRole;
 use sluice_loader::GgmlType;
 
 use super::bound::{bound, compute_seconds, Bound, Demand, Link, Rates};
+use super::cpustat;
 use super::diskstats;
 use super::model_plot::ModelFigure;
 use super::progress;
@@ -293,6 +294,7 @@ fn bench(args: &ModelArgs) -> Result<(), Failure> {
         disk_before_gb_per_s: disk_before,
         disk_after_gb_per_s: disk_after,
         decode_disk: generation.disk.as_ref(),
+        decode_cpu: generation.cpu,
         times: &times,
         rows: &rows,
         kernels: &kernels,
@@ -332,6 +334,8 @@ struct Decoded {
     /// What the model file's drive did while the engine decoded (from the first generated
     /// token on), when the kernel counts it.
     disk: Option<diskstats::Activity>,
+    /// How the machine's CPUs spent the same window, when counted.
+    cpu: Option<cpustat::Shares>,
 }
 
 /// A fixed synthetic prompt, then `--tokens` greedy tokens; end-of-generation tokens do not
@@ -353,29 +357,34 @@ fn generate(
     let tokens_bar = progress::bar(u64::from(args.tokens), "decoding");
     // The decode window opens at the first token, as `Generation::decode` does.
     let mut decode_start = None;
+    let mut cpu_start = None;
     let g = engine.generate(
         &prompt,
         args.tokens as usize,
         sampler,
         |_| false,
         |_| {
-            if decode_start.is_none() {
+            if cpu_start.is_none() {
                 decode_start = device.and_then(diskstats::Device::read);
+                cpu_start = cpustat::Counters::read();
             }
             tokens_bar.inc(1);
             true
         },
     )?;
     let decode_end = device.and_then(diskstats::Device::read);
+    let cpu_end = cpustat::Counters::read();
     tokens_bar.finish_and_clear();
     let disk = match (device, decode_start, decode_end) {
         (Some(d), Some(a), Some(b)) => d.activity(&a, &b),
         _ => None,
     };
+    let cpu = cpu_start.zip(cpu_end).and_then(|(a, b)| a.shares_until(&b));
     Ok(Decoded {
         decode_steps: g.decode_steps,
         decode_s: g.decode.as_secs_f64(),
         disk,
+        cpu,
     })
 }
 
@@ -571,6 +580,8 @@ struct Report<'a> {
     disk_after_gb_per_s: Option<f64>,
     /// The model file's drive while decoding: busy share and read rate.
     decode_disk: Option<&'a diskstats::Activity>,
+    /// The machine's CPUs while decoding: busy, idle and stolen shares.
+    decode_cpu: Option<cpustat::Shares>,
     times: &'a PipelineTimes,
     rows: &'a [Row],
     kernels: &'a [TypeRate],
@@ -617,6 +628,7 @@ impl Report<'_> {
             "achieved_tok_per_s": self.achieved_tok_per_s,
             "achieved_over_predicted": self.achieved_tok_per_s / b.predicted_tok_per_s,
             "decode_disk": self.decode_disk,
+            "decode_cpu": self.decode_cpu,
             "disk_before_gb_per_s": self.disk_before_gb_per_s,
             "disk_after_gb_per_s": self.disk_after_gb_per_s,
             "decode_over_disk_around": self.decode_over_disk_around(),
@@ -740,6 +752,14 @@ impl Report<'_> {
             None => println!(
                 "disk while decoding: not counted (the file's device has no /proc/diskstats line)"
             ),
+        }
+        if let Some(c) = self.decode_cpu {
+            println!(
+                "CPUs while decoding (all processes): busy {:.1}%, idle {:.1}%, stolen by the hypervisor {:.1}%",
+                100.0 * c.busy,
+                100.0 * c.idle,
+                100.0 * c.stolen
+            );
         }
         println!(
             "per-layer decode times, mean of {} sweeps (read: queued to done, overlapping compute):",
