@@ -104,3 +104,33 @@ fn strftime_now_is_available() {
     let t = with_template("{{ strftime_now('%Y') | length }}");
     assert_eq!(t.apply_chat_template(&[], false).unwrap(), "4");
 }
+
+#[test]
+fn a_template_that_never_ends_fails_instead_of_hanging() {
+    // 10^10 iterations: without the fuel bound this runs for hours.
+    let endless =
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x";
+    let e = with_template(endless)
+        .apply_chat_template(&[ChatMessage::user("hi")], true)
+        .unwrap_err();
+    assert!(matches!(e, TokenizerError::Template(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("instructions without finishing"), "{msg}");
+}
+
+#[test]
+fn a_template_that_prints_without_end_fails_before_memory_runs_out() {
+    // 1000 × 100 MB of output: without the cap this fills memory.
+    let flood = "{% for i in range(1000) %}{{ 'x' * 100000000 }}{% endfor %}";
+    let e = with_template(flood)
+        .apply_chat_template(&[ChatMessage::user("hi")], true)
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("exceeds 64 MiB"), "{msg}");
+    // Just under the cap is fine.
+    let big = "{{ 'x' * 60000000 }}";
+    let out = with_template(big)
+        .apply_chat_template(&[ChatMessage::user("hi")], true)
+        .unwrap();
+    assert_eq!(out.len(), 60_000_000);
+}

@@ -357,3 +357,26 @@ fn tokenizer_json_of_the_same_vocabulary_agrees() {
         );
     }
 }
+
+#[test]
+fn long_conversations_render_within_the_template_bounds() {
+    // The real templates take 10-50 instructions per message; 10 000 messages stay far inside
+    // the fuel bound that stops templates without end.
+    let n = 10_000;
+    let msgs: Vec<ChatMessage> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                ChatMessage::user(format!("question {i}"))
+            } else {
+                ChatMessage::assistant(format!("answer {i}"))
+            }
+        })
+        .collect();
+    for alias in [SMOLLM, QWEN] {
+        let text = tokenizer(alias).apply_chat_template(&msgs, true).unwrap();
+        assert!(
+            text.contains("question 0") && text.contains("answer 9999"),
+            "{alias}"
+        );
+    }
+}

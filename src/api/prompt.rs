@@ -31,7 +31,7 @@ pub enum PromptError {
     )]
     NoChatTemplate,
     /// Rendering the chat template failed.
-    #[error("the chat template failed: {0}")]
+    #[error("{0}")]
     Template(#[source] TokenizerError),
     /// Tokenizing the prompt failed.
     #[error("tokenising the prompt: {0}")]

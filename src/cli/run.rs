@@ -39,7 +39,10 @@ fn run_inner(args: &RunArgs) -> Result<(), Failure> {
     let failure = |e| super::engine_failure(e, args.engine.device);
     let mut model = Engine::open_model(&path).map_err(failure)?;
     let tok = load_tokenizer(&mut model, args.engine.tokenizer.as_deref()).map_err(bad)?;
-    let prompt = prompt_tokens(&tok, &args.prompt, args.raw).map_err(bad)?;
+    // The template and vocabulary come from the tokenizer's file: name it in the error.
+    let tok_file = args.engine.tokenizer.as_deref().unwrap_or(&path);
+    let prompt = prompt_tokens(&tok, &args.prompt, args.raw)
+        .map_err(|e| bad(anyhow::anyhow!("{}: {e}", tok_file.display())))?;
     // The KV cache is planned for exactly the prompt and the tokens asked for (the tokenizer
     // runs before the engine plans), so a tight memory limit keeps more layers resident.
     let n_ctx_plan = (prompt.len() + args.max_tokens as usize).min(model.spec.context_length);

@@ -217,9 +217,8 @@ fn prompt_ids(s: &AppState, r: &GenRequest) -> Result<Vec<u32>, ApiError> {
     match &r.prompt {
         PromptInput::Messages(m) => {
             let text = if tok.chat_template().is_some() {
-                tok.apply_chat_template(m, true).map_err(|e| {
-                    ApiError::invalid("messages", format!("the chat template failed: {e}"))
-                })?
+                tok.apply_chat_template(m, true)
+                    .map_err(|e| ApiError::invalid("messages", e.to_string()))?
             } else {
                 m.iter()
                     .map(|m| m.content.as_str())
