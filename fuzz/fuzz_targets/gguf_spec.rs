@@ -4,13 +4,16 @@
 //! an error naming the file, never panic on a division, an overflow or a cast.
 #![no_main]
 
-use std::path::{Path, PathBuf};
+#[path = "toy_model.rs"]
+mod toy_model;
+
+use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sluice_loader::gguf::{MetaArray, MetaValue, Metadata};
 use sluice_loader::spec::ModelSpec;
-use sluice_loader::{GgmlType, TensorIndex, TensorInfo};
+use sluice_loader::TensorIndex;
 
 /// The keys and the toy's values for them.
 const KEYS: [(&str, u64); 12] = [
@@ -28,37 +31,10 @@ const KEYS: [(&str, u64); 12] = [
     ("llama.attention.layer_norm_rms_epsilon", 0),
 ];
 
-/// The toy model's tensors under GGUF names, F32, back to back.
+/// The toy model's tensors, built once.
 fn index() -> &'static TensorIndex {
     static INDEX: OnceLock<TensorIndex> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let (embd, ff, q, kv, vocab) = (64u64, 128u64, 64u64, 32u64, 100u64);
-        let mut names: Vec<(String, Vec<u64>)> = vec![("token_embd.weight".into(), vec![embd, vocab])];
-        for l in 0..2 {
-            let p = format!("blk.{l}");
-            names.push((format!("{p}.attn_norm.weight"), vec![embd]));
-            names.push((format!("{p}.attn_q.weight"), vec![embd, q]));
-            names.push((format!("{p}.attn_k.weight"), vec![embd, kv]));
-            names.push((format!("{p}.attn_v.weight"), vec![embd, kv]));
-            names.push((format!("{p}.attn_output.weight"), vec![q, embd]));
-            names.push((format!("{p}.ffn_norm.weight"), vec![embd]));
-            names.push((format!("{p}.ffn_gate.weight"), vec![embd, ff]));
-            names.push((format!("{p}.ffn_up.weight"), vec![embd, ff]));
-            names.push((format!("{p}.ffn_down.weight"), vec![ff, embd]));
-        }
-        names.push(("output_norm.weight".into(), vec![embd]));
-        let mut offset = 0;
-        let tensors = names
-            .into_iter()
-            .map(|(name, dims)| {
-                let n_bytes = dims.iter().product::<u64>() * 4;
-                let info = TensorInfo { name, dims, ty: GgmlType::F32, file: 0, offset, n_bytes };
-                offset += n_bytes;
-                info
-            })
-            .collect();
-        TensorIndex { files: vec![PathBuf::from("/models/toy.gguf")], tensors }
-    })
+    INDEX.get_or_init(|| toy_model::index(toy_model::Names::Gguf, "/models/toy.gguf"))
 }
 
 /// A value for a key from 9 input bytes: the first picks the kind, the rest the number.

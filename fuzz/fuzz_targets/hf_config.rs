@@ -4,46 +4,22 @@
 //! an error naming the file, never panic on a division or an overflow.
 #![no_main]
 
-use std::path::{Path, PathBuf};
+#[path = "toy_model.rs"]
+mod toy_model;
+
+use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use sluice_loader::spec::ModelSpec;
-use sluice_loader::{GgmlType, TensorIndex, TensorInfo};
+use sluice_loader::TensorIndex;
 
 const CONFIG: &str = "/models/toy-hf/config.json";
 
-/// The toy model's tensors under HF names, F32, back to back.
+/// The toy model's tensors, built once.
 fn index() -> &'static TensorIndex {
     static INDEX: OnceLock<TensorIndex> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let (embd, ff, q, kv, vocab) = (64u64, 128u64, 64u64, 32u64, 100u64);
-        let mut names: Vec<(String, Vec<u64>)> = vec![("model.embed_tokens.weight".into(), vec![embd, vocab])];
-        for l in 0..2 {
-            let p = format!("model.layers.{l}");
-            names.push((format!("{p}.input_layernorm.weight"), vec![embd]));
-            names.push((format!("{p}.self_attn.q_proj.weight"), vec![embd, q]));
-            names.push((format!("{p}.self_attn.k_proj.weight"), vec![embd, kv]));
-            names.push((format!("{p}.self_attn.v_proj.weight"), vec![embd, kv]));
-            names.push((format!("{p}.self_attn.o_proj.weight"), vec![q, embd]));
-            names.push((format!("{p}.post_attention_layernorm.weight"), vec![embd]));
-            names.push((format!("{p}.mlp.gate_proj.weight"), vec![embd, ff]));
-            names.push((format!("{p}.mlp.up_proj.weight"), vec![embd, ff]));
-            names.push((format!("{p}.mlp.down_proj.weight"), vec![ff, embd]));
-        }
-        names.push(("model.norm.weight".into(), vec![embd]));
-        let mut offset = 0;
-        let tensors = names
-            .into_iter()
-            .map(|(name, dims)| {
-                let n_bytes = dims.iter().product::<u64>() * 4;
-                let info = TensorInfo { name, dims, ty: GgmlType::F32, file: 0, offset, n_bytes };
-                offset += n_bytes;
-                info
-            })
-            .collect();
-        TensorIndex { files: vec![PathBuf::from("/models/toy-hf/model.safetensors")], tensors }
-    })
+    INDEX.get_or_init(|| toy_model::index(toy_model::Names::Hf, "/models/toy-hf/model.safetensors"))
 }
 
 fuzz_target!(|data: &[u8]| {
