@@ -358,13 +358,15 @@ fn generate(
     // The decode window opens at the first token, as `Generation::decode` does.
     let mut decode_start = None;
     let mut cpu_start = None;
+    let mut opened = false;
     let g = engine.generate(
         &prompt,
         args.tokens as usize,
         sampler,
         |_| false,
         |_| {
-            if cpu_start.is_none() {
+            if !opened {
+                opened = true;
                 decode_start = device.and_then(diskstats::Device::read);
                 cpu_start = cpustat::Counters::read();
             }

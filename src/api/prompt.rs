@@ -31,8 +31,8 @@ pub enum PromptError {
     )]
     NoChatTemplate,
     /// Rendering the chat template failed.
-    #[error("{0}")]
-    Template(#[source] TokenizerError),
+    #[error(transparent)]
+    Template(TokenizerError),
     /// Tokenizing the prompt failed.
     #[error("tokenising the prompt: {0}")]
     Encode(#[source] TokenizerError),
