@@ -225,3 +225,23 @@ fn sparse_ids_are_refused() {
     let err = Tokenizer::from_hf_files(&path, None).unwrap_err();
     assert!(err.to_string().contains("4000000000"), "{err}");
 }
+
+#[test]
+fn a_regex_that_backtracks_without_end_is_an_error_not_a_panic() {
+    // Oniguruma gives up on `(a+)+b` over a long run of `a`s (its retry limit) and the `onig`
+    // crate panics; the tokenizer turns that into an error and stays usable.
+    let mut tj = byte_level_json();
+    tj["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = json!("(a|a)+$|(a+)+b");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "tokenizer.json", &tj);
+    let t = Tokenizer::from_hf_files(&path, None).expect("the pattern compiles");
+    let hostile = format!("{}c", "a".repeat(32));
+    let e = t.encode(&hostile, false, false).unwrap_err();
+    assert!(matches!(e, TokenizerError::Backend(_)), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("retry-limit") && msg.contains("tokenizer.json"),
+        "{msg}"
+    );
+    assert_eq!(t.decode(&t.encode("abc", false, false).unwrap()), "abc");
+}

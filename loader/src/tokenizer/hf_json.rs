@@ -41,7 +41,9 @@ pub(super) fn build(
     config_path: Option<&Path>,
 ) -> Result<Tokenizer, TokenizerError> {
     let bytes = read(json_path)?;
-    let mut hf = tokenizers::Tokenizer::from_bytes(&bytes)
+    // Guarded too: the file's regexes and sizes are the file's to choose.
+    let mut hf = super::panic_guard::guarded(|| tokenizers::Tokenizer::from_bytes(&bytes))
+        .map_err(|p| bad_file(json_path, format!("the tokenizers library failed on it: {p}")))?
         .map_err(|e| bad_file(json_path, e.to_string()))?;
     hf.set_encode_special_tokens(true);
     hf.with_truncation(None)

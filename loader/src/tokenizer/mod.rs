@@ -15,6 +15,7 @@ mod error;
 mod gguf_vocab;
 mod hf_json;
 mod jinja_py;
+mod panic_guard;
 mod pretok;
 mod py_json;
 mod py_time;
@@ -143,8 +144,13 @@ impl Tokenizer {
             Model::Spm(spm) => spm.encode(text, prefix_space, &self.pieces, out),
             Model::Bpe(bpe) => bpe.encode(text, &self.pieces, out),
             Model::Hf(hf) => {
-                let enc = hf
-                    .encode_fast(text, false)
+                let enc = panic_guard::guarded(|| hf.encode_fast(text, false))
+                    .map_err(|p| {
+                        TokenizerError::Backend(format!(
+                            "encoding failed inside the tokenizer's own rules (a pre-tokenizer \
+                             regex of tokenizer.json that backtracks without end?): {p}"
+                        ))
+                    })?
                     .map_err(|e| TokenizerError::Backend(format!("encoding failed: {e}")))?;
                 out.extend_from_slice(enc.get_ids());
                 Ok(())
