@@ -157,6 +157,9 @@ pub enum BatchError {
     CudaBatch,
     #[error("the sequence needs {need} bytes of KV cache but the KV budget is {budget} bytes")]
     KvTooSmall { need: u64, budget: u64 },
+    /// The model's output held NaN or infinity: its weights do, or they overflow.
+    #[error("the model's logits are not finite (NaN or infinity) after {token} generated tokens: the weights hold NaN or infinity, or overflow (a damaged file?)")]
+    NonFiniteLogits { token: usize },
 }
 
 /// What a batch run did, summed over its steps.
@@ -266,7 +269,8 @@ struct StepBuf {
     owners: Vec<Owner>,
     decoding: Vec<usize>,
     /// Live indices that stop after this step, and why.
-    stopped: Vec<(usize, StopReason)>,
+    /// Live indices that end this step: how they stopped, or `None` for a failed step.
+    stopped: Vec<(usize, Option<StopReason>)>,
 }
 
 impl StepBuf {
@@ -667,13 +671,19 @@ impl Engine {
                         s.first_logits = Some(st.logits(k).to_vec());
                     }
                     if s.max_tokens == 0 {
-                        stopped.push((o.live, StopReason::Length));
+                        stopped.push((o.live, Some(StopReason::Length)));
                         continue;
                     }
                 }
+                // NaN or infinite weights (a damaged or hostile file) make every later logit
+                // NaN; sampling would then pick token 0 for ever. Fail the sequence instead.
+                if !all_finite(st.logits(k)) {
+                    stopped.push((o.live, None));
+                    continue;
+                }
                 let next = s.sampler.sample(st.logits_mut(k));
                 if driver.is_eog(next) {
-                    stopped.push((o.live, StopReason::Eos));
+                    stopped.push((o.live, Some(StopReason::Eos)));
                     continue;
                 }
                 s.sampler.observe(next);
@@ -681,9 +691,9 @@ impl Engine {
                 s.next = next;
                 stats.generated_tokens += 1;
                 if let Verdict::Stop(r) = driver.token(s.id, next, st.logits(k)) {
-                    stopped.push((o.live, r));
+                    stopped.push((o.live, Some(r)));
                 } else if s.tokens.len() >= s.max_tokens {
-                    stopped.push((o.live, StopReason::Length));
+                    stopped.push((o.live, Some(StopReason::Length)));
                 }
             }
             stats.io_wait = times.io_wait;
@@ -694,7 +704,16 @@ impl Engine {
             stopped.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
             for &(i, why) in stopped.iter() {
                 let s = live.remove(i);
-                retire(s, why, &mut slabs, driver);
+                match why {
+                    Some(why) => retire(s, why, &mut slabs, driver),
+                    None => {
+                        slabs.free(s.slot);
+                        let e = BatchError::NonFiniteLogits {
+                            token: s.tokens.len(),
+                        };
+                        driver.finished(s.id, Err(e.into()));
+                    }
+                }
             }
         }
         stats.io_wait = times.io_wait;
@@ -711,6 +730,17 @@ impl Engine {
 }
 
 /// Frees a sequence's slab and reports it to the driver.
+/// Whether every value is finite: one pass without early exit, so it vectorises (a row of
+/// 150 000 logits in tens of microseconds, not a share of the token's time).
+fn all_finite(x: &[f32]) -> bool {
+    const EXP: u32 = 0x7f80_0000;
+    // An all-ones exponent is NaN or infinity.
+    let bad = x
+        .iter()
+        .fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXP == EXP));
+    bad == 0
+}
+
 fn retire(s: Live, why: StopReason, slabs: &mut KvSlabs, driver: &mut dyn Driver) {
     slabs.free(s.slot);
     let ended = Instant::now();
@@ -729,4 +759,29 @@ fn retire(s: Live, why: StopReason, slabs: &mut KvSlabs, driver: &mut dyn Driver
             decode_steps: s.decode_steps,
         }),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_finite_finds_nan_and_infinity_anywhere() {
+        let mut row = vec![0.5f32; 1000];
+        assert!(all_finite(&row));
+        assert!(all_finite(&[]));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 7, 999] {
+                row[at] = bad;
+                assert!(!all_finite(&row), "{bad} at {at}");
+                row[at] = 0.5;
+            }
+        }
+        assert!(all_finite(&[
+            f32::MAX,
+            f32::MIN,
+            -0.0,
+            f32::MIN_POSITIVE / 2.0
+        ]));
+    }
 }
