@@ -43,7 +43,12 @@ pub(super) fn build(
     let bytes = read(json_path)?;
     // Guarded too: the file's regexes and sizes are the file's to choose.
     let mut hf = super::panic_guard::guarded(|| tokenizers::Tokenizer::from_bytes(&bytes))
-        .map_err(|p| bad_file(json_path, format!("the tokenizers library failed on it: {p}")))?
+        .map_err(|p| {
+            bad_file(
+                json_path,
+                format!("the tokenizers library failed on it: {p}"),
+            )
+        })?
         .map_err(|e| bad_file(json_path, e.to_string()))?;
     hf.set_encode_special_tokens(true);
     hf.with_truncation(None)
