@@ -107,7 +107,7 @@ fn strftime_now_is_available() {
 
 #[test]
 fn a_template_that_never_ends_fails_instead_of_hanging() {
-    // 10^10 iterations: without the fuel bound this runs for hours.
+    // 10^10 iterations: without the fuel bound this runs for minutes (24 ns an instruction).
     let endless =
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x";
     let e = with_template(endless)
