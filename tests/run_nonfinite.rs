@@ -1,5 +1,6 @@
-//! A model whose weights hold NaN (a damaged file): `sluice run` stops with exit 2 and says the
-//! logits are not finite, instead of printing token 0 over and over. The model is SmolLM2 (needs
+//! A model whose weights hold NaN (a damaged file): `sluice run` and `sluice perplexity` stop
+//! with exit 2 and say the logits are not finite, instead of an empty reply (token 0, SmolLM2's
+//! end of text) or a NaN perplexity. The model is SmolLM2 (needs
 //! it in the cache; CI fetches it) copied with the scale of the first Q4_1 block of layer 0's
 //! FFN down projection set to NaN: one element of the residual stream turns NaN, the next norm
 //! spreads it to every element, and every logit follows. (A NaN in an F32 norm weight would not
@@ -9,17 +10,17 @@
 mod common;
 
 use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use common::{path_arg, sluice, stderr};
 use sluice_loader::cache::require_model;
 use sluice_loader::gguf::GgufFile;
 use sluice_loader::GgmlType;
 
-#[test]
-fn nan_weights_stop_the_run_with_a_reason() {
+/// SmolLM2 copied into `dir` with one Q4_1 block scale set to NaN.
+fn damaged_model(dir: &Path) -> PathBuf {
     let model = require_model("smollm2-135m");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let damaged = dir.path().join("damaged.gguf");
+    let damaged = dir.join("damaged.gguf");
     std::fs::copy(&model, &damaged).expect("copy the model");
     let g = GgufFile::open(&model).expect("SmolLM2 opens");
     let down = g
@@ -36,7 +37,13 @@ fn nan_weights_stop_the_run_with_a_reason() {
     f.seek(SeekFrom::Start(down.offset)).expect("seek");
     f.write_all(&0x7e00u16.to_le_bytes())
         .expect("write an f16 NaN");
-    drop(f);
+    damaged
+}
+
+#[test]
+fn nan_weights_stop_the_run_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let damaged = damaged_model(dir.path());
 
     let o = sluice(
         &[
@@ -58,4 +65,33 @@ fn nan_weights_stop_the_run_with_a_reason() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("not finite"), "{err}");
+}
+
+#[test]
+fn nan_weights_stop_perplexity_with_a_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let damaged = damaged_model(dir.path());
+    let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpl-3.0.txt");
+    let o = sluice(
+        &[
+            "perplexity",
+            "-m",
+            path_arg(&damaged),
+            "-f",
+            path_arg(&text),
+            "-c",
+            "64",
+            "--chunks",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        &[],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not finite") && err.contains("chunk 1"),
+        "{err}"
+    );
 }

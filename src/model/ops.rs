@@ -193,6 +193,17 @@ pub fn swiglu_chunk_with(isa: Isa, col0: usize, row_len: usize, gate: &mut [f32]
     }
 }
 
+/// Whether every value is finite (no NaN, no infinity): one pass without early exit, so it
+/// vectorises; a row of 150 000 logits costs tens of microseconds, not a share of a token.
+pub fn all_finite(x: &[f32]) -> bool {
+    const EXP: u32 = 0x7f80_0000;
+    // An all-ones exponent is NaN or infinity.
+    let bad = x
+        .iter()
+        .fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXP == EXP));
+    bad == 0
+}
+
 /// `x += y`: residual connections.
 pub fn add_in_place(x: &mut [f32], y: &[f32]) {
     debug_assert_eq!(x.len(), y.len());
@@ -212,6 +223,26 @@ pub fn add_bias_rows(x: &mut [f32], bias: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_finite_finds_nan_and_infinity_anywhere() {
+        let mut row = vec![0.5f32; 1000];
+        assert!(all_finite(&row));
+        assert!(all_finite(&[]));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 7, 999] {
+                row[at] = bad;
+                assert!(!all_finite(&row), "{bad} at {at}");
+                row[at] = 0.5;
+            }
+        }
+        assert!(all_finite(&[
+            f32::MAX,
+            f32::MIN,
+            -0.0,
+            f32::MIN_POSITIVE / 2.0
+        ]));
+    }
 
     /// Values that exercise exp's whole range: ordinary, far beyond both saturation points, ±0.
     fn awkward(n: usize, seed: u32) -> Vec<f32> {
