@@ -428,17 +428,7 @@ fn a_model_against_itself_diverges_by_nothing() {
 fn refused(args: &[&str], needles: &[&str]) {
     let mut all = vec!["perplexity"];
     all.extend_from_slice(args);
-    let o = sluice(&all, &[]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "sluice {}: {err}", all.join(" "));
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "sluice {}: {n:?} not in: {err}",
-            all.join(" ")
-        );
-    }
-    assert!(!err.contains("panicked"), "{err}");
+    common::refused(&all, needles);
 }
 
 #[test]

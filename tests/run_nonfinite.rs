@@ -12,7 +12,7 @@ mod common;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use common::{path_arg, sluice, stderr};
+use common::{path_arg, refused};
 use sluice_loader::cache::require_model;
 use sluice_loader::gguf::GgufFile;
 use sluice_loader::GgmlType;
@@ -45,7 +45,7 @@ fn nan_weights_stop_the_run_with_a_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let damaged = damaged_model(dir.path());
 
-    let o = sluice(
+    refused(
         &[
             "run",
             "-m",
@@ -60,11 +60,8 @@ fn nan_weights_stop_the_run_with_a_reason() {
             "--device",
             "cpu",
         ],
-        &[],
+        &["not finite"],
     );
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("not finite"), "{err}");
 }
 
 #[test]
@@ -72,7 +69,7 @@ fn nan_weights_stop_perplexity_with_a_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let damaged = damaged_model(dir.path());
     let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpl-3.0.txt");
-    let o = sluice(
+    refused(
         &[
             "perplexity",
             "-m",
@@ -86,12 +83,6 @@ fn nan_weights_stop_perplexity_with_a_reason() {
             "--device",
             "cpu",
         ],
-        &[],
-    );
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("not finite") && err.contains("chunk 1"),
-        "{err}"
+        &["not finite", "chunk 1"],
     );
 }

@@ -44,6 +44,27 @@ pub fn sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("spawning the sluice binary built for these tests")
 }
 
+/// Runs `sluice ARGS`, asserts it exits 2 (bad input) with every one of `needles` in its
+/// standard error and no panic report, and returns that text.
+pub fn refused(args: &[&str], needles: &[&str]) -> String {
+    let o = sluice(args, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "sluice {}: {err}", args.join(" "));
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "sluice {}: no {n:?} in: {err}",
+            args.join(" ")
+        );
+    }
+    assert!(
+        !err.contains("panicked"),
+        "sluice {}: {err}",
+        args.join(" ")
+    );
+    err
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
