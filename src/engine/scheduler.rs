@@ -158,8 +158,8 @@ pub enum BatchError {
     #[error("the sequence needs {need} bytes of KV cache but the KV budget is {budget} bytes")]
     KvTooSmall { need: u64, budget: u64 },
     /// The model's output held NaN or infinity: its weights do, or they overflow.
-    #[error("the model's logits are not finite (NaN or infinity) after {token} generated tokens: the weights hold NaN or infinity, or overflow (a damaged file?)")]
-    NonFiniteLogits { token: usize },
+    #[error("the model's logits are not finite (NaN or infinity) at position {pos}: the weights hold NaN or infinity, or overflow (a damaged file?)")]
+    NonFiniteLogits { pos: usize },
 }
 
 /// What a batch run did, summed over its steps.
@@ -260,6 +260,15 @@ struct Owner {
     scored: Option<usize>,
 }
 
+/// How a live sequence ends after a step.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// It stopped: the driver gets what it produced.
+    Stop(StopReason),
+    /// Its logits at this sequence position were not finite: the driver gets an error.
+    NonFinite { pos: usize },
+}
+
 /// The step being assembled, reused from step to step (no allocation per token).
 struct StepBuf {
     tokens: Vec<u32>,
@@ -268,9 +277,8 @@ struct StepBuf {
     /// One per entry of `logit_rows`.
     owners: Vec<Owner>,
     decoding: Vec<usize>,
-    /// Live indices that stop after this step, and why.
-    /// Live indices that end this step: how they stopped, or `None` for a failed step.
-    stopped: Vec<(usize, Option<StopReason>)>,
+    /// Live indices that end after this step, and how.
+    stopped: Vec<(usize, Ending)>,
 }
 
 impl StepBuf {
@@ -659,6 +667,16 @@ impl Engine {
             stopped.clear();
             for (k, o) in buf.owners.iter().enumerate() {
                 let s = &mut live[o.live];
+                // NaN or infinite weights (a damaged or hostile file) make every later logit
+                // NaN: sampling would pick token 0 for ever, scores would be NaN. Fail the
+                // sequence instead, once however many of its rows this step scores.
+                if !crate::model::ops::all_finite(st.logits(k)) {
+                    if !stopped.iter().any(|&(i, _)| i == o.live) {
+                        let pos = o.scored.unwrap_or(s.prompt.len() + s.tokens.len() - 1);
+                        stopped.push((o.live, Ending::NonFinite { pos }));
+                    }
+                    continue;
+                }
                 if let Some(pos) = o.scored {
                     driver.prompt_logits(s.id, pos, st.logits(k));
                 }
@@ -671,19 +689,13 @@ impl Engine {
                         s.first_logits = Some(st.logits(k).to_vec());
                     }
                     if s.max_tokens == 0 {
-                        stopped.push((o.live, Some(StopReason::Length)));
+                        stopped.push((o.live, Ending::Stop(StopReason::Length)));
                         continue;
                     }
                 }
-                // NaN or infinite weights (a damaged or hostile file) make every later logit
-                // NaN; sampling would then pick token 0 for ever. Fail the sequence instead.
-                if !crate::model::ops::all_finite(st.logits(k)) {
-                    stopped.push((o.live, None));
-                    continue;
-                }
                 let next = s.sampler.sample(st.logits_mut(k));
                 if driver.is_eog(next) {
-                    stopped.push((o.live, Some(StopReason::Eos)));
+                    stopped.push((o.live, Ending::Stop(StopReason::Eos)));
                     continue;
                 }
                 s.sampler.observe(next);
@@ -691,9 +703,9 @@ impl Engine {
                 s.next = next;
                 stats.generated_tokens += 1;
                 if let Verdict::Stop(r) = driver.token(s.id, next, st.logits(k)) {
-                    stopped.push((o.live, Some(r)));
+                    stopped.push((o.live, Ending::Stop(r)));
                 } else if s.tokens.len() >= s.max_tokens {
-                    stopped.push((o.live, Some(StopReason::Length)));
+                    stopped.push((o.live, Ending::Stop(StopReason::Length)));
                 }
             }
             stats.io_wait = times.io_wait;
@@ -702,16 +714,13 @@ impl Engine {
             driver.step(&stats, slabs.live_bytes());
             // Highest index first, so the indices still to remove stay valid.
             stopped.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
-            for &(i, why) in stopped.iter() {
+            for &(i, how) in stopped.iter() {
                 let s = live.remove(i);
-                match why {
-                    Some(why) => retire(s, why, &mut slabs, driver),
-                    None => {
+                match how {
+                    Ending::Stop(why) => retire(s, why, &mut slabs, driver),
+                    Ending::NonFinite { pos } => {
                         slabs.free(s.slot);
-                        let e = BatchError::NonFiniteLogits {
-                            token: s.tokens.len(),
-                        };
-                        driver.finished(s.id, Err(e.into()));
+                        driver.finished(s.id, Err(BatchError::NonFiniteLogits { pos }.into()));
                     }
                 }
             }
