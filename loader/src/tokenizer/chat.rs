@@ -112,10 +112,7 @@ impl ChatTemplate {
         let tmpl = env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TokenizerError::Template(describe(&e)))?;
-        let mut out = Capped {
-            text: Vec::new(),
-            over: false,
-        };
+        let mut out = Capped(Vec::new());
         let rendered = tmpl.render_captured_to(
             context! {
                 messages => messages,
@@ -125,37 +122,33 @@ impl ChatTemplate {
             },
             &mut out,
         );
-        if out.over {
-            return Err(TokenizerError::Template(format!(
-                "the rendered prompt exceeds {} MiB; the template writes without end",
-                MAX_RENDERED_BYTES >> 20
-            )));
-        }
         match rendered {
-            Ok(_) => String::from_utf8(out.text)
+            Ok(_) => String::from_utf8(out.0)
                 .map_err(|_| TokenizerError::Template("the rendered prompt is not UTF-8".into())),
             Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(TokenizerError::Template(format!(
                 "ran more than {FUEL} instructions without finishing (a loop without end?)"
             ))),
+            // `Capped` is the only writer, and it fails only at the cap.
+            Err(e) if e.kind() == ErrorKind::WriteFailure => {
+                Err(TokenizerError::Template(format!(
+                    "the rendered prompt exceeds {} MiB; the template writes without end",
+                    MAX_RENDERED_BYTES >> 20
+                )))
+            }
             Err(e) => Err(TokenizerError::Template(describe(&e))),
         }
     }
 }
 
 /// The render's output, refusing to grow past [`MAX_RENDERED_BYTES`].
-struct Capped {
-    text: Vec<u8>,
-    /// Set when a write would have passed the cap.
-    over: bool,
-}
+struct Capped(Vec<u8>);
 
 impl io::Write for Capped {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.text.len() + buf.len() > MAX_RENDERED_BYTES {
-            self.over = true;
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
             return Err(io::Error::other("the rendered prompt is too long"));
         }
-        self.text.extend_from_slice(buf);
+        self.0.extend_from_slice(buf);
         Ok(buf.len())
     }
 
