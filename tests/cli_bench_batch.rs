@@ -59,8 +59,13 @@ fn streamed_rows_share_the_read_and_count_the_cpus() {
             "speedup is against batch 1: {r}"
         );
         // How the machine's CPUs spent the run: three shares of one whole, or null when no
-        // clock tick passed within it.
+        // clock tick passed within it (the one-sequence row streams every token: it spans
+        // many ticks, so it is always counted).
         let cpu = &r["cpu"];
+        assert!(
+            !rows[0]["cpu"].is_null(),
+            "the streamed one-sequence row: {v}"
+        );
         if !cpu.is_null() {
             let parts = ["busy", "idle", "stolen"].map(|k| num(cpu, k));
             assert!(parts.iter().all(|p| (0.0..=1.0).contains(p)), "{cpu}");
